@@ -1,0 +1,66 @@
+"""Initial word vectors: gensim word2vec on the training sentences, or a word2vec/GloVe vectors file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from gensim.models import KeyedVectors, Word2Vec
+
+from han.config import EmbeddingsConfig
+from han.errors import DataError
+from han.vocab import PAD_ID, Vocab
+
+log = logging.getLogger(__name__)
+
+
+def train_word2vec(sentences: Sequence[Sequence[str]], config: EmbeddingsConfig, seed: int) -> KeyedVectors:
+    """Train word2vec (CBOW or skip-gram) on tokenised training sentences."""
+    model = Word2Vec(
+        sentences=sentences,
+        vector_size=config.dim,
+        sg=1 if config.algorithm == "skipgram" else 0,
+        window=config.window,
+        min_count=config.min_count,
+        negative=config.negative,
+        epochs=config.epochs,
+        workers=config.workers,
+        seed=seed,
+    )
+    return model.wv
+
+
+def load_vectors_file(path: str | Path, file_format: str) -> KeyedVectors:
+    """Read vectors in word2vec text/binary format or GloVe's header-less text format."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: vectors file not found (embeddings.path)")
+    try:
+        return KeyedVectors.load_word2vec_format(
+            str(path), binary=file_format == "word2vec_binary", no_header=file_format == "glove", unicode_errors="replace"
+        )
+    except (ValueError, UnicodeDecodeError, EOFError) as error:
+        raise DataError(f"{path}: not a {file_format} vectors file ({error}); check embeddings.format") from None
+
+
+def embedding_matrix(vocab: Vocab, vectors: KeyedVectors | None, dim: int, seed: int) -> tuple[np.ndarray, int]:
+    """A (len(vocab), dim) float32 matrix in vocab order and the number of words found in `vectors`.
+
+    Words without a vector get small random values scaled like the known vectors; padding is zero.
+    """
+    rng = np.random.default_rng(seed)
+    if vectors is not None and vectors.vector_size != dim:
+        raise DataError(f"the vectors have {vectors.vector_size} dimensions but embeddings.dim is {dim}; set embeddings.dim={vectors.vector_size}")
+    scale = float(np.std(vectors.vectors)) if vectors is not None and len(vectors) else 0.1
+    matrix = rng.normal(0.0, scale, size=(len(vocab), dim)).astype(np.float32)
+    found = 0
+    if vectors is not None:
+        for i, word in enumerate(vocab.words):
+            j = vectors.key_to_index.get(word)
+            if j is not None:
+                matrix[i] = vectors.vectors[j]
+                found += 1
+    matrix[PAD_ID] = 0.0
+    return matrix, found

@@ -1,0 +1,25 @@
+"""Typed errors. The library raises these; only `pipelines/` turns them into messages and exit codes."""
+
+
+class HanError(Exception):
+    """Base class of every error han raises on purpose. Its message is one line meant for a user."""
+
+    exit_code = 1
+
+
+class ConfigError(HanError):
+    """A configuration file or override is invalid."""
+
+    exit_code = 2
+
+
+class DataError(HanError):
+    """Input data is missing, unreadable or malformed."""
+
+    exit_code = 3
+
+
+class RunDirError(HanError):
+    """A run directory is missing, incomplete or would be overwritten."""
+
+    exit_code = 4

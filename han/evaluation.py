@@ -1,0 +1,51 @@
+"""Scoring a model on encoded documents and the classification metrics reported for a split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from han.batching import EncodedSplit, bucketed_batches, collate
+from han.model import HierarchicalAttentionNetwork
+
+
+@torch.no_grad()
+def predict_probabilities(model: HierarchicalAttentionNetwork, split: EncodedSplit, batch_size: int) -> np.ndarray:
+    """Class probabilities (N, C) for every document of `split`, in split order."""
+    was_training = model.training
+    model.eval()
+    probabilities = np.zeros((len(split), model.classifier.out_features), dtype=np.float32)
+    for indices in bucketed_batches(split, batch_size, rng=None):
+        batch = collate(split, indices)
+        output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+        probabilities[indices] = torch.softmax(output.logits, dim=-1).numpy()
+    model.train(was_training)
+    return probabilities
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, log loss, per-class precision/recall/F1/support and the confusion matrix."""
+    classes = list(range(len(label_names)))
+    predicted = probabilities.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
+    picked = probabilities[np.arange(len(labels)), labels]
+    return {
+        "documents": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        "loss": float(-np.mean(np.log(np.clip(picked, 1e-12, None)))),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(label_names)
+        },
+        "confusion_matrix": {"labels": label_names, "rows_true_columns_predicted": confusion_matrix(labels, predicted, labels=classes).tolist()},
+    }
+
+
+def evaluate_model(model: HierarchicalAttentionNetwork, split: EncodedSplit, label_names: list[str], batch_size: int) -> dict[str, Any]:
+    """Metrics of `model` on a labelled split."""
+    return classification_metrics(split.labels, predict_probabilities(model, split, batch_size), label_names)
+

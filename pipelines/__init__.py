@@ -1,0 +1,1 @@
+"""The han command-line app: thin typer commands over the `han` library."""
