@@ -174,7 +174,7 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss) * len(indices)
+            loss_sum += loss.item() * len(indices)
             seen += len(indices)
             elapsed = time.perf_counter() - epoch_start
             progress.advance(len(indices), loss=loss_sum / seen, docs_per_s=seen / max(elapsed, 1e-9))

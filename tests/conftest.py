@@ -1,0 +1,85 @@
+"""Shared fixtures: a small synthetic labelled corpus and a trained tiny run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
+
+TOPICS = {
+    "sport": ["match", "goal", "team", "coach", "league", "score", "player", "season"],
+    "tech": ["software", "chip", "computer", "network", "device", "code", "server", "data"],
+    "food": ["recipe", "kitchen", "bread", "cheese", "flavour", "chef", "sauce", "oven"],
+}
+FILLER = ["the", "a", "was", "very", "today", "we", "said", "and", "it", "new", "with", "for"]
+
+
+def make_document(rng: random.Random, label: str) -> str:
+    """A few sentences mixing filler words with the label's topic words."""
+    sentences = []
+    for _ in range(rng.randint(1, 6)):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
+        for _ in range(rng.randint(1, 2)):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[label]))
+        sentences.append(" ".join(words).capitalize() + ".")
+    return " ".join(sentences)
+
+
+def make_corpus(n: int, seed: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    labels = sorted(TOPICS)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        rows.append({"text": make_document(rng, label), "label": label, "split": "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test")})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_rows() -> list[dict[str, str]]:
+    return make_corpus(240)
+
+
+@pytest.fixture(scope="session")
+def corpus_csv(tmp_path_factory: pytest.TempPathFactory, corpus_rows: list[dict[str, str]]) -> Path:
+    return write_csv(tmp_path_factory.mktemp("corpus") / "corpus.csv", corpus_rows)
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(corpus_csv: Path) -> list[str]:
+    """Overrides that point configs/tiny.yaml at the synthetic corpus."""
+    return [f"data.source={corpus_csv}", "data.split_column=split", "train.max_epochs=4", "train.threads=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_overrides: list[str]):
+    from han.config import load_config
+
+    return load_config(TINY_CONFIG, tiny_overrides)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
+    """A run directory that went through every stage once (shared by read-only tests)."""
+    from han.runner import run_all
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    run_all(tiny_config, run_dir)
+    return run_dir

@@ -1,0 +1,57 @@
+import numpy as np
+
+from han.batching import EncodedSplit, bucketed_batches, collate
+from han.vocab import PAD_ID
+
+
+def make_split(n=100, seed=0):
+    rng = np.random.default_rng(seed)
+    docs = [[list(rng.integers(2, 99, size=rng.integers(1, 12))) for _ in range(rng.integers(1, 9))] for _ in range(n)]
+    return docs, EncodedSplit.from_documents(docs, list(rng.integers(0, 3, size=n)))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    docs, split = make_split()
+    split.save(tmp_path / "train")
+    loaded = EncodedSplit.load(tmp_path / "train")
+    for name in ("tokens", "sentence_offsets", "document_offsets", "labels"):
+        assert np.array_equal(getattr(loaded, name), getattr(split, name)), name
+    assert list(loaded.sentence_counts) == [len(d) for d in docs]
+
+
+def test_collate_places_every_word(tmp_path):
+    docs, split = make_split(20)
+    indices = np.array([3, 0, 17])
+    batch = collate(split, indices)
+    sentences = [s for i in indices for s in docs[i]]
+    assert batch.word_ids.shape == (len(sentences), max(len(s) for s in sentences))
+    assert batch.sentence_counts.tolist() == [len(docs[i]) for i in indices]
+    for row, sentence in enumerate(sentences):
+        assert batch.word_ids[row, : len(sentence)].tolist() == [int(t) for t in sentence]
+        assert (batch.word_ids[row, len(sentence):] == PAD_ID).all()
+        assert batch.sentence_lengths[row] == len(sentence)
+    assert batch.labels.tolist() == split.labels[indices].tolist()
+
+
+def test_batches_cover_every_document_once_and_group_by_length():
+    _, split = make_split(500)
+    for rng in (None, np.random.default_rng(0)):
+        batches = list(bucketed_batches(split, 16, rng))
+        seen = np.concatenate(batches)
+        assert sorted(seen.tolist()) == list(range(500))
+    # bucketing keeps padding small compared with random batches
+    def padded_slots(batches):
+        return sum(len(b) * split.sentence_counts[b].max() for b in batches)
+    random_batches = np.array_split(np.random.default_rng(0).permutation(500), 500 // 16)
+    assert padded_slots(list(bucketed_batches(split, 16, np.random.default_rng(0)))) < 0.8 * padded_slots(random_batches)
+
+
+def test_shuffle_is_seeded_and_changes_between_epochs():
+    _, split = make_split(300)
+    first = [b.tolist() for b in bucketed_batches(split, 16, np.random.default_rng(7))]
+    again = [b.tolist() for b in bucketed_batches(split, 16, np.random.default_rng(7))]
+    assert first == again
+    rng = np.random.default_rng(7)
+    epoch1 = [b.tolist() for b in bucketed_batches(split, 16, rng)]
+    epoch2 = [b.tolist() for b in bucketed_batches(split, 16, rng)]
+    assert epoch1 != epoch2

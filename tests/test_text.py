@@ -1,0 +1,79 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from han.config import EmbeddingsConfig, PreprocessConfig
+from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+from han.errors import ConfigError, DataError
+from han.segment import build_pipeline, segment
+from han.vocab import PAD, PAD_ID, UNK, UNK_ID, Vocab
+
+
+def test_sentencizer_splits_lowercases_and_drops_whitespace():
+    config = PreprocessConfig()
+    nlp = build_pipeline(config)
+    (doc,) = segment(nlp, ["Hello World. This is\nhan!  Is it?"], config)
+    assert doc == [["hello", "world", "."], ["this", "is", "han", "!"], ["is", "it", "?"]]
+    (cased,) = segment(nlp, ["Hello World."], config.model_copy(update={"lowercase": False}))
+    assert cased == [["Hello", "World", "."]]
+
+
+def test_caps_limit_sentences_and_words():
+    config = PreprocessConfig(max_sentences=2, max_words=3)
+    (doc,) = segment(build_pipeline(config), ["One two three four five. Six seven. Eight nine. Ten."], config)
+    assert doc == [["one", "two", "three"], ["six", "seven", "."]]
+
+
+def test_empty_text_gives_no_sentences():
+    config = PreprocessConfig()
+    assert list(segment(build_pipeline(config), ["   \n  "], config)) == [[]]
+
+
+def test_unknown_language_and_missing_pipeline_are_config_errors():
+    with pytest.raises(ConfigError, match="preprocess.lang"):
+        build_pipeline(PreprocessConfig(lang="zz-not-a-language"))
+    with pytest.raises(ConfigError, match="not installed"):
+        build_pipeline(PreprocessConfig(spacy_model="xx_surely_missing_pipeline"))
+
+
+def test_vocab_counts_caps_and_round_trips(tmp_path):
+    counts = Counter({"the": 10, "cat": 3, "sat": 3, "rare": 1, "mat": 2})
+    vocab = Vocab.build(counts, min_count=2, max_size=5)
+    assert vocab.words == [PAD, UNK, "the", "cat", "sat"]  # ties alphabetical, capped at 5 ids
+    assert vocab.encode(["the", "mat", "rare"]) == [2, UNK_ID, UNK_ID]
+    vocab.save(tmp_path / "vocab.json")
+    assert Vocab.load(tmp_path / "vocab.json").words == vocab.words
+
+
+def test_word2vec_is_deterministic_with_one_worker():
+    sentences = [["the", "cat", "sat", "on", "the", "mat"], ["a", "dog", "sat", "on", "a", "log"]] * 30
+    config = EmbeddingsConfig(dim=8, epochs=2, min_count=1, workers=1)
+    first, second = train_word2vec(sentences, config, seed=1), train_word2vec(sentences, config, seed=1)
+    assert np.array_equal(first["cat"], second["cat"])
+    assert first.vector_size == 8
+
+
+def write_vectors(path, header: bool):
+    lines = ["3 2"] if header else []
+    lines += ["hello 0.5 -0.5", "world 1.0 2.0", "zebra 3 3"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_vectors_files_word2vec_and_glove(tmp_path):
+    vocab = Vocab([PAD, UNK, "hello", "world", "unseen"])
+    for header, fmt in ((True, "word2vec"), (False, "glove")):
+        vectors = load_vectors_file(write_vectors(tmp_path / f"v{fmt}.txt", header), fmt)
+        matrix, found = embedding_matrix(vocab, vectors, 2, seed=0)
+        assert found == 2 and matrix.shape == (5, 2) and matrix.dtype == np.float32
+        assert np.allclose(matrix[2], [0.5, -0.5]) and np.allclose(matrix[3], [1.0, 2.0])
+        assert np.all(matrix[PAD_ID] == 0) and np.any(matrix[4] != 0)
+
+
+def test_vector_dimension_mismatch_and_missing_file(tmp_path):
+    vectors = load_vectors_file(write_vectors(tmp_path / "v.txt", True), "word2vec")
+    with pytest.raises(DataError, match="embeddings.dim=2"):
+        embedding_matrix(Vocab([PAD, UNK]), vectors, 5, seed=0)
+    with pytest.raises(DataError, match="not found"):
+        load_vectors_file(tmp_path / "none.txt", "word2vec")
