@@ -1,0 +1,23 @@
+# Set-up is part of every target: a fresh clone needs only python3 (3.10+) and network access to PyPI.
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install  ## train and evaluate on the BBC News demo corpus
+	$(BIN)/han run configs/bbc.yaml --run-dir runs/bbc
+
+test: install  ## the default (offline) test suite
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
