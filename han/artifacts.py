@@ -142,7 +142,9 @@ class RunDir:
 
     def splits(self) -> list[str]:
         data = self.root / "data"
-        return sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")) if data.is_dir() else []
+        return (
+            sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")) if data.is_dir() else []
+        )
 
     def require(self, *paths: Path, hint: str) -> None:
         """Raise a one-line error naming the first missing path."""

@@ -49,7 +49,9 @@ class EncodedSplit:
     @classmethod
     def from_documents(cls, documents: Sequence[Sequence[Sequence[int]]], labels: Sequence[int]) -> EncodedSplit:
         sentence_lengths = [len(s) for doc in documents for s in doc]
-        tokens = np.fromiter((t for doc in documents for s in doc for t in s), dtype=np.int64, count=sum(sentence_lengths))
+        tokens = np.fromiter(
+            (t for doc in documents for s in doc for t in s), dtype=np.int64, count=sum(sentence_lengths)
+        )
         sentence_offsets = np.zeros(len(sentence_lengths) + 1, dtype=np.int64)
         np.cumsum(sentence_lengths, out=sentence_offsets[1:])
         document_offsets = np.zeros(len(documents) + 1, dtype=np.int64)
@@ -58,7 +60,9 @@ class EncodedSplit:
 
     def save(self, path: Path) -> None:
         """Write as an Arrow dataset (one row per document: nested ids and label)."""
-        sentences = pa.ListArray.from_arrays(pa.array(self.sentence_offsets, pa.int32()), pa.array(self.tokens, pa.int32()))
+        sentences = pa.ListArray.from_arrays(
+            pa.array(self.sentence_offsets, pa.int32()), pa.array(self.tokens, pa.int32())
+        )
         documents = pa.ListArray.from_arrays(pa.array(self.document_offsets, pa.int32()), sentences)
         table = pa.table({"ids": documents, "label": pa.array(self.labels, pa.int64())})
         datasets.Dataset(table).cast(ENCODED_FEATURES).save_to_disk(str(path))
@@ -111,7 +115,9 @@ def collate(split: EncodedSplit, indices: np.ndarray) -> Batch:
     )
 
 
-def bucketed_batches(split: EncodedSplit, batch_size: int, rng: np.random.Generator | None, pool_batches: int = 50) -> Iterator[np.ndarray]:
+def bucketed_batches(
+    split: EncodedSplit, batch_size: int, rng: np.random.Generator | None, pool_batches: int = 50
+) -> Iterator[np.ndarray]:
     """Index arrays of batches of documents of similar length.
 
     With `rng`, documents are shuffled, sorted by length within pools of `pool_batches` batches

@@ -169,7 +169,9 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
 def config_from_dict(data: Any, source: str = "config", overrides: list[str] | None = None) -> Config:
     """Validate plain data (as read from YAML) plus overrides into a frozen `Config`."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of sections (data, preprocess, ...), got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of sections (data, preprocess, ...), got {type(data).__name__}"
+        )
     data = apply_overrides(data, overrides or [])
     try:
         return Config.model_validate(data)

@@ -40,7 +40,9 @@ class RawSplit:
         return len(self.texts)
 
     def subset(self, indices: list[int]) -> RawSplit:
-        return RawSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices], [self.rows[i] for i in indices])
+        return RawSplit(
+            [self.texts[i] for i in indices], [self.labels[i] for i in indices], [self.rows[i] for i in indices]
+        )
 
 
 def resolve_source(source: str) -> Path | None:
@@ -49,7 +51,9 @@ def resolve_source(source: str) -> Path | None:
         package, _, sub = source[len("package:") :].partition("/")
         spec = importlib.util.find_spec(package)  # finds the package without importing it
         if spec is None or not spec.submodule_search_locations:
-            raise DataError(f"data.source {source!r}: Python package {package!r} is not installed (pip install {package})")
+            raise DataError(
+                f"data.source {source!r}: Python package {package!r} is not installed (pip install {package})"
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / sub
         if not path.exists():
             raise DataError(f"data.source {source!r}: {path} does not exist in the installed package")
@@ -57,7 +61,11 @@ def resolve_source(source: str) -> Path | None:
     path = Path(source).expanduser()
     if path.exists():
         return path
-    if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in FILE_BUILDERS or os.sep in source.strip("/").split("/", 1)[-1]:
+    if (
+        source.startswith((".", "/", "~"))
+        or Path(source).suffix.lower() in FILE_BUILDERS
+        or os.sep in source.strip("/").split("/", 1)[-1]
+    ):
         raise DataError(f"data.source {source!r}: no such file or folder")
     return None
 
@@ -89,9 +97,13 @@ def _class_folder_split(folder: Path) -> datasets.Dataset:
             texts.append(text)
             labels.append(class_dir.name)
     if not texts:
-        raise DataError(f"{folder}: no text files found in class sub-folders (expected {folder}/<label>/<document>.txt)")
+        raise DataError(
+            f"{folder}: no text files found in class sub-folders (expected {folder}/<label>/<document>.txt)"
+        )
     if replaced:
-        log.warning("%s: %d file(s) were not valid UTF-8; undecodable bytes were replaced with U+FFFD", folder, replaced)
+        log.warning(
+            "%s: %d file(s) were not valid UTF-8; undecodable bytes were replaced with U+FFFD", folder, replaced
+        )
     return datasets.Dataset.from_dict({"text": texts, "label": labels})
 
 
@@ -187,11 +199,22 @@ def _to_raw_split(dataset: datasets.Dataset, config: DataConfig, where: str) -> 
     rows = list(range(1, len(texts) + 1))
     empty = [r for r, t in zip(rows, texts) if not t.strip()]
     if empty:
-        raise DataError(f"{where}: {len(empty)} document(s) with empty text in column(s) {', '.join(config.text_columns)} at row(s) {_rows_text(empty)}; remove them or fix the data")
+        raise DataError(
+            f"{where}: {len(empty)} document(s) with empty text in column(s) {', '.join(config.text_columns)} at row(s) {_rows_text(empty)}; remove them or fix the data"
+        )
     unlabelled = [r for r, label in zip(rows, labels) if label is None or label == ""]
     if unlabelled:
-        raise DataError(f"{where}: {len(unlabelled)} document(s) without a label in column {config.label_column!r} at row(s) {_rows_text(unlabelled)}")
+        raise DataError(
+            f"{where}: {len(unlabelled)} document(s) without a label in column {config.label_column!r} at row(s) {_rows_text(unlabelled)}"
+        )
     return RawSplit(texts, labels, rows)  # type: ignore[arg-type]
+
+
+def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
+    """Every row of one labelled file or folder (all its splits), read with the configured text and label columns."""
+    file_config = config.model_copy(update={"source": str(path), "split_column": None})
+    source = load_source(file_config)
+    return _to_raw_split(datasets.concatenate_datasets(list(source.values())), file_config, str(path))
 
 
 def _carve(split: RawSplit, fraction: float, seed: int) -> tuple[RawSplit, RawSplit]:
@@ -218,7 +241,11 @@ class LoadedData:
         for name in sorted(self.splits):
             digest.update(f"split:{name}\n".encode())
             for text, label in zip(self.splits[name].texts, self.splits[name].labels):
-                digest.update(label.encode("utf-8", "surrogatepass") + b"\t" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+                digest.update(
+                    label.encode("utf-8", "surrogatepass")
+                    + b"\t"
+                    + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+                )
         return digest.hexdigest()
 
 
@@ -231,19 +258,27 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
             raise DataError(f"{where}: data.split_column is set but the source already has splits {list(source)}")
         (only,) = source.values()
         if config.split_column not in only.column_names:
-            raise DataError(f"{where}: split column {config.split_column!r} not found (columns: {', '.join(only.column_names)})")
+            raise DataError(
+                f"{where}: split column {config.split_column!r} not found (columns: {', '.join(only.column_names)})"
+            )
         names = [str(v) for v in only[config.split_column]]
         source = datasets.DatasetDict(
             {name: only.select([i for i, v in enumerate(names) if v == name]) for name in sorted(set(names))}
         )
     if config.splits.train not in source:
-        raise DataError(f"{where}: no training split {config.splits.train!r} (splits: {', '.join(source)}); set data.splits.train")
+        raise DataError(
+            f"{where}: no training split {config.splits.train!r} (splits: {', '.join(source)}); set data.splits.train"
+        )
     wanted = {"train": config.splits.train, "validation": config.splits.validation, "test": config.splits.test}
     splits: dict[str, RawSplit] = {}
     for ours, theirs in wanted.items():
         if theirs is not None and theirs in source:
             splits[ours] = _to_raw_split(source[theirs], config, f"{where} [{theirs}]")
-    train_feature = source[config.splits.train].features[config.label_column] if config.label_column in source[config.splits.train].column_names else None
+    train_feature = (
+        source[config.splits.train].features[config.label_column]
+        if config.label_column in source[config.splits.train].column_names
+        else None
+    )
     carved = []
     if "test" not in splits:
         splits["train"], splits["test"] = _carve(splits["train"], config.test_fraction, seed)
@@ -257,7 +292,9 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
         unseen = sorted(set(splits[name].labels) - known)
         if unseen:
             rows = [r for r, label in zip(splits[name].rows, splits[name].labels) if label in set(unseen)]
-            raise DataError(f"{where} [{name}]: label(s) {', '.join(map(repr, unseen))} never seen in training, at row(s) {_rows_text(rows)}")
+            raise DataError(
+                f"{where} [{name}]: label(s) {', '.join(map(repr, unseen))} never seen in training, at row(s) {_rows_text(rows)}"
+            )
     if len(label_names) < 2:
         raise DataError(f"{where}: the training split has {len(label_names)} label(s); classification needs at least 2")
     return LoadedData(splits, label_names, carved)

@@ -39,7 +39,10 @@ def load_vectors_file(path: str | Path, file_format: str) -> KeyedVectors:
         raise DataError(f"{path}: vectors file not found (embeddings.path)")
     try:
         return KeyedVectors.load_word2vec_format(
-            str(path), binary=file_format == "word2vec_binary", no_header=file_format == "glove", unicode_errors="replace"
+            str(path),
+            binary=file_format == "word2vec_binary",
+            no_header=file_format == "glove",
+            unicode_errors="replace",
         )
     except (ValueError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"{path}: not a {file_format} vectors file ({error}); check embeddings.format") from None
@@ -52,7 +55,9 @@ def embedding_matrix(vocab: Vocab, vectors: KeyedVectors | None, dim: int, seed:
     """
     rng = np.random.default_rng(seed)
     if vectors is not None and vectors.vector_size != dim:
-        raise DataError(f"the vectors have {vectors.vector_size} dimensions but embeddings.dim is {dim}; set embeddings.dim={vectors.vector_size}")
+        raise DataError(
+            f"the vectors have {vectors.vector_size} dimensions but embeddings.dim is {dim}; set embeddings.dim={vectors.vector_size}"
+        )
     scale = float(np.std(vectors.vectors)) if vectors is not None and len(vectors) else 0.1
     matrix = rng.normal(0.0, scale, size=(len(vocab), dim)).astype(np.float32)
     found = 0

@@ -38,14 +38,23 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_
         "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
         "loss": float(-np.mean(np.log(np.clip(picked, 1e-12, None)))),
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, name in enumerate(label_names)
         },
-        "confusion_matrix": {"labels": label_names, "rows_true_columns_predicted": confusion_matrix(labels, predicted, labels=classes).tolist()},
+        "confusion_matrix": {
+            "labels": label_names,
+            "rows_true_columns_predicted": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        },
     }
 
 
-def evaluate_model(model: HierarchicalAttentionNetwork, split: EncodedSplit, label_names: list[str], batch_size: int) -> dict[str, Any]:
+def evaluate_model(
+    model: HierarchicalAttentionNetwork, split: EncodedSplit, label_names: list[str], batch_size: int
+) -> dict[str, Any]:
     """Metrics of `model` on a labelled split."""
     return classification_metrics(split.labels, predict_probabilities(model, split, batch_size), label_names)
-

@@ -15,15 +15,13 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-import datasets
 import numpy as np
-import torch
 from spacy.language import Language
 
 from han.artifacts import RunDir, atomic_path, read_json, write_json_atomic
 from han.batching import EncodedSplit
 from han.config import Config
-from han.data import _to_raw_split, load_source
+from han.data import load_labelled_file
 from han.errors import DataError, RunDirError
 from han.evaluation import classification_metrics, predict_probabilities
 from han.model import HierarchicalAttentionNetwork, build_model
@@ -31,7 +29,7 @@ from han.preprocessing import encode_documents
 from han.progress import Progress
 from han.segment import build_pipeline, segment
 from han.training import load_label_names, load_weights, set_threads
-from han.vocab import UNK_ID, Vocab
+from han.vocab import Vocab
 
 
 @dataclass
@@ -56,7 +54,13 @@ def load_trained_run(run_dir: Path, weights: str = "best") -> TrainedRun:
     """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory."""
     run = RunDir(Path(run_dir))
     weights_path = run.best_weights_path if weights == "best" else run.last_weights_path
-    run.require(run.config_path, run.vocab_path, run.labels_path, weights_path, hint="train the run first (`han train` or `han run`)")
+    run.require(
+        run.config_path,
+        run.vocab_path,
+        run.labels_path,
+        weights_path,
+        hint="train the run first (`han train` or `han run`)",
+    )
     config = run.load_config()
     vocab = Vocab.load(run.vocab_path)
     label_names = load_label_names(run)
@@ -80,23 +84,31 @@ def evaluate_split(trained: TrainedRun, split: str) -> dict[str, Any]:
         available = ", ".join(trained.run.splits()) or "none"
         raise RunDirError(f"{trained.run.root}: no preprocessed split {split!r} (available: {available})")
     encoded = EncodedSplit.load(path)
-    metrics = classification_metrics(encoded.labels, predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size), trained.label_names)
+    metrics = classification_metrics(
+        encoded.labels,
+        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size),
+        trained.label_names,
+    )
     _merge_metrics(trained.run, {split: metrics})
     return metrics
 
 
 def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
     """Metrics on a labelled file with the run's text and label columns; merged into metrics.json under the file name."""
-    data_config = trained.config.data.model_copy(update={"source": str(data_file), "split_column": None})
-    source = load_source(data_config)
-    raw = _to_raw_split(datasets.concatenate_datasets(list(source.values())), data_config, str(data_file))
+    raw = load_labelled_file(data_file, trained.config.data)
     index = {name: i for i, name in enumerate(trained.label_names)}
     unseen = sorted(set(raw.labels) - set(index))
     if unseen:
         rows = [r for r, y in zip(raw.rows, raw.labels) if y in set(unseen)][:8]
-        raise DataError(f"{data_file}: label(s) {', '.join(map(repr, unseen))} unknown to the model (rows {', '.join(map(str, rows))}); known: {', '.join(trained.label_names)}")
+        raise DataError(
+            f"{data_file}: label(s) {', '.join(map(repr, unseen))} unknown to the model (rows {', '.join(map(str, rows))}); known: {', '.join(trained.label_names)}"
+        )
     encoded = trained.encode(raw.texts, [index[y] for y in raw.labels])
-    metrics = classification_metrics(encoded.labels, predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size), trained.label_names)
+    metrics = classification_metrics(
+        encoded.labels,
+        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size),
+        trained.label_names,
+    )
     _merge_metrics(trained.run, {str(data_file): metrics})
     return metrics
 
@@ -111,7 +123,9 @@ def _iter_csv(handle: IO[str], delimiter: str, columns: list[str], where: str) -
     reader = csv.DictReader(handle, delimiter=delimiter)
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
-        raise DataError(f"{where}: column(s) {', '.join(missing)} not found (columns: {', '.join(reader.fieldnames or [])}); the run reads data.text_column")
+        raise DataError(
+            f"{where}: column(s) {', '.join(missing)} not found (columns: {', '.join(reader.fieldnames or [])}); the run reads data.text_column"
+        )
     for row in reader:
         yield "\n\n".join(row[c] or "" for c in columns)
 
@@ -135,7 +149,9 @@ def _iter_parquet(path: Path, columns: list[str]) -> Iterator[str]:
     file = pq.ParquetFile(path)
     missing = [c for c in columns if c not in file.schema_arrow.names]
     if missing:
-        raise DataError(f"{path}: column(s) {', '.join(missing)} not found (columns: {', '.join(file.schema_arrow.names)})")
+        raise DataError(
+            f"{path}: column(s) {', '.join(missing)} not found (columns: {', '.join(file.schema_arrow.names)})"
+        )
     for record_batch in file.iter_batches(batch_size=1024, columns=columns):
         parts = [record_batch.column(c).to_pylist() for c in columns]
         for values in zip(*parts):
@@ -151,7 +167,9 @@ def iter_input_texts(source: Path | None, columns: list[str], stdin: IO[str] | N
         return
     suffix = source.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
-        raise DataError(f"{source}: unsupported input type {suffix!r}; use {', '.join(INPUT_SUFFIXES)} or standard input")
+        raise DataError(
+            f"{source}: unsupported input type {suffix!r}; use {', '.join(INPUT_SUFFIXES)} or standard input"
+        )
     if not source.is_file():
         raise DataError(f"{source}: input file not found")
     if suffix == ".parquet":
@@ -181,7 +199,9 @@ def _format_row(row: int, probabilities: np.ndarray, label_names: list[str]) -> 
     }
 
 
-def write_predictions(trained: TrainedRun, texts: Iterable[str], output: IO[str], output_format: str, progress: Progress | None = None) -> int:
+def write_predictions(
+    trained: TrainedRun, texts: Iterable[str], output: IO[str], output_format: str, progress: Progress | None = None
+) -> int:
     """Write one prediction per text as JSON Lines or CSV (row, label, p_<class>...); return the count."""
     progress = progress or Progress()
     progress.start("predict", None)
@@ -203,8 +223,14 @@ def write_predictions(trained: TrainedRun, texts: Iterable[str], output: IO[str]
     return count
 
 
-def predict_file(trained: TrainedRun, source: Path | None, output: Path | None, stdin: IO[str] | None = None,
-                 stdout: IO[str] | None = None, progress: Progress | None = None) -> int:
+def predict_file(
+    trained: TrainedRun,
+    source: Path | None,
+    output: Path | None,
+    stdin: IO[str] | None = None,
+    stdout: IO[str] | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Predict every document of `source` (or stdin) into `output` (.jsonl or .csv; default stdout as JSON Lines)."""
     texts = iter_input_texts(source, trained.config.data.text_columns, stdin)
     if output is None:

@@ -86,7 +86,9 @@ class HierarchicalAttentionNetwork(nn.Module):
         with torch.no_grad():
             self.embedding.weight.copy_(torch.from_numpy(vectors))
 
-    def forward(self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor) -> HANOutput:
+    def forward(
+        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+    ) -> HANOutput:
         # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,), sum(sentence_counts) == N_s
         num_docs, max_words = sentence_counts.numel(), word_ids.size(1)
         max_sentences = int(sentence_counts.max())
@@ -101,7 +103,9 @@ class HierarchicalAttentionNetwork(nn.Module):
         documents = sentence_vectors.new_zeros(num_docs, max_sentences, sentence_vectors.size(1))  # (B, S, 2H_w)
         documents[sentence_mask] = self.dropout(sentence_vectors)
         sentence_states = self.sentence_encoder(documents, sentence_counts)  # (B, S, 2H_s)
-        document_vectors, sentence_weights = self.sentence_attention(sentence_states, sentence_mask)  # (B, 2H_s), (B, S)
+        document_vectors, sentence_weights = self.sentence_attention(
+            sentence_states, sentence_mask
+        )  # (B, 2H_s), (B, S)
         logits = self.classifier(self.dropout(document_vectors))  # (B, C)
 
         word_attention = word_weights.new_zeros(num_docs, max_sentences, max_words)  # (B, S, W)
@@ -109,6 +113,8 @@ class HierarchicalAttentionNetwork(nn.Module):
         return HANOutput(logits=logits, word_attention=word_attention, sentence_attention=sentence_weights)
 
 
-def build_model(config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int) -> HierarchicalAttentionNetwork:
+def build_model(
+    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int
+) -> HierarchicalAttentionNetwork:
     """A freshly initialised network of the configured sizes."""
     return HierarchicalAttentionNetwork(vocab_size, embedding_dim, num_classes, config)

@@ -53,7 +53,9 @@ def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, pro
     empty = [split.rows[i] for i, doc in enumerate(documents) if not doc]
     if empty:
         shown = ", ".join(map(str, empty[:8]))
-        raise DataError(f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at row(s) {shown}")
+        raise DataError(
+            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at row(s) {shown}"
+        )
     return documents
 
 
@@ -81,7 +83,9 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
     vocab = Vocab.build(counts, config.preprocess.min_count, config.preprocess.max_vocab)
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     encoded = {
-        name: EncodedSplit.from_documents(encode_documents(docs, vocab), [label_index[y] for y in loaded.splits[name].labels])
+        name: EncodedSplit.from_documents(
+            encode_documents(docs, vocab), [label_index[y] for y in loaded.splits[name].labels]
+        )
         for name, docs in segmented.items()
     }
     seconds["encode"] = time.perf_counter() - start
@@ -114,10 +118,18 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
         label_names=loaded.label_names,
         vocab_size=len(vocab),
         vectors_found=found,
-        oov_rate={name: float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0 for name, split in encoded.items()},
+        oov_rate={
+            name: float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
+            for name, split in encoded.items()
+        },
         words={name: int(len(split.tokens)) for name, split in encoded.items()},
         data_fingerprint=loaded.fingerprint(),
         seconds={k: round(v, 3) for k, v in seconds.items()},
     )
-    run.update_manifest(seed=config.seed, data_fingerprint=summary.data_fingerprint, carved_splits=loaded.carved, preprocess=summary.as_dict())
+    run.update_manifest(
+        seed=config.seed,
+        data_fingerprint=summary.data_fingerprint,
+        carved_splits=loaded.carved,
+        preprocess=summary.as_dict(),
+    )
     return summary

@@ -54,4 +54,3 @@ def segment(nlp: Language, texts: Iterable[str], config: PreprocessConfig) -> It
                 if len(sentences) == config.max_sentences:
                     break
         yield sentences
-

@@ -44,7 +44,7 @@ def load_label_names(run: RunDir) -> list[str]:
     data = read_json(run.labels_path)
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise RunDirError(f"{run.labels_path}: not a han label file (expected {{\"labels\": [...]}})")
+        raise RunDirError(f'{run.labels_path}: not a han label file (expected {{"labels": [...]}})')
     return labels
 
 
@@ -74,7 +74,9 @@ def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNet
     labels = load_label_names(run)
     vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
     if vectors.shape[0] != len(vocab):
-        raise RunDirError(f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`")
+        raise RunDirError(
+            f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
+        )
     model = build_model(config.model, len(vocab), vectors.shape[1], len(labels))
     model.load_embeddings(vectors)
     return model
@@ -135,7 +137,11 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
     run.require(
-        run.vocab_path, run.labels_path, run.embeddings_path, run.data_path("train"), run.data_path("validation"),
+        run.vocab_path,
+        run.labels_path,
+        run.embeddings_path,
+        run.data_path("train"),
+        run.data_path("validation"),
         hint="run `han preprocess CONFIG --run-dir DIR` first",
     )
     check_same_preprocessing(config, run)

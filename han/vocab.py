@@ -49,5 +49,5 @@ class Vocab:
         data = read_json(path)
         words = data.get("words") if isinstance(data, dict) else None
         if not isinstance(words, list) or words[:2] != [PAD, UNK] or not all(isinstance(w, str) for w in words):
-            raise RunDirError(f"{path}: not a han vocabulary (expected {{\"words\": [\"{PAD}\", \"{UNK}\", ...]}})")
+            raise RunDirError(f'{path}: not a han vocabulary (expected {{"words": ["{PAD}", "{UNK}", ...]}})')
         return cls(words)

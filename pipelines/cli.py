@@ -20,7 +20,10 @@ app = typer.Typer(
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/).")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory [default: runs/<config name>].")]
-OverridesArg = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. train.lr=0.01 model.dropout=0.3.", show_default=False)]
+OverridesArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Dotted overrides, e.g. train.lr=0.01 model.dropout=0.3.", show_default=False),
+]
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory written by `han run` / `han train`.")]
 
 
@@ -87,7 +90,9 @@ def train(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt 
 def evaluate(
     run_dir: RunDirArg,
     split: Annotated[str, typer.Option("--split", help="A preprocessed split of the run.")] = "test",
-    data: Annotated[Optional[Path], typer.Option("--data", help="A labelled file to evaluate instead of a split.")] = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="A labelled file to evaluate instead of a split.")
+    ] = None,
     weights: Annotated[str, typer.Option("--weights", help="best or last.")] = "best",
 ) -> None:
     """Accuracy, macro-F1, per-class scores and confusion matrix; merged into RUN_DIR/metrics.json."""
@@ -102,8 +107,16 @@ def evaluate(
 @ui.handle_errors
 def predict(
     run_dir: RunDirArg,
-    input: Annotated[Optional[Path], typer.Argument(help="CSV/TSV/JSONL/Parquet/.txt file; omit (or '-') to read one document per line from stdin.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=".jsonl or .csv file [default: JSON Lines on stdout].")] = None,
+    input: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="CSV/TSV/JSONL/Parquet/.txt file; omit (or '-') to read one document per line from stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help=".jsonl or .csv file [default: JSON Lines on stdout].")
+    ] = None,
     weights: Annotated[str, typer.Option("--weights", help="best or last.")] = "best",
 ) -> None:
     """Predict the label and per-class probabilities of every document."""
@@ -111,7 +124,9 @@ def predict(
 
     trained = load_trained_run(run_dir, weights)
     source = None if input is None or str(input) == "-" else input
-    count = predict_file(trained, source, output, stdin=sys.stdin, stdout=sys.stdout, progress=ui.RichProgress() if output else None)
+    count = predict_file(
+        trained, source, output, stdin=sys.stdin, stdout=sys.stdout, progress=ui.RichProgress() if output else None
+    )
     if output is not None:
         ui.console.print(f"[green]predicted[/] {count} documents -> {output}")
 

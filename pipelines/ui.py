@@ -74,7 +74,9 @@ class RichProgress(Progress):
     def advance(self, amount: int = 1, **info: Any) -> None:
         if self._bar is None:
             return
-        text = "  ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in info.items())
+        text = "  ".join(
+            f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in info.items()
+        )
         self._bar.update(self._task, advance=amount, info=text)
 
     def stop(self) -> None:
@@ -84,7 +86,9 @@ class RichProgress(Progress):
 
 
 def metrics_table(split: str, metrics: dict[str, Any]) -> Table:
-    table = Table(title=f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  ({metrics['documents']} documents)")
+    table = Table(
+        title=f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  ({metrics['documents']} documents)"
+    )
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in metrics["per_class"].items():

@@ -40,7 +40,13 @@ def make_corpus(n: int, seed: int = 0) -> list[dict[str, str]]:
     rows = []
     for i in range(n):
         label = labels[i % len(labels)]
-        rows.append({"text": make_document(rng, label), "label": label, "split": "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test")})
+        rows.append(
+            {
+                "text": make_document(rng, label),
+                "label": label,
+                "split": "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test"),
+            }
+        )
     return rows
 
 

@@ -28,7 +28,7 @@ def test_collate_places_every_word(tmp_path):
     assert batch.sentence_counts.tolist() == [len(docs[i]) for i in indices]
     for row, sentence in enumerate(sentences):
         assert batch.word_ids[row, : len(sentence)].tolist() == [int(t) for t in sentence]
-        assert (batch.word_ids[row, len(sentence):] == PAD_ID).all()
+        assert (batch.word_ids[row, len(sentence) :] == PAD_ID).all()
         assert batch.sentence_lengths[row] == len(sentence)
     assert batch.labels.tolist() == split.labels[indices].tolist()
 
@@ -39,11 +39,15 @@ def test_batches_cover_every_document_once_and_group_by_length():
         batches = list(bucketed_batches(split, 16, rng))
         seen = np.concatenate(batches)
         assert sorted(seen.tolist()) == list(range(500))
+
     # bucketing keeps padding small compared with random batches
     def padded_slots(batches):
         return sum(len(b) * split.sentence_counts[b].max() for b in batches)
+
     random_batches = np.array_split(np.random.default_rng(0).permutation(500), 500 // 16)
-    assert padded_slots(list(bucketed_batches(split, 16, np.random.default_rng(0)))) < 0.8 * padded_slots(random_batches)
+    assert padded_slots(list(bucketed_batches(split, 16, np.random.default_rng(0)))) < 0.8 * padded_slots(
+        random_batches
+    )
 
 
 def test_shuffle_is_seeded_and_changes_between_epochs():

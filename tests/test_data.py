@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import datasets
 import pytest
@@ -89,7 +88,9 @@ def test_hub_layout_directory_loads_through_load_dataset(tmp_path, corpus_rows, 
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
     for split in ("train", "validation", "test"):
         rows = [{"text": r["text"], "label": names.index(r["label"])} for r in corpus_rows if r["split"] == split]
-        datasets.Dataset.from_list(rows, features=features).to_parquet(str(repo / "data" / f"{split}-00000-of-00001.parquet"))
+        datasets.Dataset.from_list(rows, features=features).to_parquet(
+            str(repo / "data" / f"{split}-00000-of-00001.parquet")
+        )
     (repo / "README.md").write_text(
         "---\nconfigs:\n- config_name: default\n  data_files:\n"
         "  - split: train\n    path: data/train-*\n  - split: validation\n    path: data/validation-*\n"

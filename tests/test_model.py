@@ -11,7 +11,10 @@ CONFIG = ModelConfig(word_hidden=6, sentence_hidden=5, attention_dim=7, dropout=
 
 def random_documents(rng: np.random.Generator, n: int, max_sentences: int, max_words: int, vocab: int):
     return [
-        [list(rng.integers(2, vocab, size=rng.integers(1, max_words + 1))) for _ in range(rng.integers(1, max_sentences + 1))]
+        [
+            list(rng.integers(2, vocab, size=rng.integers(1, max_words + 1)))
+            for _ in range(rng.integers(1, max_sentences + 1))
+        ]
         for _ in range(n)
     ]
 
@@ -49,11 +52,11 @@ def test_padding_gets_exactly_zero_attention(model):
     split = EncodedSplit.from_documents(docs, [0] * 8)
     out = run(model, split, range(8))
     for b, doc in enumerate(docs):
-        assert torch.all(out.sentence_attention[b, len(doc):] == 0)
+        assert torch.all(out.sentence_attention[b, len(doc) :] == 0)
         assert torch.all(out.sentence_attention[b, : len(doc)] > 0)
-        assert torch.all(out.word_attention[b, len(doc):] == 0)
+        assert torch.all(out.word_attention[b, len(doc) :] == 0)
         for s, sentence in enumerate(doc):
-            assert torch.all(out.word_attention[b, s, len(sentence):] == 0)
+            assert torch.all(out.word_attention[b, s, len(sentence) :] == 0)
             assert torch.all(out.word_attention[b, s, : len(sentence)] > 0)
 
 
@@ -66,7 +69,9 @@ def test_document_output_does_not_depend_on_its_batch(model):
     for i, doc in enumerate(short):
         alone = run(model, split, [i])
         torch.testing.assert_close(alone.logits[0], together.logits[i], atol=1e-5, rtol=0)
-        torch.testing.assert_close(alone.sentence_attention[0], together.sentence_attention[i, : len(doc)], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            alone.sentence_attention[0], together.sentence_attention[i, : len(doc)], atol=1e-5, rtol=0
+        )
         s, w = alone.word_attention.shape[1:]
         torch.testing.assert_close(alone.word_attention[0], together.word_attention[i, :s, :w], atol=1e-5, rtol=0)
     # ... and not on its position in the batch

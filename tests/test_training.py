@@ -5,16 +5,25 @@ import pytest
 from safetensors.numpy import load_file
 
 from han.artifacts import RunDir
+from han.config import TrainConfig
 from han.errors import RunDirError
 from han.preprocessing import preprocess
 from han.training import lr_factor, train
-from han.config import TrainConfig
 
 
 def test_run_directory_holds_every_artifact(trained_run):
     run = RunDir(trained_run)
-    for path in (run.config_path, run.manifest_path, run.labels_path, run.vocab_path, run.embeddings_path,
-                 run.best_weights_path, run.last_weights_path, run.train_log_path, run.metrics_path):
+    for path in (
+        run.config_path,
+        run.manifest_path,
+        run.labels_path,
+        run.vocab_path,
+        run.embeddings_path,
+        run.best_weights_path,
+        run.last_weights_path,
+        run.train_log_path,
+        run.metrics_path,
+    ):
         assert path.is_file(), path
     assert run.splits() == ["test", "train", "validation"]
     manifest = json.loads(run.manifest_path.read_text())
@@ -38,7 +47,10 @@ def test_same_seed_gives_identical_runs(tmp_path, tiny_config):
     weights = []
     for name in ("a", "b"):
         preprocess(tiny_config, tmp_path / name)
-        train(tiny_config.model_copy(update={"train": tiny_config.train.model_copy(update={"max_epochs": 2})}), tmp_path / name)
+        train(
+            tiny_config.model_copy(update={"train": tiny_config.train.model_copy(update={"max_epochs": 2})}),
+            tmp_path / name,
+        )
         weights.append(load_file(str(tmp_path / name / "model" / "last.safetensors")))
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
@@ -48,8 +60,13 @@ def test_same_seed_gives_identical_runs(tmp_path, tiny_config):
 
 def test_early_stopping_stops_when_the_metric_stalls(tmp_path, tiny_config):
     # a learning rate of ~0 cannot improve the validation loss after the first epoch
-    config = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(update={
-        "lr": 1e-12, "max_epochs": 10, "early_stopping_patience": 2, "early_stopping_metric": "loss"})})
+    config = tiny_config.model_copy(
+        update={
+            "train": tiny_config.train.model_copy(
+                update={"lr": 1e-12, "max_epochs": 10, "early_stopping_patience": 2, "early_stopping_metric": "loss"}
+            )
+        }
+    )
     preprocess(config, tmp_path)
     result = train(config, tmp_path)
     assert result.epochs_run < 10 and result.best_epoch <= result.epochs_run - 2
