@@ -1,7 +1,7 @@
 """The run directory: one folder per run, the only channel between stages.
 
 Layout:
-    config.yaml          resolved config (every default filled in)
+    config.json          resolved config (every default filled in); `han run` accepts it as a config
     manifest.json        versions, seed, data fingerprint, stage timings and summaries
     labels.json          label names, index = class id
     vocab.json           id -> word
@@ -26,9 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from han.config import Config, config_from_dict, config_to_yaml
+from han.config import Config, config_from_dict
 from han.errors import RunDirError
 
 
@@ -103,7 +101,7 @@ class RunDir:
 
     @property
     def config_path(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / "config.json"
 
     @property
     def manifest_path(self) -> Path:
@@ -156,15 +154,11 @@ class RunDir:
 
     # --- config and manifest -------------------------------------------------------------
     def save_config(self, config: Config) -> None:
-        write_text_atomic(self.config_path, config_to_yaml(config))
+        write_json_atomic(self.config_path, config.model_dump(mode="json"))
 
     def load_config(self) -> Config:
         self.require(self.config_path, hint="run `han preprocess` (or `han run`) first")
-        try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise RunDirError(f"{self.config_path}: not valid YAML ({error}); the file is damaged") from None
-        return config_from_dict(data, str(self.config_path))
+        return config_from_dict(read_json(self.config_path), str(self.config_path))
 
     def read_manifest(self) -> dict[str, Any]:
         return read_json(self.manifest_path) if self.manifest_path.exists() else {}

@@ -91,3 +91,9 @@ def test_learning_rate_schedule():
     assert all(a >= b for a, b in zip(factors[10:], factors[11:])) and factors[-1] < 0.01
     assert lr_factor(50, 100, TrainConfig(scheduler="constant", warmup_fraction=0.0)) == 1.0
     assert lr_factor(50, 100, TrainConfig(scheduler="linear", warmup_fraction=0.0)) == pytest.approx(0.5)
+
+
+def test_saved_config_is_resolved_and_loads_as_a_config(trained_run, tiny_config):
+    from han.config import load_config
+
+    assert load_config(RunDir(trained_run).config_path) == tiny_config
