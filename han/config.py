@@ -93,12 +93,18 @@ class ModelConfig(_Schema):
     attention_dim: int = Field(100, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     freeze_embeddings: bool = False
+    # GRU implementation: "fused" is the lock-step CPU kernel (han/packed.py), "torch" is nn.GRU on
+    # packed sequences (cuDNN on CUDA); "auto" picks fused on CPU and torch on CUDA. Same weights.
+    rnn: Literal["auto", "fused", "torch"] = "auto"
 
 
 class TrainConfig(_Schema):
     """Optimisation, schedule and early stopping."""
 
     optimizer: Literal["adam", "sgd"] = "adam"
+    # adam only: update just the embedding rows each batch uses (han.optim.LazyAdam, SparseAdam's
+    # semantics for the embedding); much faster with large vocabularies. False: plain dense Adam.
+    lazy_embedding_updates: bool = True
     lr: float = Field(2e-3, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)

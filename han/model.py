@@ -5,8 +5,10 @@ sentence vectors --> sentence BiGRU --attention--> document vector --> linear --
 
 Input is a batch of real sentences only (no empty padding sentences): `word_ids` (N_s, W) with
 each sentence's length, and the number of sentences of each of the B documents, in order.
-The GRUs run on packed sequences, so padding never enters a recurrence, and attention masks
-padding to exactly zero weight: a document's output does not depend on its batch.
+Inside, words and sentences are packed (han/packed.py): no padding position exists, so padding
+never enters a recurrence or an attention softmax and a document's output does not depend on its
+batch. The GRUs run as `nn.GRU` on a PackedSequence or, on CPU, as the fused lock-step kernel
+(`model.rnn`), with the same weights.
 
 Shapes: B documents, S sentences per document (max), N_s sentences in the batch, W words per
 sentence (max), E embedding size, H hidden size per direction, A attention size, C classes.
@@ -15,68 +17,115 @@ sentence (max), E embedding size, H hidden size per direction, A attention size,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from han.config import ModelConfig
+from han.packed import PackedLayout, fused_bidirectional_gru, pack_layout
 from han.vocab import PAD_ID
 
 
 @dataclass
 class HANOutput:
-    """Logits and attention weights (zero on padding) of a batch of documents."""
+    """Logits and attention weights of a batch of documents.
+
+    The weights are kept packed (one per real word / sentence); `word_attention` and
+    `sentence_attention` lay them out padded, with exactly zero on padding, when first read.
+    """
 
     logits: torch.Tensor  # (B, C)
-    word_attention: torch.Tensor  # (B, S, W); each real sentence's weights sum to 1
-    sentence_attention: torch.Tensor  # (B, S); each document's weights sum to 1
+    word_weights: torch.Tensor  # (P_w,) packed like `words`; each sentence's weights sum to 1
+    sentence_weights: torch.Tensor  # (P_s,) packed like `sentences`; each document's weights sum to 1
+    words: PackedLayout  # sentences as sequences of words
+    sentences: PackedLayout  # documents as sequences of sentences
+    sentence_counts: torch.Tensor  # (B,)
+    max_words: int
+
+    @cached_property
+    def sentence_attention(self) -> torch.Tensor:
+        """(B, S) sentence weights of each document."""
+        attention = self.sentence_weights.new_zeros(
+            self.sentence_counts.numel(), int(self.sentence_counts.max())
+        )  # (B, S)
+        attention[self.sentences.sequence, self.sentences.position] = self.sentence_weights
+        return attention
+
+    @cached_property
+    def word_attention(self) -> torch.Tensor:
+        """(B, S, W) word weights of each sentence of each document."""
+        counts = self.sentence_counts
+        num_docs, device = counts.numel(), counts.device
+        document_of = torch.repeat_interleave(torch.arange(num_docs, device=device), counts)  # (N_s,)
+        first_sentence = torch.cumsum(counts, 0) - counts  # (B,)
+        index_in_document = torch.arange(document_of.numel(), device=device) - first_sentence[document_of]  # (N_s,)
+        attention = self.word_weights.new_zeros(num_docs, int(counts.max()), self.max_words)  # (B, S, W)
+        sentence = self.words.sequence
+        attention[document_of[sentence], index_in_document[sentence], self.words.position] = self.word_weights
+        return attention
 
 
 class BiGRUEncoder(nn.Module):
-    """A bidirectional GRU over padded sequences, run packed so padding is never read."""
+    """A bidirectional GRU over packed sequences: `nn.GRU` (cuDNN on CUDA) or the fused CPU path, same weights."""
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, backend: str = "auto") -> None:
         super().__init__()
-        self.gru = nn.GRU(input_size, hidden_size, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(input_size, hidden_size, bidirectional=True)
+        self.backend = backend
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # inputs (N, L, D), lengths (N,) >= 1
-        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = self.gru(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=inputs.size(1))
-        return states  # (N, L, 2H), zero beyond each length
+    def forward(self, inputs: torch.Tensor, layout: PackedLayout, rows: torch.Tensor | None = None) -> torch.Tensor:
+        # inputs (P, D) in packed order, or distinct rows (U, D) that position p reads as inputs[rows[p]]
+        backend = self.backend if self.backend != "auto" else ("torch" if inputs.is_cuda else "fused")
+        if backend == "fused":
+            return fused_bidirectional_gru(inputs, layout, self.gru, rows)  # (P, 2H)
+        packed_inputs = inputs if rows is None else inputs[rows]  # (P, D)
+        states, _ = self.gru(PackedSequence(packed_inputs, layout.batch_sizes))
+        return states.data  # (P, 2H)
 
 
 class AdditiveAttention(nn.Module):
-    """Attention against a learned context vector: a = softmax(c . tanh(W h + b)) over unmasked positions."""
+    """Attention against a learned context vector: a = softmax(c . tanh(W h + b)) within each segment.
+
+    Positions are packed (no padding exists), so only real words or sentences ever get weight.
+    """
 
     def __init__(self, input_size: int, attention_size: int) -> None:
         super().__init__()
         self.projection = nn.Linear(input_size, attention_size)
         self.context = nn.Parameter(torch.empty(attention_size).uniform_(-0.1, 0.1))
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # states (N, L, D); mask (N, L) bool, True on real positions, at least one per row
-        keys = torch.tanh(self.projection(states))  # (N, L, A)
-        scores = keys @ self.context  # (N, L)
-        scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: padding gets exactly zero weight
-        weights = torch.softmax(scores, dim=1)  # (N, L)
-        pooled = torch.bmm(weights.unsqueeze(1), states).squeeze(1)  # (N, D)
+    def forward(
+        self, states: torch.Tensor, segments: torch.Tensor, num_segments: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # states (P, D); segments (P,) in [0, num_segments), every segment non-empty
+        scores = torch.tanh(self.projection(states)) @ self.context  # (P,)
+        maxima = scores.new_full((num_segments,), float("-inf"))
+        maxima = maxima.scatter_reduce(0, segments, scores.detach(), "amax")  # (N,) for a stable softmax
+        exps = torch.exp(scores - maxima[segments])  # (P,)
+        totals = exps.new_zeros(num_segments).index_add(0, segments, exps)  # (N,)
+        weights = exps / totals[segments]  # (P,), sums to 1 within each segment
+        pooled = states.new_zeros(num_segments, states.size(1)).index_add(
+            0, segments, weights[:, None] * states
+        )  # (N, D)
         return pooled, weights
 
 
 class HierarchicalAttentionNetwork(nn.Module):
     """Word encoder + word attention, sentence encoder + sentence attention, linear classifier."""
 
-    def __init__(self, vocab_size: int, embedding_dim: int, num_classes: int, config: ModelConfig) -> None:
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, num_classes: int, config: ModelConfig, sparse_embedding: bool = False
+    ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        # sparse_embedding: row-sparse gradients, for han.optim.LazyAdam (training only; weights are the same)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID, sparse=sparse_embedding)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
-        self.word_encoder = BiGRUEncoder(embedding_dim, config.word_hidden)
+        self.word_encoder = BiGRUEncoder(embedding_dim, config.word_hidden, config.rnn)
         self.word_attention = AdditiveAttention(2 * config.word_hidden, config.attention_dim)
-        self.sentence_encoder = BiGRUEncoder(2 * config.word_hidden, config.sentence_hidden)
+        self.sentence_encoder = BiGRUEncoder(2 * config.word_hidden, config.sentence_hidden, config.rnn)
         self.sentence_attention = AdditiveAttention(2 * config.sentence_hidden, config.attention_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.sentence_hidden, num_classes)
@@ -90,31 +139,36 @@ class HierarchicalAttentionNetwork(nn.Module):
         self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
     ) -> HANOutput:
         # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,), sum(sentence_counts) == N_s
-        num_docs, max_words = sentence_counts.numel(), word_ids.size(1)
-        max_sentences = int(sentence_counts.max())
-        word_mask = torch.arange(max_words, device=word_ids.device) < sentence_lengths[:, None]  # (N_s, W)
-        sentence_mask = torch.arange(max_sentences, device=word_ids.device) < sentence_counts[:, None]  # (B, S)
+        device = word_ids.device
+        num_docs, num_sentences = sentence_counts.numel(), word_ids.size(0)
+        words = pack_layout(sentence_lengths).to(device)  # sentences as sequences of words
+        sentences = pack_layout(sentence_counts).to(device)  # documents as sequences of sentences
+        first_sentence = torch.cumsum(sentence_counts, 0) - sentence_counts  # (B,)
 
-        embedded = self.embedding(word_ids)  # (N_s, W, E)
-        word_states = self.word_encoder(embedded, sentence_lengths)  # (N_s, W, 2H_w)
-        sentence_vectors, word_weights = self.word_attention(word_states, word_mask)  # (N_s, 2H_w), (N_s, W)
+        # Each distinct word of the batch is embedded (and projected into the GRU) once.
+        distinct_words, word_rows = torch.unique(
+            word_ids[words.sequence, words.position], return_inverse=True
+        )  # (U,), (P_w,)
+        embedded = self.embedding(distinct_words)  # (U, E)
+        word_states = self.word_encoder(embedded, words, word_rows)  # (P_w, 2H_w)
+        sentence_vectors, word_weights = self.word_attention(
+            word_states, words.sequence, num_sentences
+        )  # (N_s, 2H_w), (P_w,)
 
-        # Sentences arrive document by document, so a row-major boolean scatter places them.
-        documents = sentence_vectors.new_zeros(num_docs, max_sentences, sentence_vectors.size(1))  # (B, S, 2H_w)
-        documents[sentence_mask] = self.dropout(sentence_vectors)
-        sentence_states = self.sentence_encoder(documents, sentence_counts)  # (B, S, 2H_s)
+        sentence_inputs = self.dropout(sentence_vectors)[
+            first_sentence[sentences.sequence] + sentences.position
+        ]  # (P_s, 2H_w)
+        sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
         document_vectors, sentence_weights = self.sentence_attention(
-            sentence_states, sentence_mask
-        )  # (B, 2H_s), (B, S)
+            sentence_states, sentences.sequence, num_docs
+        )  # (B, 2H_s), (P_s,)
         logits = self.classifier(self.dropout(document_vectors))  # (B, C)
 
-        word_attention = word_weights.new_zeros(num_docs, max_sentences, max_words)  # (B, S, W)
-        word_attention[sentence_mask] = word_weights
-        return HANOutput(logits=logits, word_attention=word_attention, sentence_attention=sentence_weights)
+        return HANOutput(logits, word_weights, sentence_weights, words, sentences, sentence_counts, word_ids.size(1))
 
 
 def build_model(
-    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int
+    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int, sparse_embedding: bool = False
 ) -> HierarchicalAttentionNetwork:
     """A freshly initialised network of the configured sizes."""
-    return HierarchicalAttentionNetwork(vocab_size, embedding_dim, num_classes, config)
+    return HierarchicalAttentionNetwork(vocab_size, embedding_dim, num_classes, config, sparse_embedding)

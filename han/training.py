@@ -24,6 +24,7 @@ from han.config import Config, TrainConfig
 from han.errors import RunDirError
 from han.evaluation import evaluate_model
 from han.model import HierarchicalAttentionNetwork, build_model
+from han.optim import LazyAdam, clip_grad_norm
 from han.progress import Progress
 from han.vocab import Vocab
 
@@ -68,6 +69,12 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise RunDirError(f"{path}: weights do not fit the configured model ({str(error).splitlines()[0]})") from None
 
 
+def uses_sparse_embedding(config: Config) -> bool:
+    return (
+        config.train.optimizer == "adam" and config.train.lazy_embedding_updates and not config.model.freeze_embeddings
+    )
+
+
 def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNetwork:
     """The configured network with its embedding initialised from the run's vectors."""
     vocab = Vocab.load(run.vocab_path)
@@ -77,7 +84,7 @@ def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNet
         raise RunDirError(
             f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
         )
-    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels))
+    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), uses_sparse_embedding(config))
     model.load_embeddings(vectors)
     return model
 
@@ -99,7 +106,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return LazyAdam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -177,7 +184,7 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                clip_grad_norm(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
             loss_sum += loss.item() * len(indices)

@@ -1,0 +1,90 @@
+"""Adam that updates only the embedding rows a batch uses, and gradient clipping that handles it.
+
+A batch touches a few thousand of the 50k embedding rows. With a row-sparse gradient
+(`nn.Embedding(sparse=True)`), `LazyAdam` updates the moments and weights of those rows only
+(the semantics of `torch.optim.SparseAdam`), instead of streaming the whole 10M-value table and its
+two moment tables through memory every step. Dense parameters get exactly `torch.optim.Adam`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+class LazyAdam(torch.optim.Optimizer):
+    """Adam (with L2 weight decay added to the gradient, as torch.optim.Adam); sparse gradients update only their rows."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["step"] += 1
+                step = float(state["step"])
+                bias_correction1 = 1 - beta1**step
+                bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                if param.grad.is_sparse:
+                    grad = param.grad.coalesce()
+                    rows, values = grad.indices()[0], grad.values()  # (U,), (U, E)
+                    if weight_decay:
+                        values = values.add(param[rows], alpha=weight_decay)
+                    row_avg = exp_avg[rows].mul_(beta1).add_(values, alpha=1 - beta1)
+                    row_avg_sq = exp_avg_sq[rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+                    exp_avg.index_copy_(0, rows, row_avg)
+                    exp_avg_sq.index_copy_(0, rows, row_avg_sq)
+                    denominator = row_avg_sq.sqrt_().div_(bias_correction2_sqrt).add_(eps)
+                    param.index_add_(0, rows, row_avg.div_(denominator), alpha=-lr / bias_correction1)
+                else:
+                    grad = param.grad if not weight_decay else param.grad.add(param, alpha=weight_decay)
+                    exp_avg.lerp_(grad, 1 - beta1)
+                    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                    denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+                    param.addcdiv_(exp_avg, denominator, value=-lr / bias_correction1)
+        return loss
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """Scale all gradients so their joint L2 norm is at most `max_norm` (as torch's clip_grad_norm_), sparse ones included."""
+    grads = []
+    for param in parameters:
+        if param.grad is None:
+            continue
+        if param.grad.is_sparse:
+            param.grad = param.grad.coalesce()  # duplicate rows must be summed before taking the norm
+            grads.append(param.grad._values())
+        else:
+            grads.append(param.grad)
+    if not grads:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    coefficient = max_norm / (float(total) + 1e-6)
+    if coefficient < 1.0:
+        for grad in grads:
+            grad.mul_(coefficient)
+    return float(total)
