@@ -109,7 +109,7 @@ class TrainConfig(_Schema):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
     max_epochs: int = Field(10, ge=1)
     grad_clip: float | None = Field(5.0, gt=0.0)
     scheduler: Literal["constant", "linear", "cosine"] = "cosine"

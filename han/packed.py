@@ -81,25 +81,28 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
         torch.index_select(projected[:, : 3 * hidden], 0, rows, out=gates_x[0])
         torch.index_select(projected[:, 3 * hidden :], 0, mirror_rows, out=gates_x[1])
         del projected
-        gates_h = inputs.new_empty(2, positions, 3 * hidden)  # h W_hh^T + b_hh at every step
-        states = inputs.new_empty(2, positions, hidden)  # h after every step
+        # Per-step results get tensors of their own: a matmul writing into a strided slice of a
+        # larger buffer would go through a hidden copy at every step.
+        gates_h = []  # (2, n, 3H) per step: h W_hh^T + b_hh
+        step_states = []  # (2, n, H) per step
         weight_hh_t, bias = weight_hh.transpose(1, 2), bias_hh.unsqueeze(1)  # (2, H, 3H), (2, 1, 3H)
         previous = inputs.new_zeros(2, batch_sizes[0], hidden)
         offset = 0
         for size in batch_sizes:
-            step = slice(offset, offset + size)
             previous = previous[:, :size]  # sequences still running are the first `size` rows
-            gh, gx = gates_h[:, step], gates_x[:, step]
-            torch.baddbmm(bias, previous, weight_hh_t, out=gh)  # (2, n, 3H)
+            gx = gates_x[:, offset : offset + size]
+            gh = torch.baddbmm(bias, previous, weight_hh_t)  # (2, n, 3H)
             rz = gx[..., : 2 * hidden]
             rz.add_(gh[..., : 2 * hidden]).sigmoid_()  # r, z
             n = gx[..., 2 * hidden :]
             n.addcmul_(rz[..., :hidden], gh[..., 2 * hidden :]).tanh_()  # n
-            state = states[:, step]
-            torch.sub(previous, n, out=state).mul_(rz[..., hidden:]).add_(n)  # n + z (h - n)
-            previous = state
+            previous = torch.sub(previous, n).mul_(rz[..., hidden:]).add_(n)  # h' = n + z (h - n)
+            gates_h.append(gh)
+            step_states.append(previous)
             offset += size
-        ctx.save_for_backward(inputs, weight_ih, weight_hh, gates_x, gates_h, states, rows, mirror, mirror_rows)
+        states = torch.cat(step_states, dim=1)  # (2, P, H)
+        ctx.save_for_backward(inputs, weight_ih, weight_hh, gates_x, states, rows, mirror, mirror_rows)
+        ctx.gates_h = gates_h
         ctx.batch_sizes = batch_sizes
         output = inputs.new_empty(positions, 2 * hidden)  # (P, 2H): forward | reverse, packed order
         output[:, :hidden] = states[0]
@@ -108,8 +111,9 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):  # noqa: ANN001, ANN205
-        inputs, weight_ih, weight_hh, gates_x, gates_h, states, rows, mirror, mirror_rows = ctx.saved_tensors
-        batch_sizes = ctx.batch_sizes
+        inputs, weight_ih, weight_hh, gates_x, states, rows, mirror, mirror_rows = ctx.saved_tensors
+        gates_h, batch_sizes = ctx.gates_h, ctx.batch_sizes
+        ctx.gates_h = None
         positions, hidden = rows.numel(), weight_hh.size(2)
         grad_states = grad_output.new_empty(2, positions, hidden)
         grad_states[0] = grad_output[:, :hidden]
@@ -118,16 +122,18 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
         offsets = [0]
         for size in batch_sizes:
             offsets.append(offsets[-1] + size)
-        grad_state = grad_output.new_zeros(2, batch_sizes[0], hidden)
+        grad_state = grad_output.new_zeros(2, batch_sizes[-1], hidden)  # dL/dh flowing back in time
         for t in range(len(batch_sizes) - 1, -1, -1):
             size, offset = batch_sizes[t], offsets[t]
             step = slice(offset, offset + size)
-            d = grad_state[:, :size].add_(grad_states[:, step])  # dL/dh_t
-            gx, gh = gates_x[:, step], gates_h[:, step]
+            if grad_state.size(1) < size:  # sequences whose last step is t join with zero gradient
+                grad_state = torch.cat([grad_state, grad_state.new_zeros(2, size - grad_state.size(1), hidden)], dim=1)
+            d = grad_state.add_(grad_states[:, step])  # dL/dh_t
+            gx, gh = gates_x[:, step], gates_h[t]
             r, z, n = gx[..., :hidden], gx[..., hidden : 2 * hidden], gx[..., 2 * hidden :]
             dn = grad_candidate[:, step]
             torch.mul(d, 1 - z, out=dn).mul_(1 - n * n)
-            # gates_h becomes dL/d(h-side pre-activations): dr, dz, d(h_n); each read before it is overwritten
+            # gh becomes dL/d(h-side pre-activations): dr, dz, d(h_n); each read before it is overwritten
             dz = gh[..., hidden : 2 * hidden]
             if t > 0:
                 torch.sub(states[:, offsets[t - 1] : offsets[t - 1] + size], n, out=dz)
@@ -136,8 +142,8 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
             dz.mul_(d).mul_(z * (1 - z))
             torch.mul(dn, gh[..., 2 * hidden :], out=gh[..., :hidden]).mul_(r * (1 - r))
             torch.mul(dn, r, out=gh[..., 2 * hidden :])
-            torch.baddbmm(d * z, gh, weight_hh, out=grad_state[:, :size])  # dL/dh_{t-1}
-        grad_gates_h = gates_h  # (2, P, 3H)
+            grad_state = torch.baddbmm(d * z, gh, weight_hh)  # dL/dh_{t-1}, (2, n, H)
+        grad_gates_h = torch.cat(gates_h, dim=1)  # (2, P, 3H)
 
         # h_{t-1} at every position: the same sequence one step earlier (zero at t = 0)
         steps_before = torch.repeat_interleave(torch.tensor([0, *batch_sizes[:-1]]), torch.tensor(batch_sizes))
