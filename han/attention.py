@@ -14,6 +14,7 @@ HTML rendering lives in `han.report_html`; this module never writes markup.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterator
@@ -170,7 +171,7 @@ def capped(sentences: list[RawSentence], config: PreprocessConfig) -> list[list[
 
 @dataclass
 class InputDocuments:
-    """Texts to report on, their true labels (class ids) when the input has them, and 1-based rows."""
+    """Texts to report on (a document's `row` is its 1-based position here) and their true labels (class ids) when known."""
 
     texts: list[str]
     labels: list[int] | None
@@ -380,8 +381,6 @@ def document_record(view: DocumentView, label_names: list[str]) -> dict[str, Any
 
 def write_document_report(report: DocumentReport, output: Path, output_format: str) -> None:
     """Write the report as one self-contained HTML page or as JSON Lines, atomically."""
-    import json
-
     if output_format == "jsonl":
         lines = (json.dumps(document_record(v, report.label_names), ensure_ascii=False) for v in report.documents)
         write_text_atomic(output, "".join(line + "\n" for line in lines))
@@ -701,8 +700,6 @@ def corpus_statistics(
 
 def write_corpus_report(statistics: CorpusStatistics, output: Path, output_format: str) -> None:
     """Write the corpus statistics as an HTML page with plots, or as JSON, atomically."""
-    import json
-
     if output_format == "json":
         write_text_atomic(output, json.dumps(statistics.as_dict(), indent=2, ensure_ascii=False) + "\n")
     else:

@@ -216,7 +216,7 @@ def svg_bars(
     plot_w, plot_h = width - left - 6, height - bottom - top
     peak = max_value if max_value is not None else max([*values, 1e-12])
     step = plot_w / max(len(values), 1)
-    every = max(1, math.ceil(len(values) * 26 / plot_w))
+    every = max(1, math.ceil(len(values) * 36 / plot_w))  # about 36 px per shown label
     parts = [f'<text x="{left}" y="11">{esc(title)}</text>']
     parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>')
     parts.append(f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{esc(value_format.format(peak))}</text>')

@@ -264,6 +264,15 @@ def test_report_commands_write_html_jsonl_and_json(trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     text = html_page.read_text()
     assert text.count("<svg") >= 4 and 'id="faithfulness"' in text and "<script" not in text
+    # A file of documents without labels: grouped by the predicted class; the check can be skipped.
+    unlabelled = write_csv(tmp_path / "u.csv", [{"text": r["text"]} for r in make_corpus(30, seed=4)])
+    corpus = tmp_path / "u.json"
+    args = ["corpus-report", str(trained_run), str(unlabelled), "-o", str(corpus), "--faithfulness-docs", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stats = json.loads(corpus.read_text())
+    assert stats["documents"] == 30 and stats["group_by"] == "predicted" and stats["accuracy"] is None
+    assert stats["faithfulness"] is None and sum(c["documents"] for c in stats["classes"].values()) == 30
 
 
 @pytest.mark.parametrize(
