@@ -130,6 +130,41 @@ class Config(_Schema):
     train: TrainConfig = TrainConfig()
 
 
+class DocumentReportConfig(_Schema):
+    """Which documents an attention report shows, in which order (`han report`)."""
+
+    # input: input order; confidence: lowest top probability first;
+    # misclassified: misclassified first, then lowest confidence first (needs true labels).
+    sort: Literal["input", "confidence", "misclassified"] = "input"
+    only: Literal["all", "misclassified", "correct"] = "all"  # misclassified/correct need true labels
+    true_label: str | None = None  # keep documents of this true label
+    predicted_label: str | None = None  # keep documents predicted as this label
+    limit: int | None = Field(None, ge=1)  # at most this many documents, after filtering and sorting
+
+
+class CorpusReportConfig(_Schema):
+    """Attention statistics of a whole split and the faithfulness check (`han corpus-report`)."""
+
+    group_by: Literal["true", "predicted"] = "true"  # class of a document: its true label, or the prediction
+    top_words: int = Field(15, ge=1)  # words listed per class
+    min_word_count: int = Field(5, ge=1)  # occurrences a word needs in a class to be listed
+    words: list[
+        str
+    ] = []  # words whose weight distribution is plotted; default: the top word of the first and last class
+    positions: int = Field(10, ge=1)  # sentence positions shown; later sentences count in the last one
+    bins: int = Field(20, ge=2)  # histogram bins
+    faithfulness_documents: int = Field(1000, ge=0)  # documents sampled for the faithfulness check; 0 skips it
+    seed: int = 0  # sampling of documents and of the random sentence removed
+
+
+def validate_options(schema: type[_Schema], values: dict[str, Any], source: str) -> Any:
+    """Validate command options (None means "use the default") into a frozen schema; errors name the option."""
+    try:
+        return schema.model_validate({key: value for key, value in values.items() if value is not None})
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(source, error)) from None
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from han.config import CorpusReportConfig, DocumentReportConfig
 from pipelines import ui
 
 app = typer.Typer(
@@ -129,6 +130,143 @@ def predict(
     )
     if output is not None:
         ui.console.print(f"[green]predicted[/] {count} documents -> {output}")
+
+
+ReportOutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Report file to write.")]
+WeightsOpt = Annotated[str, typer.Option("--weights", help="best or last.")]
+
+
+def _option_default(schema: type, name: str):
+    """A command option's default, read from its schema in han/config.py (defaults live only there)."""
+    return schema.model_fields[name].default
+
+
+def _report_format(output: Path, given: Optional[str], data_suffix: str, data_format: str) -> str:
+    if given is not None:
+        return given
+    return data_format if output.suffix.lower() == data_suffix else "html"
+
+
+@app.command()
+@ui.handle_errors
+def report(
+    run_dir: RunDirArg,
+    input: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="CSV/TSV/JSONL/Parquet/.txt file of documents (true labels are read when it has the run's label "
+            "column); omit with --split to use the run's own data source.",
+            show_default=False,
+        ),
+    ] = None,
+    output: ReportOutputOpt = Path("report.html"),
+    output_format: Annotated[
+        Optional[str], typer.Option("--format", help="html or jsonl [default: from the output suffix].")
+    ] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option("--split", help="Report one split (train/validation/test) of INPUT, read like the run's data."),
+    ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="input, confidence (lowest first) or misclassified (first).")
+    ] = _option_default(DocumentReportConfig, "sort"),
+    only: Annotated[str, typer.Option("--only", help="all, misclassified or correct.")] = _option_default(
+        DocumentReportConfig, "only"
+    ),
+    true_label: Annotated[
+        Optional[str], typer.Option("--true-label", help="Keep documents of this true label.")
+    ] = None,
+    predicted_label: Annotated[
+        Optional[str], typer.Option("--predicted-label", help="Keep documents predicted as this label.")
+    ] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many documents.")] = None,
+    weights: WeightsOpt = "best",
+) -> None:
+    """Per-document attention report: sentences and words shaded by their weights (HTML), or the same as JSON Lines."""
+    from han.attention import document_report, write_document_report
+    from han.config import validate_options
+    from han.errors import ConfigError
+    from han.inference import load_trained_run
+
+    options = validate_options(
+        DocumentReportConfig,
+        dict(sort=sort, only=only, true_label=true_label, predicted_label=predicted_label, limit=limit),
+        "han report options",
+    )
+    chosen_format = _report_format(output, output_format, ".jsonl", "jsonl")
+    if chosen_format not in ("html", "jsonl"):
+        raise ConfigError(f"--format {chosen_format!r}: use html or jsonl")
+    trained = load_trained_run(run_dir, weights)
+    result = document_report(trained, input, split, options, ui.RichProgress())
+    write_document_report(result, output, chosen_format)
+    ui.console.print(f"[green]report[/]: {len(result.documents)} of {result.documents_read} documents -> {output}")
+
+
+@app.command("corpus-report")
+@ui.handle_errors
+def corpus_report(
+    run_dir: RunDirArg,
+    input: Annotated[
+        Optional[Path],
+        typer.Argument(help="A file of documents instead of a preprocessed split of the run.", show_default=False),
+    ] = None,
+    output: ReportOutputOpt = Path("corpus.html"),
+    output_format: Annotated[
+        Optional[str], typer.Option("--format", help="html or json [default: from the output suffix].")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="A preprocessed split of the run.")] = "test",
+    words: Annotated[
+        Optional[str], typer.Option("--words", help="Comma-separated words whose weight distributions to plot.")
+    ] = None,
+    group_by: Annotated[str, typer.Option("--group-by", help="true or predicted label.")] = _option_default(
+        CorpusReportConfig, "group_by"
+    ),
+    top_words: Annotated[int, typer.Option("--top-words", help="Words listed per class.")] = _option_default(
+        CorpusReportConfig, "top_words"
+    ),
+    min_word_count: Annotated[
+        int, typer.Option("--min-count", help="Occurrences a word needs in a class to be listed.")
+    ] = _option_default(CorpusReportConfig, "min_word_count"),
+    positions: Annotated[int, typer.Option("--positions", help="Sentence positions shown.")] = _option_default(
+        CorpusReportConfig, "positions"
+    ),
+    faithfulness_documents: Annotated[
+        int, typer.Option("--faithfulness-docs", help="Documents sampled for the faithfulness check (0 skips it).")
+    ] = _option_default(CorpusReportConfig, "faithfulness_documents"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the faithfulness sample.")] = _option_default(
+        CorpusReportConfig, "seed"
+    ),
+    weights: WeightsOpt = "best",
+) -> None:
+    """Corpus attention report: top-attended words per class, sentence positions, chosen words, faithfulness check."""
+    from han.attention import corpus_statistics, load_split_for_corpus, write_corpus_report
+    from han.config import validate_options
+    from han.errors import ConfigError
+    from han.inference import load_trained_run
+
+    options = validate_options(
+        CorpusReportConfig,
+        dict(
+            group_by=group_by,
+            top_words=top_words,
+            min_word_count=min_word_count,
+            words=[w.strip() for w in words.split(",") if w.strip()] if words else None,
+            positions=positions,
+            faithfulness_documents=faithfulness_documents,
+            seed=seed,
+        ),
+        "han corpus-report options",
+    )
+    chosen_format = _report_format(output, output_format, ".json", "json")
+    if chosen_format not in ("html", "json"):
+        raise ConfigError(f"--format {chosen_format!r}: use html or json")
+    trained = load_trained_run(run_dir, weights)
+    encoded, source = load_split_for_corpus(trained, input, split)
+    stats = corpus_statistics(trained, encoded, options, source, ui.RichProgress())
+    write_corpus_report(stats, output, chosen_format)
+    ui.console.print(f"[green]corpus report[/]: {stats.documents} documents -> {output}")
+    if stats.faithfulness is not None:
+        ui.show_faithfulness(stats.faithfulness.summary())
 
 
 def main() -> None:

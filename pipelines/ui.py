@@ -110,3 +110,24 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
 def show_metrics(split: str, metrics: dict[str, Any]) -> None:
     console.print(metrics_table(split, metrics))
     console.print(confusion_table(metrics))
+
+
+def show_faithfulness(summary: dict[str, Any]) -> None:
+    """The faithfulness check's figures as a table."""
+    table = Table(
+        title=f"faithfulness: {summary['documents']} documents (of {summary['eligible']} with 2+ sentences); "
+        f"top-sentence removal hurts more in {summary['top_drop_larger_share']:.1%}"
+    )
+    for column in ("removed", "mean drop", "median", "p10", "p90", "flips"):
+        table.add_column(column, justify="left" if column == "removed" else "right")
+    for key, name in (("top_sentence_removed", "most attended"), ("random_sentence_removed", "random other")):
+        row = summary[key]
+        table.add_row(
+            name,
+            f"{row['mean']:+.4f}",
+            f"{row['median']:+.4f}",
+            f"{row['p10']:+.4f}",
+            f"{row['p90']:+.4f}",
+            f"{row['flip_share']:.1%} ({row['flips']})",
+        )
+    console.print(table)
