@@ -44,10 +44,9 @@ def attentive(tmp_path_factory, tiny_overrides):
     """A tiny run trained with dense Adam: on 168 training documents and 4 epochs, lazy (row-sparse)
     embedding updates leave one class's attention on filler words, and the statistics test needs a
     model whose word attention has settled on the topic words."""
+    from conftest import TINY_CONFIG
     from han.config import load_config
     from han.runner import run_all
-
-    from conftest import TINY_CONFIG
 
     run_dir = tmp_path_factory.mktemp("attentive") / "run"
     run_all(load_config(TINY_CONFIG, [*tiny_overrides, "train.lazy_embedding_updates=false"]), run_dir)
