@@ -105,6 +105,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run directory's files are meant to be shared
         fsync_path(tmp)
         os.replace(tmp, target)
         fsync_path(target.parent)
