@@ -28,7 +28,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from han.artifacts import write_bytes_atomic
-from han.errors import RunDirError, StorageError
+from han.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +197,7 @@ def save_checkpoint(
     state_json = json.dumps(payload, sort_keys=True)
     metadata = {"han_checkpoint": state_json, "sha256": _tensor_digest(state_json.encode(), tensors)}
     path = directory / f"step-{loop.global_step:08d}.safetensors"
-    previous = checkpoint_files(directory)
-    try:
-        write_bytes_atomic(path, save_tensors(tensors, metadata=metadata))
-    except StorageError as error:
-        fallback = f"{previous[0]} is intact" if previous else "there is no earlier checkpoint"
-        raise StorageError(f"{error}; {fallback}; free space and rerun with --resume") from None
+    write_bytes_atomic(path, save_tensors(tensors, metadata=metadata))  # StorageError leaves older ones intact
     for old in checkpoint_files(directory)[keep:]:
         old.unlink(missing_ok=True)
     return path

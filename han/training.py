@@ -312,10 +312,8 @@ def train(
                     raise stop(path)
         except StorageError as error:
             newest = checkpoint_files(run.checkpoints_path)
-            where = f"the newest checkpoint is {newest[0]}" if newest else "no checkpoint was written yet"
-            raise StorageError(
-                f"{error}; training stopped ({where}; rerun with --resume once there is space)"
-            ) from None
+            where = f"the newest intact checkpoint is {newest[0]}" if newest else "no checkpoint was written yet"
+            raise StorageError(f"{error}; training stopped: {where}; rerun with --resume once there is space") from None
         finally:
             progress.stop()
     seconds = loop.train_seconds
