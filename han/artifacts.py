@@ -10,12 +10,22 @@ Layout:
     model/best.safetensors, model/last.safetensors
     train_log.jsonl      one line per epoch
     metrics.json         {"<split>": {...}} from evaluate
-Every file is written to a temporary name and renamed into place, so a file that exists is complete.
+    checkpoints/step-<N>.safetensors   training checkpoints (han.checkpoint), the newest few
+
+Every file is written to a temporary name, fsync'ed and renamed into place, so a file that exists is
+complete; a failed write (disk full) raises `StorageError` and leaves the previous version intact.
+manifest.json lists every artifact (checkpoints excepted: each carries its own SHA-256) with its
+size and SHA-256 under "artifacts"; stages verify what they load against it, so a truncated,
+altered or planted file is refused with a one-line error instead of being read.
+A run directory that holds results is never replaced without `overwrite=True` (`--overwrite`).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -27,20 +37,82 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from han.config import Config, config_from_dict
-from han.errors import RunDirError
+from han.errors import RunDirError, StorageError
+
+log = logging.getLogger(__name__)
+
+
+# The one call that puts bytes on disk for han's own files; tests replace it to simulate a full disk.
+_os_write = os.write
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+
+
+def storage_error(target: Path, error: OSError) -> StorageError:
+    """A one-line `StorageError` for a failed write of `target`."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += ": free some space"
+    return StorageError(f"{target}: could not be written ({reason}); the previous version, if any, is unchanged")
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    return isinstance(error, OSError) and (error.errno in WRITE_ERRNOS or error.errno is None)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory entry list) to the disk; directories that cannot be synced are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if not path.is_dir():
+            raise
+        del error  # some file systems cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (created or truncated) through `_os_write`, then fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = _os_write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it is renamed onto `target`."""
+    """Yield a temporary path beside `target`; on success it is fsync'ed and renamed onto `target`.
+
+    A write that fails with a file-system error (disk full, read-only, quota) raises `StorageError`;
+    the temporary file is removed and `target` keeps its previous content.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as error:
+        raise storage_error(target, error) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run directory's files are meant to be shared
+        fsync_path(tmp)
         os.replace(tmp, target)
+        fsync_path(target.parent)
+    except OSError as error:
+        if _is_write_failure(error):
+            raise storage_error(target, error) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -48,27 +120,56 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target`."""
+    """Yield a temporary directory beside `target`; on success its files are fsync'ed and it replaces `target`."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as error:
+        raise storage_error(target, error) from None
     try:
         yield tmp
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                fsync_path(path)
+        fsync_path(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+        fsync_path(target.parent)
+    except OSError as error:
+        if _is_write_failure(error):
+            raise storage_error(target, error) from None
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
 
 
-def write_text_atomic(target: Path, text: str) -> None:
+def write_bytes_atomic(target: Path, data: bytes) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        write_file(tmp, data)
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"))
 
 
 def write_json_atomic(target: Path, data: Any) -> None:
-    write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: \u escapes keep the JSON valid and the value intact
+        encoded = (json.dumps(data, indent=2) + "\n").encode("ascii")
+    write_bytes_atomic(target, encoded)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:
@@ -138,6 +239,19 @@ class RunDir:
     def metrics_path(self) -> Path:
         return self.root / "metrics.json"
 
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.root / "checkpoints"
+
+    def training_outputs(self) -> list[Path]:
+        """What `han train` writes; present when the run has been (partly) trained."""
+        return [
+            self.root / "model",
+            self.checkpoints_path,
+            self.train_log_path,
+            self.metrics_path,
+        ]
+
     def splits(self) -> list[str]:
         data = self.root / "data"
         return (
@@ -171,3 +285,157 @@ class RunDir:
         manifest.update(fields)
         write_json_atomic(self.manifest_path, manifest)
         return manifest
+
+    # --- guarding results ----------------------------------------------------------------
+    def claim(self, overwrite: bool) -> None:
+        """Make the run directory ready for a fresh run: it must be new or empty, or `overwrite` empties it.
+
+        Only a han run directory (one with manifest.json or config.json) is ever emptied.
+        """
+        if not self.root.exists():
+            self.root.mkdir(parents=True)
+            return
+        if not self.root.is_dir():
+            raise RunDirError(f"{self.root}: exists and is not a directory; choose another --run-dir")
+        if not any(self.root.iterdir()):
+            return
+        if not overwrite:
+            raise RunDirError(
+                f"{self.root}: run directory already holds files; pass --overwrite to replace them, "
+                f"--resume to continue the run, or choose another --run-dir"
+            )
+        if not (self.manifest_path.exists() or self.config_path.exists()):
+            raise RunDirError(
+                f"{self.root}: not a han run directory (no manifest.json or config.json); refusing to empty it "
+                f"even with --overwrite; choose another --run-dir"
+            )
+        log.info("--overwrite: removing the previous contents of %s", self.root)
+        try:
+            for child in self.root.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        except OSError as error:
+            raise RunDirError(f"{self.root}: could not remove the previous run ({error})") from None
+
+    def claim_for_training(self, resume: bool, overwrite: bool) -> None:
+        """Refuse to train over existing training results unless resuming or `overwrite` removes them."""
+        existing = [p for p in self.training_outputs() if p.exists()]
+        if not existing or resume:
+            return
+        names = ", ".join(p.name for p in existing)
+        if not overwrite:
+            raise RunDirError(
+                f"{self.root}: already holds training results ({names}); pass --resume to continue training "
+                f"or --overwrite to train again from scratch"
+            )
+        log.info("--overwrite: removing the previous training results of %s (%s)", self.root, names)
+        for path in existing:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        manifest = self.read_manifest()
+        if manifest:
+            for key in ("train", "stage_seconds"):
+                manifest.pop(key, None)
+            self.forget_artifacts(*existing, manifest=manifest)
+
+    # --- integrity ------------------------------------------------------------------------
+    def _relative(self, path: Path) -> str:
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            raise RunDirError(f"{path}: not inside the run directory {self.root}") from None
+
+    @staticmethod
+    def _files_of(path: Path) -> list[Path]:
+        if path.is_dir():
+            return sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink())
+        return [path]
+
+    def forget_artifacts(self, *paths: Path, manifest: dict[str, Any] | None = None) -> None:
+        """Drop `paths` (files, or everything under folders) from the manifest's artifact list."""
+        manifest = manifest if manifest is not None else self.read_manifest()
+        artifacts = manifest.get("artifacts") or {}
+        for path in paths:
+            rel = self._relative(path)
+            for key in [k for k in artifacts if k == rel or k.startswith(rel + "/")]:
+                del artifacts[key]
+        manifest["artifacts"] = artifacts
+        write_json_atomic(self.manifest_path, manifest)
+
+    def record_artifacts(self, *paths: Path) -> None:
+        """List `paths` (files, or every file under folders) in the manifest with size and SHA-256."""
+        manifest = self.read_manifest()
+        artifacts = manifest.get("artifacts")
+        artifacts = dict(artifacts) if isinstance(artifacts, dict) else {}
+        for path in paths:
+            rel = self._relative(path)
+            for key in [k for k in artifacts if k == rel or k.startswith(rel + "/")]:
+                del artifacts[key]
+            for file in self._files_of(Path(path)):
+                artifacts[self._relative(file)] = {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
+        self.update_manifest(artifacts=dict(sorted(artifacts.items())))
+
+    def _hint_for(self, rel: str) -> str:
+        if rel.startswith(("model/", "train_log")):
+            return "rerun `han train --overwrite` or restore the file"
+        if rel == "metrics.json":
+            return "delete it and rerun `han evaluate`"
+        return "rerun `han preprocess --overwrite` (or `han run --overwrite`) or restore the file"
+
+    def verify_artifacts(self, *paths: Path) -> None:
+        """Check `paths` against the manifest's sizes and SHA-256 sums; the first problem is a one-line error.
+
+        A folder must hold exactly the files listed for it: a planted extra file is refused too.
+        """
+        if not self.manifest_path.exists():
+            raise RunDirError(
+                f"{self.manifest_path}: missing, so the run's files cannot be verified; rerun `han preprocess --overwrite`"
+            )
+        artifacts = self.read_manifest().get("artifacts")
+        if not isinstance(artifacts, dict):
+            raise RunDirError(
+                f"{self.manifest_path}: lists no artifact checksums (damaged, or written by an older han); "
+                f"rerun `han run --overwrite`"
+            )
+        for path in map(Path, paths):
+            rel = self._relative(path)
+            if path.is_dir():
+                listed = {k: v for k, v in artifacts.items() if k.startswith(rel + "/")}
+                if not listed:
+                    raise RunDirError(f"{path}: not listed in manifest.json; refusing to load files han did not write")
+                for file in self._files_of(path):
+                    if self._relative(file) not in listed:
+                        raise RunDirError(
+                            f"{file}: unexpected file, not listed in manifest.json; refusing to load it (remove it)"
+                        )
+                items = listed.items()
+            else:
+                if rel not in artifacts:
+                    if not path.exists():
+                        raise RunDirError(f"{path}: missing from the run directory; {self._hint_for(rel)}")
+                    raise RunDirError(f"{path}: not listed in manifest.json; refusing to load a file han did not write")
+                items = [(rel, artifacts[rel])]
+            for key, entry in items:
+                self._verify_file(self.root / key, entry, key)
+
+    def _verify_file(self, path: Path, entry: Any, rel: str) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise RunDirError(f"{self.manifest_path}: damaged entry for {rel}; {self._hint_for(rel)}")
+        if path.is_symlink() or not path.is_file():
+            raise RunDirError(f"{path}: missing or not a regular file; {self._hint_for(rel)}")
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            raise RunDirError(
+                f"{path}: {size} bytes but manifest.json records {entry.get('bytes')} (truncated or altered); "
+                f"{self._hint_for(rel)}"
+            )
+        if file_sha256(path) != entry["sha256"]:
+            raise RunDirError(
+                f"{path}: SHA-256 does not match manifest.json (the file was altered); {self._hint_for(rel)}"
+            )
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete temporary files left by a process killed in the middle of a write."""
+        for path in self.root.rglob(".*.tmp"):
+            try:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            except OSError:
+                pass

@@ -58,6 +58,9 @@ class PreprocessConfig(_Schema):
     lowercase: bool = True
     max_sentences: int = Field(40, ge=1)
     max_words: int = Field(50, ge=1)
+    # Characters of a document read before segmentation; the rest is dropped (and counted), so a
+    # huge document costs bounded time and memory. Far above max_sentences * max_words words.
+    max_chars: int = Field(100_000, ge=1, le=10_000_000)
     min_count: int = Field(2, ge=1)
     max_vocab: int = Field(50_000, ge=3)
     pipe_batch_size: int = Field(256, ge=1)
@@ -117,6 +120,9 @@ class TrainConfig(_Schema):
     early_stopping_metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
     early_stopping_patience: int = Field(3, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
+    # A checkpoint (han/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
+    checkpoint_every_steps: int = Field(500, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)  # the newest this many are kept
 
 
 class Config(_Schema):
@@ -204,7 +210,8 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         elif "input" in detail and not isinstance(detail["input"], (dict, list)):
             message = f"{message} (got {detail['input']!r})"
         parts.append(f"{location}: {message}")
-    return f"{source}: " + "; ".join(parts)
+    more = f"; and {len(parts) - 5} more problem(s)" if len(parts) > 5 else ""
+    return f"{source}: " + "; ".join(parts[:5]) + more
 
 
 def config_from_dict(data: Any, source: str = "config", overrides: list[str] | None = None) -> Config:
@@ -223,6 +230,8 @@ def config_from_dict(data: Any, source: str = "config", overrides: list[str] | N
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file, apply dotted overrides and validate the result."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:

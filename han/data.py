@@ -20,6 +20,7 @@ import datasets
 
 from han.config import DataConfig
 from han.errors import DataError
+from han.inputs import check_csv_header, check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,12 @@ def _load_class_folders(folder: Path) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": _class_folder_split(folder)})
 
 
-def _load_with_datasets(path: str, **kwargs: Any) -> datasets.DatasetDict:
+def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> datasets.DatasetDict:
+    where = where or path  # messages name the user's file, not the builder
     try:
         loaded = datasets.load_dataset(path, **kwargs)
     except FileNotFoundError as error:
-        raise DataError(f"{path}: {str(error).splitlines()[0]}") from None
+        raise DataError(f"{where}: {str(error).splitlines()[0]}") from None
     except ConnectionError as error:
         raise DataError(
             f"{path}: the Hugging Face hub cannot be reached and the dataset is not in the local cache "
@@ -126,12 +128,17 @@ def _load_with_datasets(path: str, **kwargs: Any) -> datasets.DatasetDict:
         ) from None
     except (ValueError, TypeError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: could not be read as a dataset ({message})") from None
+        raise DataError(f"{where}: could not be read as a dataset ({message})") from None
     except Exception as error:  # datasets raises many library-specific types (DatasetNotFoundError, ...)
+        if type(error).__name__ == "DatasetGenerationError" and error.__cause__ is not None:
+            cause = str(error.__cause__).strip().splitlines()
+            raise DataError(
+                f"{where}: could not be parsed ({cause[0] if cause else type(error.__cause__).__name__})"
+            ) from None
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         if "offline" in message.lower() or "connect" in message.lower():
             message += "; without network access set HF_DATASETS_OFFLINE=1 and make sure the dataset is cached"
-        raise DataError(f"{path}: {type(error).__name__}: {message}") from None
+        raise DataError(f"{where}: {type(error).__name__}: {message}") from None
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
@@ -150,10 +157,13 @@ def load_source(config: DataConfig) -> datasets.DatasetDict:
     builder = FILE_BUILDERS.get(path.suffix.lower())
     if builder is None:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(sorted(FILE_BUILDERS))}")
+    check_input_file(path)
     kwargs: dict[str, Any] = {"data_files": {"train": str(path)}}
     if path.suffix.lower() == ".tsv":
         kwargs["delimiter"] = "\t"
-    return _load_with_datasets(builder, **kwargs)
+    if builder == "csv":
+        check_csv_header(path, kwargs.get("delimiter", ","), [*config.text_columns, config.label_column])
+    return _load_with_datasets(builder, where=str(path), **kwargs)
 
 
 def _label_names(feature: Any, labels: list[str]) -> list[str]:
@@ -217,14 +227,20 @@ def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
     return _to_raw_split(datasets.concatenate_datasets(list(source.values())), file_config, str(path))
 
 
-def _carve(split: RawSplit, fraction: float, seed: int) -> tuple[RawSplit, RawSplit]:
+def _carve(split: RawSplit, fraction: float, seed: int, where: str = "data") -> tuple[RawSplit, RawSplit]:
     from sklearn.model_selection import train_test_split
 
     indices = list(range(len(split)))
     try:
         keep, carved = train_test_split(indices, test_size=fraction, random_state=seed, stratify=split.labels)
     except ValueError:  # a class too small to stratify: fall back to a plain seeded split
-        keep, carved = train_test_split(indices, test_size=fraction, random_state=seed)
+        try:
+            keep, carved = train_test_split(indices, test_size=fraction, random_state=seed)
+        except ValueError:
+            raise DataError(
+                f"{where}: {len(split)} training document(s) are too few to carve a {fraction:g} split from; "
+                f"add documents or provide the split"
+            ) from None
     return split.subset(sorted(keep)), split.subset(sorted(carved))
 
 
@@ -281,10 +297,10 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
     )
     carved = []
     if "test" not in splits:
-        splits["train"], splits["test"] = _carve(splits["train"], config.test_fraction, seed)
+        splits["train"], splits["test"] = _carve(splits["train"], config.test_fraction, seed, where)
         carved.append("test")
     if "validation" not in splits:
-        splits["train"], splits["validation"] = _carve(splits["train"], config.validation_fraction, seed)
+        splits["train"], splits["validation"] = _carve(splits["train"], config.validation_fraction, seed, where)
         carved.append("validation")
     label_names = _label_names(train_feature, splits["train"].labels)
     known = set(label_names)

@@ -23,3 +23,17 @@ class RunDirError(HanError):
     """A run directory is missing, incomplete or would be overwritten."""
 
     exit_code = 4
+
+
+class StorageError(HanError):
+    """A file could not be written (disk full, read-only, quota); the previous version is left intact."""
+
+    exit_code = 5
+
+
+class TrainingStopped(HanError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint; exit code 128 + the signal number."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number

@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -22,14 +23,17 @@ from han.artifacts import RunDir, atomic_path, read_json, write_json_atomic
 from han.batching import EncodedSplit
 from han.config import Config
 from han.data import load_labelled_file
-from han.errors import DataError, RunDirError
+from han.errors import ConfigError, DataError, RunDirError
 from han.evaluation import classification_metrics, predict_probabilities
+from han.inputs import check_csv_header, check_input_file
 from han.model import HierarchicalAttentionNetwork, build_model
 from han.preprocessing import encode_documents
 from han.progress import Progress
-from han.segment import build_pipeline, segment
+from han.segment import TextStats, build_pipeline, segment
 from han.training import load_label_names, load_weights, set_threads
 from han.vocab import Vocab
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,17 +46,22 @@ class TrainedRun:
     label_names: list[str]
     model: HierarchicalAttentionNetwork
     nlp: Language
+    text_stats: TextStats = field(default_factory=TextStats)  # documents truncated / cleaned so far
 
     def encode(self, texts: list[str], labels: list[int] | None = None) -> EncodedSplit:
         """Segment and encode raw texts like the training data; a text with no token becomes one unknown word."""
-        documents = [doc if doc else [["<empty>"]] for doc in segment(self.nlp, texts, self.config.preprocess)]
+        documents = [
+            doc if doc else [["<empty>"]] for doc in segment(self.nlp, texts, self.config.preprocess, self.text_stats)
+        ]
         encoded = encode_documents(documents, self.vocab)
         return EncodedSplit.from_documents(encoded, labels if labels is not None else [-1] * len(texts))
 
 
 def load_trained_run(run_dir: Path, weights: str = "best") -> TrainedRun:
-    """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory."""
+    """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory, verified against its manifest."""
     run = RunDir(Path(run_dir))
+    if weights not in ("best", "last"):
+        raise ConfigError(f"--weights {weights!r}: use best or last")
     weights_path = run.best_weights_path if weights == "best" else run.last_weights_path
     run.require(
         run.config_path,
@@ -61,6 +70,7 @@ def load_trained_run(run_dir: Path, weights: str = "best") -> TrainedRun:
         weights_path,
         hint="train the run first (`han train` or `han run`)",
     )
+    run.verify_artifacts(run.config_path, run.vocab_path, run.labels_path, weights_path)
     config = run.load_config()
     vocab = Vocab.load(run.vocab_path)
     label_names = load_label_names(run)
@@ -72,9 +82,13 @@ def load_trained_run(run_dir: Path, weights: str = "best") -> TrainedRun:
 
 
 def _merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
-    existing = read_json(run.metrics_path) if run.metrics_path.exists() else {}
+    existing = {}
+    if run.metrics_path.exists():
+        run.verify_artifacts(run.metrics_path)
+        existing = read_json(run.metrics_path)
     existing.update(results)
     write_json_atomic(run.metrics_path, existing)
+    run.record_artifacts(run.metrics_path)
 
 
 def evaluate_split(trained: TrainedRun, split: str) -> dict[str, Any]:
@@ -83,6 +97,7 @@ def evaluate_split(trained: TrainedRun, split: str) -> dict[str, Any]:
     if not path.exists():
         available = ", ".join(trained.run.splits()) or "none"
         raise RunDirError(f"{trained.run.root}: no preprocessed split {split!r} (available: {available})")
+    trained.run.verify_artifacts(path)
     encoded = EncodedSplit.load(path)
     metrics = classification_metrics(
         encoded.labels,
@@ -144,9 +159,13 @@ def _iter_jsonl(handle: IO[str], columns: list[str], where: str) -> Iterator[str
 
 
 def _iter_parquet(path: Path, columns: list[str]) -> Iterator[str]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
     missing = [c for c in columns if c not in file.schema_arrow.names]
     if missing:
         raise DataError(
@@ -170,12 +189,15 @@ def iter_input_texts(source: Path | None, columns: list[str], stdin: IO[str] | N
         raise DataError(
             f"{source}: unsupported input type {suffix!r}; use {', '.join(INPUT_SUFFIXES)} or standard input"
         )
-    if not source.is_file():
+    if not source.exists():
         raise DataError(f"{source}: input file not found")
+    check_input_file(source)
+    if suffix in (".csv", ".tsv"):
+        check_csv_header(source, "\t" if suffix == ".tsv" else ",", columns)
     if suffix == ".parquet":
         yield from _iter_parquet(source, columns)
         return
-    with open(source, encoding="utf-8", errors="replace", newline="") as handle:
+    with open(source, encoding="utf-8-sig", newline="") as handle:
         if suffix in (".csv", ".tsv"):
             yield from _iter_csv(handle, "\t" if suffix == ".tsv" else ",", columns, str(source))
         elif suffix == ".jsonl":
@@ -200,7 +222,12 @@ def _format_row(row: int, probabilities: np.ndarray, label_names: list[str]) -> 
 
 
 def write_predictions(
-    trained: TrainedRun, texts: Iterable[str], output: IO[str], output_format: str, progress: Progress | None = None
+    trained: TrainedRun,
+    texts: Iterable[str],
+    output: IO[str],
+    output_format: str,
+    progress: Progress | None = None,
+    source_name: str = "input",
 ) -> int:
     """Write one prediction per text as JSON Lines or CSV (row, label, p_<class>...); return the count."""
     progress = progress or Progress()
@@ -219,7 +246,15 @@ def write_predictions(
         progress.advance(1)
     progress.stop()
     if count == 0:
-        raise DataError("the input holds no documents")
+        raise DataError(f"{source_name}: the input holds no documents")
+    stats = trained.text_stats
+    if stats.truncated:
+        log.warning(
+            "%s: %d document(s) longer than preprocess.max_chars=%d characters were truncated",
+            source_name,
+            stats.truncated,
+            trained.config.preprocess.max_chars,
+        )
     return count
 
 
@@ -233,9 +268,10 @@ def predict_file(
 ) -> int:
     """Predict every document of `source` (or stdin) into `output` (.jsonl or .csv; default stdout as JSON Lines)."""
     texts = iter_input_texts(source, trained.config.data.text_columns, stdin)
+    name = str(source) if source is not None else "standard input"
     if output is None:
-        return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress)
+        return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name)
     output_format = "csv" if output.suffix.lower() == ".csv" else "jsonl"
     with atomic_path(output) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            return write_predictions(trained, texts, handle, output_format, progress)
+            return write_predictions(trained, texts, handle, output_format, progress, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,33 +10,66 @@ from typing import Any
 
 from han.artifacts import RunDir
 from han.config import Config
+from han.errors import RunDirError
 from han.inference import evaluate_split, load_trained_run
 from han.preprocessing import PreprocessSummary, preprocess
 from han.progress import Progress
 from han.training import TrainResult, train
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RunResult:
-    preprocess: PreprocessSummary
+    preprocess: PreprocessSummary | None  # None when a resumed run kept its earlier preprocessing
     train: TrainResult
     metrics: dict[str, dict[str, Any]]
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_all(config: Config, run_dir: Path, progress: Progress | None = None) -> RunResult:
-    """Preprocess, train and evaluate (validation and test) into `run_dir`; stage wall times in the manifest."""
+def preprocessing_complete(run: RunDir) -> bool:
+    """True when a previous preprocess finished in `run` and its outputs are intact."""
+    if "preprocess" not in run.read_manifest():
+        return False
+    splits = [run.data_path(name) for name in run.splits()]
+    try:
+        run.verify_artifacts(run.config_path, run.labels_path, run.vocab_path, run.embeddings_path, *splits)
+    except RunDirError as error:
+        log.warning("preprocessing will be redone: %s", error)
+        return False
+    return True
+
+
+def run_all(
+    config: Config,
+    run_dir: Path,
+    progress: Progress | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RunResult:
+    """Preprocess, train and evaluate (validation and test) into `run_dir`; stage wall times in the manifest.
+
+    `run_dir` must be new or empty unless `overwrite` (start again) or `resume` (keep a finished
+    preprocess, continue training from the newest checkpoint, then evaluate).
+    """
+    run = RunDir(Path(run_dir))
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    summary = preprocess(config, run_dir, progress)
+    if resume and preprocessing_complete(run):
+        log.info("resuming %s: preprocessing is complete, continuing with training", run.root)
+        summary = None
+    else:
+        # A resumed run whose preprocessing never finished has nothing worth keeping yet.
+        summary = preprocess(config, run_dir, progress, overwrite=overwrite or resume)
     seconds["preprocess"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = train(config, run_dir, progress)
+    result = train(config, run_dir, progress, resume=resume)
     seconds["train"] = time.perf_counter() - start
     start = time.perf_counter()
     trained = load_trained_run(run_dir)
     metrics = {split: evaluate_split(trained, split) for split in ("validation", "test")}
     seconds["evaluate"] = time.perf_counter() - start
     seconds = {k: round(v, 2) for k, v in seconds.items()}
-    RunDir(Path(run_dir)).update_manifest(stage_seconds=seconds)
+    run.update_manifest(stage_seconds=seconds)
     return RunResult(summary, result, metrics, seconds)

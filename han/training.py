@@ -7,7 +7,11 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file as load_numpy_file
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from han.artifacts import RunDir, atomic_path, read_json, write_text_atomic
-from han.batching import EncodedSplit, bucketed_batches, collate
+from han.artifacts import RunDir, read_json, write_bytes_atomic, write_text_atomic
+from han.batching import Batch, EncodedSplit, bucketed_batches, collate
+from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
 from han.config import Config, TrainConfig
-from han.errors import RunDirError
+from han.errors import RunDirError, StorageError, TrainingStopped
 from han.evaluation import evaluate_model
 from han.model import HierarchicalAttentionNetwork, build_model
 from han.optim import LazyAdam, clip_grad_norm
@@ -51,8 +56,7 @@ def load_label_names(run: RunDir) -> list[str]:
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    write_bytes_atomic(path, save(state))
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -139,11 +143,75 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
     return value < best if metric == "loss" else value > best
 
 
-def train(config: Config, run_dir: Path, progress: Progress | None = None) -> TrainResult:
-    """Train on the run's encoded data; write best/last weights, the epoch log and the manifest entry."""
+class StopRequest:
+    """Set by SIGINT/SIGTERM while training: the loop finishes its step, checkpoints and stops."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turn the first SIGINT/SIGTERM into a stop request; a second one interrupts at once."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield request
+        return
+
+    def handler(signal_number: int, frame: Any) -> None:
+        if request.requested:
+            raise KeyboardInterrupt
+        request.signal_number = signal_number
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _train_step(
+    model: HierarchicalAttentionNetwork,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch: Batch,
+    config: TrainConfig,
+) -> float:
+    output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+    loss = F.cross_entropy(output.logits, batch.labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        clip_grad_norm(model.parameters(), config.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def train(
+    config: Config,
+    run_dir: Path,
+    progress: Progress | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train on the run's encoded data; write best/last weights, the epoch log and the manifest entry.
+
+    A checkpoint is written every `train.checkpoint_every_steps` steps and at each epoch end; with
+    `resume` training continues from the newest intact one and ends exactly as an uninterrupted run
+    would. SIGINT/SIGTERM finish the current step, write a checkpoint and raise `TrainingStopped`.
+    Existing training results are only replaced with `overwrite`.
+    """
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
     run.require(
+        run.config_path,
         run.vocab_path,
         run.labels_path,
         run.embeddings_path,
@@ -151,8 +219,19 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
         run.data_path("validation"),
         hint="run `han preprocess CONFIG --run-dir DIR` first",
     )
+    run.claim_for_training(resume=resume, overwrite=overwrite)
+    run.verify_artifacts(
+        run.config_path,
+        run.vocab_path,
+        run.labels_path,
+        run.embeddings_path,
+        run.data_path("train"),
+        run.data_path("validation"),
+    )
+    run.remove_stale_temporaries()
     check_same_preprocessing(config, run)
     run.save_config(config)
+    run.record_artifacts(run.config_path)
     seed_everything(config.seed)
     set_threads(config.train.threads)
     tc = config.train
@@ -164,69 +243,139 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
     steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
     total_steps = steps_per_epoch * tc.max_epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, tc))
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed)  # data order, one generator across epochs
 
-    history: list[dict[str, Any]] = []
-    best: float | None = None
-    best_epoch = 0
-    stale_epochs = 0
-    started = time.perf_counter()
-    trained_docs = 0
-    for epoch in range(1, tc.max_epochs + 1):
-        model.train()
-        epoch_start = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        progress.start(f"epoch {epoch}/{tc.max_epochs}", len(train_split))
-        for indices in bucketed_batches(train_split, tc.batch_size, rng):
-            batch = collate(train_split, indices)
-            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-            loss = F.cross_entropy(output.logits, batch.labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip is not None:
-                clip_grad_norm(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item() * len(indices)
-            seen += len(indices)
-            elapsed = time.perf_counter() - epoch_start
-            progress.advance(len(indices), loss=loss_sum / seen, docs_per_s=seen / max(elapsed, 1e-9))
-        progress.stop()
-        epoch_seconds = time.perf_counter() - epoch_start
-        trained_docs += seen
-        validation = evaluate_model(model, validation_split, label_names, tc.eval_batch_size)
-        record = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(seen, 1),
-            "validation_loss": validation["loss"],
-            "validation_accuracy": validation["accuracy"],
-            "validation_macro_f1": validation["macro_f1"],
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": round(epoch_seconds, 3),
-            "docs_per_s": round(seen / max(epoch_seconds, 1e-9), 1),
-        }
-        history.append(record)
-        write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in history))
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-        save_weights(model, run.last_weights_path)
-        value = validation[tc.early_stopping_metric]
-        if _is_better(value, best, tc.early_stopping_metric):
-            best, best_epoch, stale_epochs = value, epoch, 0
-            save_weights(model, run.best_weights_path)
+    optimizers, schedulers = {"model": optimizer}, {"lr": scheduler}
+    config_json = config.model_dump(mode="json")
+    loop = LoopState(epoch=1, batches_done=0, global_step=0, epoch_rng_state=rng.bit_generator.state)
+    if resume:
+        restored = load_latest_checkpoint(run.checkpoints_path, model, optimizers, schedulers, config_json)
+        if restored is None:
+            log.info("%s: no checkpoint yet; training from the start", run.checkpoints_path)
         else:
-            stale_epochs += 1
-            if stale_epochs >= tc.early_stopping_patience:
-                log.info("early stopping: no %s improvement for %d epochs", tc.early_stopping_metric, stale_epochs)
-                break
-    seconds = time.perf_counter() - started
+            loop, path = restored
+            log.info("resuming from %s (epoch %d, step %d)", path, loop.epoch, loop.global_step)
+
+    def checkpoint() -> Path:
+        loop.train_seconds = seconds_before + time.perf_counter() - session_start
+        return save_checkpoint(
+            run.checkpoints_path, loop, model, optimizers, schedulers, config_json, tc.keep_checkpoints
+        )
+
+    def stop(path: Path) -> TrainingStopped:
+        name = signal.Signals(stop_request.signal_number).name  # type: ignore[arg-type]
+        return TrainingStopped(
+            f"training stopped by {name} at epoch {loop.epoch}, step {loop.global_step}; checkpoint {path}; "
+            f"continue with the same command plus --resume",
+            stop_request.signal_number,  # type: ignore[arg-type]
+        )
+
+    session_start, seconds_before = time.perf_counter(), loop.train_seconds
+    with stop_on_signals() as stop_request:
+        try:
+            while not loop.finished:
+                rng.bit_generator.state = loop.epoch_rng_state
+                batches = list(bucketed_batches(train_split, tc.batch_size, rng))
+                model.train()
+                epoch_start, session_docs = time.perf_counter(), 0
+                progress.start(f"epoch {loop.epoch}/{tc.max_epochs}", len(train_split))
+                if loop.seen:
+                    progress.advance(loop.seen)
+                for indices in batches[loop.batches_done :]:
+                    loss = _train_step(model, optimizer, scheduler, collate(train_split, indices), tc)
+                    loop.loss_sum += loss * len(indices)
+                    loop.seen += len(indices)
+                    loop.batches_done += 1
+                    loop.global_step += 1
+                    session_docs += len(indices)
+                    elapsed = time.perf_counter() - epoch_start
+                    progress.advance(
+                        len(indices), loss=loop.loss_sum / loop.seen, docs_per_s=session_docs / max(elapsed, 1e-9)
+                    )
+                    last_of_epoch = loop.batches_done == len(batches)  # the epoch-end checkpoint follows
+                    if not last_of_epoch and (
+                        stop_request.requested or loop.global_step % tc.checkpoint_every_steps == 0
+                    ):
+                        path = checkpoint()
+                        if stop_request.requested:
+                            raise stop(path)
+                progress.stop()
+                lr = scheduler.get_last_lr()[0]
+                _finish_epoch(
+                    loop,
+                    model,
+                    validation_split,
+                    label_names,
+                    run,
+                    tc,
+                    lr,
+                    time.perf_counter() - epoch_start,
+                    session_docs,
+                )
+                loop.epoch, loop.batches_done, loop.epoch_rng_state = loop.epoch + 1, 0, rng.bit_generator.state
+                loop.loss_sum, loop.seen = 0.0, 0
+                path = checkpoint()
+                if stop_request.requested and not loop.finished:
+                    raise stop(path)
+        except StorageError as error:
+            newest = checkpoint_files(run.checkpoints_path)
+            where = f"the newest intact checkpoint is {newest[0]}" if newest else "no checkpoint was written yet"
+            raise StorageError(f"{error}; training stopped: {where}; rerun with --resume once there is space") from None
+        finally:
+            progress.stop()
+    seconds = loop.train_seconds
     result = TrainResult(
-        epochs_run=len(history),
-        best_epoch=best_epoch,
-        best_metric=float(best if best is not None else float("nan")),
+        epochs_run=len(loop.history),
+        best_epoch=loop.best_epoch,
+        best_metric=float(loop.best if loop.best is not None else float("nan")),
         metric_name=f"validation_{tc.early_stopping_metric}",
         seconds=round(seconds, 3),
-        docs_per_second=round(trained_docs / max(seconds, 1e-9), 1),
-        history=history,
+        docs_per_second=round(loop.trained_docs / max(seconds, 1e-9), 1),
+        history=loop.history,
     )
     run.update_manifest(train={k: v for k, v in result.__dict__.items() if k != "history"})
     return result
+
+
+def _finish_epoch(
+    loop: LoopState,
+    model: HierarchicalAttentionNetwork,
+    validation_split: EncodedSplit,
+    label_names: list[str],
+    run: RunDir,
+    tc: TrainConfig,
+    lr: float,
+    epoch_seconds: float,
+    session_docs: int,
+) -> None:
+    """Validate, log the epoch, save last/best weights and update the early-stopping state in `loop`."""
+    loop.trained_docs += loop.seen
+    validation = evaluate_model(model, validation_split, label_names, tc.eval_batch_size)
+    record = {
+        "epoch": loop.epoch,
+        "train_loss": loop.loss_sum / max(loop.seen, 1),
+        "validation_loss": validation["loss"],
+        "validation_accuracy": validation["accuracy"],
+        "validation_macro_f1": validation["macro_f1"],
+        "lr": lr,
+        "seconds": round(epoch_seconds, 3),
+        "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
+    }
+    loop.history.append(record)
+    write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in loop.history))
+    log.info("epoch %d: %s", loop.epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+    save_weights(model, run.last_weights_path)
+    written = [run.train_log_path, run.last_weights_path]
+    value = validation[tc.early_stopping_metric]
+    if _is_better(value, loop.best, tc.early_stopping_metric):
+        loop.best, loop.best_epoch, loop.stale_epochs = value, loop.epoch, 0
+        save_weights(model, run.best_weights_path)
+        written.append(run.best_weights_path)
+    else:
+        loop.stale_epochs += 1
+        if loop.stale_epochs >= tc.early_stopping_patience:
+            log.info("early stopping: no %s improvement for %d epochs", tc.early_stopping_metric, loop.stale_epochs)
+            loop.finished = True
+    run.record_artifacts(*written)
+    if loop.epoch >= tc.max_epochs:
+        loop.finished = True

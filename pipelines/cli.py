@@ -26,6 +26,17 @@ OverridesArg = Annotated[
     typer.Argument(help="Dotted overrides, e.g. train.lr=0.01 model.dropout=0.3.", show_default=False),
 ]
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory written by `han run` / `han train`.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted run from its newest intact checkpoint.")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the results already in the run directory.")]
+
+
+def check_flags(resume: bool, overwrite: bool) -> None:
+    from han.errors import ConfigError
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other: continue the run or start it again")
 
 
 def default_run_dir(config_path: Path, run_dir: Optional[Path]) -> Path:
@@ -39,14 +50,21 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 
 @app.command()
 @ui.handle_errors
-def run(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = None) -> None:
+def run(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
     """Run every stage: preprocess, train, evaluate (validation and test)."""
     from han.config import load_config
     from han.runner import run_all
 
+    check_flags(resume, overwrite)
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
-    result = run_all(cfg, target, ui.RichProgress())
+    result = run_all(cfg, target, ui.RichProgress(), resume=resume, overwrite=overwrite)
     for split, metrics in result.metrics.items():
         ui.show_metrics(split, metrics)
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
@@ -55,14 +73,16 @@ def run(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = 
 
 @app.command()
 @ui.handle_errors
-def preprocess(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = None) -> None:
+def preprocess(
+    config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = None, overwrite: OverwriteOpt = False
+) -> None:
     """Load, split, segment and encode the data; build vocabulary and initial vectors."""
     from han.config import load_config
     from han.preprocessing import preprocess as run_preprocess
 
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
-    summary = run_preprocess(cfg, target, ui.RichProgress())
+    summary = run_preprocess(cfg, target, ui.RichProgress(), overwrite=overwrite)
     docs = ", ".join(f"{k} {v}" for k, v in summary.documents.items())
     ui.console.print(
         f"[green]preprocessed[/] {target}: {docs}; {len(summary.label_names)} labels; vocabulary {summary.vocab_size} "
@@ -72,14 +92,21 @@ def preprocess(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDi
 
 @app.command()
 @ui.handle_errors
-def train(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = None) -> None:
-    """Train on a preprocessed run directory."""
+def train(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    run_dir: RunDirOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train on a preprocessed run directory (checkpointing; --resume continues an interrupted training)."""
     from han.config import load_config
     from han.training import train as run_train
 
+    check_flags(resume, overwrite)
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
-    result = run_train(cfg, target, ui.RichProgress())
+    result = run_train(cfg, target, ui.RichProgress(), resume=resume, overwrite=overwrite)
     ui.console.print(
         f"[green]trained[/] {target}: {result.epochs_run} epochs, best {result.metric_name} {result.best_metric:.4f} "
         f"at epoch {result.best_epoch}; {result.docs_per_second:.0f} docs/s"

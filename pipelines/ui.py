@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import rich.markup
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichBar
 from rich.table import Table
 
-from han.errors import HanError
+from han.errors import HanError, TrainingStopped
 from han.progress import Progress
 
 console = Console()
@@ -27,7 +28,8 @@ def setup_logging(verbose: bool = False) -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    # han reports a file datasets cannot parse as its own one-line error; datasets' log line would repeat it.
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     handler = RichHandler(console=error_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("han").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -41,7 +43,10 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except HanError as error:
-            error_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+            label = "[bold yellow]stopped:[/]" if isinstance(error, TrainingStopped) else "[bold red]error:[/]"
+            error_console.print(
+                f"{label} {rich.markup.escape(str(error))}", markup=True, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             error_console.print("[bold red]interrupted[/]")
