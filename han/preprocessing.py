@@ -1,12 +1,18 @@
-"""The preprocess stage: documents -> sentences of token ids, vocabulary and initial vectors, in the run dir."""
+"""The preprocess stage: documents -> sentences of token ids, vocabulary and initial vectors, in the run dir.
+
+Texts are read lazily from Arrow, tokenised in worker processes (`han.tokenisation`) and kept as
+flat int arrays, so memory holds token ids, not raw text or token strings. The output is keyed by
+`han.fingerprint.preprocess_key` (input content + output-relevant settings): when the run directory
+already holds preprocessing with the same key, it is reused ("reused cached preprocessing").
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -15,11 +21,20 @@ from spacy.language import Language
 from han.artifacts import RunDir, atomic_dir, atomic_path, write_json_atomic
 from han.batching import EncodedSplit
 from han.config import Config
-from han.data import RawSplit, load_data
+from han.data import NO_TOKENS, LoadedData, RawSplit, SplitDigest, combine_digests, load_data, text_batches
 from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
 from han.errors import DataError
+from han.fingerprint import preprocess_key
 from han.progress import Progress
-from han.segment import Document, build_pipeline, segment
+from han.segment import Document, segment
+from han.tokenisation import (
+    SegmentedCorpus,
+    TokenisedSplit,
+    build_corpus,
+    chunk_size_for,
+    resolve_workers,
+    tokenise_splits,
+)
 from han.vocab import UNK_ID, Vocab
 
 log = logging.getLogger(__name__)
@@ -37,13 +52,27 @@ class PreprocessSummary:
     words: dict[str, int]
     data_fingerprint: str
     seconds: dict[str, float]
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_dropped: dict[str, int] = field(default_factory=dict)  # by reason
+    rows_dropped_by_split: dict[str, dict[str, int]] = field(default_factory=dict)
+    docs_per_second: float = 0.0  # tokenisation throughput
+    tokens_per_second: float = 0.0
+    workers: int = 1
+    cache_key: str = ""
+    reused: bool = False  # True when the run directory's preprocessing was reused as is
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSummary:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
 
 def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, progress: Progress) -> list[Document]:
-    """Sentences of tokens for every document of a split; a document left with no token is an error."""
+    """Sentences of tokens for every document of a split (reference path, one process); no token is an error."""
     progress.start(f"segment {name}", len(split))
     documents = []
     for document in segment(nlp, split.texts, config.preprocess):
@@ -52,9 +81,8 @@ def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, pro
     progress.stop()
     empty = [split.rows[i] for i, doc in enumerate(documents) if not doc]
     if empty:
-        shown = ", ".join(map(str, empty[:8]))
         raise DataError(
-            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at row(s) {shown}"
+            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at {split.describe_rows(empty)}"
         )
     return documents
 
@@ -63,49 +91,138 @@ def encode_documents(documents: list[Document], vocab: Vocab) -> list[list[list[
     return [[vocab.encode(sentence) for sentence in document] for document in documents]
 
 
+@dataclass
+class Tokenised:
+    """Every split of a `LoadedData` tokenised (uncapped), with throughput and the data fingerprint."""
+
+    words: list[str]
+    splits: dict[str, TokenisedSplit]
+    data_fingerprint: str
+    seconds: float
+    workers: int
+
+    @property
+    def documents(self) -> int:
+        return sum(len(s) for s in self.splits.values())
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s.ids) for s in self.splits.values())
+
+
+def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | None = None) -> Tokenised:
+    """Tokenise every split of `loaded` (in `preprocess.workers` processes), hashing the data on the way."""
+    total = sum(len(split) for split in loaded.splits.values())
+    workers = resolve_workers(config.preprocess.workers, total)
+    size = chunk_size_for(total, workers)
+    digests = {name: SplitDigest() for name in loaded.splits}
+
+    def chunks(name: str):
+        split = loaded.splits[name]
+        start = 0
+        for texts in text_batches(split.texts, size):
+            digests[name].update(texts, split.labels[start : start + len(texts)])
+            start += len(texts)
+            yield texts
+
+    begin = time.perf_counter()
+    words, splits = tokenise_splits(
+        {name: chunks(name) for name in loaded.splits},
+        config.preprocess,
+        workers,
+        {name: len(split) for name, split in loaded.splits.items()},
+        progress,
+    )
+    return Tokenised(words, splits, combine_digests(digests), time.perf_counter() - begin, workers)
+
+
+def drop_tokenless(loaded: LoadedData, tokenised: Tokenised, config: Config) -> None:
+    """Documents with no token after preprocessing: an error naming their rows, or dropped (`data.bad_rows`)."""
+    for name, split in tokenised.splits.items():
+        empty = split.sentence_counts == 0
+        if not empty.any():
+            continue
+        raw = loaded.splits[name]
+        rows = [raw.rows[i] for i in np.flatnonzero(empty)]
+        where = f"{config.data.source} [{name}]"
+        message = f"{len(rows)} document(s) have no tokens after preprocessing, at {raw.describe_rows(rows)}"
+        if config.data.bad_rows == "error":
+            raise DataError(f"{where}: {message}; set data.bad_rows=drop to drop them, or fix the data")
+        log.warning("%s: dropped %s", where, message)
+        loaded.counts.drop(name, NO_TOKENS, len(rows))
+        tokenised.splits[name] = split.select(~empty)
+        loaded.splits[name] = raw.subset(np.flatnonzero(~empty).tolist())
+        if len(loaded.splits[name]) == 0:
+            raise DataError(f"{where}: no documents left after dropping the ones without tokens")
+
+
+def _cached_summary(run: RunDir, key: str) -> PreprocessSummary | None:
+    manifest = run.read_manifest()
+    if manifest.get("preprocess_key") != key or not isinstance(manifest.get("preprocess"), dict):
+        return None
+    needed = [run.config_path, run.labels_path, run.vocab_path, run.embeddings_path]
+    needed += [run.data_path(name) for name in manifest["preprocess"].get("documents", {})]
+    if not all(path.exists() for path in needed):
+        return None
+    return PreprocessSummary.from_dict(manifest["preprocess"])
+
+
 def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) -> PreprocessSummary:
-    """Load and split the data, segment it, build vocabulary and vectors, write them to `run_dir`."""
+    """Load and split the data, segment it, build vocabulary and vectors, write them to `run_dir`.
+
+    Reuses the run directory's output when its cache key matches (`preprocess.cache`).
+    """
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
     seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    key = preprocess_key(config)
+    seconds["fingerprint"] = time.perf_counter() - start
+    if config.preprocess.cache:
+        cached = _cached_summary(run, key)
+        if cached is not None:
+            run.save_config(config)
+            log.info("reused cached preprocessing in %s (inputs and settings unchanged; key %s)", run.root, key[:12])
+            cached.reused = True
+            cached.seconds = {k: round(v, 3) for k, v in seconds.items()}
+            return cached
+    run.root.mkdir(parents=True, exist_ok=True)
+    if run.manifest_path.exists():
+        run.update_manifest(preprocess_key=None)  # a rebuild that stops halfway must not look reusable
 
     start = time.perf_counter()
     loaded = load_data(config.data, config.seed)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    nlp = build_pipeline(config.preprocess)
-    segmented = {name: segment_split(nlp, split, config, name, progress) for name, split in loaded.splits.items()}
+    tokenised = tokenise_loaded(loaded, config, progress)
+    drop_tokenless(loaded, tokenised, config)
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    counts = Counter(word for document in segmented["train"] for sentence in document for word in sentence)
-    vocab = Vocab.build(counts, config.preprocess.min_count, config.preprocess.max_vocab)
+    corpus: SegmentedCorpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
-    encoded = {
-        name: EncodedSplit.from_documents(
-            encode_documents(docs, vocab), [label_index[y] for y in loaded.splits[name].labels]
-        )
-        for name, docs in segmented.items()
+    encoded: dict[str, EncodedSplit] = {
+        name: corpus.encoded(name, [label_index[y] for y in loaded.splits[name].labels]) for name in corpus.splits
     }
     seconds["encode"] = time.perf_counter() - start
 
     start = time.perf_counter()
     emb = config.embeddings
     if emb.source == "word2vec":
-        vectors = train_word2vec([s for doc in segmented["train"] for s in doc], emb, config.seed)
+        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed)
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:
         vectors = None
-    matrix, found = embedding_matrix(vocab, vectors, emb.dim, config.seed)
+    matrix, found = embedding_matrix(corpus.vocab, vectors, emb.dim, config.seed)
     seconds["embeddings"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    run.root.mkdir(parents=True, exist_ok=True)
     run.save_config(config)
     write_json_atomic(run.labels_path, {"labels": loaded.label_names})
-    vocab.save(run.vocab_path)
+    corpus.vocab.save(run.vocab_path)
     with atomic_path(run.embeddings_path) as tmp:
         save_file({"embeddings": matrix}, str(tmp))
     for name, split in encoded.items():
@@ -113,23 +230,33 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
             split.save(tmp)
     seconds["write"] = time.perf_counter() - start
 
+    rows = loaded.counts.as_dict()
     summary = PreprocessSummary(
         documents={name: len(split) for name, split in encoded.items()},
         label_names=loaded.label_names,
-        vocab_size=len(vocab),
+        vocab_size=len(corpus.vocab),
         vectors_found=found,
         oov_rate={
             name: float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
             for name, split in encoded.items()
         },
         words={name: int(len(split.tokens)) for name, split in encoded.items()},
-        data_fingerprint=loaded.fingerprint(),
+        data_fingerprint=tokenised.data_fingerprint,
         seconds={k: round(v, 3) for k, v in seconds.items()},
+        rows_in=rows["rows_in"],
+        rows_kept=rows["rows_kept"],
+        rows_dropped=rows["rows_dropped"],
+        rows_dropped_by_split=rows["rows_dropped_by_split"],
+        docs_per_second=round(tokenised.documents / max(tokenised.seconds, 1e-9), 1),
+        tokens_per_second=round(tokenised.tokens / max(tokenised.seconds, 1e-9), 1),
+        workers=tokenised.workers,
+        cache_key=key,
     )
     run.update_manifest(
         seed=config.seed,
         data_fingerprint=summary.data_fingerprint,
         carved_splits=loaded.carved,
         preprocess=summary.as_dict(),
+        preprocess_key=key,  # written last: only complete preprocessing is ever reused
     )
     return summary

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from han.artifacts import RunDir, atomic_path, read_json, write_text_atomic
 from han.batching import EncodedSplit, bucketed_batches, collate
-from han.config import Config, TrainConfig
+from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, TrainConfig
 from han.errors import RunDirError
 from han.evaluation import evaluate_model
 from han.model import HierarchicalAttentionNetwork, build_model
@@ -87,7 +87,8 @@ def check_same_preprocessing(config: Config, run: RunDir) -> None:
     saved = run.load_config()
     for section in ("data", "preprocess", "embeddings"):
         ours, theirs = getattr(config, section).model_dump(), getattr(saved, section).model_dump()
-        changed = sorted(key for key in ours if ours[key] != theirs.get(key))
+        neutral = OUTPUT_NEUTRAL_SETTINGS.get(section, set())
+        changed = sorted(key for key in ours if key not in neutral and ours[key] != theirs.get(key))
         if changed:
             raise RunDirError(
                 f"{run.root}: preprocessed with different settings ({', '.join(f'{section}.{k}' for k in changed)}); "

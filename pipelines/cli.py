@@ -62,11 +62,7 @@ def preprocess(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDi
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
     summary = run_preprocess(cfg, target, ui.RichProgress())
-    docs = ", ".join(f"{k} {v}" for k, v in summary.documents.items())
-    ui.console.print(
-        f"[green]preprocessed[/] {target}: {docs}; {len(summary.label_names)} labels; vocabulary {summary.vocab_size} "
-        f"({summary.vectors_found} with vectors); train OOV {summary.oov_rate['train']:.2%}"
-    )
+    ui.show_preprocess_summary(target, summary)
 
 
 @app.command()

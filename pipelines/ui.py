@@ -110,3 +110,25 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
 def show_metrics(split: str, metrics: dict[str, Any]) -> None:
     console.print(metrics_table(split, metrics))
     console.print(confusion_table(metrics))
+
+
+def show_preprocess_summary(target: Any, summary: Any) -> None:
+    """What `han preprocess` did: reused or built, documents, rows dropped by reason, throughput."""
+    docs = ", ".join(f"{k} {v}" for k, v in summary.documents.items())
+    if summary.reused:
+        console.print(
+            f"[green]reused cached preprocessing[/] in {target} (inputs and settings unchanged; "
+            f"checked in {sum(summary.seconds.values()):.2f}s): {docs}"
+        )
+        return
+    dropped = {reason: n for reason, n in summary.rows_dropped.items() if n}
+    dropped_text = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items()) or "none"
+    console.print(
+        f"[green]preprocessed[/] {target}: {docs}; {len(summary.label_names)} labels; vocabulary {summary.vocab_size} "
+        f"({summary.vectors_found} with vectors); train OOV {summary.oov_rate['train']:.2%}"
+    )
+    console.print(
+        f"rows in {summary.rows_in}, kept {summary.rows_kept}, dropped: {dropped_text}; "
+        f"tokenised {summary.docs_per_second:,.0f} documents/s ({summary.tokens_per_second:,.0f} tokens/s, "
+        f"{summary.workers} worker(s))"
+    )
