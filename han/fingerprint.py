@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, DataConfig
-from han.data import expand_files, is_glob, load_source, resolve_source
+from han.sources import expand_files, is_glob, resolve_source
 
 PREPROCESS_FORMAT = 2  # bump when the preprocess stage changes what it writes for the same inputs
 _BLOCK = 1 << 20
@@ -60,6 +60,8 @@ def source_fingerprint(config: DataConfig) -> Any:
         return _files_digest(expand_files(source))
     path = resolve_source(source)
     if path is None:  # hub id: the datasets cache fingerprints (loading from the cache is memory-mapped)
+        from han.data import load_source
+
         return {name: split.dataset._fingerprint for name, split in load_source(config).items()}
     if path.is_dir():
         return {"folder": folder_digest(path)}

@@ -12,30 +12,27 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from safetensors.numpy import save_file
-from spacy.language import Language
 
 from han.artifacts import RunDir, atomic_dir, atomic_path, write_json_atomic
-from han.batching import EncodedSplit
 from han.config import Config
-from han.data import NO_TOKENS, LoadedData, RawSplit, SplitDigest, combine_digests, load_data, text_batches
-from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
 from han.errors import DataError
 from han.fingerprint import preprocess_key
 from han.progress import Progress
-from han.segment import Document, segment
-from han.tokenisation import (
-    SegmentedCorpus,
-    TokenisedSplit,
-    build_corpus,
-    chunk_size_for,
-    resolve_workers,
-    tokenise_splits,
-)
 from han.vocab import UNK_ID, Vocab
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+    from han.batching import EncodedSplit
+    from han.data import LoadedData, RawSplit
+    from han.segment import Document
+    from han.tokenisation import TokenisedSplit
+
+# torch, spaCy, gensim and datasets are imported where they are used, not here: a preprocess whose
+# output is cached must answer in a fraction of a second, and importing them takes seconds.
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +70,8 @@ class PreprocessSummary:
 
 def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, progress: Progress) -> list[Document]:
     """Sentences of tokens for every document of a split (reference path, one process); no token is an error."""
+    from han.segment import segment
+
     progress.start(f"segment {name}", len(split))
     documents = []
     for document in segment(nlp, split.texts, config.preprocess):
@@ -112,6 +111,9 @@ class Tokenised:
 
 def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | None = None) -> Tokenised:
     """Tokenise every split of `loaded` (in `preprocess.workers` processes), hashing the data on the way."""
+    from han.data import SplitDigest, combine_digests, text_batches
+    from han.tokenisation import chunk_size_for, resolve_workers, tokenise_splits
+
     total = sum(len(split) for split in loaded.splits.values())
     workers = resolve_workers(config.preprocess.workers, total)
     size = chunk_size_for(total, workers)
@@ -138,6 +140,8 @@ def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | Non
 
 def drop_tokenless(loaded: LoadedData, tokenised: Tokenised, config: Config) -> None:
     """Documents with no token after preprocessing: an error naming their rows, or dropped (`data.bad_rows`)."""
+    from han.data import NO_TOKENS
+
     for name, split in tokenised.splits.items():
         empty = split.sentence_counts == 0
         if not empty.any():
@@ -190,6 +194,22 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
     run.root.mkdir(parents=True, exist_ok=True)
     if run.manifest_path.exists():
         run.update_manifest(preprocess_key=None)  # a rebuild that stops halfway must not look reusable
+    summary = _build(config, run, key, seconds, progress)
+    run.update_manifest(
+        seed=config.seed,
+        data_fingerprint=summary.data_fingerprint,
+        preprocess=summary.as_dict(),
+        preprocess_key=key,  # written last: only complete preprocessing is ever reused
+    )
+    return summary
+
+
+def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], progress: Progress) -> PreprocessSummary:
+    from safetensors.numpy import save_file
+
+    from han.data import load_data
+    from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+    from han.tokenisation import build_corpus
 
     start = time.perf_counter()
     loaded = load_data(config.data, config.seed)
@@ -201,7 +221,7 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    corpus: SegmentedCorpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
+    corpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     encoded: dict[str, EncodedSplit] = {
         name: corpus.encoded(name, [label_index[y] for y in loaded.splits[name].labels]) for name in corpus.splits
@@ -252,11 +272,5 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
         workers=tokenised.workers,
         cache_key=key,
     )
-    run.update_manifest(
-        seed=config.seed,
-        data_fingerprint=summary.data_fingerprint,
-        carved_splits=loaded.carved,
-        preprocess=summary.as_dict(),
-        preprocess_key=key,  # written last: only complete preprocessing is ever reused
-    )
+    run.update_manifest(carved_splits=loaded.carved)
     return summary

@@ -127,5 +127,20 @@ def predict(
         ui.console.print(f"[green]predicted[/] {count} documents -> {output}")
 
 
+data_app = typer.Typer(help="Look at a dataset before preprocessing it.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+@ui.handle_errors
+def data_inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Rows per split, labels, sentence/word length percentiles, what the caps cut, and the OOV rate."""
+    from han.config import load_config
+    from han.inspection import inspect_data
+
+    cfg = load_config(config, overrides or [])
+    ui.show_data_report(inspect_data(cfg, ui.RichProgress()))
+
+
 def main() -> None:
     app()
