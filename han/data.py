@@ -603,4 +603,5 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
         raise DataError(
             f"{where}: the training split has {len(set(splits['train'].labels))} label(s); classification needs at least 2"
         )
-    return LoadedData(splits, label_names, carved, counts)
+    ordered = {name: splits[name] for name in ("train", "validation", "test")}
+    return LoadedData(ordered, label_names, carved, counts)

@@ -62,7 +62,9 @@ def test_segment_and_encode_equals_the_reference_with_any_workers(lowercase, cap
 
 def test_validation_words_outside_train_are_unknown():
     config = PreprocessConfig(min_count=1)
-    corpus = segment_and_encode({"train": ["alpha beta gamma.", "alpha beta."], "test": ["alpha zebra."]}, config, workers=2)
+    corpus = segment_and_encode(
+        {"train": ["alpha beta gamma.", "alpha beta."], "test": ["alpha zebra."]}, config, workers=2
+    )
     assert corpus.encoded("test").tokens.tolist() == [corpus.vocab.index["alpha"], 1, corpus.vocab.index["."]]
 
 
