@@ -26,7 +26,6 @@ from han.vocab import UNK_ID, Vocab
 if TYPE_CHECKING:
     from spacy.language import Language
 
-    from han.batching import EncodedSplit
     from han.data import LoadedData, RawSplit
     from han.segment import Document
     from han.tokenisation import TokenisedSplit
@@ -222,10 +221,19 @@ def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], pro
 
     start = time.perf_counter()
     corpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
+    tokenised.splits.clear()  # the uncapped ids are no longer needed: free them before encoding
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
-    encoded: dict[str, EncodedSplit] = {
-        name: corpus.encoded(name, [label_index[y] for y in loaded.splits[name].labels]) for name in corpus.splits
-    }
+    documents, words, oov_rate = {}, {}, {}
+    run.save_config(config)
+    for name in list(corpus.splits):  # one split at a time, so only one encoded copy is ever in memory
+        split = corpus.encoded(name, [label_index[y] for y in loaded.splits[name].labels])
+        documents[name], words[name] = len(split), int(len(split.tokens))
+        oov_rate[name] = float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
+        with atomic_dir(run.data_path(name)) as tmp:
+            split.save(tmp)
+        del split
+        if name != "train":
+            del corpus.splits[name]  # word2vec needs only the training split
     seconds["encode"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -240,27 +248,20 @@ def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], pro
     seconds["embeddings"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    run.save_config(config)
     write_json_atomic(run.labels_path, {"labels": loaded.label_names})
     corpus.vocab.save(run.vocab_path)
     with atomic_path(run.embeddings_path) as tmp:
         save_file({"embeddings": matrix}, str(tmp))
-    for name, split in encoded.items():
-        with atomic_dir(run.data_path(name)) as tmp:
-            split.save(tmp)
     seconds["write"] = time.perf_counter() - start
 
     rows = loaded.counts.as_dict()
     summary = PreprocessSummary(
-        documents={name: len(split) for name, split in encoded.items()},
+        documents=documents,
         label_names=loaded.label_names,
         vocab_size=len(corpus.vocab),
         vectors_found=found,
-        oov_rate={
-            name: float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
-            for name, split in encoded.items()
-        },
-        words={name: int(len(split.tokens)) for name, split in encoded.items()},
+        oov_rate=oov_rate,
+        words=words,
         data_fingerprint=tokenised.data_fingerprint,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         rows_in=rows["rows_in"],

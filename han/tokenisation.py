@@ -78,6 +78,8 @@ class TokenisedSplit:
 
     def capped(self, max_sentences: int, max_words: int) -> TokenisedSplit:
         """The first `max_sentences` sentences of each document, each cut to its first `max_words` tokens."""
+        if (self.sentence_counts <= max_sentences).all() and (self.sentence_lengths <= max_words).all():
+            return self  # nothing to cut (arrays shared, not copied)
         document_offsets = self.document_offsets
         # rank of each sentence within its document, rank of each token within its sentence
         sentence_rank = np.arange(len(self.sentence_lengths)) - np.repeat(document_offsets[:-1], self.sentence_counts)
