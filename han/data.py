@@ -311,7 +311,10 @@ def _load_table_files(files: list[Path], config: DataConfig) -> SourceSplit:
             encoding_errors="replace",
         )
     elif builder == "json":
-        kwargs["encoding_errors"] = "replace"
+        # datasets re-decodes the bytes (with these errors) only for an encoding other than "utf-8";
+        # "utf-8-sig" is UTF-8 that also drops a byte-order mark. Plain "utf-8" would let invalid
+        # bytes through into Arrow strings, to fail later.
+        kwargs.update(encoding="utf-8-sig", encoding_errors="replace")
     parts = [_load_with_datasets(builder, str(f), data_files={"train": [str(f)]}, **kwargs)["train"] for f in files]
     if len(parts) == 1:
         return SourceSplit(parts[0])

@@ -221,6 +221,7 @@ def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], pro
 
     start = time.perf_counter()
     corpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
+    throughput = (tokenised.documents / max(tokenised.seconds, 1e-9), tokenised.tokens / max(tokenised.seconds, 1e-9))
     tokenised.splits.clear()  # the uncapped ids are no longer needed: free them before encoding
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     documents, words, oov_rate = {}, {}, {}
@@ -268,8 +269,8 @@ def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], pro
         rows_kept=rows["rows_kept"],
         rows_dropped=rows["rows_dropped"],
         rows_dropped_by_split=rows["rows_dropped_by_split"],
-        docs_per_second=round(tokenised.documents / max(tokenised.seconds, 1e-9), 1),
-        tokens_per_second=round(tokenised.tokens / max(tokenised.seconds, 1e-9), 1),
+        docs_per_second=round(throughput[0], 1),
+        tokens_per_second=round(throughput[1], 1),
         workers=tokenised.workers,
         cache_key=key,
     )

@@ -80,13 +80,19 @@ class TokenisedSplit:
         """The first `max_sentences` sentences of each document, each cut to its first `max_words` tokens."""
         if (self.sentence_counts <= max_sentences).all() and (self.sentence_lengths <= max_words).all():
             return self  # nothing to cut (arrays shared, not copied)
-        document_offsets = self.document_offsets
         # rank of each sentence within its document, rank of each token within its sentence
-        sentence_rank = np.arange(len(self.sentence_lengths)) - np.repeat(document_offsets[:-1], self.sentence_counts)
+        # (int32 when the split is small enough: these temporaries are the largest arrays here)
+        index = np.int32 if len(self.ids) < 2**31 - 1 else np.int64
+        document_offsets = self.document_offsets.astype(index)
+        sentence_rank = np.arange(len(self.sentence_lengths), dtype=index)
+        sentence_rank -= np.repeat(document_offsets[:-1], self.sentence_counts)
         keep_sentence = sentence_rank < max_sentences
-        sentence_offsets = self.sentence_offsets
-        token_rank = np.arange(len(self.ids)) - np.repeat(sentence_offsets[:-1], self.sentence_lengths)
-        keep_token = (token_rank < max_words) & np.repeat(keep_sentence, self.sentence_lengths)
+        del sentence_rank
+        token_rank = np.arange(len(self.ids), dtype=index)
+        token_rank -= np.repeat(self.sentence_offsets.astype(index)[:-1], self.sentence_lengths)
+        keep_token = token_rank < max_words
+        del token_rank
+        keep_token &= np.repeat(keep_sentence, self.sentence_lengths)
         return TokenisedSplit(
             ids=self.ids[keep_token],
             sentence_lengths=np.minimum(self.sentence_lengths, max_words)[keep_sentence],

@@ -87,14 +87,19 @@ def test_mixed_file_types_in_one_split_are_refused(tmp_path):
         load_data(DataConfig(source=[str(tmp_path / "a.csv"), str(tmp_path / "b.jsonl")]), seed=0)
 
 
-def test_invalid_utf8_in_a_csv_is_replaced_and_counted(tmp_path, caplog):
-    path = tmp_path / "latin.csv"
-    body = b"text,label\n" + b"".join(f"fine text {i}.,{'ab'[i % 2]}\n".encode() for i in range(10))
-    body += b"caf\xe9 au lait.,a\nna\xefve.,b\n"
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_invalid_utf8_in_a_table_file_is_replaced_and_counted(tmp_path, caplog, suffix):
+    rows = [(f"fine text {i}.".encode(), "ab"[i % 2]) for i in range(10)]
+    rows += [(b"caf\xe9 au lait.", "a"), (b"na\xefve.", "b")]
+    if suffix == ".csv":
+        body = b"text,label\n" + b"".join(text + f",{label}\n".encode() for text, label in rows)
+    else:
+        body = b"".join(b'{"text": "' + text + f'", "label": "{label}"}}\n'.encode() for text, label in rows)
+    path = tmp_path / f"latin{suffix}"
     path.write_bytes(body)
     loaded = load_data(DataConfig(source=str(path)), seed=0)
     texts = [t for split in loaded.splits.values() for t in split.texts]
-    assert sum("\ufffd" in t for t in texts) == 2
+    assert len(texts) == 12 and sum("\ufffd" in t for t in texts) == 2
     assert "2 document(s) hold text that was not valid UTF-8" in caplog.text
 
 
