@@ -558,6 +558,12 @@ def _split_by_column(sources: dict[str, SourceSplit], config: DataConfig, where:
     return result
 
 
+def _require_documents(splits: dict[str, RawSplit], where: str) -> None:
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"{where}: the {name} split has no documents (after dropping bad rows, if any)")
+
+
 def load_data(config: DataConfig, seed: int) -> LoadedData:
     """Load, split and check the labelled documents named by `config`."""
     where = describe_source(config.source)
@@ -581,6 +587,7 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
         if theirs is not None and theirs in by_split:
             source, rows = by_split[theirs]
             splits[ours] = _to_raw_split(source, rows, config, f"{where} [{theirs}]", ours, counts)
+    _require_documents(splits, where)
     train_feature = by_split[config.splits.train][0].dataset.features.get(config.label_column)
     carved = []
     if "test" not in splits:
@@ -599,9 +606,7 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
             splits[name] = _check_labels(
                 splits[name], label_names, config, where, name, counts, "never seen in training"
             )
-    for name, split in splits.items():
-        if len(split) == 0:
-            raise DataError(f"{where}: no documents left in the {name} split after dropping bad rows")
+    _require_documents(splits, where)
     if len(set(splits["train"].labels)) < 2:
         raise DataError(
             f"{where}: the training split has {len(set(splits['train'].labels))} label(s); classification needs at least 2"

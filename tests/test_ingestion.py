@@ -300,3 +300,13 @@ def test_hub_layout_directory_with_class_label_and_named_splits(tmp_path, corpus
     assert loaded.label_names == ["food", "sport", "tech"] and loaded.carved == ["validation"]
     with pytest.raises(DataError, match="no training split 'training'"):
         load_data(DataConfig(source=str(repo), splits={"train": "training"}), seed=0)
+
+
+def test_a_split_left_empty_is_an_error(tmp_path):
+    rows = rows_ab(10, split="train") + [{"text": "", "label": "a", "split": "test"}]
+    path = write_csv(tmp_path / "c.csv", rows)
+    with pytest.raises(DataError, match=r"the test split has no documents"):
+        load_data(DataConfig(source=str(path), split_column="split", bad_rows="drop"), seed=0)
+    write_csv(path, [{"text": " ", "label": "ab"[i % 2]} for i in range(10)])
+    with pytest.raises(DataError, match=r"the train split has no documents"):
+        load_data(DataConfig(source=str(path), bad_rows="drop"), seed=0)
