@@ -2,7 +2,7 @@
 
 Layout:
     config.json          resolved config (every default filled in); `han run` accepts it as a config
-    manifest.json        versions, seed, data fingerprint, stage timings and summaries
+    manifest.json        versions, seed, data fingerprint, preprocess cache key, row counts, stage timings and summaries
     labels.json          label names, index = class id
     vocab.json           id -> word
     embeddings.safetensors   initial word vectors (vocab order)

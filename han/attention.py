@@ -30,7 +30,7 @@ from spacy.language import Language
 from han.artifacts import write_text_atomic
 from han.batching import EncodedSplit, bucketed_batches, collate
 from han.config import CorpusReportConfig, DataConfig, DocumentReportConfig, PreprocessConfig
-from han.data import _to_raw_split, load_data, load_source
+from han.data import load_data, load_labelled_file, load_source
 from han.errors import ConfigError, DataError, RunDirError
 from han.evaluation import predict_probabilities
 from han.inference import TrainedRun, iter_input_texts
@@ -211,10 +211,10 @@ def read_documents(trained: TrainedRun, source: Path | None, split: str | None =
     if source.suffix.lower() == ".txt":
         return InputDocuments(list(iter_input_texts(source, data_config.text_columns)), None, str(source))
     file_config = data_config.model_copy(update={"source": str(source), "split_column": None})
-    dataset = datasets.concatenate_datasets(list(load_source(file_config).values()))
+    dataset = datasets.concatenate_datasets([part.dataset for part in load_source(file_config).values()])
     if data_config.label_column in dataset.column_names:
-        raw = _to_raw_split(dataset, file_config, str(source))
-        return InputDocuments(raw.texts, _label_ids(raw.labels, trained.label_names, str(source)), str(source))
+        raw = load_labelled_file(source, data_config)
+        return InputDocuments(list(raw.texts), _label_ids(raw.labels, trained.label_names, str(source)), str(source))
     missing = [c for c in data_config.text_columns if c not in dataset.column_names]
     if missing:
         raise DataError(

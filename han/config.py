@@ -29,25 +29,49 @@ class SplitNames(_Schema):
 
 
 class DataConfig(_Schema):
-    """Where the labelled documents come from and which columns hold text and label."""
+    """Where the labelled documents come from, which columns hold text and label, and what to do with bad rows."""
 
-    # A file (.csv .tsv .jsonl .json .parquet), a folder of class sub-folders of text files,
-    # a folder laid out like a hub dataset repository, "package:NAME/sub/dir" (a folder inside an
-    # installed Python package), or a Hugging Face hub dataset id.
-    source: str
+    # One of:
+    # - a table file (.csv .tsv .jsonl .json .parquet) or a glob of such files ("data/*.csv");
+    # - a list of files/globs, read one after the other as the training data (or split by split_column);
+    # - a mapping of split name -> file, glob or list of files ({train: "train-*.csv", test: test.csv});
+    # - a folder of class sub-folders of text files (<label>/<doc>.txt, optionally under train/ and test/);
+    # - a folder laid out like a hub dataset repository (data/*.parquet, README.md with a configs: block);
+    # - "package:NAME/sub/dir" (a folder inside an installed Python package);
+    # - a Hugging Face hub dataset id, read with datasets.load_dataset (no remote code; the datasets
+    #   cache is used, and only the cache when HF_DATASETS_OFFLINE=1).
+    source: str | list[str] | dict[str, str | list[str]]
     name: str | None = None  # hub dataset config name
     revision: str | None = None  # hub revision (branch, tag or commit)
     text_column: str | list[str] = "text"
-    text_separator: str = "\n\n"  # joins several text columns
+    text_separator: str = "\n\n"  # joins several text columns (empty parts are skipped)
     label_column: str = "label"
+    delimiter: str | None = None  # CSV field delimiter; default "," for .csv and tab for .tsv
     split_column: str | None = None  # a column that names each row's split, for one-file datasets
     splits: SplitNames = SplitNames()
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    # Label order (class ids) fixed by hand; default: the ClassLabel names, else sorted (numerically if numbers).
+    labels: list[str] | None = Field(None, min_length=2)
+    # Rows with empty/whitespace-only text, without a label, or with no tokens after preprocessing:
+    # "error" stops with a message naming the rows; "drop" removes them and counts them by reason.
+    bad_rows: Literal["error", "drop"] = "error"
+    # Validation/test rows whose label training never saw (or that is not in data.labels): same choice.
+    unseen_labels: Literal["error", "drop"] = "error"
 
     @property
     def text_columns(self) -> list[str]:
         return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
+
+    @model_validator(mode="after")
+    def _check_source(self) -> DataConfig:
+        if isinstance(self.source, (list, dict)) and not self.source:
+            raise ValueError("data.source is empty")
+        if isinstance(self.source, dict) and self.split_column:
+            raise ValueError("data.source names files per split, so data.split_column cannot be used too")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError("data.labels has duplicates")
+        return self
 
 
 class PreprocessConfig(_Schema):
@@ -64,6 +88,11 @@ class PreprocessConfig(_Schema):
     min_count: int = Field(2, ge=1)
     max_vocab: int = Field(50_000, ge=3)
     pipe_batch_size: int = Field(256, ge=1)
+    # Worker processes for tokenisation; default: every core for inputs of 2,000+ documents, else 1.
+    # The output does not depend on it.
+    workers: int | None = Field(None, ge=1)
+    # Reuse the run directory's preprocessing when its input fingerprint and settings are unchanged.
+    cache: bool = True
 
 
 class EmbeddingsConfig(_Schema):
@@ -169,6 +198,11 @@ def validate_options(schema: type[_Schema], values: dict[str, Any], source: str)
         return schema.model_validate({key: value for key, value in values.items() if value is not None})
     except ValidationError as error:
         raise ConfigError(_format_validation_error(source, error)) from None
+
+
+# Settings that change how fast preprocessing runs but never its output: they are left out of the
+# preprocessing cache key and of the "same preprocessing" check before training.
+OUTPUT_NEUTRAL_SETTINGS = {"preprocess": {"workers", "pipe_batch_size", "cache"}}
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -1,74 +1,192 @@
-"""Ingestion: labelled documents from files, class folders, installed packages or the hub.
+"""Ingestion: labelled documents from files, globs, class folders, installed packages or the hub.
 
-Everything goes through `datasets` (files and hub ids via `datasets.load_dataset`; class folders
-are read here and wrapped in a `datasets.Dataset`). The result is one `RawSplit` per split name
-(train, validation, test) holding plain text and string labels; missing validation and test splits
-are carved from train, stratified and seeded.
+Everything goes through `datasets`: table files and hub ids via `datasets.load_dataset` (Arrow,
+memory-mapped from the datasets cache, so a split is never read into memory as a whole); class
+folders are read here and wrapped in a `datasets.Dataset`. The result is one `RawSplit` per split
+(train, validation, test): a lazy column of document texts (several text columns joined), string
+labels and, for messages, the row of each document in its source. Missing validation and test
+splits are carved from train, stratified and seeded.
+
+Bad rows (empty text, no label, a label training never saw) are an error naming the rows, or are
+dropped and counted by reason (`data.bad_rows`, `data.unseen_labels`); `RowCounts` keeps the tally.
+Row numbers are 1-based records of the source split (for a CSV file: data rows, header excluded).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
-import importlib.util
 import logging
-import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from han.config import DataConfig
 from han.errors import DataError
 from han.inputs import check_csv_header, check_input_file
+from han.sources import FILE_BUILDERS, describe_source, expand_files, is_glob, resolve_source  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SPLIT_FOLDER_NAMES = {"train", "validation", "valid", "dev", "test"}
 HUB_LAYOUT_SUFFIXES = {".parquet", ".csv", ".jsonl", ".json", ".arrow", ".tsv"}
+REPLACEMENT = "\ufffd"
+BATCH_ROWS = 1000  # rows read from Arrow at a time
+
+# Reasons a row is dropped, as reported in the preprocess summary and the manifest.
+EMPTY_TEXT = "empty_text"
+MISSING_LABEL = "missing_label"
+UNSEEN_LABEL = "unseen_label"
+NO_TOKENS = "no_tokens"
+DROP_REASONS = (EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, NO_TOKENS)
+
+
+# --- documents ------------------------------------------------------------------------------------
+
+
+def _text_part(value: Any) -> tuple[str, bool]:
+    """A cell as stripped text ('' when missing) and whether it held undecodable bytes."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "", False
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8").strip(), False
+        except UnicodeDecodeError:
+            return value.decode("utf-8", errors="replace").strip(), True
+    return str(value).strip(), False
+
+
+def join_text(parts: Sequence[Any], separator: str) -> str:
+    """The non-empty text cells of a row, stripped and joined with `separator`."""
+    pieces = [text for text in (_text_part(p)[0] for p in parts) if text]
+    return separator.join(pieces)
+
+
+class TextColumn(Sequence[str]):
+    """Document texts read lazily from an Arrow-backed dataset: its text column(s) joined per row.
+
+    Iterating reads `BATCH_ROWS` rows at a time, so memory does not grow with the dataset.
+    """
+
+    def __init__(self, dataset: datasets.Dataset, columns: list[str], separator: str) -> None:
+        self.dataset = dataset.select_columns(columns)
+        self.columns = columns
+        self.separator = separator
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row = self.dataset[int(index)]
+        return join_text([row[c] for c in self.columns], self.separator)
+
+    def batches(self, size: int = BATCH_ROWS) -> Iterator[list[str]]:
+        """Lists of at most `size` consecutive texts."""
+        for batch in self.dataset.iter(batch_size=size):
+            yield [join_text(parts, self.separator) for parts in zip(*(batch[c] for c in self.columns))]
+
+    def __iter__(self) -> Iterator[str]:
+        for batch in self.batches():
+            yield from batch
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (TextColumn, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def select(self, indices: Sequence[int]) -> TextColumn:
+        return TextColumn(self.dataset.select(indices), self.columns, self.separator)
+
+
+def text_batches(texts: Sequence[str], size: int = BATCH_ROWS) -> Iterator[list[str]]:
+    """Lists of at most `size` texts of a `TextColumn` or a plain list."""
+    if isinstance(texts, TextColumn):
+        yield from texts.batches(size)
+        return
+    for start in range(0, len(texts), size):
+        yield list(texts[start : start + size])
 
 
 @dataclass
 class RawSplit:
-    """Documents of one split: text, string label and the source row (1-based) for messages."""
+    """Documents of one split: texts (a list or a lazy `TextColumn`), string labels, source rows (1-based).
 
-    texts: list[str]
+    `row_names`, when set, describes each source row (index row - 1) for messages, e.g. "b.csv row 7"
+    or "pos/3.txt"; otherwise rows are shown as numbers.
+    """
+
+    texts: Sequence[str]
     labels: list[str]
     rows: list[int]
+    row_names: Sequence[str] | None = None
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.labels)
 
-    def subset(self, indices: list[int]) -> RawSplit:
-        return RawSplit(
-            [self.texts[i] for i in indices], [self.labels[i] for i in indices], [self.rows[i] for i in indices]
-        )
+    def subset(self, indices: Sequence[int]) -> RawSplit:
+        indices = list(indices)
+        texts = self.texts.select(indices) if isinstance(self.texts, TextColumn) else [self.texts[i] for i in indices]
+        return RawSplit(texts, [self.labels[i] for i in indices], [self.rows[i] for i in indices], self.row_names)
+
+    def describe_rows(self, rows: Sequence[int], limit: int = 8) -> str:
+        """'row(s) 3, 7' or the row names of source rows `rows` (at most `limit` shown)."""
+        return rows_text(rows, self.row_names, limit)
 
 
-def resolve_source(source: str) -> Path | None:
-    """A local path for `source` ("package:NAME/sub/dir" or a path), or None for a hub id."""
-    if source.startswith("package:"):
-        package, _, sub = source[len("package:") :].partition("/")
-        spec = importlib.util.find_spec(package)  # finds the package without importing it
-        if spec is None or not spec.submodule_search_locations:
-            raise DataError(
-                f"data.source {source!r}: Python package {package!r} is not installed (pip install {package})"
-            )
-        path = Path(list(spec.submodule_search_locations)[0]) / sub
-        if not path.exists():
-            raise DataError(f"data.source {source!r}: {path} does not exist in the installed package")
-        return path
-    path = Path(source).expanduser()
-    if path.exists():
-        return path
-    if (
-        source.startswith((".", "/", "~"))
-        or Path(source).suffix.lower() in FILE_BUILDERS
-        or os.sep in source.strip("/").split("/", 1)[-1]
-    ):
-        raise DataError(f"data.source {source!r}: no such file or folder")
-    return None
+def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None, limit: int = 8) -> str:
+    shown = [row_names[r - 1] if row_names is not None else str(r) for r in rows[:limit]]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ("" if row_names is not None else "row(s) ") + ", ".join(shown) + more
+
+
+@dataclass
+class RowCounts:
+    """Rows read and rows dropped, by reason and by split."""
+
+    rows_in: int = 0
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> reason -> rows
+
+    def drop(self, split: str, reason: str, count: int) -> None:
+        if count:
+            by_reason = self.dropped.setdefault(split, {})
+            by_reason[reason] = by_reason.get(reason, 0) + count
+
+    @property
+    def rows_dropped(self) -> dict[str, int]:
+        totals = {reason: 0 for reason in DROP_REASONS}
+        for by_reason in self.dropped.values():
+            for reason, count in by_reason.items():
+                totals[reason] += count
+        return totals
+
+    @property
+    def rows_kept(self) -> int:
+        return self.rows_in - sum(self.rows_dropped.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "rows_kept": self.rows_kept,
+            "rows_dropped": self.rows_dropped,
+            "rows_dropped_by_split": {split: dict(v) for split, v in sorted(self.dropped.items())},
+        }
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceSplit:
+    """One split as read from the source, with optional per-row names for messages."""
+
+    dataset: datasets.Dataset
+    row_names: list[str] | None = None
 
 
 def _is_hub_layout(folder: Path) -> bool:
@@ -86,9 +204,10 @@ def _read_text_file(path: Path) -> tuple[str, bool]:
         return raw.decode("utf-8", errors="replace"), True
 
 
-def _class_folder_split(folder: Path) -> datasets.Dataset:
+def _class_folder_split(folder: Path, config: DataConfig, root: Path) -> SourceSplit:
     texts: list[str] = []
     labels: list[str] = []
+    names: list[str] = []
     replaced = 0
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     for class_dir in class_dirs:
@@ -97,6 +216,7 @@ def _class_folder_split(folder: Path) -> datasets.Dataset:
             replaced += lossy
             texts.append(text)
             labels.append(class_dir.name)
+            names.append(str(path.relative_to(root)))
     if not texts:
         raise DataError(
             f"{folder}: no text files found in class sub-folders (expected {folder}/<label>/<document>.txt)"
@@ -105,29 +225,46 @@ def _class_folder_split(folder: Path) -> datasets.Dataset:
         log.warning(
             "%s: %d file(s) were not valid UTF-8; undecodable bytes were replaced with U+FFFD", folder, replaced
         )
-    return datasets.Dataset.from_dict({"text": texts, "label": labels})
+    dataset = datasets.Dataset.from_dict({config.text_columns[0]: texts, config.label_column: labels})
+    return SourceSplit(dataset, names)
 
 
-def _load_class_folders(folder: Path) -> datasets.DatasetDict:
+def _load_class_folders(folder: Path, config: DataConfig) -> dict[str, SourceSplit]:
     subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if subdirs and all(p.name in SPLIT_FOLDER_NAMES for p in subdirs):
-        return datasets.DatasetDict({p.name: _class_folder_split(p) for p in sorted(subdirs)})
-    return datasets.DatasetDict({"train": _class_folder_split(folder)})
+        return {p.name: _class_folder_split(p, config, folder) for p in sorted(subdirs)}
+    return {"train": _class_folder_split(folder, config, folder)}
+
+
+def _offline() -> bool:
+    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines[:2]) if lines else type(error).__name__
 
 
 def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> datasets.DatasetDict:
-    where = where or path  # messages name the user's file, not the builder
+    where = where or path
     try:
         loaded = datasets.load_dataset(path, **kwargs)
-    except FileNotFoundError as error:
-        raise DataError(f"{where}: {str(error).splitlines()[0]}") from None
     except ConnectionError as error:
+        if _offline():
+            raise DataError(
+                f"{where}: not in the local datasets cache, and HF_DATASETS_OFFLINE=1 allows only the cache "
+                f"({_one_line(error)}); unset HF_DATASETS_OFFLINE on a machine that can reach the hub to download it once"
+            ) from None
         raise DataError(
-            f"{path}: the Hugging Face hub cannot be reached and the dataset is not in the local cache "
-            f"({str(error).splitlines()[0]}); connect once, or set HF_DATASETS_OFFLINE=1 to use the cache only"
+            f"{where}: the Hugging Face hub cannot be reached and the dataset is not in the local cache "
+            f"({_one_line(error)}); check the network, or set HF_DATASETS_OFFLINE=1 to use cached datasets only"
         ) from None
+    except FileNotFoundError as error:
+        raise DataError(f"{where}: {_one_line(error)}") from None
     except (ValueError, TypeError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = _one_line(error)
+        if "Couldn't find cache" in message and _offline():
+            message += " (HF_DATASETS_OFFLINE=1: only cached datasets can be loaded)"
         raise DataError(f"{where}: could not be read as a dataset ({message})") from None
     except Exception as error:  # datasets raises many library-specific types (DatasetNotFoundError, ...)
         if type(error).__name__ == "DatasetGenerationError" and error.__cause__ is not None:
@@ -135,7 +272,7 @@ def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> d
             raise DataError(
                 f"{where}: could not be parsed ({cause[0] if cause else type(error.__cause__).__name__})"
             ) from None
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = _one_line(error)
         if "offline" in message.lower() or "connect" in message.lower():
             message += "; without network access set HF_DATASETS_OFFLINE=1 and make sure the dataset is cached"
         raise DataError(f"{where}: {type(error).__name__}: {message}") from None
@@ -144,26 +281,84 @@ def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> d
     return loaded
 
 
-def load_source(config: DataConfig) -> datasets.DatasetDict:
-    """Load the configured source as a `DatasetDict` of the source's own splits."""
-    path = resolve_source(config.source)
+def _builder_for(files: list[Path]) -> str:
+    suffixes = {f.suffix.lower() for f in files}
+    builders = {FILE_BUILDERS.get(s) for s in suffixes}
+    if None in builders:
+        bad = sorted(s for s in suffixes if s not in FILE_BUILDERS)
+        raise DataError(f"{files[0]}: unsupported file type {bad[0]!r}; use one of {', '.join(sorted(FILE_BUILDERS))}")
+    if len(builders) > 1 or (suffixes & {".csv", ".tsv"} and len(suffixes) > 1):
+        raise DataError(f"{files[0]}: the files of one split mix types ({', '.join(sorted(suffixes))}); use one type")
+    return builders.pop()  # type: ignore[return-value]
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        header = next(csv.reader(handle, delimiter=delimiter), None)
+    if not header:
+        raise DataError(f"{path}: empty file (expected a header row naming the columns)")
+    if len(set(header)) != len(header):
+        raise DataError(f"{path}: the header row names a column twice ({', '.join(header)})")
+    return header
+
+
+def _load_table_files(files: list[Path], config: DataConfig) -> SourceSplit:
+    """One split from one or more table files; rows of several files are named "file row n"."""
+    builder = _builder_for(files)
+    for file in files:
+        check_input_file(file, strict_utf8=False)
+    kwargs: dict[str, Any] = {}
+    if builder == "csv":
+        delimiter = config.delimiter or ("\t" if files[0].suffix.lower() == ".tsv" else ",")
+        for file in files:
+            check_csv_header(file, delimiter, [*config.text_columns, config.label_column])
+        kwargs.update(
+            delimiter=delimiter,
+            # every column read as text: labels stay as written ("01" is not 1), numeric-looking text stays text
+            features=datasets.Features({name: datasets.Value("string") for name in _csv_header(files[0], delimiter)}),
+            keep_default_na=False,  # a review that says "NA" is text, not a missing value
+            na_values=[""],
+            encoding_errors="replace",
+        )
+    elif builder == "json":
+        # datasets re-decodes the bytes (with these errors) only for an encoding other than "utf-8";
+        # "utf-8-sig" is UTF-8 that also drops a byte-order mark. Plain "utf-8" would let invalid
+        # bytes through into Arrow strings, to fail later.
+        kwargs.update(encoding="utf-8-sig", encoding_errors="replace")
+    parts = [_load_with_datasets(builder, str(f), data_files={"train": [str(f)]}, **kwargs)["train"] for f in files]
+    if len(parts) == 1:
+        return SourceSplit(parts[0])
+    try:
+        dataset = datasets.concatenate_datasets(parts)
+    except ValueError as error:
+        raise DataError(
+            f"{files[0]}: the files of one split have different columns or types ({_one_line(error)})"
+        ) from None
+    names = [f"{f.name} row {i}" for f, part in zip(files, parts) for i in range(1, len(part) + 1)]
+    return SourceSplit(dataset, names)
+
+
+def load_source(config: DataConfig) -> dict[str, SourceSplit]:
+    """Load the configured source as its own splits (split name -> `SourceSplit`)."""
+    source = config.source
+    if isinstance(source, dict):
+        return {split: _load_table_files(expand_files(files), config) for split, files in source.items()}
+    if isinstance(source, list) or is_glob(source):
+        return {"train": _load_table_files(expand_files(source), config)}
+    path = resolve_source(source)
     if path is None:
-        log.info("loading hub dataset %s", config.source)
-        return _load_with_datasets(config.source, name=config.name, revision=config.revision)
+        log.info("loading hub dataset %s", source)
+        loaded = _load_with_datasets(source, name=config.name, revision=config.revision)
+        return {name: SourceSplit(split) for name, split in loaded.items()}
     if path.is_dir():
         if _is_hub_layout(path):
-            return _load_with_datasets(str(path), name=config.name)
-        return _load_class_folders(path)
-    builder = FILE_BUILDERS.get(path.suffix.lower())
-    if builder is None:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(sorted(FILE_BUILDERS))}")
-    check_input_file(path)
-    kwargs: dict[str, Any] = {"data_files": {"train": str(path)}}
-    if path.suffix.lower() == ".tsv":
-        kwargs["delimiter"] = "\t"
-    if builder == "csv":
-        check_csv_header(path, kwargs.get("delimiter", ","), [*config.text_columns, config.label_column])
-    return _load_with_datasets(builder, where=str(path), **kwargs)
+            loaded = _load_with_datasets(str(path), name=config.name)
+            return {name: SourceSplit(split) for name, split in loaded.items()}
+        return _load_class_folders(path, config)
+    return {"train": _load_table_files([path], config)}
+
+
+# --- labels and bad rows ----------------------------------------------------------------------------
 
 
 def _label_names(feature: Any, labels: list[str]) -> list[str]:
@@ -176,18 +371,51 @@ def _label_names(feature: Any, labels: list[str]) -> list[str]:
         return sorted(distinct)
 
 
-def _label_text(value: Any) -> str:
+def _label_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    text = str(value).strip()
+    return text or None
 
 
-def _rows_text(rows: list[int], limit: int = 8) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+def _read_labels(dataset: datasets.Dataset, column: str) -> list[str | None]:
+    feature = dataset.features[column]
+    values = dataset.select_columns([column]).with_format("arrow")[:][column].to_pylist()
+    interned: dict[str, str] = {}
+    if isinstance(feature, datasets.ClassLabel):
+        labels = [feature.int2str(v) if v is not None and v >= 0 else None for v in values]
+    else:
+        labels = [_label_text(v) for v in values]
+    return [None if label is None else interned.setdefault(label, label) for label in labels]
 
 
-def _to_raw_split(dataset: datasets.Dataset, config: DataConfig, where: str) -> RawSplit:
+def _empty_texts(texts: TextColumn) -> tuple[np.ndarray, int]:
+    """A mask of rows whose joined text is empty or whitespace, and the number of rows with U+FFFD."""
+    empty = np.zeros(len(texts), dtype=bool)
+    replaced = 0
+    start = 0
+    for batch in texts.dataset.iter(batch_size=BATCH_ROWS):
+        for i, parts in enumerate(zip(*(batch[c] for c in texts.columns))):
+            pieces = [_text_part(p) for p in parts]
+            if not any(text for text, _ in pieces):
+                empty[start + i] = True
+            if any(lossy or REPLACEMENT in text for text, lossy in pieces):
+                replaced += 1
+        start += len(batch[texts.columns[0]])
+    return empty, replaced
+
+
+def _policy_hint(setting: str) -> str:
+    return f"set {setting}=drop to drop them, or fix the data"
+
+
+def _to_raw_split(
+    source: SourceSplit, rows: list[int], config: DataConfig, where: str, split: str, counts: RowCounts
+) -> RawSplit:
+    """Check columns, find empty texts and missing labels (error or drop by `data.bad_rows`), count U+FFFD."""
+    dataset = source.dataset
     columns = dataset.column_names
     for column in [*config.text_columns, config.label_column]:
         if column not in columns:
@@ -195,36 +423,55 @@ def _to_raw_split(dataset: datasets.Dataset, config: DataConfig, where: str) -> 
                 f"{where}: column {column!r} not found (columns: {', '.join(columns)}); "
                 f"set data.text_column / data.label_column"
             )
-    text_parts = [dataset[c] for c in config.text_columns]
-    texts = []
-    for parts in zip(*text_parts):
-        pieces = [str(p).strip() for p in parts if p is not None and str(p).strip() and str(p) != "nan"]
-        texts.append(config.text_separator.join(pieces))
-    feature = dataset.features[config.label_column]
-    raw_labels = dataset[config.label_column]
-    if isinstance(feature, datasets.ClassLabel):
-        labels = [feature.int2str(v) if v is not None and v >= 0 else None for v in raw_labels]
-    else:
-        labels = [None if v is None or (isinstance(v, float) and v != v) else _label_text(v) for v in raw_labels]
-    rows = list(range(1, len(texts) + 1))
-    empty = [r for r, t in zip(rows, texts) if not t.strip()]
-    if empty:
-        raise DataError(
-            f"{where}: {len(empty)} document(s) with empty text in column(s) {', '.join(config.text_columns)} at row(s) {_rows_text(empty)}; remove them or fix the data"
+    texts = TextColumn(dataset, config.text_columns, config.text_separator)
+    labels = _read_labels(dataset, config.label_column)
+    counts.rows_in += len(labels)
+    empty, replaced = _empty_texts(texts)
+    if replaced:
+        log.warning(
+            "%s: %d document(s) hold text that was not valid UTF-8 (decoded with U+FFFD replacement characters)",
+            where,
+            replaced,
         )
-    unlabelled = [r for r, label in zip(rows, labels) if label is None or label == ""]
-    if unlabelled:
-        raise DataError(
-            f"{where}: {len(unlabelled)} document(s) without a label in column {config.label_column!r} at row(s) {_rows_text(unlabelled)}"
-        )
-    return RawSplit(texts, labels, rows)  # type: ignore[arg-type]
+    unlabelled = np.array([label is None for label in labels], dtype=bool)
+    for mask, reason, what in (
+        (empty, EMPTY_TEXT, f"with empty text in column(s) {', '.join(config.text_columns)}"),
+        (unlabelled & ~empty, MISSING_LABEL, f"without a label in column {config.label_column!r}"),
+    ):
+        bad_rows = [rows[i] for i in np.flatnonzero(mask)]
+        if bad_rows and config.bad_rows == "error":
+            raise DataError(
+                f"{where}: {len(bad_rows)} document(s) {what} at {rows_text(bad_rows, source.row_names)}; "
+                + _policy_hint("data.bad_rows")
+            )
+        if bad_rows:
+            log.warning(
+                "%s: dropped %d document(s) %s at %s", where, len(bad_rows), what, rows_text(bad_rows, source.row_names)
+            )
+        counts.drop(split, reason, len(bad_rows))
+    keep = np.flatnonzero(~(empty | unlabelled)).tolist()
+    if len(keep) == len(labels):
+        return RawSplit(texts, labels, rows, source.row_names)  # type: ignore[arg-type]
+    return RawSplit(texts.select(keep), [labels[i] for i in keep], [rows[i] for i in keep], source.row_names)  # type: ignore[misc]
 
 
-def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
-    """Every row of one labelled file or folder (all its splits), read with the configured text and label columns."""
-    file_config = config.model_copy(update={"source": str(path), "split_column": None})
-    source = load_source(file_config)
-    return _to_raw_split(datasets.concatenate_datasets(list(source.values())), file_config, str(path))
+def _check_labels(
+    split: RawSplit, known: list[str], config: DataConfig, where: str, name: str, counts: RowCounts, reason_text: str
+) -> RawSplit:
+    """Rows whose label is not in `known`: an error naming label and rows, or dropped (`data.unseen_labels`)."""
+    known_set = set(known)
+    bad = [i for i, label in enumerate(split.labels) if label not in known_set]
+    if not bad:
+        return split
+    unseen = sorted({split.labels[i] for i in bad})
+    rows = [split.rows[i] for i in bad]
+    message = f"label(s) {', '.join(map(repr, unseen))} {reason_text}, at {split.describe_rows(rows)}"
+    if config.unseen_labels == "error":
+        raise DataError(f"{where} [{name}]: {message}; " + _policy_hint("data.unseen_labels"))
+    log.warning("%s [%s]: dropped %d document(s) with %s", where, name, len(bad), message)
+    counts.drop(name, UNSEEN_LABEL, len(bad))
+    bad_set = set(bad)
+    return split.subset([i for i in range(len(split)) if i not in bad_set])
 
 
 def _carve(split: RawSplit, fraction: float, seed: int, where: str = "data") -> tuple[RawSplit, RawSplit]:
@@ -244,57 +491,120 @@ def _carve(split: RawSplit, fraction: float, seed: int, where: str = "data") -> 
     return split.subset(sorted(keep)), split.subset(sorted(carved))
 
 
+def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
+    """Every row of one labelled file or folder (all its splits), read with the configured text and label columns."""
+    file_config = config.model_copy(update={"source": str(path), "split_column": None})
+    sources = load_source(file_config)
+    parts = list(sources.values())
+    if len(parts) == 1:
+        merged = parts[0]
+    else:
+        names = [n for part in parts for n in (part.row_names or [])]
+        merged = SourceSplit(
+            datasets.concatenate_datasets([p.dataset for p in parts]),
+            names if len(names) == sum(len(p.dataset) for p in parts) else None,
+        )
+    rows = list(range(1, len(merged.dataset) + 1))
+    return _to_raw_split(merged, rows, file_config, str(path), "file", RowCounts())
+
+
+# --- the whole dataset --------------------------------------------------------------------------------
+
+
 @dataclass
 class LoadedData:
-    """Train/validation/test documents and the label names, fixed in order."""
+    """Train/validation/test documents, the label names (fixed in order) and the row tally."""
 
     splits: dict[str, RawSplit]
     label_names: list[str]
     carved: list[str]  # splits carved from train because the source had none
+    counts: RowCounts = field(default_factory=RowCounts)
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for name in sorted(self.splits):
-            digest.update(f"split:{name}\n".encode())
-            for text, label in zip(self.splits[name].texts, self.splits[name].labels):
-                digest.update(
-                    label.encode("utf-8", "surrogatepass")
-                    + b"\t"
-                    + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-                )
-        return digest.hexdigest()
+        """SHA-256 over every split's labels and texts (reads the texts once more)."""
+        digests = {}
+        for name, split in self.splits.items():
+            digest = SplitDigest()
+            for texts, start in zip(text_batches(split.texts), range(0, len(split), BATCH_ROWS)):
+                digest.update(texts, split.labels[start : start + len(texts)])
+            digests[name] = digest
+        return combine_digests(digests)
+
+
+class SplitDigest:
+    """SHA-256 over the labels and texts of one split, fed batch by batch."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def update(self, texts: Sequence[str], labels: Sequence[str]) -> None:
+        for text, label in zip(texts, labels):
+            self._digest.update(
+                label.encode("utf-8", "surrogatepass")
+                + b"\t"
+                + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+            )
+
+    def digest(self) -> bytes:
+        return self._digest.digest()
+
+
+def combine_digests(digests: dict[str, SplitDigest]) -> str:
+    """The data fingerprint: SHA-256 over the split digests in split-name order."""
+    combined = hashlib.sha256()
+    for name in sorted(digests):
+        combined.update(f"split:{name}\n".encode() + digests[name].digest())
+    return combined.hexdigest()
+
+
+def _split_by_column(sources: dict[str, SourceSplit], config: DataConfig, where: str) -> dict[str, tuple]:
+    """(SourceSplit, rows) per split value of `data.split_column`; rows are rows of the one source split."""
+    if len(sources) != 1:
+        raise DataError(f"{where}: data.split_column is set but the source already has splits {list(sources)}")
+    (only,) = sources.values()
+    column = config.split_column
+    if column not in only.dataset.column_names:
+        raise DataError(f"{where}: split column {column!r} not found (columns: {', '.join(only.dataset.column_names)})")
+    values = only.dataset.select_columns([column]).with_format("arrow")[:][column].to_pylist()
+    names = np.array(["" if v is None else str(v).strip() for v in values], dtype=object)
+    result = {}
+    for name in sorted(set(names.tolist())):
+        indices = np.flatnonzero(names == name)
+        result[name] = (SourceSplit(only.dataset.select(indices), only.row_names), (indices + 1).tolist())
+    return result
+
+
+def _require_documents(splits: dict[str, RawSplit], where: str) -> None:
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise DataError(f"{where}: the {name} split has no documents (after dropping bad rows, if any)")
 
 
 def load_data(config: DataConfig, seed: int) -> LoadedData:
     """Load, split and check the labelled documents named by `config`."""
-    source = load_source(config)
-    where = config.source
+    where = describe_source(config.source)
+    sources = load_source(config)
     if config.split_column:
-        if len(source) != 1:
-            raise DataError(f"{where}: data.split_column is set but the source already has splits {list(source)}")
-        (only,) = source.values()
-        if config.split_column not in only.column_names:
-            raise DataError(
-                f"{where}: split column {config.split_column!r} not found (columns: {', '.join(only.column_names)})"
-            )
-        names = [str(v) for v in only[config.split_column]]
-        source = datasets.DatasetDict(
-            {name: only.select([i for i, v in enumerate(names) if v == name]) for name in sorted(set(names))}
-        )
-    if config.splits.train not in source:
+        by_split = _split_by_column(sources, config, where)
+    else:
+        by_split = {name: (split, list(range(1, len(split.dataset) + 1))) for name, split in sources.items()}
+    if config.splits.train not in by_split:
         raise DataError(
-            f"{where}: no training split {config.splits.train!r} (splits: {', '.join(source)}); set data.splits.train"
+            f"{where}: no training split {config.splits.train!r} (splits: {', '.join(by_split) or 'none'}); "
+            "set data.splits.train"
         )
     wanted = {"train": config.splits.train, "validation": config.splits.validation, "test": config.splits.test}
+    ignored = sorted(set(by_split) - {v for v in wanted.values() if v})
+    if ignored:
+        log.info("%s: ignoring split(s) %s (see data.splits)", where, ", ".join(ignored))
+    counts = RowCounts()
     splits: dict[str, RawSplit] = {}
     for ours, theirs in wanted.items():
-        if theirs is not None and theirs in source:
-            splits[ours] = _to_raw_split(source[theirs], config, f"{where} [{theirs}]")
-    train_feature = (
-        source[config.splits.train].features[config.label_column]
-        if config.label_column in source[config.splits.train].column_names
-        else None
-    )
+        if theirs is not None and theirs in by_split:
+            source, rows = by_split[theirs]
+            splits[ours] = _to_raw_split(source, rows, config, f"{where} [{theirs}]", ours, counts)
+    _require_documents(splits, where)
+    train_feature = by_split[config.splits.train][0].dataset.features.get(config.label_column)
     carved = []
     if "test" not in splits:
         splits["train"], splits["test"] = _carve(splits["train"], config.test_fraction, seed, where)
@@ -302,15 +612,20 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
     if "validation" not in splits:
         splits["train"], splits["validation"] = _carve(splits["train"], config.validation_fraction, seed, where)
         carved.append("validation")
-    label_names = _label_names(train_feature, splits["train"].labels)
-    known = set(label_names)
-    for name in ("validation", "test"):
-        unseen = sorted(set(splits[name].labels) - known)
-        if unseen:
-            rows = [r for r, label in zip(splits[name].rows, splits[name].labels) if label in set(unseen)]
-            raise DataError(
-                f"{where} [{name}]: label(s) {', '.join(map(repr, unseen))} never seen in training, at row(s) {_rows_text(rows)}"
+    if config.labels is not None:
+        label_names = list(config.labels)
+        for name in ("train", "validation", "test"):
+            splits[name] = _check_labels(splits[name], label_names, config, where, name, counts, "not in data.labels")
+    else:
+        label_names = _label_names(train_feature, splits["train"].labels)
+        for name in ("validation", "test"):
+            splits[name] = _check_labels(
+                splits[name], label_names, config, where, name, counts, "never seen in training"
             )
-    if len(label_names) < 2:
-        raise DataError(f"{where}: the training split has {len(label_names)} label(s); classification needs at least 2")
-    return LoadedData(splits, label_names, carved)
+    _require_documents(splits, where)
+    if len(set(splits["train"].labels)) < 2:
+        raise DataError(
+            f"{where}: the training split has {len(set(splits['train'].labels))} label(s); classification needs at least 2"
+        )
+    ordered = {name: splits[name] for name in ("train", "validation", "test")}
+    return LoadedData(ordered, label_names, carved, counts)

@@ -42,8 +42,8 @@ def _line_of(path: Path, offset: int) -> int:
     return line
 
 
-def check_text_bytes(path: Path, suffix: str) -> None:
-    """Read the whole file once, in chunks: a NUL byte or invalid UTF-8 is an error naming its line."""
+def check_text_bytes(path: Path, suffix: str, strict_utf8: bool = True) -> None:
+    """Read the whole file once, in chunks: a NUL byte (or, if `strict_utf8`, invalid UTF-8) is an error naming its line."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as handle:
@@ -54,6 +54,11 @@ def check_text_bytes(path: Path, suffix: str) -> None:
                 raise DataError(
                     f"{path}: binary data (a NUL byte at line {_line_of(path, offset + nul)}), not a {suffix} text file"
                 )
+            if not strict_utf8:
+                if not chunk:
+                    return
+                offset += len(chunk)
+                continue
             pending = decoder.getstate()[0]  # bytes of a character split across chunks
             try:
                 decoder.decode(chunk, final=not chunk)
@@ -70,8 +75,12 @@ def check_text_bytes(path: Path, suffix: str) -> None:
             offset += len(chunk)
 
 
-def check_input_file(path: Path) -> None:
-    """Refuse a data or prediction file that is empty, binary, compressed, not UTF-8 or a fake Parquet file."""
+def check_input_file(path: Path, strict_utf8: bool = True) -> None:
+    """Refuse a data or prediction file that is empty, binary, compressed, not UTF-8 or a fake Parquet file.
+
+    Training data passes `strict_utf8=False`: there, invalid UTF-8 bytes are replaced and counted in a
+    warning (han.data), while prediction inputs must be valid UTF-8.
+    """
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a file")
     try:
@@ -96,7 +105,7 @@ def check_input_file(path: Path) -> None:
             raise DataError(f"{path}: is {what}, not a {suffix} text file")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(f"{path}: is UTF-16 text; han reads UTF-8: re-save the file as UTF-8")
-    check_text_bytes(path, suffix)
+    check_text_bytes(path, suffix, strict_utf8)
     if not head.strip():
         raise DataError(f"{path}: holds only whitespace, no documents")
 
@@ -104,7 +113,7 @@ def check_input_file(path: Path) -> None:
 def check_csv_header(path: Path, delimiter: str, columns: Sequence[str]) -> None:
     """Refuse a CSV/TSV file whose header shows another delimiter, or that has a header and no rows."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         first_row = next(reader, None)

@@ -1,26 +1,37 @@
-"""The preprocess stage: documents -> sentences of token ids, vocabulary and initial vectors, in the run dir."""
+"""The preprocess stage: documents -> sentences of token ids, vocabulary and initial vectors, in the run dir.
+
+Texts are read lazily from Arrow, tokenised in worker processes (`han.tokenisation`) and kept as
+flat int arrays, so memory holds token ids, not raw text or token strings. The output is keyed by
+`han.fingerprint.preprocess_key` (input content + output-relevant settings): when the run directory
+already holds preprocessing with the same key, it is reused ("reused cached preprocessing").
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from safetensors.numpy import save
-from spacy.language import Language
 
 from han.artifacts import RunDir, atomic_dir, write_bytes_atomic, write_json_atomic
-from han.batching import EncodedSplit
 from han.config import Config
-from han.data import RawSplit, load_data
-from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
-from han.errors import DataError
+from han.errors import DataError, RunDirError
+from han.fingerprint import preprocess_key
 from han.progress import Progress
-from han.segment import Document, TextStats, build_pipeline, segment
 from han.vocab import UNK_ID, Vocab
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+    from han.data import LoadedData, RawSplit
+    from han.segment import Document, TextStats
+    from han.tokenisation import TokenisedSplit
+
+# torch, spaCy, gensim and datasets are imported where they are used, not here: a preprocess whose
+# output is cached must answer in a fraction of a second, and importing them takes seconds.
 
 log = logging.getLogger(__name__)
 
@@ -37,43 +48,40 @@ class PreprocessSummary:
     words: dict[str, int]
     data_fingerprint: str
     seconds: dict[str, float]
+    rows_in: int = 0
+    rows_kept: int = 0
+    rows_dropped: dict[str, int] = field(default_factory=dict)  # by reason
+    rows_dropped_by_split: dict[str, dict[str, int]] = field(default_factory=dict)
+    docs_per_second: float = 0.0  # tokenisation throughput
+    tokens_per_second: float = 0.0
+    workers: int = 1
+    cache_key: str = ""
+    reused: bool = False  # True when the run directory's preprocessing was reused as is
     text_handling: dict[str, dict[str, int]] | None = None  # per split: documents truncated at max_chars / cleaned
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSummary:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
-def segment_split(
-    nlp: Language, split: RawSplit, config: Config, name: str, progress: Progress, stats: TextStats | None = None
-) -> list[Document]:
-    """Sentences of tokens for every document of a split; a document left with no token is an error."""
-    stats = stats if stats is not None else TextStats()
+
+def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, progress: Progress) -> list[Document]:
+    """Sentences of tokens for every document of a split (reference path, one process); no token is an error."""
+    from han.segment import segment
+
     progress.start(f"segment {name}", len(split))
     documents = []
-    for document in segment(nlp, split.texts, config.preprocess, stats):
+    for document in segment(nlp, split.texts, config.preprocess):
         documents.append(document)
         progress.advance(1)
     progress.stop()
-    if stats.truncated:
-        log.warning(
-            "%s [%s]: %d document(s) longer than preprocess.max_chars=%d characters were truncated",
-            config.data.source,
-            name,
-            stats.truncated,
-            config.preprocess.max_chars,
-        )
-    if stats.cleaned:
-        log.info(
-            "%s [%s]: %d document(s) had invisible or control characters removed",
-            config.data.source,
-            name,
-            stats.cleaned,
-        )
     empty = [split.rows[i] for i, doc in enumerate(documents) if not doc]
     if empty:
-        shown = ", ".join(map(str, empty[:8]))
         raise DataError(
-            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at row(s) {shown}"
+            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at {split.describe_rows(empty)}"
         )
     return documents
 
@@ -82,90 +90,206 @@ def encode_documents(documents: list[Document], vocab: Vocab) -> list[list[list[
     return [[vocab.encode(sentence) for sentence in document] for document in documents]
 
 
+@dataclass
+class Tokenised:
+    """Every split of a `LoadedData` tokenised (uncapped), with throughput and the data fingerprint."""
+
+    words: list[str]
+    splits: dict[str, TokenisedSplit]
+    data_fingerprint: str
+    seconds: float
+    workers: int
+    text_stats: dict[str, TextStats] = field(default_factory=dict)  # per split: cut at max_chars or cleaned
+
+    @property
+    def documents(self) -> int:
+        return sum(len(s) for s in self.splits.values())
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s.ids) for s in self.splits.values())
+
+
+def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | None = None) -> Tokenised:
+    """Tokenise every split of `loaded` (in `preprocess.workers` processes), hashing the data on the way."""
+    from han.data import SplitDigest, combine_digests, text_batches
+    from han.segment import TextStats, prepare_texts
+    from han.tokenisation import chunk_size_for, resolve_workers, tokenise_splits
+
+    total = sum(len(split) for split in loaded.splits.values())
+    workers = resolve_workers(config.preprocess.workers, total)
+    size = chunk_size_for(total, workers)
+    digests = {name: SplitDigest() for name in loaded.splits}
+    text_stats = {name: TextStats() for name in loaded.splits}
+
+    def chunks(name: str):
+        split = loaded.splits[name]
+        start = 0
+        for texts in text_batches(split.texts, size):
+            digests[name].update(texts, split.labels[start : start + len(texts)])
+            start += len(texts)
+            # capped at max_chars and cleaned here, before any worker sees them
+            yield list(prepare_texts(texts, config.preprocess, text_stats[name]))
+
+    begin = time.perf_counter()
+    words, splits = tokenise_splits(
+        {name: chunks(name) for name in loaded.splits},
+        config.preprocess,
+        workers,
+        {name: len(split) for name, split in loaded.splits.items()},
+        progress,
+    )
+    return Tokenised(words, splits, combine_digests(digests), time.perf_counter() - begin, workers, text_stats)
+
+
+def drop_tokenless(loaded: LoadedData, tokenised: Tokenised, config: Config) -> None:
+    """Documents with no token after preprocessing: an error naming their rows, or dropped (`data.bad_rows`)."""
+    from han.data import NO_TOKENS
+
+    for name, split in tokenised.splits.items():
+        empty = split.sentence_counts == 0
+        if not empty.any():
+            continue
+        raw = loaded.splits[name]
+        rows = [raw.rows[i] for i in np.flatnonzero(empty)]
+        where = f"{config.data.source} [{name}]"
+        message = f"{len(rows)} document(s) have no tokens after preprocessing, at {raw.describe_rows(rows)}"
+        if config.data.bad_rows == "error":
+            raise DataError(f"{where}: {message}; set data.bad_rows=drop to drop them, or fix the data")
+        log.warning("%s: dropped %s", where, message)
+        loaded.counts.drop(name, NO_TOKENS, len(rows))
+        tokenised.splits[name] = split.select(~empty)
+        loaded.splits[name] = raw.subset(np.flatnonzero(~empty).tolist())
+        if len(loaded.splits[name]) == 0:
+            raise DataError(f"{where}: no documents left after dropping the ones without tokens")
+
+
+def _cached_summary(run: RunDir, key: str) -> PreprocessSummary | None:
+    manifest = run.read_manifest()
+    if manifest.get("preprocess_key") != key or not isinstance(manifest.get("preprocess"), dict):
+        return None
+    needed = [run.config_path, run.labels_path, run.vocab_path, run.embeddings_path]
+    needed += [run.data_path(name) for name in manifest["preprocess"].get("documents", {})]
+    if not all(path.exists() for path in needed):
+        return None
+    try:
+        run.verify_artifacts(*needed)
+    except RunDirError as error:
+        log.warning("cached preprocessing is damaged and will be rebuilt: %s", error)
+        return None
+    return PreprocessSummary.from_dict(manifest["preprocess"])
+
+
 def preprocess(
     config: Config, run_dir: Path, progress: Progress | None = None, *, overwrite: bool = False
 ) -> PreprocessSummary:
     """Load and split the data, segment it, build vocabulary and vectors, write them to `run_dir`.
 
+    Reuses the run directory's output when its cache key matches (`preprocess.cache`). Otherwise
     `run_dir` must be new or empty; `overwrite` empties a previous han run directory first.
     """
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
-    if (
-        config.embeddings.source == "file" and not Path(config.embeddings.path or "").is_file()
-    ):  # fail before hours of work
-        raise DataError(f"{config.embeddings.path}: vectors file not found (embeddings.path)")
-    run.claim(overwrite)
+    if config.embeddings.source == "file" and not Path(config.embeddings.path or "").is_file():
+        raise DataError(f"{config.embeddings.path}: vectors file not found (embeddings.path)")  # before hours of work
     seconds: dict[str, float] = {}
+
+    start = time.perf_counter()
+    key = preprocess_key(config)
+    seconds["fingerprint"] = time.perf_counter() - start
+    if config.preprocess.cache:
+        cached = _cached_summary(run, key)
+        if cached is not None:
+            run.save_config(config)  # may differ in settings that do not change the output (workers, ...)
+            run.record_artifacts(run.config_path)
+            log.info("reused cached preprocessing in %s (inputs and settings unchanged; key %s)", run.root, key[:12])
+            cached.reused = True
+            cached.seconds = {k: round(v, 3) for k, v in seconds.items()}
+            return cached
+    run.claim(overwrite)
+    summary = _build(config, run, key, seconds, progress)
+    run.update_manifest(
+        seed=config.seed,
+        data_fingerprint=summary.data_fingerprint,
+        preprocess=summary.as_dict(),
+        preprocess_key=key,  # written last: only complete preprocessing is ever reused
+    )
+    return summary
+
+
+def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], progress: Progress) -> PreprocessSummary:
+    from safetensors.numpy import save
+
+    from han.data import load_data
+    from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+    from han.tokenisation import build_corpus
 
     start = time.perf_counter()
     loaded = load_data(config.data, config.seed)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    nlp = build_pipeline(config.preprocess)
-    text_stats = {name: TextStats() for name in loaded.splits}
-    segmented = {
-        name: segment_split(nlp, split, config, name, progress, text_stats[name])
-        for name, split in loaded.splits.items()
-    }
+    tokenised = tokenise_loaded(loaded, config, progress)
+    drop_tokenless(loaded, tokenised, config)
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    counts = Counter(word for document in segmented["train"] for sentence in document for word in sentence)
-    vocab = Vocab.build(counts, config.preprocess.min_count, config.preprocess.max_vocab)
+    corpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
+    throughput = (tokenised.documents / max(tokenised.seconds, 1e-9), tokenised.tokens / max(tokenised.seconds, 1e-9))
+    tokenised.splits.clear()  # the uncapped ids are no longer needed: free them before encoding
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
-    encoded = {
-        name: EncodedSplit.from_documents(
-            encode_documents(docs, vocab), [label_index[y] for y in loaded.splits[name].labels]
-        )
-        for name, docs in segmented.items()
-    }
+    documents, words, oov_rate = {}, {}, {}
+    run.save_config(config)
+    for name in list(corpus.splits):  # one split at a time, so only one encoded copy is ever in memory
+        split = corpus.encoded(name, [label_index[y] for y in loaded.splits[name].labels])
+        documents[name], words[name] = len(split), int(len(split.tokens))
+        oov_rate[name] = float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
+        with atomic_dir(run.data_path(name)) as tmp:
+            split.save(tmp)
+        del split
+        if name != "train":
+            del corpus.splits[name]  # word2vec needs only the training split
     seconds["encode"] = time.perf_counter() - start
 
     start = time.perf_counter()
     emb = config.embeddings
     if emb.source == "word2vec":
-        vectors = train_word2vec([s for doc in segmented["train"] for s in doc], emb, config.seed)
+        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed)
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:
         vectors = None
-    matrix, found = embedding_matrix(vocab, vectors, emb.dim, config.seed)
+    matrix, found = embedding_matrix(corpus.vocab, vectors, emb.dim, config.seed)
     seconds["embeddings"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.save_config(config)
     write_json_atomic(run.labels_path, {"labels": loaded.label_names})
-    vocab.save(run.vocab_path)
+    corpus.vocab.save(run.vocab_path)
     write_bytes_atomic(run.embeddings_path, save({"embeddings": matrix}))
-    for name, split in encoded.items():
-        with atomic_dir(run.data_path(name)) as tmp:
-            split.save(tmp)
     run.record_artifacts(
-        run.config_path, run.labels_path, run.vocab_path, run.embeddings_path, *map(run.data_path, encoded)
+        run.config_path, run.labels_path, run.vocab_path, run.embeddings_path, *map(run.data_path, documents)
     )
     seconds["write"] = time.perf_counter() - start
 
+    rows = loaded.counts.as_dict()
     summary = PreprocessSummary(
-        documents={name: len(split) for name, split in encoded.items()},
+        documents=documents,
         label_names=loaded.label_names,
-        vocab_size=len(vocab),
+        vocab_size=len(corpus.vocab),
         vectors_found=found,
-        oov_rate={
-            name: float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
-            for name, split in encoded.items()
-        },
-        words={name: int(len(split.tokens)) for name, split in encoded.items()},
-        data_fingerprint=loaded.fingerprint(),
+        oov_rate=oov_rate,
+        words=words,
+        data_fingerprint=tokenised.data_fingerprint,
         seconds={k: round(v, 3) for k, v in seconds.items()},
-        text_handling={name: stats.as_dict() for name, stats in text_stats.items()},
+        rows_in=rows["rows_in"],
+        rows_kept=rows["rows_kept"],
+        rows_dropped=rows["rows_dropped"],
+        rows_dropped_by_split=rows["rows_dropped_by_split"],
+        docs_per_second=round(throughput[0], 1),
+        tokens_per_second=round(throughput[1], 1),
+        workers=tokenised.workers,
+        cache_key=key,
+        text_handling={name: stats.as_dict() for name, stats in tokenised.text_stats.items()},
     )
-    run.update_manifest(
-        seed=config.seed,
-        data_fingerprint=summary.data_fingerprint,
-        carved_splits=loaded.carved,
-        preprocess=summary.as_dict(),
-    )
+    run.update_manifest(carved_splits=loaded.carved)
     return summary

@@ -54,6 +54,8 @@ def run_all(
     preprocess, continue training from the newest checkpoint, then evaluate).
     """
     run = RunDir(Path(run_dir))
+    if not (resume or overwrite):
+        run.claim_for_training(resume=False, overwrite=False)  # existing results: refuse before any work
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     if resume and preprocessing_complete(run):

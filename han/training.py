@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save
 from han.artifacts import RunDir, read_json, write_bytes_atomic, write_text_atomic
 from han.batching import Batch, EncodedSplit, bucketed_batches, collate
 from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
-from han.config import Config, TrainConfig
+from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, TrainConfig
 from han.errors import RunDirError, StorageError, TrainingStopped
 from han.evaluation import evaluate_model
 from han.model import HierarchicalAttentionNetwork, build_model
@@ -98,7 +98,8 @@ def check_same_preprocessing(config: Config, run: RunDir) -> None:
     saved = run.load_config()
     for section in ("data", "preprocess", "embeddings"):
         ours, theirs = getattr(config, section).model_dump(), getattr(saved, section).model_dump()
-        changed = sorted(key for key in ours if ours[key] != theirs.get(key))
+        neutral = OUTPUT_NEUTRAL_SETTINGS.get(section, set())
+        changed = sorted(key for key in ours if key not in neutral and ours[key] != theirs.get(key))
         if changed:
             raise RunDirError(
                 f"{run.root}: preprocessed with different settings ({', '.join(f'{section}.{k}' for k in changed)}); "

@@ -83,11 +83,7 @@ def preprocess(
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
     summary = run_preprocess(cfg, target, ui.RichProgress(), overwrite=overwrite)
-    docs = ", ".join(f"{k} {v}" for k, v in summary.documents.items())
-    ui.console.print(
-        f"[green]preprocessed[/] {target}: {docs}; {len(summary.label_names)} labels; vocabulary {summary.vocab_size} "
-        f"({summary.vectors_found} with vectors); train OOV {summary.oov_rate['train']:.2%}"
-    )
+    ui.show_preprocess_summary(target, summary)
 
 
 @app.command()
@@ -294,6 +290,21 @@ def corpus_report(
     ui.console.print(f"[green]corpus report[/]: {stats.documents} documents -> {output}")
     if stats.faithfulness is not None:
         ui.show_faithfulness(stats.faithfulness.summary())
+
+
+data_app = typer.Typer(help="Look at a dataset before preprocessing it.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+@ui.handle_errors
+def data_inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Rows per split, labels, sentence/word length percentiles, what the caps cut, and the OOV rate."""
+    from han.config import load_config
+    from han.inspection import inspect_data
+
+    cfg = load_config(config, overrides or [])
+    ui.show_data_report(inspect_data(cfg, ui.RichProgress()))
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,11 +27,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def setup_logging(verbose: bool = False) -> None:
     """Library logs (han.*) go to stderr through rich; datasets' own progress bars are silenced."""
-    import datasets
-
-    datasets.disable_progress_bars()
+    # Through the environment rather than datasets' functions: importing datasets takes most of a
+    # second, and a cached `han preprocess` never needs it.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     # han reports a file datasets cannot parse as its own one-line error; datasets' log line would repeat it.
-    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    os.environ.setdefault("DATASETS_VERBOSITY", "critical")
+    if "datasets" in sys.modules:  # already imported (tests): its settings were read at import
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     handler = RichHandler(console=error_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("han").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -136,3 +143,84 @@ def show_faithfulness(summary: dict[str, Any]) -> None:
             f"{row['flip_share']:.1%} ({row['flips']})",
         )
     console.print(table)
+
+
+def show_preprocess_summary(target: Any, summary: Any) -> None:
+    """What `han preprocess` did: reused or built, documents, rows dropped by reason, throughput."""
+    docs = ", ".join(f"{k} {v}" for k, v in summary.documents.items())
+    if summary.reused:
+        console.print(
+            f"[green]reused cached preprocessing[/] in {target} (inputs and settings unchanged; "
+            f"checked in {sum(summary.seconds.values()):.2f}s): {docs}"
+        )
+        return
+    dropped = {reason: n for reason, n in summary.rows_dropped.items() if n}
+    dropped_text = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items()) or "none"
+    console.print(
+        f"[green]preprocessed[/] {target}: {docs}; {len(summary.label_names)} labels; vocabulary {summary.vocab_size} "
+        f"({summary.vectors_found} with vectors); train OOV {summary.oov_rate['train']:.2%}"
+    )
+    console.print(
+        f"rows in {summary.rows_in}, kept {summary.rows_kept}, dropped: {dropped_text}; "
+        f"tokenised {summary.docs_per_second:,.0f} documents/s ({summary.tokens_per_second:,.0f} tokens/s, "
+        f"{summary.workers} worker(s))"
+    )
+
+
+def show_data_report(report: Any) -> None:
+    """The tables of `han data inspect`."""
+    console.print(
+        f"[bold]{report.source}[/]: {report.rows_in} rows read, "
+        + ", ".join(f"{k} {v}" for k, v in report.rows.items())
+        + f" documents; tokenised {report.documents_per_second:,.0f} documents/s ({report.seconds:.1f}s in all)"
+    )
+    dropped = {reason: n for reason, n in report.rows_dropped.items() if n}
+    if dropped:
+        console.print(
+            "[yellow]bad rows[/] (preprocess stops on these unless data.bad_rows / data.unseen_labels is drop): "
+            + ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in dropped.items())
+        )
+    labels = Table(title="documents per label")
+    labels.add_column("label")
+    for split in report.rows:
+        labels.add_column(split, justify="right")
+    labels.add_column("share of train", justify="right")
+    train_total = max(1, report.rows.get("train", 0))
+    for label in report.label_names:
+        counts = [report.label_counts[split].get(label, 0) for split in report.rows]
+        share = report.label_counts.get("train", {}).get(label, 0) / train_total
+        labels.add_row(label, *map(str, counts), f"{share:.1%}")
+    console.print(labels)
+    lengths = Table(title="lengths before caps (all splits)")
+    lengths.add_column("")
+    keys = list(report.sentences_per_document)
+    for key in keys:
+        lengths.add_column(key, justify="right")
+    for title, values in (
+        ("sentences per document", report.sentences_per_document),
+        ("words per sentence", report.words_per_sentence),
+        ("words per document", report.words_per_document),
+    ):
+        lengths.add_row(title, *(f"{values[k]:g}" for k in keys))
+    console.print(lengths)
+    caps = report.caps
+    cut = Table(title="what the caps cut")
+    cut.add_column("cap")
+    cut.add_column("value", justify="right")
+    cut.add_column("cuts", justify="left")
+    cut.add_row(
+        "preprocess.max_sentences",
+        str(caps["max_sentences"]),
+        f"{caps['documents_over_max_sentences']:.2%} of documents are longer; {caps['sentences_cut']:.2%} of sentences cut",
+    )
+    cut.add_row(
+        "preprocess.max_words",
+        str(caps["max_words"]),
+        f"{caps['sentences_over_max_words']:.2%} of sentences are longer; {caps['words_cut_by_max_words']:.2%} of words cut",
+    )
+    cut.add_row("both", "", f"{caps['words_cut_in_all']:.2%} of all words cut")
+    console.print(cut)
+    console.print(
+        f"vocabulary {report.vocab_size} words (preprocess.min_count / max_vocab); out-of-vocabulary rate: "
+        + ", ".join(f"{k} {v:.2%}" for k, v in report.oov_rate.items())
+    )

@@ -145,7 +145,7 @@ def test_label_unseen_in_training_is_named(tmp_path):
     rows.append({"text": "odd one.", "label": "zzz", "split": "test"})
     rows.append({"text": "fine.", "label": "a", "split": "validation"})
     path = write_csv(tmp_path / "unseen.csv", rows)
-    with pytest.raises(DataError, match=r"'zzz' never seen in training, at row\(s\) 1"):
+    with pytest.raises(DataError, match=r"\[test\]: label\(s\) 'zzz' never seen in training, at row\(s\) 11;"):
         load_data(DataConfig(source=str(path), split_column="split"), seed=0)
 
 

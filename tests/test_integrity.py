@@ -174,10 +174,13 @@ def test_run_directory_is_never_overwritten_without_overwrite(run_copy, tiny_ove
     before = (run_copy / "model" / "best.safetensors").read_bytes()
     for args in (
         ["run", TINY_CONFIG, *tiny_overrides, "--run-dir", run_copy],
-        ["preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", run_copy],
         ["train", TINY_CONFIG, *tiny_overrides, "--run-dir", run_copy],
+        ["preprocess", TINY_CONFIG, *tiny_overrides, "preprocess.max_words=7", "--run-dir", run_copy],
     ):
         assert_one_line_error(invoke(*args), 4, "--overwrite")
+    # the same preprocessing again only reuses what is there: nothing is overwritten
+    reused = invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", run_copy)
+    assert reused.exit_code == 0 and "reused cached preprocessing" in reused.stdout, reused.output
     assert (run_copy / "model" / "best.safetensors").read_bytes() == before
 
     result = invoke("train", TINY_CONFIG, *tiny_overrides, "train.max_epochs=1", "--run-dir", run_copy, "--overwrite")

@@ -1,0 +1,248 @@
+"""Parallel tokenisation equals the reference path; the preprocess cache; bad rows in the manifest; inspection."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+from conftest import TINY_CONFIG, make_corpus, write_csv
+from han.artifacts import RunDir
+from han.batching import EncodedSplit
+from han.config import PreprocessConfig, load_config
+from han.data import LoadedData, RawSplit, RowCounts
+from han.errors import DataError, RunDirError
+from han.inspection import inspect_data
+from han.preprocessing import Tokenised, drop_tokenless, encode_documents, preprocess
+from han.segment import build_pipeline, segment
+from han.tokenisation import TokenisedSplit, segment_and_encode
+from han.vocab import Vocab
+from pipelines.cli import app
+
+TRICKY = [
+    "Hello World. This is\nhan!  Is it?",
+    "   leading spaces.\n\n\nTrailing newlines.\n\n",
+    "",
+    " \n\t ",
+    "One two three four five six. Seven eight. Nine! Ten? Eleven. Twelve.",
+    "Ünïcödé wörds — and emoji 🙂 too. ÇA VA?",
+    "no final punctuation and a very long sentence that goes on and on without end",
+    'Mr. Smith went to Washington. He said: "Hi." Then left.',
+]
+
+
+def reference(texts, config):
+    """The one-process path: han.segment.segment, vocabulary from train, Vocab.encode."""
+    from collections import Counter
+
+    docs = list(segment(build_pipeline(config), texts, config))
+    vocab = Vocab.build(Counter(w for d in docs for s in d for w in s), config.min_count, config.max_vocab)
+    return EncodedSplit.from_documents(encode_documents(docs, vocab), [-1] * len(docs)), vocab
+
+
+def assert_same(a: EncodedSplit, b: EncodedSplit) -> None:
+    for name in ("tokens", "sentence_offsets", "document_offsets", "labels"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+@pytest.mark.parametrize("caps", [(40, 50), (2, 3)])
+def test_segment_and_encode_equals_the_reference_with_any_workers(lowercase, caps):
+    texts = TRICKY * 3 + [row["text"] for row in make_corpus(60, seed=3)]
+    config = PreprocessConfig(lowercase=lowercase, max_sentences=caps[0], max_words=caps[1], min_count=1)
+    expected, vocab = reference(texts, config)
+    for workers in (1, 2):
+        corpus = segment_and_encode({"train": texts}, config, workers=workers)
+        assert corpus.vocab.words == vocab.words
+        assert_same(corpus.encoded("train"), expected)
+        documents = corpus.splits["train"].documents(corpus.words)
+        assert documents == list(segment(build_pipeline(config), texts, config))
+
+
+def test_validation_words_outside_train_are_unknown():
+    config = PreprocessConfig(min_count=1)
+    corpus = segment_and_encode(
+        {"train": ["alpha beta gamma.", "alpha beta."], "test": ["alpha zebra."]}, config, workers=2
+    )
+    assert corpus.encoded("test").tokens.tolist() == [corpus.vocab.index["alpha"], 1, corpus.vocab.index["."]]
+
+
+def test_preprocess_output_does_not_depend_on_workers(tmp_path, tiny_config):
+    outputs = []
+    for workers in (1, 2):
+        config = tiny_config.model_copy(
+            update={"preprocess": tiny_config.preprocess.model_copy(update={"workers": workers})}
+        )
+        run = RunDir(tmp_path / f"w{workers}")
+        summary = preprocess(config, run.root)
+        assert summary.workers == workers
+        outputs.append(
+            (
+                run.vocab_path.read_text(),
+                load_file(str(run.embeddings_path))["embeddings"],
+                [EncodedSplit.load(run.data_path(s)) for s in ("train", "validation", "test")],
+                summary.data_fingerprint,
+            )
+        )
+    (vocab1, emb1, splits1, fp1), (vocab2, emb2, splits2, fp2) = outputs
+    assert vocab1 == vocab2 and np.array_equal(emb1, emb2) and fp1 == fp2
+    for a, b in zip(splits1, splits2):
+        assert_same(a, b)
+
+
+def test_data_fingerprint_matches_loaded_data(tmp_path, tiny_config):
+    from han.data import load_data
+
+    summary = preprocess(tiny_config, tmp_path)
+    assert summary.data_fingerprint == load_data(tiny_config.data, tiny_config.seed).fingerprint()
+
+
+# --- cache --------------------------------------------------------------------------------------------
+
+
+def test_second_preprocess_reuses_and_changes_rebuild(tmp_path, tiny_overrides, corpus_rows, caplog):
+    data = write_csv(tmp_path / "data.csv", corpus_rows)
+    overrides = [*tiny_overrides, f"data.source={data}"]
+    run_dir = tmp_path / "run"
+    first = preprocess(load_config(TINY_CONFIG, overrides), run_dir)
+    assert not first.reused and len(first.cache_key) == 64
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["preprocess_key"] == first.cache_key
+
+    caplog.set_level("INFO", logger="han")
+    again = preprocess(load_config(TINY_CONFIG, [*overrides, "preprocess.workers=2"]), run_dir)
+    assert again.reused and again.cache_key == first.cache_key  # workers change speed, not output
+    assert "reused cached preprocessing" in caplog.text
+    assert again.documents == first.documents and again.data_fingerprint == first.data_fingerprint
+
+    with pytest.raises(RunDirError, match="--overwrite"):  # a rebuild replaces the run directory's data
+        preprocess(load_config(TINY_CONFIG, [*overrides, "preprocess.max_words=5"]), run_dir)
+    changed = preprocess(load_config(TINY_CONFIG, [*overrides, "preprocess.max_words=5"]), run_dir, overwrite=True)
+    assert not changed.reused and changed.cache_key != first.cache_key
+    assert np.diff(EncodedSplit.load(run_dir / "data" / "train").sentence_offsets).max() == 5
+
+    write_csv(data, corpus_rows[:-3])  # the data changes: rebuild
+    rebuilt = preprocess(load_config(TINY_CONFIG, [*overrides, "preprocess.max_words=5"]), run_dir, overwrite=True)
+    assert not rebuilt.reused and sum(rebuilt.documents.values()) == len(corpus_rows) - 3
+
+    uncached = preprocess(
+        load_config(TINY_CONFIG, [*overrides, "preprocess.max_words=5", "preprocess.cache=false"]),
+        run_dir,
+        overwrite=True,
+    )
+    assert not uncached.reused
+
+
+def test_cli_preprocess_says_it_reused_the_cache(tmp_path, tiny_overrides):
+    runner = CliRunner()
+    args = ["preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(tmp_path / "run")]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "preprocessed" in first.stdout and "documents/s" in first.stdout and "rows in 240, kept 240" in first.stdout
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert "reused cached preprocessing" in second.stdout
+
+
+# --- bad rows -----------------------------------------------------------------------------------------
+
+
+def test_dropped_rows_are_counted_in_summary_and_manifest(tmp_path, tiny_overrides, corpus_rows):
+    rows = [dict(r) for r in corpus_rows]
+    rows[3]["text"] = "  "
+    rows[10]["label"] = ""
+    test_row = next(i for i, r in enumerate(rows) if r["split"] == "test")
+    rows[test_row]["label"] = "weather"  # never seen in training
+    data = write_csv(tmp_path / "bad.csv", rows)
+    overrides = [*tiny_overrides, f"data.source={data}"]
+    with pytest.raises(DataError, match=r"empty text in column\(s\) text at row\(s\) 4;"):
+        preprocess(load_config(TINY_CONFIG, overrides), tmp_path / "strict")
+    config = load_config(TINY_CONFIG, [*overrides, "data.bad_rows=drop", "data.unseen_labels=drop"])
+    summary = preprocess(config, tmp_path / "run")
+    assert summary.rows_in == 240 and summary.rows_kept == 237
+    assert summary.rows_dropped == {"empty_text": 1, "missing_label": 1, "unseen_label": 1, "no_tokens": 0}
+    assert sum(summary.documents.values()) == 237
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["preprocess"]
+    assert manifest["rows_in"] == 240 and manifest["rows_kept"] == 237
+    assert manifest["rows_dropped"]["unseen_label"] == 1
+    assert manifest["rows_dropped_by_split"]["test"] == {"unseen_label": 1}
+
+
+def tokenless_case(policy: str):
+    from han.config import Config
+
+    texts = ["Some words.", "", "More words here.", "x"]
+    split = RawSplit(texts, ["a", "b", "a", "b"], [2, 5, 7, 9])
+    loaded = LoadedData({"train": split}, ["a", "b"], [], RowCounts(rows_in=4))
+    tokenised = Tokenised(
+        ["some", "words", ".", "more", "here", "x"],
+        {
+            "train": TokenisedSplit(
+                np.array([0, 1, 2, 3, 1, 4, 2, 5], dtype=np.int32),
+                np.array([3, 4, 1]),
+                np.array([1, 0, 1, 1]),
+            )
+        },
+        "fingerprint",
+        1.0,
+        1,
+    )
+    config = Config.model_validate({"data": {"source": "file.csv", "bad_rows": policy}})
+    return loaded, tokenised, config
+
+
+def test_documents_without_tokens_error_or_drop():
+    loaded, tokenised, config = tokenless_case("error")
+    with pytest.raises(DataError) as info:
+        drop_tokenless(loaded, tokenised, config)
+    assert "1 document(s) have no tokens after preprocessing, at row(s) 5;" in str(info.value)
+    assert "\n" not in str(info.value)
+    loaded, tokenised, config = tokenless_case("drop")
+    drop_tokenless(loaded, tokenised, config)
+    assert loaded.splits["train"].rows == [2, 7, 9] and len(tokenised.splits["train"]) == 3
+    assert tokenised.splits["train"].documents(tokenised.words) == [
+        [["some", "words", "."]],
+        [["more", "words", "here", "."]],
+        [["x"]],
+    ]
+    assert loaded.counts.as_dict()["rows_dropped"]["no_tokens"] == 1 and loaded.counts.rows_kept == 3
+
+
+# --- inspection ---------------------------------------------------------------------------------------
+
+
+def test_inspect_reports_lengths_caps_and_oov(tmp_path):
+    train = ["One two three. Four five.", "Aa bb cc dd ee ff. Gg.", "Six seven eight nine ten eleven twelve."] * 4
+    rows = [{"text": t, "label": "xy"[i % 2], "split": "train"} for i, t in enumerate(train)]
+    rows += [{"text": "One unknownword.", "label": "x", "split": "validation"}]
+    rows += [{"text": "Two two.", "label": "y", "split": "test"}]
+    path = write_csv(tmp_path / "c.csv", rows)
+    config = load_config(
+        TINY_CONFIG,
+        [f"data.source={path}", "data.split_column=split", "preprocess.max_sentences=1", "preprocess.max_words=4"],
+    )
+    report = inspect_data(config)
+    assert report.rows == {"train": 12, "validation": 1, "test": 1}
+    assert report.label_counts["train"] == {"x": 6, "y": 6}
+    # sentences per document: train 2, 2, 1 (x4), validation 1, test 1
+    assert report.sentences_per_document["max"] == 2 and report.sentences_per_document["p50"] == 2
+    caps = report.caps
+    assert caps["documents_over_max_sentences"] == pytest.approx(8 / 14, abs=1e-6)
+    assert caps["sentences_cut"] == pytest.approx(8 / 22, abs=1e-6)
+    # words (tokens): doc1 4+3, doc2 7+2, doc3 8 -> per 3 docs 24; x4 = 96; validation 3; test 3 -> 102
+    kept = (4 + 4 + 4) * 4 + 3 + 3  # first sentence of each document, at most 4 tokens
+    assert caps["words_cut_in_all"] == pytest.approx((102 - kept) / 102, abs=1e-6)
+    cut_by_words = ((4 - 4) + (7 - 4) + (8 - 4)) * 4  # in kept sentences only
+    assert caps["words_cut_by_max_words"] == pytest.approx(cut_by_words / 102, abs=1e-6)
+    assert report.oov_rate["train"] == 0.0 and report.oov_rate["validation"] == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_cli_data_inspect(tmp_path, tiny_overrides):
+    result = CliRunner().invoke(app, ["data", "inspect", str(TINY_CONFIG), *tiny_overrides])
+    assert result.exit_code == 0, result.output
+    for text in ("documents per label", "sentences per document", "words per sentence", "what the caps cut"):
+        assert text in result.stdout
+    assert "out-of-vocabulary rate" in result.stdout and "240 rows read" in result.stdout
+    bad = CliRunner().invoke(app, ["data", "inspect", str(TINY_CONFIG), "data.source=/nowhere/x.csv"])
+    assert bad.exit_code == 3 and "no such file" in bad.stderr
