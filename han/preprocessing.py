@@ -63,8 +63,16 @@ def encode_documents(documents: list[Document], vocab: Vocab) -> list[list[list[
     return [[vocab.encode(sentence) for sentence in document] for document in documents]
 
 
-def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) -> PreprocessSummary:
-    """Load and split the data, segment it, build vocabulary and vectors, write them to `run_dir`."""
+def preprocess(
+    config: Config,
+    run_dir: Path,
+    progress: Progress | None = None,
+    segmented: dict[str, list[Document]] | None = None,
+) -> PreprocessSummary:
+    """Load and split the data, segment it, build vocabulary and vectors, write them to `run_dir`.
+
+    `segmented`: the segmentation of every split, already done by shards (han/sharding.py).
+    """
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
     seconds: dict[str, float] = {}
@@ -74,8 +82,11 @@ def preprocess(config: Config, run_dir: Path, progress: Progress | None = None) 
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    nlp = build_pipeline(config.preprocess)
-    segmented = {name: segment_split(nlp, split, config, name, progress) for name, split in loaded.splits.items()}
+    if segmented is None:
+        nlp = build_pipeline(config.preprocess)
+        segmented = {name: segment_split(nlp, split, config, name, progress) for name, split in loaded.splits.items()}
+    elif {k: len(v) for k, v in segmented.items()} != {k: len(v) for k, v in loaded.splits.items()}:  # [sharding]
+        raise DataError(f"{run.root}: the preprocess shards do not match the data; rerun every shard with this config")
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()

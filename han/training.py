@@ -14,15 +14,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.numpy import load_file as load_numpy_file
 from safetensors.torch import load_file, save_file
 
 from han.artifacts import RunDir, atomic_path, read_json, write_text_atomic
 from han.batching import EncodedSplit, bucketed_batches, collate
 from han.config import Config, TrainConfig
+from han.device import autocast, check_precision, grad_scaler
+from han.distributed import (
+    all_reduce_sum,
+    barrier,
+    batch_loss,
+    evaluate_sharded,
+    local_batch,
+    reseed_per_rank,
+    setup,
+    threads_per_process,
+    wrap_model,
+)
 from han.errors import RunDirError
-from han.evaluation import evaluate_model
 from han.model import HierarchicalAttentionNetwork, build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.progress import Progress
@@ -50,7 +60,7 @@ def load_label_names(run: RunDir) -> list[str]:
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
 
@@ -69,13 +79,17 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise RunDirError(f"{path}: weights do not fit the configured model ({str(error).splitlines()[0]})") from None
 
 
-def uses_sparse_embedding(config: Config) -> bool:
+def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool:
+    """Row-sparse embedding gradients; `sparse_gradients` False where the all-reduce has no sparse form (NCCL)."""
     return (
-        config.train.optimizer == "adam" and config.train.lazy_embedding_updates and not config.model.freeze_embeddings
+        config.train.optimizer == "adam"
+        and config.train.lazy_embedding_updates
+        and not config.model.freeze_embeddings
+        and sparse_gradients
     )
 
 
-def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNetwork:
+def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = True) -> HierarchicalAttentionNetwork:
     """The configured network with its embedding initialised from the run's vectors."""
     vocab = Vocab.load(run.vocab_path)
     labels = load_label_names(run)
@@ -84,7 +98,8 @@ def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNet
         raise RunDirError(
             f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
         )
-    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), uses_sparse_embedding(config))
+    sparse = uses_sparse_embedding(config, sparse_gradients)
+    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), sparse)
     model.load_embeddings(vectors)
     return model
 
@@ -140,8 +155,13 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
 
 
 def train(config: Config, run_dir: Path, progress: Progress | None = None) -> TrainResult:
-    """Train on the run's encoded data; write best/last weights, the epoch log and the manifest entry."""
-    progress = progress or Progress()
+    """Train on the run's encoded data; write best/last weights, the epoch log and the manifest entry.
+
+    Under torchrun the processes train one model data-parallel (han/distributed.py); rank 0 writes.
+    """
+    ctx = setup(config.device)  # [distributed] single process: rank 0 of 1
+    check_precision(ctx.device, config.precision)
+    progress = progress if progress is not None and ctx.is_main else Progress()
     run = RunDir(Path(run_dir))
     run.require(
         run.vocab_path,
@@ -152,15 +172,19 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
         hint="run `han preprocess CONFIG --run-dir DIR` first",
     )
     check_same_preprocessing(config, run)
-    run.save_config(config)
+    if ctx.is_main:  # [distributed] only rank 0 writes
+        run.save_config(config)
     seed_everything(config.seed)
-    set_threads(config.train.threads)
+    set_threads(threads_per_process(config.train.threads, ctx))
     tc = config.train
     train_split = EncodedSplit.load(run.data_path("train"))
     validation_split = EncodedSplit.load(run.data_path("validation"))
     label_names = load_label_names(run)
-    model = build_initial_model(config, run)
+    model = build_initial_model(config, run, ctx.sparse_gradients).to(ctx.device)
+    train_model = wrap_model(model, ctx)  # [distributed] DistributedDataParallel when world > 1
+    reseed_per_rank(config.seed, ctx)
     optimizer = make_optimizer(model, tc)
+    scaler = grad_scaler(ctx.device, config.precision)
     steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
     total_steps = steps_per_epoch * tc.max_epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, tc))
@@ -177,24 +201,33 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
         progress.start(f"epoch {epoch}/{tc.max_epochs}", len(train_split))
-        for indices in bucketed_batches(train_split, tc.batch_size, rng):
-            batch = collate(train_split, indices)
-            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-            loss = F.cross_entropy(output.logits, batch.labels)
+        for global_indices in bucketed_batches(train_split, tc.batch_size, rng):
+            indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
+            batch = collate(train_split, indices).to(ctx.device)
+            with autocast(ctx.device, config.precision):
+                output = train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+            # mean over the global batch once DDP averages the ranks' gradients
+            loss = batch_loss(output.logits, batch.labels, counted, len(global_indices), ctx.world_size)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if tc.grad_clip is not None:
+                scaler.unscale_(optimizer)
                 clip_grad_norm(model.parameters(), tc.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
-            loss_sum += loss.item() * len(indices)
-            seen += len(indices)
+            loss_sum += loss.item() * len(global_indices) / ctx.world_size
+            seen += counted
             elapsed = time.perf_counter() - epoch_start
-            progress.advance(len(indices), loss=loss_sum / seen, docs_per_s=seen / max(elapsed, 1e-9))
+            progress.advance(len(global_indices), loss=loss_sum / max(seen, 1), docs_per_s=seen / max(elapsed, 1e-9))
         progress.stop()
+        loss_sum, seen = all_reduce_sum([loss_sum, seen], ctx)  # [distributed] epoch totals over ranks
+        seen = int(seen)
         epoch_seconds = time.perf_counter() - epoch_start
         trained_docs += seen
-        validation = evaluate_model(model, validation_split, label_names, tc.eval_batch_size)
+        validation = evaluate_sharded(  # [distributed] scored across ranks; same metrics on every rank
+            model, validation_split, label_names, tc.eval_batch_size, config.precision, ctx
+        )
         record = {
             "epoch": epoch,
             "train_loss": loss_sum / max(seen, 1),
@@ -206,13 +239,15 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
             "docs_per_s": round(seen / max(epoch_seconds, 1e-9), 1),
         }
         history.append(record)
-        write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in history))
-        log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-        save_weights(model, run.last_weights_path)
+        if ctx.is_main:  # [distributed] only rank 0 writes and logs
+            write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in history))
+            log.info("epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+            save_weights(model, run.last_weights_path)
         value = validation[tc.early_stopping_metric]
         if _is_better(value, best, tc.early_stopping_metric):
             best, best_epoch, stale_epochs = value, epoch, 0
-            save_weights(model, run.best_weights_path)
+            if ctx.is_main:
+                save_weights(model, run.best_weights_path)
         else:
             stale_epochs += 1
             if stale_epochs >= tc.early_stopping_patience:
@@ -228,5 +263,8 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
         docs_per_second=round(trained_docs / max(seconds, 1e-9), 1),
         history=history,
     )
-    run.update_manifest(train={k: v for k, v in result.__dict__.items() if k != "history"})
+    if ctx.is_main:
+        summary = {k: v for k, v in result.__dict__.items() if k != "history"}
+        run.update_manifest(train={**summary, "world_size": ctx.world_size, "device": str(ctx.device)})
+    barrier(ctx)  # [distributed] every rank returns once rank 0's files are written
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,7 +31,10 @@ def setup_logging(verbose: bool = False) -> None:
     datasets.logging.set_verbosity_error()
     handler = RichHandler(console=error_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
-    logging.getLogger("han").setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.INFO
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 logs (warnings and errors still show)
+        level = logging.WARNING
+    logging.getLogger("han").setLevel(level)
 
 
 def handle_errors(command: F) -> F:
