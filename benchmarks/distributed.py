@@ -85,7 +85,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1280)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--nproc", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2, help="threads of the single process; ddp gets threads/nproc each")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads of the single process; ddp gets threads/nproc each"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

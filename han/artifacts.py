@@ -10,6 +10,7 @@ Layout:
     model/best.safetensors, model/last.safetensors
     train_log.jsonl      one line per epoch
     metrics.json         {"<split>": {...}} from evaluate
+    shards/preprocess-<i>-of-<n>/   segmented shards of `han preprocess --shard i/n`, removed by the merge
 Every file is written to a temporary name and renamed into place, so a file that exists is complete.
 """
 

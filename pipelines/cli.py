@@ -50,8 +50,12 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 def run(config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = None) -> None:
     """Run every stage: preprocess, train, evaluate (validation and test)."""
     from han.config import load_config
+    from han.distributed import launched_by_torchrun
+    from han.errors import ConfigError
     from han.runner import run_all
 
+    if launched_by_torchrun():
+        raise ConfigError("`han run` is one process; under torchrun run `preprocess`, `train` and `predict` instead")
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
     result = run_all(cfg, target, ui.RichProgress())

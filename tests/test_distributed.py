@@ -265,3 +265,25 @@ def test_bf16_autocast_trains_and_predicts_on_cpu(tmp_path, tiny_config):
     preprocess(config, tmp_path)
     result = training.train(config, tmp_path)
     assert np.isfinite(result.history[0]["train_loss"]) and result.history[0]["validation_accuracy"] > 0
+
+
+@pytest.mark.slow
+def test_preprocess_and_predict_under_torchrun_take_their_rank(tmp_path, tiny_overrides, trained_run):
+    single, distributed = tmp_path / "single", tmp_path / "torchrun"
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single)
+    module = ["-m", "pipelines"]
+    launch(torchrun(*module, "preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(distributed)))
+    for name in ("vocab.json", "embeddings.safetensors"):
+        assert (distributed / name).read_bytes() == (single / name).read_bytes(), name
+    assert EncodedSplit.load(distributed / "data" / "train").tokens.tolist() == (
+        EncodedSplit.load(single / "data" / "train").tokens.tolist()
+    )
+    assert not (distributed / "shards").exists()
+
+    data = write_csv(tmp_path / "input.csv", make_corpus(40, seed=13))
+    expected, merged = tmp_path / "single.jsonl", tmp_path / "merged.jsonl"
+    invoke("predict", trained_run, data, "--output", expected, "--chunk-size", 6)
+    result = launch(torchrun(*module, "predict", str(trained_run), str(data), "-o", str(merged), "--chunk-size", "6"))
+    assert merged.read_bytes() == expected.read_bytes()
+    assert result.stdout.count("predicted 40 documents") == 1  # rank 0 merged and reported
+    assert sorted(p.name for p in tmp_path.glob("merged*")) == ["merged.jsonl"]
