@@ -19,6 +19,7 @@ import csv
 import heapq
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from han.config import Config
 from han.data import load_data
 from han.distributed import barrier, contiguous_shard, launched_by_torchrun, setup, shard_from_env
 from han.errors import DataError, RunDirError
+from han.inference import PREDICT_CHUNK_SIZE, TrainedRun, predict_file
 from han.preprocessing import PreprocessSummary, preprocess, segment_split
 from han.progress import Progress
 from han.segment import Document, build_pipeline
@@ -38,6 +40,11 @@ from han.segment import Document, build_pipeline
 log = logging.getLogger(__name__)
 
 SEGMENTED_TYPE = pa.list_(pa.list_(pa.string()))
+
+
+def shard_wait_seconds() -> float:
+    """How long ranks wait for the slowest shard under torchrun: $HAN_SHARD_WAIT_S, default a day."""
+    return float(os.environ.get("HAN_SHARD_WAIT_S", "86400"))
 
 
 # --- preprocessing ---------------------------------------------------------------------------------
@@ -122,7 +129,7 @@ def preprocess_sharded(
         return preprocess_shard(config, run_dir, shard, progress)
     if not launched_by_torchrun():
         return preprocess(config, run_dir, progress)
-    ctx = setup("cpu")  # gloo suffices to wait for each other
+    ctx = setup("cpu", shard_wait_seconds())  # gloo suffices to wait for each other
     own = shard_from_env(None)
     assert own is not None
     preprocess_shard(config, run_dir, own, progress if ctx.is_main else None)
@@ -193,7 +200,7 @@ def merge_prediction_parts(output: Path, count: int) -> int:
 
 
 def predict_sharded(
-    trained,  # han.inference.TrainedRun
+    trained: TrainedRun,
     source: Path | None,
     output: Path | None,
     shard: tuple[int, int] | None = None,
@@ -204,8 +211,6 @@ def predict_sharded(
 
     Returns the rows written: the shard's, or under torchrun the merged total on rank 0 (0 elsewhere).
     """
-    from han.inference import PREDICT_CHUNK_SIZE, predict_file
-
     own = shard_from_env(shard)
     if own is None:
         raise DataError("sharded prediction needs --shard i/n or a torchrun launch")
@@ -214,12 +219,12 @@ def predict_sharded(
     if source is None:
         raise DataError("sharded prediction needs an input file (standard input cannot be shared by shards)")
     part = prediction_part_path(output, *own)
+    ctx = setup("cpu", shard_wait_seconds()) if shard is None else None
     count = predict_file(
         trained, source, part, progress=progress, shard=own, chunk_size=chunk_size or PREDICT_CHUNK_SIZE
     )
-    if shard is not None:
+    if ctx is None:
         return count
-    ctx = setup("cpu")
     barrier(ctx)
     total = merge_prediction_parts(output, own[1]) if ctx.is_main else 0
     barrier(ctx)
