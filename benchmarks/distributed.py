@@ -77,7 +77,14 @@ def train_once(template: Path, target: Path, config_file: Path, threads: int, np
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
     log = [json.loads(line) for line in (target / "train_log.jsonl").read_text().splitlines()]
     rates = [record["docs_per_s"] for record in log[1:]] or [log[0]["docs_per_s"]]
-    return {"docs_per_s": statistics.median(rates), "docs_per_s_min": min(rates), "docs_per_s_max": max(rates)}
+    world_size = json.loads((target / "manifest.json").read_text())["train"]["world_size"]
+    return {
+        "world_size": world_size,
+        "docs_per_s": statistics.median(rates),
+        "docs_per_s_min": min(rates),
+        "docs_per_s_max": max(rates),
+        "final_train_loss": log[-1]["train_loss"],
+    }
 
 
 def main() -> None:
@@ -115,8 +122,7 @@ def main() -> None:
                     "load_avg_1m": load_average(),
                 }
             )
-        single = load_file(str(root / "single" / "model" / "last.safetensors"))
-        ddp = load_file(str(root / "ddp" / "model" / "last.safetensors"))
+        single, single_1t, ddp = (load_file(str(root / way / "model" / "last.safetensors")) for way in ways)
         emit(
             {
                 "bench": "distributed_summary",
@@ -124,6 +130,7 @@ def main() -> None:
                 "ddp_vs_single": results["ddp"]["docs_per_s"] / results["single"]["docs_per_s"],
                 "ddp_vs_single_1t": results["ddp"]["docs_per_s"] / results["single_1t"]["docs_per_s"],
                 "max_abs_weight_diff_ddp_vs_single": max(float(np.abs(single[k] - ddp[k]).max()) for k in single),
+                "max_abs_weight_diff_ddp_vs_single_1t": max(float(np.abs(single_1t[k] - ddp[k]).max()) for k in ddp),
             }
         )
 

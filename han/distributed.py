@@ -116,9 +116,9 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def threads_per_process(threads: int | None, ctx: DistContext) -> int:
-    """torch CPU threads: the configured number, or the cores shared evenly by the processes on this node."""
-    return threads or max(1, (os.cpu_count() or 1) // ctx.local_world_size)
+def threads_per_process(threads: int | None) -> int:
+    """torch CPU threads: the configured number, or the cores shared evenly by this node's processes ($LOCAL_WORLD_SIZE)."""
+    return threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 # --- training ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from han.batching import EncodedSplit
 from han.config import Config
 from han.data import load_labelled_file
 from han.device import check_precision, resolve_device
+from han.distributed import threads_per_process
 from han.errors import DataError, RunDirError
 from han.evaluation import classification_metrics, predict_probabilities
 from han.model import HierarchicalAttentionNetwork, build_model
@@ -68,7 +69,7 @@ def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = 
     config = run.load_config()
     vocab = Vocab.load(run.vocab_path)
     label_names = load_label_names(run)
-    set_threads(config.train.threads)
+    set_threads(threads_per_process(config.train.threads))  # shared by the processes of a torchrun node
     model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names))
     load_weights(model, weights_path)
     resolved = resolve_device(device or config.device)

@@ -175,7 +175,7 @@ def train(config: Config, run_dir: Path, progress: Progress | None = None) -> Tr
     if ctx.is_main:  # [distributed] only rank 0 writes
         run.save_config(config)
     seed_everything(config.seed)
-    set_threads(threads_per_process(config.train.threads, ctx))
+    set_threads(threads_per_process(config.train.threads))
     tc = config.train
     train_split = EncodedSplit.load(run.data_path("train"))
     validation_split = EncodedSplit.load(run.data_path("validation"))
