@@ -7,7 +7,7 @@
 Each measurement runs in its own process (so peak RSS is its own) and reports medians of >= 3
 passes after a warm-up. `train` runs han's fused path, han's nn.GRU path and the straightforward
 padded reference one after another in the same invocation and reports their ratios.
-Names: train, infer, tail, preprocess, word2vec, predict_memory, clothing.
+Names: train, infer, tail, preprocess, word2vec, predict_memory, clothing, distributed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL = ["train", "infer", "tail", "preprocess", "word2vec", "predict_memory", "clothing"]
+ALL = ["train", "infer", "tail", "preprocess", "word2vec", "predict_memory", "clothing", "distributed"]
 
 
 def run_module(module: str, *args: str) -> list[dict[str, Any]]:
@@ -117,6 +117,11 @@ def bench_clothing(quick: bool) -> None:
                 "test_macro_f1": metrics["test"]["macro_f1"],
             }
         )
+
+
+def bench_distributed(quick: bool) -> None:
+    """`han train --nproc 2` (1 thread each) vs one process (2 threads, 1 thread): docs/s and weight agreement."""
+    run_module("benchmarks.distributed", "--docs", "256" if quick else "1280", "--epochs", "2" if quick else "4")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ Layout:
     train_log.jsonl      one line per epoch
     metrics.json         {"<split>": {...}} from evaluate
     checkpoints/step-<N>.safetensors   training checkpoints (han.checkpoint), the newest few
+    shards/preprocess-<i>-of-<n>/   segmented shards of `han preprocess --shard i/n`, removed by the merge
 
 Every file is written to a temporary name, fsync'ed and renamed into place, so a file that exists is
 complete; a failed write (disk full) raises `StorageError` and leaves the previous version intact.
@@ -287,17 +288,18 @@ class RunDir:
         return manifest
 
     # --- guarding results ----------------------------------------------------------------
-    def claim(self, overwrite: bool) -> None:
+    def claim(self, overwrite: bool, keep: tuple[str, ...] = ()) -> None:
         """Make the run directory ready for a fresh run: it must be new or empty, or `overwrite` empties it.
 
-        Only a han run directory (one with manifest.json or config.json) is ever emptied.
+        Only a han run directory (one with manifest.json or config.json) is ever emptied; entries
+        named in `keep` (the shards a sharded preprocess merges) are neither counted nor removed.
         """
         if not self.root.exists():
             self.root.mkdir(parents=True)
             return
         if not self.root.is_dir():
             raise RunDirError(f"{self.root}: exists and is not a directory; choose another --run-dir")
-        if not any(self.root.iterdir()):
+        if not any(child.name not in keep for child in self.root.iterdir()):
             return
         if not overwrite:
             raise RunDirError(
@@ -312,6 +314,8 @@ class RunDir:
         log.info("--overwrite: removing the previous contents of %s", self.root)
         try:
             for child in self.root.iterdir():
+                if child.name in keep:
+                    continue
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         except OSError as error:
             raise RunDirError(f"{self.root}: could not remove the previous run ({error})") from None

@@ -93,6 +93,18 @@ class Batch:
     labels: torch.Tensor  # (B,) int64
     indices: np.ndarray  # (B,) positions of these documents in their split
 
+    def to(self, device: torch.device) -> Batch:
+        """The batch with its tensors on `device` (itself when they are there already)."""
+        if self.word_ids.device == torch.device(device):
+            return self
+        return Batch(
+            self.word_ids.to(device),
+            self.sentence_lengths.to(device),
+            self.sentence_counts.to(device),
+            self.labels.to(device),
+            self.indices,
+        )
+
 
 def collate(split: EncodedSplit, indices: np.ndarray) -> Batch:
     """Gather documents `indices` of `split` into a padded `Batch`."""

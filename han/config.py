@@ -158,6 +158,12 @@ class Config(_Schema):
     """A whole run: data, preprocessing, embeddings, model and training."""
 
     seed: int = 0
+    # Where training and prediction run (han/device.py): "auto" is CUDA when present (the local rank's
+    # GPU under torchrun), else CPU; or "cpu", "cuda", "cuda:N". The code never assumes CUDA.
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    # Autocast for training and prediction: "bf16" (CUDA, or CPUs with bf16 support), "fp16" (CUDA
+    # only, with loss scaling); weights and optimizer state stay fp32. The CPU GRU kernel runs in fp32.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     data: DataConfig
     preprocess: PreprocessConfig = PreprocessConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()

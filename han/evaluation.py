@@ -9,19 +9,24 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from han.batching import EncodedSplit, bucketed_batches, collate
+from han.device import autocast
 from han.model import HierarchicalAttentionNetwork
 
 
 @torch.no_grad()
-def predict_probabilities(model: HierarchicalAttentionNetwork, split: EncodedSplit, batch_size: int) -> np.ndarray:
-    """Class probabilities (N, C) for every document of `split`, in split order."""
+def predict_probabilities(
+    model: HierarchicalAttentionNetwork, split: EncodedSplit, batch_size: int, precision: str = "fp32"
+) -> np.ndarray:
+    """Class probabilities (N, C) for every document of `split`, in split order, on the model's device."""
     was_training = model.training
     model.eval()
+    device = model.classifier.weight.device
     probabilities = np.zeros((len(split), model.classifier.out_features), dtype=np.float32)
     for indices in bucketed_batches(split, batch_size, rng=None):
-        batch = collate(split, indices)
-        output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-        probabilities[indices] = torch.softmax(output.logits, dim=-1).numpy()
+        batch = collate(split, indices).to(device)
+        with autocast(device, precision):
+            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+        probabilities[indices] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
     model.train(was_training)
     return probabilities
 
@@ -54,7 +59,11 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_
 
 
 def evaluate_model(
-    model: HierarchicalAttentionNetwork, split: EncodedSplit, label_names: list[str], batch_size: int
+    model: HierarchicalAttentionNetwork,
+    split: EncodedSplit,
+    label_names: list[str],
+    batch_size: int,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Metrics of `model` on a labelled split."""
-    return classification_metrics(split.labels, predict_probabilities(model, split, batch_size), label_names)
+    return classification_metrics(split.labels, predict_probabilities(model, split, batch_size, precision), label_names)

@@ -23,6 +23,8 @@ from han.artifacts import RunDir, atomic_path, read_json, write_json_atomic
 from han.batching import EncodedSplit
 from han.config import Config
 from han.data import load_labelled_file
+from han.device import check_precision, resolve_device
+from han.distributed import threads_per_process
 from han.errors import ConfigError, DataError, RunDirError
 from han.evaluation import classification_metrics, predict_probabilities
 from han.inputs import check_csv_header, check_input_file
@@ -57,8 +59,11 @@ class TrainedRun:
         return EncodedSplit.from_documents(encoded, labels if labels is not None else [-1] * len(texts))
 
 
-def load_trained_run(run_dir: Path, weights: str = "best") -> TrainedRun:
-    """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory, verified against its manifest."""
+def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = None) -> TrainedRun:
+    """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory, verified against its manifest.
+
+    The model goes to `device` (default: the run's `device` setting, han/device.py).
+    """
     run = RunDir(Path(run_dir))
     if weights not in ("best", "last"):
         raise ConfigError(f"--weights {weights!r}: use best or last")
@@ -74,10 +79,12 @@ def load_trained_run(run_dir: Path, weights: str = "best") -> TrainedRun:
     config = run.load_config()
     vocab = Vocab.load(run.vocab_path)
     label_names = load_label_names(run)
-    set_threads(config.train.threads)
+    set_threads(threads_per_process(config.train.threads))  # shared by the processes of a torchrun node
     model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names))
     load_weights(model, weights_path)
-    model.eval()
+    resolved = resolve_device(device or config.device)
+    check_precision(resolved, config.precision)
+    model.to(resolved).eval()
     return TrainedRun(run, config, vocab, label_names, model, build_pipeline(config.preprocess))
 
 
@@ -101,7 +108,7 @@ def evaluate_split(trained: TrainedRun, split: str) -> dict[str, Any]:
     encoded = EncodedSplit.load(path)
     metrics = classification_metrics(
         encoded.labels,
-        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size),
+        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision),
         trained.label_names,
     )
     _merge_metrics(trained.run, {split: metrics})
@@ -121,7 +128,7 @@ def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
     encoded = trained.encode(raw.texts, [index[y] for y in raw.labels])
     metrics = classification_metrics(
         encoded.labels,
-        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size),
+        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision),
         trained.label_names,
     )
     _merge_metrics(trained.run, {str(data_file): metrics})
@@ -206,11 +213,40 @@ def iter_input_texts(source: Path | None, columns: list[str], stdin: IO[str] | N
             yield from (line.rstrip("\n") for line in handle)
 
 
-def predict_texts(trained: TrainedRun, texts: Iterable[str], chunk_size: int = 2048) -> Iterator[np.ndarray]:
-    """Class probabilities for each text, computed chunk by chunk so memory stays flat."""
+PREDICT_CHUNK_SIZE = 2048
+
+
+def predict_rows(
+    trained: TrainedRun,
+    texts: Iterable[str],
+    chunk_size: int = PREDICT_CHUNK_SIZE,
+    shard: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(row, class probabilities) for each text (rows count from 1), chunk by chunk so memory stays flat.
+
+    With `shard` (i, n), only chunks k with k % n == i are scored: n shards cover the input
+    disjointly, and each chunk is batched exactly as in a single process, so merged shards give
+    the single-process numbers bit for bit.
+    """
+    index, count = shard or (0, 1)
     iterator = iter(texts)
+    first_row, chunk_number = 1, 0
     while chunk := list(islice(iterator, chunk_size)):
-        yield from predict_probabilities(trained.model, trained.encode(chunk), trained.config.train.eval_batch_size)
+        if chunk_number % count == index:
+            probabilities = predict_probabilities(
+                trained.model, trained.encode(chunk), trained.config.train.eval_batch_size, trained.config.precision
+            )
+            yield from zip(range(first_row, first_row + len(chunk)), probabilities)
+        first_row += len(chunk)
+        chunk_number += 1
+
+
+def predict_texts(
+    trained: TrainedRun, texts: Iterable[str], chunk_size: int = PREDICT_CHUNK_SIZE
+) -> Iterator[np.ndarray]:
+    """Class probabilities for each text, computed chunk by chunk so memory stays flat."""
+    for _, probabilities in predict_rows(trained, texts, chunk_size):
+        yield probabilities
 
 
 def _format_row(row: int, probabilities: np.ndarray, label_names: list[str]) -> dict[str, Any]:
@@ -228,14 +264,19 @@ def write_predictions(
     output_format: str,
     progress: Progress | None = None,
     source_name: str = "input",
+    shard: tuple[int, int] | None = None,
+    chunk_size: int = PREDICT_CHUNK_SIZE,
 ) -> int:
-    """Write one prediction per text as JSON Lines or CSV (row, label, p_<class>...); return the count."""
+    """Write one prediction per text as JSON Lines or CSV (row, label, p_<class>...); return the count.
+
+    With `shard` (i, n), only that shard's rows (see `predict_rows`); a shard may hold none.
+    """
     progress = progress or Progress()
     progress.start("predict", None)
     writer = None
     count = 0
-    for count, probabilities in enumerate(predict_texts(trained, texts), start=1):
-        record = _format_row(count, probabilities, trained.label_names)
+    for count, (row, probabilities) in enumerate(predict_rows(trained, texts, chunk_size, shard), start=1):
+        record = _format_row(row, probabilities, trained.label_names)
         if output_format == "csv":
             if writer is None:
                 writer = csv.DictWriter(output, fieldnames=list(record))
@@ -245,7 +286,7 @@ def write_predictions(
             output.write(json.dumps(record) + "\n")
         progress.advance(1)
     progress.stop()
-    if count == 0:
+    if count == 0 and shard is None:
         raise DataError(f"{source_name}: the input holds no documents")
     stats = trained.text_stats
     if stats.truncated:
@@ -265,13 +306,18 @@ def predict_file(
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
     progress: Progress | None = None,
+    shard: tuple[int, int] | None = None,
+    chunk_size: int = PREDICT_CHUNK_SIZE,
 ) -> int:
-    """Predict every document of `source` (or stdin) into `output` (.jsonl or .csv; default stdout as JSON Lines)."""
+    """Predict every document of `source` (or stdin) into `output` (.jsonl or .csv; default stdout as JSON Lines).
+
+    With `shard` (i, n), only that shard's rows, into `output` (han.sharding.prediction_part_path names it).
+    """
     texts = iter_input_texts(source, trained.config.data.text_columns, stdin)
     name = str(source) if source is not None else "standard input"
     if output is None:
-        return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name)
+        return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name, shard, chunk_size)
     output_format = "csv" if output.suffix.lower() == ".csv" else "jsonl"
     with atomic_path(output) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            return write_predictions(trained, texts, handle, output_format, progress, name)
+            return write_predictions(trained, texts, handle, output_format, progress, name, shard, chunk_size)

@@ -163,6 +163,13 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
         return grad_inputs, grad_weight_ih, grad_bias_ih, grad_weight_hh, grad_bias_hh, None, None, None
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def fused_bidirectional_gru(
     inputs: torch.Tensor, layout: PackedLayout, gru: nn.GRU, rows: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -173,6 +180,10 @@ def fused_bidirectional_gru(
     """
     if rows is None:
         rows = torch.arange(layout.num_positions, device=inputs.device)
+    if _autocast_enabled(inputs.device.type):
+        # The kernel writes into preallocated buffers of one dtype: it runs in fp32 under autocast.
+        with torch.autocast(inputs.device.type, enabled=False):
+            return fused_bidirectional_gru(inputs.float(), layout, gru, rows)
     weight_ih = torch.cat([gru.weight_ih_l0, gru.weight_ih_l0_reverse])  # (6H, D)
     bias_ih = torch.cat([gru.bias_ih_l0, gru.bias_ih_l0_reverse])  # (6H,)
     weight_hh = torch.stack([gru.weight_hh_l0, gru.weight_hh_l0_reverse])  # (2, 3H, H)

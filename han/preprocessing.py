@@ -142,6 +142,24 @@ def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | Non
     return Tokenised(words, splits, combine_digests(digests), time.perf_counter() - begin, workers, text_stats)
 
 
+def tokenised_from_documents(loaded: LoadedData, segmented: dict[str, list[Document]]) -> Tokenised:
+    """Segmentations done elsewhere (preprocess shards) in the flat form `tokenise_loaded` returns."""
+    from han.tokenisation import TokenisedSplit
+
+    words: list[str] = []
+    index: dict[str, int] = {}
+    splits = {}
+    for name, documents in segmented.items():
+        ids = [index.setdefault(w, len(index)) for doc in documents for sentence in doc for w in sentence]
+        splits[name] = TokenisedSplit(
+            np.asarray(ids, dtype=np.int32),
+            np.asarray([len(s) for doc in documents for s in doc], dtype=np.int64),
+            np.asarray([len(doc) for doc in documents], dtype=np.int64),
+        )
+    words = list(index)
+    return Tokenised(words, splits, loaded.fingerprint(), 0.0, 1)
+
+
 def drop_tokenless(loaded: LoadedData, tokenised: Tokenised, config: Config) -> None:
     """Documents with no token after preprocessing: an error naming their rows, or dropped (`data.bad_rows`)."""
     from han.data import NO_TOKENS
@@ -181,12 +199,19 @@ def _cached_summary(run: RunDir, key: str) -> PreprocessSummary | None:
 
 
 def preprocess(
-    config: Config, run_dir: Path, progress: Progress | None = None, *, overwrite: bool = False
+    config: Config,
+    run_dir: Path,
+    progress: Progress | None = None,
+    segmented: dict[str, list[Document]] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> PreprocessSummary:
     """Load and split the data, segment it, build vocabulary and vectors, write them to `run_dir`.
 
     Reuses the run directory's output when its cache key matches (`preprocess.cache`). Otherwise
-    `run_dir` must be new or empty; `overwrite` empties a previous han run directory first.
+    `run_dir` must be new or empty (but for the shards of a sharded preprocess); `overwrite` empties
+    a previous han run directory first. `segmented`: every split's segmentation, already done by
+    shards (han/sharding.py).
     """
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
@@ -206,8 +231,8 @@ def preprocess(
             cached.reused = True
             cached.seconds = {k: round(v, 3) for k, v in seconds.items()}
             return cached
-    run.claim(overwrite)
-    summary = _build(config, run, key, seconds, progress)
+    run.claim(overwrite, keep=("shards",))
+    summary = _build(config, run, key, seconds, progress, segmented)
     run.update_manifest(
         seed=config.seed,
         data_fingerprint=summary.data_fingerprint,
@@ -217,7 +242,14 @@ def preprocess(
     return summary
 
 
-def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], progress: Progress) -> PreprocessSummary:
+def _build(
+    config: Config,
+    run: RunDir,
+    key: str,
+    seconds: dict[str, float],
+    progress: Progress,
+    segmented: dict[str, list[Document]] | None = None,
+) -> PreprocessSummary:
     from safetensors.numpy import save
 
     from han.data import load_data
@@ -229,7 +261,14 @@ def _build(config: Config, run: RunDir, key: str, seconds: dict[str, float], pro
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    tokenised = tokenise_loaded(loaded, config, progress)
+    if segmented is None:
+        tokenised = tokenise_loaded(loaded, config, progress)
+    else:  # [sharding]
+        if {k: len(v) for k, v in segmented.items()} != {k: len(v) for k, v in loaded.splits.items()}:
+            raise DataError(
+                f"{run.root}: the preprocess shards do not match the data; rerun every shard with this config"
+            )
+        tokenised = tokenised_from_documents(loaded, segmented)
     drop_tokenless(loaded, tokenised, config)
     seconds["segment"] = time.perf_counter() - start
 

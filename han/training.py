@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.numpy import load_file as load_numpy_file
 from safetensors.torch import load_file, save
 
@@ -26,8 +25,20 @@ from han.artifacts import RunDir, read_json, write_bytes_atomic, write_text_atom
 from han.batching import Batch, EncodedSplit, bucketed_batches, collate
 from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
 from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, TrainConfig
-from han.errors import RunDirError, StorageError, TrainingStopped
-from han.evaluation import evaluate_model
+from han.device import autocast, check_precision, grad_scaler
+from han.distributed import (
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    batch_loss,
+    evaluate_sharded,
+    local_batch,
+    reseed_per_rank,
+    setup,
+    threads_per_process,
+    wrap_model,
+)
+from han.errors import ConfigError, RunDirError, StorageError, TrainingStopped
 from han.model import HierarchicalAttentionNetwork, build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.progress import Progress
@@ -55,7 +66,7 @@ def load_label_names(run: RunDir) -> list[str]:
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     write_bytes_atomic(path, save(state))
 
 
@@ -73,13 +84,17 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise RunDirError(f"{path}: weights do not fit the configured model ({str(error).splitlines()[0]})") from None
 
 
-def uses_sparse_embedding(config: Config) -> bool:
+def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool:
+    """Row-sparse embedding gradients; `sparse_gradients` False where the all-reduce has no sparse form (NCCL)."""
     return (
-        config.train.optimizer == "adam" and config.train.lazy_embedding_updates and not config.model.freeze_embeddings
+        config.train.optimizer == "adam"
+        and config.train.lazy_embedding_updates
+        and not config.model.freeze_embeddings
+        and sparse_gradients
     )
 
 
-def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNetwork:
+def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = True) -> HierarchicalAttentionNetwork:
     """The configured network with its embedding initialised from the run's vectors."""
     vocab = Vocab.load(run.vocab_path)
     labels = load_label_names(run)
@@ -88,7 +103,8 @@ def build_initial_model(config: Config, run: RunDir) -> HierarchicalAttentionNet
         raise RunDirError(
             f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
         )
-    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), uses_sparse_embedding(config))
+    sparse = uses_sparse_embedding(config, sparse_gradients)
+    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), sparse)
     model.load_embeddings(vectors)
     return model
 
@@ -177,21 +193,31 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 def _train_step(
+    train_model: torch.nn.Module,
     model: HierarchicalAttentionNetwork,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: Any,
     batch: Batch,
-    config: TrainConfig,
+    counted: int,
+    global_size: int,
+    ctx: DistContext,
+    config: Config,
 ) -> float:
-    output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-    loss = F.cross_entropy(output.logits, batch.labels)
+    """One optimizer step on this rank's part of a global batch; returns the global batch's mean loss share."""
+    with autocast(ctx.device, config.precision):
+        output = train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+    # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean
+    loss = batch_loss(output.logits, batch.labels, counted, global_size, ctx.world_size)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if config.grad_clip is not None:
-        clip_grad_norm(model.parameters(), config.grad_clip)
-    optimizer.step()
+    scaler.scale(loss).backward()
+    if config.train.grad_clip is not None:
+        scaler.unscale_(optimizer)
+        clip_grad_norm(model.parameters(), config.train.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
     scheduler.step()
-    return loss.item()
+    return loss.item() / ctx.world_size
 
 
 def train(
@@ -207,9 +233,14 @@ def train(
     A checkpoint is written every `train.checkpoint_every_steps` steps and at each epoch end; with
     `resume` training continues from the newest intact one and ends exactly as an uninterrupted run
     would. SIGINT/SIGTERM finish the current step, write a checkpoint and raise `TrainingStopped`.
-    Existing training results are only replaced with `overwrite`.
+    Existing training results are only replaced with `overwrite`. Under torchrun the processes train
+    one model data-parallel (han/distributed.py); rank 0 writes every file.
     """
-    progress = progress or Progress()
+    ctx = setup(config.device)  # [distributed] single process: rank 0 of 1
+    check_precision(ctx.device, config.precision)
+    if resume and ctx.world_size > 1:
+        raise ConfigError("--resume under torchrun is not supported yet: resume with one process")
+    progress = progress if progress is not None and ctx.is_main else Progress()
     run = RunDir(Path(run_dir))
     run.require(
         run.config_path,
@@ -220,7 +251,9 @@ def train(
         run.data_path("validation"),
         hint="run `han preprocess CONFIG --run-dir DIR` first",
     )
-    run.claim_for_training(resume=resume, overwrite=overwrite)
+    if ctx.is_main:
+        run.claim_for_training(resume=resume, overwrite=overwrite)
+    barrier(ctx)
     run.verify_artifacts(
         run.config_path,
         run.vocab_path,
@@ -229,18 +262,23 @@ def train(
         run.data_path("train"),
         run.data_path("validation"),
     )
-    run.remove_stale_temporaries()
+    if ctx.is_main:
+        run.remove_stale_temporaries()
     check_same_preprocessing(config, run)
-    run.save_config(config)
-    run.record_artifacts(run.config_path)
+    if ctx.is_main:  # [distributed] only rank 0 writes
+        run.save_config(config)
+        run.record_artifacts(run.config_path)
     seed_everything(config.seed)
-    set_threads(config.train.threads)
+    set_threads(threads_per_process(config.train.threads))
     tc = config.train
     train_split = EncodedSplit.load(run.data_path("train"))
     validation_split = EncodedSplit.load(run.data_path("validation"))
     label_names = load_label_names(run)
-    model = build_initial_model(config, run)
+    model = build_initial_model(config, run, ctx.sparse_gradients).to(ctx.device)
+    train_model = wrap_model(model, ctx)  # [distributed] DistributedDataParallel when world > 1
+    reseed_per_rank(config.seed, ctx)
     optimizer = make_optimizer(model, tc)
+    scaler = grad_scaler(ctx.device, config.precision)
     steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
     total_steps = steps_per_epoch * tc.max_epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, tc))
@@ -257,18 +295,26 @@ def train(
             loop, path = restored
             log.info("resuming from %s (epoch %d, step %d)", path, loop.epoch, loop.global_step)
 
-    def checkpoint() -> Path:
+    def checkpoint() -> Path | None:
         loop.train_seconds = seconds_before + time.perf_counter() - session_start
+        if not ctx.is_main:  # [distributed] rank 0 writes the checkpoint of all ranks
+            return None
         return save_checkpoint(
             run.checkpoints_path, loop, model, optimizers, schedulers, config_json, tc.keep_checkpoints
         )
 
-    def stop(path: Path) -> TrainingStopped:
-        name = signal.Signals(stop_request.signal_number).name  # type: ignore[arg-type]
+    def stop_agreed() -> bool:
+        """[distributed] every rank stops at the same step if any rank was asked to."""
+        if ctx.world_size == 1:
+            return stop_request.requested
+        return all_reduce_sum([1.0 if stop_request.requested else 0.0], ctx)[0] > 0
+
+    def stop(path: Path | None) -> TrainingStopped:
+        number = stop_request.signal_number or signal.SIGTERM
         return TrainingStopped(
-            f"training stopped by {name} at epoch {loop.epoch}, step {loop.global_step}; checkpoint {path}; "
-            f"continue with the same command plus --resume",
-            stop_request.signal_number,  # type: ignore[arg-type]
+            f"training stopped by {signal.Signals(number).name} at epoch {loop.epoch}, step {loop.global_step}; "
+            f"checkpoint {path or 'written by rank 0'}; continue with the same command plus --resume",
+            number,
         )
 
     session_start, seconds_before = time.perf_counter(), loop.train_seconds
@@ -282,25 +328,41 @@ def train(
                 progress.start(f"epoch {loop.epoch}/{tc.max_epochs}", len(train_split))
                 if loop.seen:
                     progress.advance(loop.seen)
-                for indices in batches[loop.batches_done :]:
-                    loss = _train_step(model, optimizer, scheduler, collate(train_split, indices), tc)
-                    loop.loss_sum += loss * len(indices)
-                    loop.seen += len(indices)
+                for global_indices in batches[loop.batches_done :]:
+                    indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
+                    batch = collate(train_split, indices).to(ctx.device)
+                    loss = _train_step(
+                        train_model,
+                        model,
+                        optimizer,
+                        scheduler,
+                        scaler,
+                        batch,
+                        counted,
+                        len(global_indices),
+                        ctx,
+                        config,
+                    )
+                    loop.loss_sum += loss * len(global_indices)  # [distributed] summed over ranks at epoch end
+                    loop.seen += len(global_indices)
                     loop.batches_done += 1
                     loop.global_step += 1
-                    session_docs += len(indices)
+                    session_docs += len(global_indices)
                     elapsed = time.perf_counter() - epoch_start
                     progress.advance(
-                        len(indices), loss=loop.loss_sum / loop.seen, docs_per_s=session_docs / max(elapsed, 1e-9)
+                        len(global_indices),
+                        loss=loop.loss_sum / loop.seen,
+                        docs_per_s=session_docs / max(elapsed, 1e-9),
                     )
                     last_of_epoch = loop.batches_done == len(batches)  # the epoch-end checkpoint follows
-                    if not last_of_epoch and (
-                        stop_request.requested or loop.global_step % tc.checkpoint_every_steps == 0
-                    ):
+                    stopping = not last_of_epoch and stop_agreed()
+                    if stopping or (not last_of_epoch and loop.global_step % tc.checkpoint_every_steps == 0):
                         path = checkpoint()
-                        if stop_request.requested:
+                        if stopping:
                             raise stop(path)
                 progress.stop()
+                if ctx.world_size > 1:  # [distributed] each rank summed its own share of the losses
+                    loop.loss_sum = all_reduce_sum([loop.loss_sum], ctx)[0]
                 lr = scheduler.get_last_lr()[0]
                 _finish_epoch(
                     loop,
@@ -308,15 +370,16 @@ def train(
                     validation_split,
                     label_names,
                     run,
-                    tc,
+                    config,
                     lr,
                     time.perf_counter() - epoch_start,
                     session_docs,
+                    ctx,
                 )
                 loop.epoch, loop.batches_done, loop.epoch_rng_state = loop.epoch + 1, 0, rng.bit_generator.state
                 loop.loss_sum, loop.seen = 0.0, 0
                 path = checkpoint()
-                if stop_request.requested and not loop.finished:
+                if stop_agreed() and not loop.finished:
                     raise stop(path)
         except StorageError as error:
             newest = checkpoint_files(run.checkpoints_path)
@@ -334,7 +397,10 @@ def train(
         docs_per_second=round(loop.trained_docs / max(seconds, 1e-9), 1),
         history=loop.history,
     )
-    run.update_manifest(train={k: v for k, v in result.__dict__.items() if k != "history"})
+    if ctx.is_main:
+        summary = {k: v for k, v in result.__dict__.items() if k != "history"}
+        run.update_manifest(train={**summary, "world_size": ctx.world_size, "device": str(ctx.device)})
+    barrier(ctx)  # [distributed] every rank returns once rank 0's files are written
     return result
 
 
@@ -344,14 +410,19 @@ def _finish_epoch(
     validation_split: EncodedSplit,
     label_names: list[str],
     run: RunDir,
-    tc: TrainConfig,
+    config: Config,
     lr: float,
     epoch_seconds: float,
     session_docs: int,
+    ctx: DistContext,
 ) -> None:
-    """Validate, log the epoch, save last/best weights and update the early-stopping state in `loop`."""
+    """Validate, log the epoch, save last/best weights and update the early-stopping state in `loop`.
+
+    [distributed] Validation is scored across ranks (the same metrics on every rank, so early stopping
+    agrees); only rank 0 writes."""
+    tc = config.train
     loop.trained_docs += loop.seen
-    validation = evaluate_model(model, validation_split, label_names, tc.eval_batch_size)
+    validation = evaluate_sharded(model, validation_split, label_names, tc.eval_batch_size, config.precision, ctx)
     record = {
         "epoch": loop.epoch,
         "train_loss": loop.loss_sum / max(loop.seen, 1),
@@ -363,20 +434,24 @@ def _finish_epoch(
         "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
     }
     loop.history.append(record)
-    write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in loop.history))
-    log.info("epoch %d: %s", loop.epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-    save_weights(model, run.last_weights_path)
-    written = [run.train_log_path, run.last_weights_path]
+    written = []
+    if ctx.is_main:
+        write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in loop.history))
+        log.info("epoch %d: %s", loop.epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+        save_weights(model, run.last_weights_path)
+        written += [run.train_log_path, run.last_weights_path]
     value = validation[tc.early_stopping_metric]
     if _is_better(value, loop.best, tc.early_stopping_metric):
         loop.best, loop.best_epoch, loop.stale_epochs = value, loop.epoch, 0
-        save_weights(model, run.best_weights_path)
-        written.append(run.best_weights_path)
+        if ctx.is_main:
+            save_weights(model, run.best_weights_path)
+            written.append(run.best_weights_path)
     else:
         loop.stale_epochs += 1
         if loop.stale_epochs >= tc.early_stopping_patience:
             log.info("early stopping: no %s improvement for %d epochs", tc.early_stopping_metric, loop.stale_epochs)
             loop.finished = True
-    run.record_artifacts(*written)
+    if written:
+        run.record_artifacts(*written)
     if loop.epoch >= tc.max_epochs:
         loop.finished = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,6 +41,15 @@ def check_flags(resume: bool, overwrite: bool) -> None:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run or start it again")
 
 
+ShardOpt = Annotated[
+    Optional[str],
+    typer.Option("--shard", help="Do only shard i of n (i/n, 0-based); under torchrun the rank is the shard."),
+]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N [default: the run's device setting].")
+]
+
+
 def default_run_dir(config_path: Path, run_dir: Optional[Path]) -> Path:
     return run_dir if run_dir is not None else Path("runs") / config_path.stem
 
@@ -59,9 +70,13 @@ def run(
 ) -> None:
     """Run every stage: preprocess, train, evaluate (validation and test)."""
     from han.config import load_config
+    from han.distributed import launched_by_torchrun
+    from han.errors import ConfigError
     from han.runner import run_all
 
     check_flags(resume, overwrite)
+    if launched_by_torchrun():
+        raise ConfigError("`han run` is one process; under torchrun run `preprocess`, `train` and `predict` instead")
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
     result = run_all(cfg, target, ui.RichProgress(), resume=resume, overwrite=overwrite)
@@ -74,15 +89,35 @@ def run(
 @app.command()
 @ui.handle_errors
 def preprocess(
-    config: ConfigArg, overrides: OverridesArg = None, run_dir: RunDirOpt = None, overwrite: OverwriteOpt = False
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    run_dir: RunDirOpt = None,
+    shard: ShardOpt = None,
+    merge_shards: Annotated[
+        Optional[int], typer.Option("--merge-shards", min=1, help="Merge the n shards made with --shard i/n.")
+    ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Load, split, segment and encode the data; build vocabulary and initial vectors."""
     from han.config import load_config
-    from han.preprocessing import preprocess as run_preprocess
+    from han.distributed import parse_shard, shutdown
+    from han.sharding import preprocess_sharded
 
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
-    summary = run_preprocess(cfg, target, ui.RichProgress(), overwrite=overwrite)
+    own = parse_shard(shard) if shard is not None else None
+    try:
+        summary = preprocess_sharded(
+            cfg, target, ui.RichProgress(), shard=own, merge_shards=merge_shards, overwrite=overwrite
+        )
+    finally:
+        shutdown()
+    if summary is None:  # a torchrun rank other than 0
+        return
+    if isinstance(summary, dict):
+        docs = ", ".join(f"{k} {v}" for k, v in summary.items())
+        ui.console.print(f"[green]preprocessed shard[/] {shard} of {target}: {docs}")
+        return
     ui.show_preprocess_summary(target, summary)
 
 
@@ -94,15 +129,32 @@ def train(
     run_dir: RunDirOpt = None,
     resume: ResumeOpt = False,
     overwrite: OverwriteOpt = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc", min=1, help="Train data-parallel in N processes on this machine (runs torchrun --standalone)."
+        ),
+    ] = 1,
 ) -> None:
-    """Train on a preprocessed run directory (checkpointing; --resume continues an interrupted training)."""
+    """Train on a preprocessed run directory (checkpointing; --resume continues an interrupted training;
+    data-parallel under torchrun or with --nproc)."""
     from han.config import load_config
+    from han.distributed import launched_by_torchrun, shutdown, torchrun_command
     from han.training import train as run_train
 
     check_flags(resume, overwrite)
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
-    result = run_train(cfg, target, ui.RichProgress(), resume=resume, overwrite=overwrite)
+    if nproc > 1 and not launched_by_torchrun():
+        flags = ["--overwrite"] if overwrite else []
+        command = torchrun_command(nproc, ["train", str(config), *(overrides or []), "--run-dir", str(target), *flags])
+        raise typer.Exit(subprocess.run(command).returncode)
+    try:
+        result = run_train(cfg, target, ui.RichProgress(), resume=resume, overwrite=overwrite)
+    finally:
+        shutdown()
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 reports
+        return
     ui.console.print(
         f"[green]trained[/] {target}: {result.epochs_run} epochs, best {result.metric_name} {result.best_metric:.4f} "
         f"at epoch {result.best_epoch}; {result.docs_per_second:.0f} docs/s"
@@ -118,11 +170,12 @@ def evaluate(
         Optional[Path], typer.Option("--data", help="A labelled file to evaluate instead of a split.")
     ] = None,
     weights: Annotated[str, typer.Option("--weights", help="best or last.")] = "best",
+    device: DeviceOpt = None,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and confusion matrix; merged into RUN_DIR/metrics.json."""
     from han.inference import evaluate_file, evaluate_split, load_trained_run
 
-    trained = load_trained_run(run_dir, weights)
+    trained = load_trained_run(run_dir, weights, device)
     metrics = evaluate_file(trained, data) if data is not None else evaluate_split(trained, split)
     ui.show_metrics(str(data) if data is not None else split, metrics)
 
@@ -142,16 +195,41 @@ def predict(
         Optional[Path], typer.Option("--output", "-o", help=".jsonl or .csv file [default: JSON Lines on stdout].")
     ] = None,
     weights: Annotated[str, typer.Option("--weights", help="best or last.")] = "best",
+    device: DeviceOpt = None,
+    shard: ShardOpt = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Documents read, encoded and scored at a time (the shard unit).")
+    ] = 2048,
 ) -> None:
-    """Predict the label and per-class probabilities of every document."""
+    """Predict the label and per-class probabilities of every document (sharded with --shard or under torchrun)."""
+    from han.distributed import launched_by_torchrun, parse_shard, shutdown
     from han.inference import load_trained_run, predict_file
+    from han.sharding import predict_sharded, prediction_part_path
 
-    trained = load_trained_run(run_dir, weights)
+    trained = load_trained_run(run_dir, weights, device)
     source = None if input is None or str(input) == "-" else input
-    count = predict_file(
-        trained, source, output, stdin=sys.stdin, stdout=sys.stdout, progress=ui.RichProgress() if output else None
-    )
-    if output is not None:
+    if shard is None and not launched_by_torchrun():
+        count = predict_file(
+            trained,
+            source,
+            output,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            progress=ui.RichProgress() if output else None,
+            chunk_size=chunk_size,
+        )
+        if output is not None:
+            ui.console.print(f"[green]predicted[/] {count} documents -> {output}")
+        return
+    own = parse_shard(shard) if shard is not None else None
+    try:
+        progress = ui.RichProgress() if int(os.environ.get("RANK", "0")) == 0 else None
+        count = predict_sharded(trained, source, output, own, progress, chunk_size)
+    finally:
+        shutdown()
+    if own is not None:
+        ui.console.print(f"[green]predicted[/] {count} documents -> {prediction_part_path(output, *own)}")  # type: ignore[arg-type]
+    elif count:
         ui.console.print(f"[green]predicted[/] {count} documents -> {output}")
 
 
@@ -305,6 +383,19 @@ def data_inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     cfg = load_config(config, overrides or [])
     ui.show_data_report(inspect_data(cfg, ui.RichProgress()))
+
+
+@app.command("merge-predictions")
+@ui.handle_errors
+def merge_predictions(
+    output: Annotated[Path, typer.Argument(help="The --output given to every `han predict --shard i/n`.")],
+    shards: Annotated[int, typer.Option("--shards", min=1, help="n, the number of shards.")],
+) -> None:
+    """Merge the part files of `han predict --shard i/n --output OUTPUT` into OUTPUT, in row order."""
+    from han.sharding import merge_prediction_parts
+
+    count = merge_prediction_parts(output, shards)
+    ui.console.print(f"[green]merged[/] {count} predictions from {shards} shards -> {output}")
 
 
 def main() -> None:

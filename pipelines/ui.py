@@ -39,7 +39,10 @@ def setup_logging(verbose: bool = False) -> None:
         datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     handler = RichHandler(console=error_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
-    logging.getLogger("han").setLevel(logging.DEBUG if verbose else logging.INFO)
+    level = logging.DEBUG if verbose else logging.INFO
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 logs (warnings and errors still show)
+        level = logging.WARNING
+    logging.getLogger("han").setLevel(level)
 
 
 def handle_errors(command: F) -> F:

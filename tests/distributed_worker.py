@@ -1,0 +1,53 @@
+"""Launched by tests/test_distributed.py under torchrun: `han.training.train` with every weight recorded after each step.
+
+    torchrun --nproc-per-node 2 tests/distributed_worker.py CONFIG RUN_DIR OUT_DIR [key=value ...]
+
+Writes OUT_DIR/rank<R>.safetensors holding `step_<k>`: all parameters, flattened, after optimizer step k.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+
+import han.training as training
+from han.config import load_config
+
+
+def flat_weights(model: torch.nn.Module) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy().copy()
+
+
+def record_steps(snapshots: list[np.ndarray]):
+    """Make `han.training.make_optimizer` append the model's weights to `snapshots` after every step; return the original."""
+    original = training.make_optimizer
+
+    def make_optimizer(model: torch.nn.Module, config):  # noqa: ANN001, ANN202
+        optimizer = original(model, config)
+        optimizer.register_step_post_hook(lambda *_: snapshots.append(flat_weights(model)))
+        return optimizer
+
+    training.make_optimizer = make_optimizer
+    return original
+
+
+def save_snapshots(snapshots: list[np.ndarray], path: Path) -> None:
+    save_file({f"step_{k}": weights for k, weights in enumerate(snapshots)}, str(path))
+
+
+def main() -> None:
+    config_path, run_dir, out_dir, *overrides = sys.argv[1:]
+    snapshots: list[np.ndarray] = []
+    record_steps(snapshots)
+    training.train(load_config(config_path, overrides), Path(run_dir))
+    save_snapshots(snapshots, Path(out_dir) / f"rank{os.environ['RANK']}.safetensors")
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

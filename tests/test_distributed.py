@@ -1,0 +1,294 @@
+"""Data-parallel training (2 gloo processes under torchrun), sharded preprocessing and sharded prediction."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+import han.training as training
+from conftest import ROOT, TINY_CONFIG, make_corpus, write_csv
+from distributed_worker import record_steps, save_snapshots
+from han.batching import EncodedSplit
+from han.config import load_config
+from han.device import check_precision, resolve_device
+from han.distributed import (
+    DistContext,
+    batch_loss,
+    contiguous_shard,
+    local_batch,
+    parse_shard,
+    split_slice,
+)
+from han.errors import ConfigError
+from han.preprocessing import preprocess
+from pipelines.cli import app
+
+WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
+LAUNCH_TIMEOUT_S = 240  # a hung collective must fail the test, not the suite
+
+
+def launch(arguments: list[str], timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run a command in its own process group; on timeout kill the whole group (torchrun and its workers)."""
+    env = {**os.environ, "HAN_DIST_TIMEOUT_S": "120", "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+    process = subprocess.Popen(
+        arguments, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"{' '.join(arguments)} did not finish in {timeout} s")
+    assert process.returncode == 0, f"exit {process.returncode}\n{stdout[-3000:]}\n{stderr[-5000:]}"
+    return subprocess.CompletedProcess(arguments, process.returncode, stdout, stderr)
+
+
+def torchrun(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", *arguments]
+
+
+# 100 rows: 70 training documents; batches of 3 split 2 + 1 over two ranks, and the one batch of a
+# single document leaves rank 1 empty (it then runs a zero-weight document).
+# The learning rate is han's default: Adam's update lr * m / (sqrt(v) + eps) turns fp32 summation-order
+# differences of near-zero gradients (~1e-11) into weight differences of up to ~lr * 1e-11 / eps;
+# measured 2.6e-6 at lr 2e-3 (8e-6 at the tiny config's 1e-2).
+@pytest.fixture(scope="module")
+def dp_overrides(tmp_path_factory) -> list[str]:
+    corpus = write_csv(tmp_path_factory.mktemp("dp") / "corpus.csv", make_corpus(100, seed=3))
+    return [
+        f"data.source={corpus}",
+        "data.split_column=split",
+        "train.max_epochs=1",
+        "train.batch_size=3",
+        "train.lr=0.002",
+        "train.threads=1",
+        "device=cpu",
+    ]
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory, dp_overrides):
+    """A preprocessed run directory and the weights after every step of single-process training."""
+    run_dir = tmp_path_factory.mktemp("dp") / "single"
+    config = load_config(TINY_CONFIG, dp_overrides)
+    preprocess(config, run_dir)
+    snapshots: list[np.ndarray] = []
+    original = record_steps(snapshots)
+    try:
+        training.train(config, run_dir)
+    finally:
+        training.make_optimizer = original
+    save_snapshots(snapshots, run_dir / "steps.safetensors")
+    return run_dir, snapshots
+
+
+def copy_preprocessed(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model", "checkpoints", "train_log.jsonl", "steps.safetensors"))
+    return target
+
+
+def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_overrides):
+    single_dir, single_steps = single_process
+    assert len(single_steps) == 24  # ceil(70 / 3)
+    run_dir = copy_preprocessed(single_dir, tmp_path / "ddp")
+    launch(torchrun(str(WORKER), str(TINY_CONFIG), str(run_dir), str(tmp_path), *dp_overrides))
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single_steps)
+    worst = 0.0
+    for step, expected in enumerate(single_steps):
+        on_rank0, on_rank1 = ranks[0][f"step_{step}"], ranks[1][f"step_{step}"]
+        # (a) both ranks hold identical weights after every step
+        assert np.array_equal(on_rank0, on_rank1), f"ranks differ after step {step}"
+        # (b) same global batches and seed: the single-process weights within 1e-5
+        worst = max(worst, float(np.abs(on_rank0 - expected).max()))
+        assert worst <= 1e-5, f"step {step}: max |ddp - single| = {worst:.3g}"
+    assert not np.array_equal(single_steps[0], single_steps[-1]), "training moved the weights"
+    print(f"max |ddp - single| over {len(single_steps)} steps: {worst:.3g}")  # shown with pytest -s
+    # rank 0 wrote the run's files once, with the world size in the manifest
+    log = (run_dir / "train_log.jsonl").read_text().splitlines()
+    assert len(log) == 1
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["train"]["world_size"] == 2
+    single_log = json.loads((single_dir / "train_log.jsonl").read_text().splitlines()[0])
+    assert json.loads(log[0])["train_loss"] == pytest.approx(single_log["train_loss"], abs=1e-5)
+    assert json.loads(log[0])["validation_accuracy"] == single_log["validation_accuracy"]
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides):
+    single_dir, _ = single_process
+    run_dir = copy_preprocessed(single_dir, tmp_path / "nproc")
+    result = launch(
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "train",
+            str(TINY_CONFIG),
+            *dp_overrides,
+            "--run-dir",
+            str(run_dir),
+            "--nproc",
+            "2",
+        ]
+    )
+    assert result.stdout.count("trained") == 1, result.stdout  # rank 0 reports
+    expected = load_file(str(single_dir / "model" / "last.safetensors"))
+    got = load_file(str(run_dir / "model" / "last.safetensors"))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert np.abs(expected[key] - got[key]).max() <= 1e-5, key
+
+
+# --- sharded prediction and preprocessing -----------------------------------------------------------
+
+runner = CliRunner()
+
+
+def invoke(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_two_prediction_shards_merge_into_the_single_process_output(tmp_path, trained_run, suffix):
+    data = write_csv(tmp_path / "input.csv", make_corpus(45, seed=11))
+    single, sharded = tmp_path / f"single{suffix}", tmp_path / f"sharded{suffix}"
+    invoke("predict", trained_run, data, "--output", single, "--chunk-size", 8)
+    for index in (0, 1):
+        invoke("predict", trained_run, data, "--output", sharded, "--chunk-size", 8, "--shard", f"{index}/2")
+    parts = [tmp_path / f"sharded.shard-{i}-of-2{suffix}" for i in (0, 1)]
+    rows = [set(part_rows(part)) for part in parts]
+    assert rows[0] and rows[1] and not rows[0] & rows[1]  # both shards worked, on disjoint rows
+    assert rows[0] | rows[1] == set(range(1, 46))
+    invoke("merge-predictions", sharded, "--shards", 2)
+    assert sharded.read_bytes() == single.read_bytes()
+    assert not any(part.exists() for part in parts)
+
+
+def part_rows(path: Path) -> list[int]:
+    lines = path.read_text().splitlines()
+    if path.suffix == ".csv":
+        return [int(line.split(",")[0]) for line in lines[1:]]
+    return [json.loads(line)["row"] for line in lines]
+
+
+def test_merge_refuses_missing_or_mismatched_shards(tmp_path, trained_run):
+    data = write_csv(tmp_path / "input.csv", make_corpus(20, seed=12))
+    out = tmp_path / "out.jsonl"
+    invoke("predict", trained_run, data, "--output", out, "--chunk-size", 4, "--shard", "0/2")
+    result = runner.invoke(app, ["merge-predictions", str(out), "--shards", "2"])
+    assert result.exit_code == 3 and "out.shard-1-of-2.jsonl: prediction shard missing" in result.stderr
+    invoke("predict", trained_run, data, "--output", out, "--chunk-size", 5, "--shard", "1/2")  # other chunking
+    result = runner.invoke(app, ["merge-predictions", str(out), "--shards", "2"])
+    assert result.exit_code == 3 and "expected" in result.stderr
+    assert not out.exists()
+    result = runner.invoke(app, ["predict", str(trained_run), str(data), "--shard", "2/2", "-o", str(out)])
+    assert result.exit_code == 2 and "0 <= i < n" in result.stderr
+
+
+def test_preprocess_shards_merge_into_the_single_process_run(tmp_path, tiny_overrides):
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single)
+    for index in (0, 1):
+        invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", sharded, "--shard", f"{index}/2")
+    assert not (sharded / "vocab.json").exists()
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", sharded, "--merge-shards", 2)
+    for name in ("vocab.json", "labels.json", "config.json", "embeddings.safetensors"):
+        assert (sharded / name).read_bytes() == (single / name).read_bytes(), name
+    for split in ("train", "validation", "test"):
+        a, b = EncodedSplit.load(single / "data" / split), EncodedSplit.load(sharded / "data" / split)
+        for field in ("tokens", "sentence_offsets", "document_offsets", "labels"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), (split, field)
+    assert not (sharded / "shards").exists()
+
+
+# --- the pieces ---------------------------------------------------------------------------------------
+
+
+def test_local_batches_are_disjoint_and_cover_the_global_batch():
+    batch = np.array([7, 3, 9, 4, 1])
+    parts = [local_batch(batch, DistContext(rank=r, world_size=2)) for r in (0, 1)]
+    assert [p.tolist() for p, _ in parts] == [[7, 3, 9], [4, 1]] and [c for _, c in parts] == [3, 2]
+    assert local_batch(batch, DistContext()) == (batch, 5)
+    lone = [local_batch(np.array([5]), DistContext(rank=r, world_size=2)) for r in (0, 1)]
+    assert lone[0][0].tolist() == [5] and lone[0][1] == 1
+    assert lone[1][0].tolist() == [5] and lone[1][1] == 0  # runs the document, counts nothing
+
+
+def test_rank_losses_average_to_the_global_mean():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
+    ranks = [batch_loss(logits[:3], labels[:3], 3, 5, 2), batch_loss(logits[3:], labels[3:], 2, 5, 2)]
+    mean = torch.nn.functional.cross_entropy(logits, labels)
+    assert float(sum(ranks) / 2) == pytest.approx(float(mean), rel=1e-6)
+    assert float(batch_loss(logits[:1], labels[:1], 0, 1, 2)) == 0.0
+
+
+def test_slices_of_a_split():
+    split = EncodedSplit.from_documents([[[2, 3], [4]], [[5]], [[6, 7, 8], [9], [2]]], [0, 1, 2])
+    assert [contiguous_shard(3, i, 2) for i in (0, 1)] == [(0, 2), (2, 3)]
+    part = split_slice(split, 1, 3)
+    assert part.tokens.tolist() == [5, 6, 7, 8, 9, 2] and part.labels.tolist() == [1, 2]
+    assert part.sentence_offsets.tolist() == [0, 1, 4, 5, 6] and part.document_offsets.tolist() == [0, 1, 4]
+    assert len(split_slice(split, 3, 3)) == 0
+
+
+def test_shard_and_device_settings():
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x/2", "1", "-1/2"):
+        with pytest.raises(ConfigError, match="i/n"):
+            parse_shard(bad)
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda")
+        with pytest.raises(ConfigError, match="fp16"):
+            check_precision(torch.device("cpu"), "fp16")
+    with pytest.raises(ConfigError, match="device"):
+        load_config(TINY_CONFIG, ["device=gpu"])
+
+
+def test_bf16_autocast_trains_and_predicts_on_cpu(tmp_path, tiny_config):
+    config = tiny_config.model_copy(
+        update={"precision": "bf16", "train": tiny_config.train.model_copy(update={"max_epochs": 1})}
+    )
+    preprocess(config, tmp_path)
+    result = training.train(config, tmp_path)
+    assert np.isfinite(result.history[0]["train_loss"]) and result.history[0]["validation_accuracy"] > 0
+
+
+@pytest.mark.slow
+def test_preprocess_and_predict_under_torchrun_take_their_rank(tmp_path, tiny_overrides, trained_run):
+    single, distributed = tmp_path / "single", tmp_path / "torchrun"
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single)
+    module = ["-m", "pipelines"]
+    launch(torchrun(*module, "preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(distributed)))
+    for name in ("vocab.json", "embeddings.safetensors"):
+        assert (distributed / name).read_bytes() == (single / name).read_bytes(), name
+    assert EncodedSplit.load(distributed / "data" / "train").tokens.tolist() == (
+        EncodedSplit.load(single / "data" / "train").tokens.tolist()
+    )
+    assert not (distributed / "shards").exists()
+
+    data = write_csv(tmp_path / "input.csv", make_corpus(40, seed=13))
+    expected, merged = tmp_path / "single.jsonl", tmp_path / "merged.jsonl"
+    invoke("predict", trained_run, data, "--output", expected, "--chunk-size", 6)
+    result = launch(torchrun(*module, "predict", str(trained_run), str(data), "-o", str(merged), "--chunk-size", "6"))
+    assert merged.read_bytes() == expected.read_bytes()
+    assert result.stdout.count("predicted 40 documents") == 1  # rank 0 merged and reported
+    assert sorted(p.name for p in tmp_path.glob("merged*")) == ["merged.jsonl"]
