@@ -1,55 +1,53 @@
-"""Preprocessing throughput: text -> spaCy sentences and tokens -> vocabulary ids.
+"""Preprocessing throughput: text -> spaCy sentences and tokens -> vocabulary ids, by worker count.
 
-    python -m benchmarks.preprocess [--docs 2000] [--reps 3]
+    python -m benchmarks.preprocess [--docs 4000] [--reps 3] [--workers 1 2]
 
-Uses han's own segmentation (spaCy blank('en') + sentencizer, preprocess.* defaults) and vocabulary
-encoding on synthetic IMDB-like text. Rates count the whitespace-separated words of the input.
+Runs han's preprocessing path (`han.tokenisation.segment_and_encode`: spaCy blank('en') +
+sentencizer in `workers` processes, vocabulary, encoding to int ids) on synthetic IMDB-like text.
+Rates count the whitespace-separated words of the input. One JSON line per worker count.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 
 from benchmarks.common import emit, load_average, peak_rss_mb, rate, timed_passes
 from benchmarks.synthetic import text_documents
 from han.config import PreprocessConfig
-from han.preprocessing import encode_documents
-from han.segment import build_pipeline, segment
-from han.vocab import Vocab
+from han.tokenisation import segment_and_encode
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--docs", type=int, default=4000)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     texts, words = text_documents(args.docs, seed=0)
     config = PreprocessConfig(max_sentences=1000, max_words=1000)  # no caps: every word is processed
-    nlp = build_pipeline(config)
-    documents = list(segment(nlp, texts, config))
-    vocab = Vocab.build(Counter(w for d in documents for s in d for w in s), config.min_count, config.max_vocab)
+    for workers in args.workers:
 
-    def run_pass() -> None:
-        encode_documents(list(segment(nlp, texts, config)), vocab)
+        def run_pass() -> None:
+            corpus = segment_and_encode({"train": texts}, config, workers=workers)
+            corpus.encoded("train")
 
-    seconds = timed_passes(run_pass, args.reps)
-    words_rate = rate(words, seconds)
-    emit(
-        {
-            "bench": "preprocess",
-            "workers": 1,
-            "docs": args.docs,
-            "words": words,
-            "words_per_s": words_rate["median"],
-            "words_per_s_min": words_rate["min"],
-            "words_per_s_max": words_rate["max"],
-            "docs_per_s": rate(args.docs, seconds)["median"],
-            "passes": len(seconds),
-            "peak_rss_mb": peak_rss_mb(),
-            "load_avg_1m": load_average(),
-        }
-    )
+        seconds = timed_passes(run_pass, args.reps)
+        words_rate = rate(words, seconds)
+        emit(
+            {
+                "bench": "preprocess",
+                "workers": workers,
+                "docs": args.docs,
+                "words": words,
+                "words_per_s": words_rate["median"],
+                "words_per_s_min": words_rate["min"],
+                "words_per_s_max": words_rate["max"],
+                "docs_per_s": rate(args.docs, seconds)["median"],
+                "passes": len(seconds),
+                "peak_rss_mb": peak_rss_mb(),
+                "load_avg_1m": load_average(),
+            }
+        )
 
 
 if __name__ == "__main__":

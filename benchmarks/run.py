@@ -79,7 +79,7 @@ def bench_tail(quick: bool) -> None:
 
 
 def bench_preprocess(quick: bool) -> None:
-    run_module("benchmarks.preprocess", "--docs", "400" if quick else "2000")
+    run_module("benchmarks.preprocess", "--docs", "400" if quick else "4000")
 
 
 def bench_word2vec(quick: bool) -> None:
