@@ -41,6 +41,7 @@ def build_run_dir(root: Path) -> Path:
     write_json_atomic(run.labels_path, {"labels": ["1", "2", "3", "4", "5"]})
     torch.manual_seed(0)
     save_weights(build_model(config.model, len(vocab), config.embeddings.dim, 5), run.best_weights_path)
+    run.record_artifacts(run.config_path, run.vocab_path, run.labels_path, run.best_weights_path)
     return run.root
 
 

@@ -38,7 +38,7 @@ from han.distributed import (
     threads_per_process,
     wrap_model,
 )
-from han.errors import ConfigError, RunDirError, StorageError, TrainingStopped
+from han.errors import RunDirError, StorageError, TrainingStopped
 from han.model import HierarchicalAttentionNetwork, build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.progress import Progress
@@ -238,8 +238,6 @@ def train(
     """
     ctx = setup(config.device)  # [distributed] single process: rank 0 of 1
     check_precision(ctx.device, config.precision)
-    if resume and ctx.world_size > 1:
-        raise ConfigError("--resume under torchrun is not supported yet: resume with one process")
     progress = progress if progress is not None and ctx.is_main else Progress()
     run = RunDir(Path(run_dir))
     run.require(
@@ -294,9 +292,14 @@ def train(
         else:
             loop, path = restored
             log.info("resuming from %s (epoch %d, step %d)", path, loop.epoch, loop.global_step)
+            if not ctx.is_main:  # [distributed] the checkpoint holds the epoch's loss sum over all ranks
+                loop.loss_sum = 0.0
 
     def checkpoint() -> Path | None:
         loop.train_seconds = seconds_before + time.perf_counter() - session_start
+        if ctx.world_size > 1:  # [distributed] keep the epoch's loss sum over all ranks, on rank 0
+            total = all_reduce_sum([loop.loss_sum], ctx)[0]
+            loop.loss_sum = total if ctx.is_main else 0.0
         if not ctx.is_main:  # [distributed] rank 0 writes the checkpoint of all ranks
             return None
         return save_checkpoint(

@@ -146,7 +146,7 @@ def train(
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
     if nproc > 1 and not launched_by_torchrun():
-        flags = ["--overwrite"] if overwrite else []
+        flags = (["--overwrite"] if overwrite else []) + (["--resume"] if resume else [])
         command = torchrun_command(nproc, ["train", str(config), *(overrides or []), "--run-dir", str(target), *flags])
         raise typer.Exit(subprocess.run(command).returncode)
     try:

@@ -37,9 +37,11 @@ WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 LAUNCH_TIMEOUT_S = 240  # a hung collective must fail the test, not the suite
 
 
-def launch(arguments: list[str], timeout: float = LAUNCH_TIMEOUT_S) -> subprocess.CompletedProcess:
+def launch(
+    arguments: list[str], timeout: float = LAUNCH_TIMEOUT_S, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command in its own process group; on timeout kill the whole group (torchrun and its workers)."""
-    env = {**os.environ, "HAN_DIST_TIMEOUT_S": "120", "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "HAN_DIST_TIMEOUT_S": "120", "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     process = subprocess.Popen(
         arguments, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -95,8 +97,37 @@ def single_process(tmp_path_factory, dp_overrides):
 def copy_preprocessed(source: Path, target: Path) -> Path:
     import shutil
 
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model", "checkpoints", "train_log.jsonl", "steps.safetensors"))
+    shutil.copytree(
+        source, target, ignore=shutil.ignore_patterns("model", "checkpoints", "train_log.jsonl", "steps.safetensors")
+    )
     return target
+
+
+def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_path, single_process, dp_overrides):
+    """A SIGTERM on rank 0 stops both ranks at the same step; resuming under torchrun ends bit-identical."""
+    single_dir, _ = single_process
+    overrides = [*dp_overrides, "train.max_epochs=2", "train.checkpoint_every_steps=5"]
+    whole = copy_preprocessed(single_dir, tmp_path / "whole")
+    launch(torchrun(str(WORKER), str(TINY_CONFIG), str(whole), str(tmp_path), *overrides))
+    interrupted = copy_preprocessed(single_dir, tmp_path / "interrupted")
+    stopped = launch(
+        torchrun(str(WORKER), str(TINY_CONFIG), str(interrupted), str(tmp_path), *overrides),
+        env={"HAN_TEST_STOP_AT": "31"},  # in the second epoch, between two periodic checkpoints
+    )
+    assert "stopped rank 0" in stopped.stdout and "stopped rank 1" in stopped.stdout
+    assert not (interrupted / "model" / "best.safetensors").read_bytes() == b""  # epoch 1 finished
+    assert len(list((interrupted / "checkpoints").glob("step-*.safetensors"))) >= 1
+    launch(
+        torchrun(str(WORKER), str(TINY_CONFIG), str(interrupted), str(tmp_path), *overrides),
+        env={"HAN_TEST_RESUME": "1"},
+    )
+    for name in ("last.safetensors", "best.safetensors"):
+        assert (interrupted / "model" / name).read_bytes() == (whole / "model" / name).read_bytes(), name
+    logs = [
+        [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "docs_per_s")} for line in lines]
+        for lines in ((d / "train_log.jsonl").read_text().splitlines() for d in (whole, interrupted))
+    ]
+    assert logs[0] == logs[1] and len(logs[0]) == 2
 
 
 def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_overrides):
