@@ -240,26 +240,19 @@ def train(
     check_precision(ctx.device, config.precision)
     progress = progress if progress is not None and ctx.is_main else Progress()
     run = RunDir(Path(run_dir))
-    run.require(
+    inputs = (
         run.config_path,
         run.vocab_path,
         run.labels_path,
         run.embeddings_path,
         run.data_path("train"),
         run.data_path("validation"),
-        hint="run `han preprocess CONFIG --run-dir DIR` first",
     )
+    run.require(*inputs, hint="run `han preprocess CONFIG --run-dir DIR` first")
     if ctx.is_main:
         run.claim_for_training(resume=resume, overwrite=overwrite)
     barrier(ctx)
-    run.verify_artifacts(
-        run.config_path,
-        run.vocab_path,
-        run.labels_path,
-        run.embeddings_path,
-        run.data_path("train"),
-        run.data_path("validation"),
-    )
+    run.verify_artifacts(*inputs)
     if ctx.is_main:
         run.remove_stale_temporaries()
     check_same_preprocessing(config, run)
