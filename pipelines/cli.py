@@ -100,11 +100,18 @@ def preprocess(
 ) -> None:
     """Load, split, segment and encode the data; build vocabulary and initial vectors."""
     from han.config import load_config
-    from han.distributed import parse_shard, shutdown
-    from han.sharding import preprocess_sharded
 
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
+    if shard is None and merge_shards is None and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # One process: no torch.distributed (nor torch) import, so a cached preprocess answers at once.
+        from han.preprocessing import preprocess as run_preprocess
+
+        ui.show_preprocess_summary(target, run_preprocess(cfg, target, ui.RichProgress(), overwrite=overwrite))
+        return
+    from han.distributed import parse_shard, shutdown
+    from han.sharding import preprocess_sharded
+
     own = parse_shard(shard) if shard is not None else None
     try:
         summary = preprocess_sharded(

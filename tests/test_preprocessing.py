@@ -246,3 +246,25 @@ def test_cli_data_inspect(tmp_path, tiny_overrides):
     assert "out-of-vocabulary rate" in result.stdout and "240 rows read" in result.stdout
     bad = CliRunner().invoke(app, ["data", "inspect", str(TINY_CONFIG), "data.source=/nowhere/x.csv"])
     assert bad.exit_code == 3 and "no such file" in bad.stderr
+
+
+def test_cached_preprocess_imports_no_heavy_library(tmp_path, tiny_overrides):
+    """A cached `han preprocess` answers without importing torch, spaCy, gensim or datasets (seconds each)."""
+    import subprocess
+    import sys
+
+    args = ["preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(tmp_path / "run")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    probe = (
+        "import sys, json\n"
+        "from typer.testing import CliRunner\n"
+        "from pipelines.cli import app\n"
+        f"result = CliRunner().invoke(app, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "assert 'reused cached preprocessing' in result.stdout, result.stdout\n"
+        "print(json.dumps([m for m in ('torch', 'spacy', 'gensim', 'datasets') if m in sys.modules]))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert output.returncode == 0, output.stderr
+    assert json.loads(output.stdout.strip().splitlines()[-1]) == []
