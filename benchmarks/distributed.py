@@ -66,6 +66,13 @@ def build_run(root: Path, docs: int, epochs: int) -> None:
     save_file({"embeddings": vectors}, str(run.embeddings_path))
     encoded_split(id_documents(docs, VOCAB, seed=0), CLASSES, seed=0).save(run.data_path("train"))
     encoded_split(id_documents(max(64, docs // 20), VOCAB, seed=1), CLASSES, seed=1).save(run.data_path("validation"))
+    run.record_artifacts(  # stages verify what they load against the manifest
+        run.config_path,
+        run.vocab_path,
+        run.labels_path,
+        run.embeddings_path,
+        *map(run.data_path, ("train", "validation")),
+    )
 
 
 def train_once(template: Path, target: Path, config_file: Path, threads: int, nproc: int) -> dict:
