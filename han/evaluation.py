@@ -57,13 +57,3 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_
         },
     }
 
-
-def evaluate_model(
-    model: HierarchicalAttentionNetwork,
-    split: EncodedSplit,
-    label_names: list[str],
-    batch_size: int,
-    precision: str = "fp32",
-) -> dict[str, Any]:
-    """Metrics of `model` on a labelled split."""
-    return classification_metrics(split.labels, predict_probabilities(model, split, batch_size, precision), label_names)
