@@ -58,14 +58,18 @@ class EncodedSplit:
         np.cumsum([len(doc) for doc in documents], out=document_offsets[1:])
         return cls(tokens, sentence_offsets, document_offsets, np.asarray(labels, dtype=np.int64))
 
-    def save(self, path: Path) -> None:
-        """Write as an Arrow dataset (one row per document: nested ids and label)."""
+    def arrow_table(self) -> pa.Table:
+        """One row per document: nested ids and label, in the schema of ENCODED_FEATURES."""
         sentences = pa.ListArray.from_arrays(
             pa.array(self.sentence_offsets, pa.int32()), pa.array(self.tokens, pa.int32())
         )
         documents = pa.ListArray.from_arrays(pa.array(self.document_offsets, pa.int32()), sentences)
         table = pa.table({"ids": documents, "label": pa.array(self.labels, pa.int64())})
-        datasets.Dataset(table).cast(ENCODED_FEATURES).save_to_disk(str(path))
+        return table.cast(ENCODED_FEATURES.arrow_schema)
+
+    def save(self, path: Path) -> None:
+        """Write as an Arrow dataset (one row per document: nested ids and label)."""
+        datasets.Dataset(self.arrow_table()).save_to_disk(str(path))
 
     @classmethod
     def load(cls, path: Path) -> EncodedSplit:
@@ -81,6 +85,28 @@ class EncodedSplit:
         document_offsets = documents.offsets.to_numpy().astype(np.int64)
         labels = table.column("label").to_numpy().astype(np.int64)
         return cls(tokens, sentence_offsets - sentence_offsets[0], document_offsets - document_offsets[0], labels)
+
+
+class EncodedSplitWriter:
+    """Writes a split part by part into the dataset folder `EncodedSplit.load` reads, in bounded memory.
+
+    The parts go to an Arrow stream file, which `datasets` then memory-maps and saves as a dataset.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.stream_path = self.path.parent / f".{self.path.name}.arrow"
+        self.writer = pa.ipc.new_stream(str(self.stream_path), ENCODED_FEATURES.arrow_schema)
+
+    def write(self, part: EncodedSplit) -> None:
+        self.writer.write_table(part.arrow_table())
+
+    def close(self) -> None:
+        self.writer.close()
+        try:
+            datasets.Dataset.from_file(str(self.stream_path)).save_to_disk(str(self.path))
+        finally:
+            self.stream_path.unlink(missing_ok=True)
 
 
 @dataclass

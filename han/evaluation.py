@@ -56,4 +56,3 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_
             "rows_true_columns_predicted": confusion_matrix(labels, predicted, labels=classes).tolist(),
         },
     }
-

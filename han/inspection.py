@@ -66,7 +66,7 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
         update={"data": config.data.model_copy(update={"bad_rows": "drop", "unseen_labels": "drop"})}
     )
     loaded = load_data(counting.data, counting.seed)
-    tokenised = tokenise_loaded(loaded, counting, progress)
+    tokenised = tokenise_loaded(loaded, counting, progress, capped=False)
     drop_tokenless(loaded, tokenised, counting)
     splits = tokenised.splits
     max_sentences, max_words = config.preprocess.max_sentences, config.preprocess.max_words

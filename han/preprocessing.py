@@ -9,6 +9,7 @@ already holds preprocessing with the same key, it is reused ("reused cached prep
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,7 +22,7 @@ from han.config import Config
 from han.errors import DataError, RunDirError
 from han.fingerprint import preprocess_key
 from han.progress import Progress
-from han.vocab import UNK_ID, Vocab
+from han.vocab import Vocab
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -110,8 +111,19 @@ class Tokenised:
         return sum(len(s.ids) for s in self.splits.values())
 
 
-def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | None = None) -> Tokenised:
-    """Tokenise every split of `loaded` (in `preprocess.workers` processes), hashing the data on the way."""
+def tokenise_loaded(
+    loaded: LoadedData,
+    config: Config,
+    progress: Progress | None = None,
+    spill: Path | None = None,
+    capped: bool = True,
+) -> Tokenised:
+    """Tokenise every split of `loaded` (in `preprocess.workers` processes), hashing the data on the way.
+
+    Documents are capped as they are tokenised unless `capped` is false (inspection measures the
+    uncapped lengths). With `spill`, a folder, the token arrays are written there chunk by chunk
+    and memory-mapped, so memory does not grow with the data.
+    """
     from han.data import SplitDigest, combine_digests, text_batches
     from han.segment import TextStats, prepare_texts
     from han.tokenisation import chunk_size_for, resolve_workers, tokenise_splits
@@ -138,6 +150,8 @@ def tokenise_loaded(loaded: LoadedData, config: Config, progress: Progress | Non
         workers,
         {name: len(split) for name, split in loaded.splits.items()},
         progress,
+        capped=capped,
+        spill=spill,
     )
     return Tokenised(words, splits, combine_digests(digests), time.perf_counter() - begin, workers, text_stats)
 
@@ -250,19 +264,34 @@ def _build(
     progress: Progress,
     segmented: dict[str, list[Document]] | None = None,
 ) -> PreprocessSummary:
-    from safetensors.numpy import save
-
     from han.data import load_data
-    from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
-    from han.tokenisation import build_corpus
 
     start = time.perf_counter()
     loaded = load_data(config.data, config.seed)
     seconds["load"] = time.perf_counter() - start
 
+    with tempfile.TemporaryDirectory(prefix=".tokens-", dir=run.root) as spill:
+        return _build_from_loaded(config, run, key, seconds, progress, segmented, loaded, Path(spill))
+
+
+def _build_from_loaded(
+    config: Config,
+    run: RunDir,
+    key: str,
+    seconds: dict[str, float],
+    progress: Progress,
+    segmented: dict[str, list[Document]] | None,
+    loaded: LoadedData,
+    spill: Path,
+) -> PreprocessSummary:
+    from safetensors.numpy import save
+
+    from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+    from han.tokenisation import build_corpus
+
     start = time.perf_counter()
     if segmented is None:
-        tokenised = tokenise_loaded(loaded, config, progress)
+        tokenised = tokenise_loaded(loaded, config, progress, spill)
     else:  # [sharding]
         if {k: len(v) for k, v in segmented.items()} != {k: len(v) for k, v in loaded.splits.items()}:
             raise DataError(
@@ -279,13 +308,11 @@ def _build(
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     documents, words, oov_rate = {}, {}, {}
     run.save_config(config)
-    for name in list(corpus.splits):  # one split at a time, so only one encoded copy is ever in memory
-        split = corpus.encoded(name, [label_index[y] for y in loaded.splits[name].labels])
-        documents[name], words[name] = len(split), int(len(split.tokens))
-        oov_rate[name] = float(np.mean(split.tokens == UNK_ID)) if len(split.tokens) else 0.0
+    for name in list(corpus.splits):  # part by part: memory does not grow with the split
+        labels = np.fromiter((label_index[y] for y in loaded.splits[name].labels), dtype=np.int64)
         with atomic_dir(run.data_path(name)) as tmp:
-            split.save(tmp)
-        del split
+            documents[name], words[name], unknown = corpus.write_encoded(name, labels, tmp)
+        oov_rate[name] = unknown / words[name] if words[name] else 0.0
         if name != "train":
             del corpus.splits[name]  # word2vec needs only the training split
     seconds["encode"] = time.perf_counter() - start

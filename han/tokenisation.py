@@ -24,6 +24,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -250,22 +251,72 @@ class Tokeniser:
         while pending:
             yield pending.popleft().get()
 
-    def tokenise(self, chunks: Iterable[list[str]], progress: Progress | None = None) -> TokenisedSplit:
-        """All documents of `chunks` (lists of texts, in order) as one uncapped `TokenisedSplit`."""
-        ids, lengths, counts = [], [], []
+    def tokenise(
+        self,
+        chunks: Iterable[list[str]],
+        progress: Progress | None = None,
+        caps: tuple[int, int] | None = None,
+        spill: Path | None = None,
+    ) -> TokenisedSplit:
+        """All documents of `chunks` (lists of texts, in order) as one `TokenisedSplit`.
+
+        `caps` (max_sentences, max_words) caps every chunk as it arrives (None: uncapped). With
+        `spill`, a folder, the arrays are appended chunk by chunk to files there and come back
+        memory-mapped, so memory does not grow with the corpus.
+        """
+        store = _SpilledArrays(spill) if spill is not None else _MemoryArrays()
         for chunk in self._chunks(chunks):
-            ids.append(self.table.add(chunk))
-            lengths.append(chunk.sentence_lengths)
-            counts.append(chunk.sentence_counts)
+            part = TokenisedSplit(
+                self.table.add(chunk), chunk.sentence_lengths.astype(np.int64), chunk.sentence_counts.astype(np.int64)
+            )
+            if caps is not None:
+                part = part.capped(*caps)
+            store.append(part)
             if progress is not None:
                 progress.advance(len(chunk.sentence_counts))
-        if not counts:
+        return store.finish()
+
+
+class _MemoryArrays:
+    """Chunks of a split kept in memory, concatenated at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[TokenisedSplit] = []
+
+    def append(self, part: TokenisedSplit) -> None:
+        self.parts.append(part)
+
+    def finish(self) -> TokenisedSplit:
+        if not self.parts:
             return TokenisedSplit(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
         return TokenisedSplit(
-            np.concatenate(ids).astype(np.int32, copy=False),
-            np.concatenate(lengths).astype(np.int64),
-            np.concatenate(counts).astype(np.int64),
+            np.concatenate([p.ids for p in self.parts]).astype(np.int32, copy=False),
+            np.concatenate([p.sentence_lengths for p in self.parts]).astype(np.int64, copy=False),
+            np.concatenate([p.sentence_counts for p in self.parts]).astype(np.int64, copy=False),
         )
+
+
+class _SpilledArrays:
+    """Chunks of a split appended to three files in `folder`, read back memory-mapped."""
+
+    FIELDS = (("ids", np.int32), ("sentence_lengths", np.int64), ("sentence_counts", np.int64))
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.paths = {name: folder / f"{name}.bin" for name, _ in self.FIELDS}
+        self.files = {name: open(path, "wb") for name, path in self.paths.items()}  # noqa: SIM115
+
+    def append(self, part: TokenisedSplit) -> None:
+        for name, dtype in self.FIELDS:
+            self.files[name].write(np.ascontiguousarray(getattr(part, name), dtype=dtype).tobytes())
+
+    def finish(self) -> TokenisedSplit:
+        arrays = {}
+        for name, dtype in self.FIELDS:
+            self.files[name].close()
+            size = self.paths[name].stat().st_size
+            arrays[name] = np.memmap(self.paths[name], dtype=dtype, mode="r") if size else np.zeros(0, dtype)
+        return TokenisedSplit(arrays["ids"], arrays["sentence_lengths"], arrays["sentence_counts"])
 
 
 def chunked(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -345,6 +396,33 @@ class SegmentedCorpus:
     def sentences(self, name: str) -> SplitSentences:
         return SplitSentences(self.splits[name], self.words)
 
+    def write_encoded(
+        self, name: str, labels: np.ndarray, path: Path, part_documents: int = 50_000
+    ) -> tuple[int, int, int]:
+        """Write a split as vocabulary ids to the dataset folder `path`, `part_documents` at a time.
+
+        Memory stays bounded by the part size, however large the (memory-mapped) split is.
+        Returns (documents, tokens, unknown tokens).
+        """
+        from han.batching import EncodedSplit, EncodedSplitWriter
+
+        split = self.splits[name]
+        writer = EncodedSplitWriter(path)
+        sentence_start = token_start = unknown = 0
+        for start in range(0, len(split), part_documents):
+            counts = np.asarray(split.sentence_counts[start : start + part_documents], dtype=np.int64)
+            sentences = int(counts.sum())
+            lengths = np.asarray(split.sentence_lengths[sentence_start : sentence_start + sentences], dtype=np.int64)
+            tokens = int(lengths.sum())
+            ids = self.lookup[split.ids[token_start : token_start + tokens]]
+            unknown += int(np.count_nonzero(ids == UNK_ID))
+            sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            document_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            writer.write(EncodedSplit(ids, sentence_offsets, document_offsets, labels[start : start + part_documents]))
+            sentence_start, token_start = sentence_start + sentences, token_start + tokens
+        writer.close()
+        return len(split), token_start, unknown
+
 
 def tokenise_splits(
     texts_by_split: Mapping[str, Iterable[list[str]]],
@@ -352,14 +430,20 @@ def tokenise_splits(
     workers: int,
     sizes: Mapping[str, int] | None = None,
     progress: Progress | None = None,
+    capped: bool = False,
+    spill: Path | None = None,
 ) -> tuple[list[str], dict[str, TokenisedSplit]]:
-    """Uncapped `TokenisedSplit`s of chunked texts (one iterable of text lists per split) and their word table."""
+    """`TokenisedSplit`s of chunked texts (one iterable of text lists per split) and their word table.
+
+    Uncapped unless `capped`; with `spill`, a folder, each split's arrays go to files there (memory-mapped).
+    """
     progress = progress or Progress()
     results = {}
+    caps = (config.max_sentences, config.max_words) if capped else None
     with Tokeniser(config, workers) as tokeniser:
         for name, chunks in texts_by_split.items():
             progress.start(f"tokenise {name}", (sizes or {}).get(name))
-            results[name] = tokeniser.tokenise(chunks, progress)
+            results[name] = tokeniser.tokenise(chunks, progress, caps, spill / name if spill is not None else None)
             progress.stop()
         return tokeniser.table.words, results
 

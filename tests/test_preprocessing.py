@@ -268,3 +268,33 @@ def test_cached_preprocess_imports_no_heavy_library(tmp_path, tiny_overrides):
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert output.returncode == 0, output.stderr
     assert json.loads(output.stdout.strip().splitlines()[-1]) == []
+
+
+def test_spilled_capped_tokenisation_equals_in_memory_and_parts_write_like_save(tmp_path):
+    """Bounded-memory preprocessing: token arrays spilled to memory-mapped files and splits written part by
+    part give exactly what the in-memory path gives."""
+    from han.tokenisation import build_corpus, chunked, tokenise_splits
+
+    texts = [make_corpus(1, seed=i)[0]["text"] for i in range(60)] + ["", "One. Two words here. " * 30]
+    config = PreprocessConfig(min_count=1, max_sentences=3, max_words=4)
+    words, in_memory = tokenise_splits({"train": chunked(texts, 7)}, config, workers=1)
+    spilled_words, spilled = tokenise_splits(
+        {"train": chunked(texts, 7)}, config, workers=1, capped=True, spill=tmp_path / "spill"
+    )
+    assert spilled_words == words and isinstance(spilled["train"].ids, np.memmap)
+    capped = in_memory["train"].capped(config.max_sentences, config.max_words)
+    for name in ("ids", "sentence_lengths", "sentence_counts"):
+        assert np.array_equal(getattr(spilled["train"], name), getattr(capped, name)), name
+    corpus = build_corpus(spilled_words, spilled, config)
+    labels = np.arange(len(texts), dtype=np.int64) % 3
+    documents, tokens, unknown = corpus.write_encoded("train", labels, tmp_path / "parts", part_documents=8)
+    corpus.encoded("train", labels).save(tmp_path / "whole")
+    parts, whole = EncodedSplit.load(tmp_path / "parts"), EncodedSplit.load(tmp_path / "whole")
+    assert documents == len(texts) and tokens == len(whole.tokens) and unknown == 0
+    for name in ("tokens", "sentence_offsets", "document_offsets", "labels"):
+        assert np.array_equal(getattr(parts, name), getattr(whole, name)), name
+
+
+def test_preprocess_leaves_no_spilled_token_files(tmp_path, tiny_config):
+    preprocess(tiny_config, tmp_path / "run")
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
