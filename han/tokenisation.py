@@ -343,7 +343,10 @@ def chunk_size_for(documents: int, workers: int) -> int:
 
 def word_counts(split: TokenisedSplit, words: Sequence[str]) -> Counter[str]:
     """Occurrences of each word in `split`."""
-    counts = np.bincount(split.ids, minlength=len(words))
+    counts = np.zeros(len(words), dtype=np.int64)
+    step = 1 << 22  # in slices: bincount copies its input to int64, 8 bytes a token for a whole split
+    for start in range(0, len(split.ids), step):
+        counts += np.bincount(split.ids[start : start + step], minlength=len(words))
     present = np.flatnonzero(counts)
     return Counter(dict(zip((words[i] for i in present), counts[present].tolist())))
 
