@@ -7,7 +7,7 @@
 Each measurement runs in its own process (so peak RSS is its own) and reports medians of >= 3
 passes after a warm-up. `train` runs han's fused path, han's nn.GRU path and the straightforward
 padded reference one after another in the same invocation and reports their ratios.
-Names: train, infer, tail, preprocess, word2vec, predict_memory, clothing, distributed.
+Names: train, infer, tail, preprocess, word2vec, predict_memory, preprocess_memory, clothing, distributed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL = ["train", "infer", "tail", "preprocess", "word2vec", "predict_memory", "clothing", "distributed"]
+ALL = ["train", "infer", "tail", "preprocess", "word2vec", "predict_memory", "preprocess_memory", "clothing", "distributed"]
 
 
 def run_module(module: str, *args: str) -> list[dict[str, Any]]:
@@ -89,6 +89,11 @@ def bench_word2vec(quick: bool) -> None:
 def bench_predict_memory(quick: bool) -> None:
     sizes = ["--small", "1000", "--large", "20000"] if quick else ["--small", "10000", "--large", "1000000"]
     run_module("benchmarks.predict_memory", *sizes)
+
+
+def bench_preprocess_memory(quick: bool) -> None:
+    """Peak anonymous memory of preprocess on the clothing reviews and copies of them (bounded per token)."""
+    run_module("benchmarks.preprocess_memory", "--copies", *(["1", "2"] if quick else ["1", "10", "30"]))
 
 
 def bench_clothing(quick: bool) -> None:
