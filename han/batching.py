@@ -101,10 +101,15 @@ class EncodedSplitWriter:
     def write(self, part: EncodedSplit) -> None:
         self.writer.write_table(part.arrow_table())
 
-    def close(self) -> None:
+    def __enter__(self) -> EncodedSplitWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """Turn the stream into the dataset folder; on an error, only remove the stream file."""
         self.writer.close()
         try:
-            datasets.Dataset.from_file(str(self.stream_path)).save_to_disk(str(self.path))
+            if exc_type is None:
+                datasets.Dataset.from_file(str(self.stream_path)).save_to_disk(str(self.path))
         finally:
             self.stream_path.unlink(missing_ok=True)
 

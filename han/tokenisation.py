@@ -410,20 +410,23 @@ class SegmentedCorpus:
         from han.batching import EncodedSplit, EncodedSplitWriter
 
         split = self.splits[name]
-        writer = EncodedSplitWriter(path)
         sentence_start = token_start = unknown = 0
-        for start in range(0, len(split), part_documents):
-            counts = np.asarray(split.sentence_counts[start : start + part_documents], dtype=np.int64)
-            sentences = int(counts.sum())
-            lengths = np.asarray(split.sentence_lengths[sentence_start : sentence_start + sentences], dtype=np.int64)
-            tokens = int(lengths.sum())
-            ids = self.lookup[split.ids[token_start : token_start + tokens]]
-            unknown += int(np.count_nonzero(ids == UNK_ID))
-            sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            document_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            writer.write(EncodedSplit(ids, sentence_offsets, document_offsets, labels[start : start + part_documents]))
-            sentence_start, token_start = sentence_start + sentences, token_start + tokens
-        writer.close()
+        with EncodedSplitWriter(path) as writer:
+            for start in range(0, len(split), part_documents):
+                counts = np.asarray(split.sentence_counts[start : start + part_documents], dtype=np.int64)
+                sentences = int(counts.sum())
+                lengths = np.asarray(
+                    split.sentence_lengths[sentence_start : sentence_start + sentences], dtype=np.int64
+                )
+                tokens = int(lengths.sum())
+                ids = self.lookup[split.ids[token_start : token_start + tokens]]
+                unknown += int(np.count_nonzero(ids == UNK_ID))
+                sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+                document_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+                writer.write(
+                    EncodedSplit(ids, sentence_offsets, document_offsets, labels[start : start + part_documents])
+                )
+                sentence_start, token_start = sentence_start + sentences, token_start + tokens
         return len(split), token_start, unknown
 
 

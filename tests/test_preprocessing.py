@@ -298,3 +298,14 @@ def test_spilled_capped_tokenisation_equals_in_memory_and_parts_write_like_save(
 def test_preprocess_leaves_no_spilled_token_files(tmp_path, tiny_config):
     preprocess(tiny_config, tmp_path / "run")
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+def test_encoded_split_writer_leaves_nothing_behind_on_error(tmp_path):
+    from han.batching import EncodedSplitWriter
+
+    target = tmp_path / "split"
+    with pytest.raises(RuntimeError):
+        with EncodedSplitWriter(target) as writer:
+            writer.write(EncodedSplit.from_documents([[[2, 3]]], [0]))
+            raise RuntimeError("disk trouble")
+    assert list(tmp_path.iterdir()) == []
