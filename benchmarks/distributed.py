@@ -29,8 +29,9 @@ from safetensors.numpy import load_file, save_file
 
 from benchmarks.common import emit, load_average
 from benchmarks.synthetic import encoded_split, id_documents
-from han.artifacts import RunDir, write_json_atomic
+from han.atomic import write_json_atomic
 from han.config import config_from_dict
+from han.rundir import RunDir
 from han.vocab import PAD, UNK, Vocab
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,11 +26,12 @@ def build_run_dir(root: Path) -> Path:
     import torch
 
     from benchmarks.synthetic import words_for
-    from han.artifacts import RunDir, write_json_atomic
+    from han.atomic import write_json_atomic
     from han.config import config_from_dict
     from han.model import build_model
-    from han.training import save_weights
+    from han.rundir import RunDir
     from han.vocab import PAD, UNK, Vocab
+    from han.weights import save_weights
 
     run = RunDir(root / "run")
     config = config_from_dict({"data": {"source": "synthetic"}, "train": {"threads": 2}})
@@ -59,7 +60,8 @@ def write_inputs(path: Path, count: int) -> None:
 
 
 def child(run_dir: str, input_path: str, output_path: str) -> None:
-    from han.inference import load_trained_run, predict_file
+    from han.inference import predict_file
+    from han.trained import load_trained_run
 
     trained = load_trained_run(Path(run_dir))
     start = time.perf_counter()

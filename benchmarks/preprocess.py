@@ -14,7 +14,7 @@ import argparse
 from benchmarks.common import emit, load_average, peak_rss_mb, rate, timed_passes
 from benchmarks.synthetic import text_documents
 from han.config import PreprocessConfig
-from han.tokenisation import segment_and_encode
+from han.segmenting import segment_and_encode
 
 
 def main() -> None:

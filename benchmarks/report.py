@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from han.attention import document_report, write_document_report
 from han.config import DocumentReportConfig
-from han.inference import load_trained_run
+from han.reports.documents import document_report
+from han.reports.output import write_document_report
+from han.trained import load_trained_run
 
 
 def main() -> None:

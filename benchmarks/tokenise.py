@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from han.config import PreprocessConfig
-from han.tokenisation import segment_and_encode
+from han.segmenting import segment_and_encode
 
 
 def main() -> None:

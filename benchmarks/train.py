@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from benchmarks.common import emit, load_average, peak_rss_mb, rate, timed_passes
 from benchmarks.reference_model import PaddedHAN
 from benchmarks.synthetic import encoded_split, id_documents
-from han.batching import EncodedSplit, bucketed_batches, collate
+from han.batching import bucketed_batches, collate
 from han.config import ModelConfig
-from han.evaluation import predict_probabilities
+from han.encoded import EncodedSplit
 from han.model import build_model
 from han.optim import LazyAdam, clip_grad_norm
+from han.scoring import predict_probabilities
 
 VOCAB, EMBEDDING, HIDDEN, ATTENTION, CLASSES, BATCH = 50_000, 200, 50, 100, 5, 64
 

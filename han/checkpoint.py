@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from han.artifacts import write_bytes_atomic
+from han.atomic import write_bytes_atomic
 from han.errors import RunDirError
 
 log = logging.getLogger(__name__)

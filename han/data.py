@@ -1,9 +1,6 @@
-"""Ingestion: labelled documents from files, globs, class folders, installed packages or the hub.
+"""Labelled documents: a loaded source (`han.loading`) checked, split and counted.
 
-Everything goes through `datasets`: table files and hub ids via `datasets.load_dataset` (Arrow,
-memory-mapped from the datasets cache, so a split is never read into memory as a whole); class
-folders are read here and wrapped in a `datasets.Dataset`. The result is one `RawSplit` per split
-(train, validation, test): a lazy column of document texts (several text columns joined), string
+The result is one `RawSplit` per split (train, validation, test): a lazy column of document texts (several text columns joined), string
 labels and, for messages, the row of each document in its source. Missing validation and test
 splits are carved from train, stratified and seeded.
 
@@ -14,10 +11,8 @@ Row numbers are 1-based records of the source split (for a CSV file: data rows, 
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +22,14 @@ import numpy as np
 
 from han.config import DataConfig
 from han.errors import DataError
-from han.inputs import check_csv_header, check_input_file
-from han.sources import FILE_BUILDERS, describe_source, expand_files, is_glob, resolve_source  # noqa: F401 (re-exported)
+from han.fingerprint import SplitDigest, combine_digests
+from han.loading import SourceSplit, load_source
+from han.records import BATCH_ROWS, TextColumn, text_batches, text_part
+from han.sources import describe_source
 
 log = logging.getLogger(__name__)
 
-SPLIT_FOLDER_NAMES = {"train", "validation", "valid", "dev", "test"}
-HUB_LAYOUT_SUFFIXES = {".parquet", ".csv", ".jsonl", ".json", ".arrow", ".tsv"}
 REPLACEMENT = "\ufffd"
-BATCH_ROWS = 1000  # rows read from Arrow at a time
 
 # Reasons a row is dropped, as reported in the preprocess summary and the manifest.
 EMPTY_TEXT = "empty_text"
@@ -43,74 +37,6 @@ MISSING_LABEL = "missing_label"
 UNSEEN_LABEL = "unseen_label"
 NO_TOKENS = "no_tokens"
 DROP_REASONS = (EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, NO_TOKENS)
-
-
-# --- documents ------------------------------------------------------------------------------------
-
-
-def _text_part(value: Any) -> tuple[str, bool]:
-    """A cell as stripped text ('' when missing) and whether it held undecodable bytes."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "", False
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8").strip(), False
-        except UnicodeDecodeError:
-            return value.decode("utf-8", errors="replace").strip(), True
-    return str(value).strip(), False
-
-
-def join_text(parts: Sequence[Any], separator: str) -> str:
-    """The non-empty text cells of a row, stripped and joined with `separator`."""
-    pieces = [text for text in (_text_part(p)[0] for p in parts) if text]
-    return separator.join(pieces)
-
-
-class TextColumn(Sequence[str]):
-    """Document texts read lazily from an Arrow-backed dataset: its text column(s) joined per row.
-
-    Iterating reads `BATCH_ROWS` rows at a time, so memory does not grow with the dataset.
-    """
-
-    def __init__(self, dataset: datasets.Dataset, columns: list[str], separator: str) -> None:
-        self.dataset = dataset.select_columns(columns)
-        self.columns = columns
-        self.separator = separator
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        row = self.dataset[int(index)]
-        return join_text([row[c] for c in self.columns], self.separator)
-
-    def batches(self, size: int = BATCH_ROWS) -> Iterator[list[str]]:
-        """Lists of at most `size` consecutive texts."""
-        for batch in self.dataset.iter(batch_size=size):
-            yield [join_text(parts, self.separator) for parts in zip(*(batch[c] for c in self.columns))]
-
-    def __iter__(self) -> Iterator[str]:
-        for batch in self.batches():
-            yield from batch
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (TextColumn, list, tuple)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    def select(self, indices: Sequence[int]) -> TextColumn:
-        return TextColumn(self.dataset.select(indices), self.columns, self.separator)
-
-
-def text_batches(texts: Sequence[str], size: int = BATCH_ROWS) -> Iterator[list[str]]:
-    """Lists of at most `size` texts of a `TextColumn` or a plain list."""
-    if isinstance(texts, TextColumn):
-        yield from texts.batches(size)
-        return
-    for start in range(0, len(texts), size):
-        yield list(texts[start : start + size])
 
 
 @dataclass
@@ -178,186 +104,6 @@ class RowCounts:
         }
 
 
-# --- sources --------------------------------------------------------------------------------------
-
-
-@dataclass
-class SourceSplit:
-    """One split as read from the source, with optional per-row names for messages."""
-
-    dataset: datasets.Dataset
-    row_names: list[str] | None = None
-
-
-def _is_hub_layout(folder: Path) -> bool:
-    if (folder / "README.md").is_file():
-        return True
-    candidates = list(folder.glob("*")) + list((folder / "data").glob("*"))
-    return any(p.is_file() and p.suffix.lower() in HUB_LAYOUT_SUFFIXES for p in candidates)
-
-
-def _read_text_file(path: Path) -> tuple[str, bool]:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), True
-
-
-def _class_folder_split(folder: Path, config: DataConfig, root: Path) -> SourceSplit:
-    texts: list[str] = []
-    labels: list[str] = []
-    names: list[str] = []
-    replaced = 0
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for class_dir in class_dirs:
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            text, lossy = _read_text_file(path)
-            replaced += lossy
-            texts.append(text)
-            labels.append(class_dir.name)
-            names.append(str(path.relative_to(root)))
-    if not texts:
-        raise DataError(
-            f"{folder}: no text files found in class sub-folders (expected {folder}/<label>/<document>.txt)"
-        )
-    if replaced:
-        log.warning(
-            "%s: %d file(s) were not valid UTF-8; undecodable bytes were replaced with U+FFFD", folder, replaced
-        )
-    dataset = datasets.Dataset.from_dict({config.text_columns[0]: texts, config.label_column: labels})
-    return SourceSplit(dataset, names)
-
-
-def _load_class_folders(folder: Path, config: DataConfig) -> dict[str, SourceSplit]:
-    subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if subdirs and all(p.name in SPLIT_FOLDER_NAMES for p in subdirs):
-        return {p.name: _class_folder_split(p, config, folder) for p in sorted(subdirs)}
-    return {"train": _class_folder_split(folder, config, folder)}
-
-
-def _offline() -> bool:
-    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False))
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return "; ".join(lines[:2]) if lines else type(error).__name__
-
-
-def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> datasets.DatasetDict:
-    where = where or path
-    try:
-        loaded = datasets.load_dataset(path, **kwargs)
-    except ConnectionError as error:
-        if _offline():
-            raise DataError(
-                f"{where}: not in the local datasets cache, and HF_DATASETS_OFFLINE=1 allows only the cache "
-                f"({_one_line(error)}); unset HF_DATASETS_OFFLINE on a machine that can reach the hub to download it once"
-            ) from None
-        raise DataError(
-            f"{where}: the Hugging Face hub cannot be reached and the dataset is not in the local cache "
-            f"({_one_line(error)}); check the network, or set HF_DATASETS_OFFLINE=1 to use cached datasets only"
-        ) from None
-    except FileNotFoundError as error:
-        raise DataError(f"{where}: {_one_line(error)}") from None
-    except (ValueError, TypeError, OSError) as error:
-        message = _one_line(error)
-        if "Couldn't find cache" in message and _offline():
-            message += " (HF_DATASETS_OFFLINE=1: only cached datasets can be loaded)"
-        raise DataError(f"{where}: could not be read as a dataset ({message})") from None
-    except Exception as error:  # datasets raises many library-specific types (DatasetNotFoundError, ...)
-        if type(error).__name__ == "DatasetGenerationError" and error.__cause__ is not None:
-            cause = str(error.__cause__).strip().splitlines()
-            raise DataError(
-                f"{where}: could not be parsed ({cause[0] if cause else type(error.__cause__).__name__})"
-            ) from None
-        message = _one_line(error)
-        if "offline" in message.lower() or "connect" in message.lower():
-            message += "; without network access set HF_DATASETS_OFFLINE=1 and make sure the dataset is cached"
-        raise DataError(f"{where}: {type(error).__name__}: {message}") from None
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({"train": loaded})
-    return loaded
-
-
-def _builder_for(files: list[Path]) -> str:
-    suffixes = {f.suffix.lower() for f in files}
-    builders = {FILE_BUILDERS.get(s) for s in suffixes}
-    if None in builders:
-        bad = sorted(s for s in suffixes if s not in FILE_BUILDERS)
-        raise DataError(f"{files[0]}: unsupported file type {bad[0]!r}; use one of {', '.join(sorted(FILE_BUILDERS))}")
-    if len(builders) > 1 or (suffixes & {".csv", ".tsv"} and len(suffixes) > 1):
-        raise DataError(f"{files[0]}: the files of one split mix types ({', '.join(sorted(suffixes))}); use one type")
-    return builders.pop()  # type: ignore[return-value]
-
-
-def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        header = next(csv.reader(handle, delimiter=delimiter), None)
-    if not header:
-        raise DataError(f"{path}: empty file (expected a header row naming the columns)")
-    if len(set(header)) != len(header):
-        raise DataError(f"{path}: the header row names a column twice ({', '.join(header)})")
-    return header
-
-
-def _load_table_files(files: list[Path], config: DataConfig) -> SourceSplit:
-    """One split from one or more table files; rows of several files are named "file row n"."""
-    builder = _builder_for(files)
-    for file in files:
-        check_input_file(file, strict_utf8=False)
-    kwargs: dict[str, Any] = {}
-    if builder == "csv":
-        delimiter = config.delimiter or ("\t" if files[0].suffix.lower() == ".tsv" else ",")
-        for file in files:
-            check_csv_header(file, delimiter, [*config.text_columns, config.label_column])
-        kwargs.update(
-            delimiter=delimiter,
-            # every column read as text: labels stay as written ("01" is not 1), numeric-looking text stays text
-            features=datasets.Features({name: datasets.Value("string") for name in _csv_header(files[0], delimiter)}),
-            keep_default_na=False,  # a review that says "NA" is text, not a missing value
-            na_values=[""],
-            encoding_errors="replace",
-        )
-    elif builder == "json":
-        # datasets re-decodes the bytes (with these errors) only for an encoding other than "utf-8";
-        # "utf-8-sig" is UTF-8 that also drops a byte-order mark. Plain "utf-8" would let invalid
-        # bytes through into Arrow strings, to fail later.
-        kwargs.update(encoding="utf-8-sig", encoding_errors="replace")
-    parts = [_load_with_datasets(builder, str(f), data_files={"train": [str(f)]}, **kwargs)["train"] for f in files]
-    if len(parts) == 1:
-        return SourceSplit(parts[0])
-    try:
-        dataset = datasets.concatenate_datasets(parts)
-    except ValueError as error:
-        raise DataError(
-            f"{files[0]}: the files of one split have different columns or types ({_one_line(error)})"
-        ) from None
-    names = [f"{f.name} row {i}" for f, part in zip(files, parts) for i in range(1, len(part) + 1)]
-    return SourceSplit(dataset, names)
-
-
-def load_source(config: DataConfig) -> dict[str, SourceSplit]:
-    """Load the configured source as its own splits (split name -> `SourceSplit`)."""
-    source = config.source
-    if isinstance(source, dict):
-        return {split: _load_table_files(expand_files(files), config) for split, files in source.items()}
-    if isinstance(source, list) or is_glob(source):
-        return {"train": _load_table_files(expand_files(source), config)}
-    path = resolve_source(source)
-    if path is None:
-        log.info("loading hub dataset %s", source)
-        loaded = _load_with_datasets(source, name=config.name, revision=config.revision)
-        return {name: SourceSplit(split) for name, split in loaded.items()}
-    if path.is_dir():
-        if _is_hub_layout(path):
-            loaded = _load_with_datasets(str(path), name=config.name)
-            return {name: SourceSplit(split) for name, split in loaded.items()}
-        return _load_class_folders(path, config)
-    return {"train": _load_table_files([path], config)}
-
-
 # --- labels and bad rows ----------------------------------------------------------------------------
 
 
@@ -398,7 +144,7 @@ def _empty_texts(texts: TextColumn) -> tuple[np.ndarray, int]:
     start = 0
     for batch in texts.dataset.iter(batch_size=BATCH_ROWS):
         for i, parts in enumerate(zip(*(batch[c] for c in texts.columns))):
-            pieces = [_text_part(p) for p in parts]
+            pieces = [text_part(p) for p in parts]
             if not any(text for text, _ in pieces):
                 empty[start + i] = True
             if any(lossy or REPLACEMENT in text for text, lossy in pieces):
@@ -529,32 +275,6 @@ class LoadedData:
                 digest.update(texts, split.labels[start : start + len(texts)])
             digests[name] = digest
         return combine_digests(digests)
-
-
-class SplitDigest:
-    """SHA-256 over the labels and texts of one split, fed batch by batch."""
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-
-    def update(self, texts: Sequence[str], labels: Sequence[str]) -> None:
-        for text, label in zip(texts, labels):
-            self._digest.update(
-                label.encode("utf-8", "surrogatepass")
-                + b"\t"
-                + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
-            )
-
-    def digest(self) -> bytes:
-        return self._digest.digest()
-
-
-def combine_digests(digests: dict[str, SplitDigest]) -> str:
-    """The data fingerprint: SHA-256 over the split digests in split-name order."""
-    combined = hashlib.sha256()
-    for name in sorted(digests):
-        combined.update(f"split:{name}\n".encode() + digests[name].digest())
-    return combined.hexdigest()
 
 
 def _split_by_column(sources: dict[str, SourceSplit], config: DataConfig, where: str) -> dict[str, tuple]:

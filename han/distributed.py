@@ -38,8 +38,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from han.batching import EncodedSplit
 from han.device import resolve_device
+from han.encoded import EncodedSplit
 from han.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,6 @@ def shutdown() -> None:
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
-
-
-def threads_per_process(threads: int | None) -> int:
-    """torch CPU threads: the configured number, or the cores shared evenly by this node's processes ($LOCAL_WORLD_SIZE)."""
-    return threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -203,11 +198,11 @@ def gather_rows(rows: np.ndarray, ctx: DistContext) -> np.ndarray:
     return torch.cat([g[:n] for g, n in zip(gathered, counts)]).cpu().numpy()
 
 
-def predict_sharded(
+def score_across_ranks(
     model: torch.nn.Module, split: EncodedSplit, batch_size: int, precision: str, ctx: DistContext
 ) -> np.ndarray:
     """Class probabilities of every document of `split`: each rank scores a contiguous slice; all ranks get all."""
-    from han.evaluation import predict_probabilities
+    from han.scoring import predict_probabilities
 
     if not ctx.enabled:
         return predict_probabilities(model, split, batch_size, precision)
@@ -220,7 +215,7 @@ def predict_sharded(
     return gather_rows(local, ctx)
 
 
-def evaluate_sharded(
+def evaluate_across_ranks(
     model: torch.nn.Module,
     split: EncodedSplit,
     label_names: list[str],
@@ -231,7 +226,7 @@ def evaluate_sharded(
     """Metrics of `model` on a labelled split, scored across the ranks; identical on every rank."""
     from han.evaluation import classification_metrics
 
-    return classification_metrics(split.labels, predict_sharded(model, split, batch_size, precision, ctx), label_names)
+    return classification_metrics(split.labels, score_across_ranks(model, split, batch_size, precision, ctx), label_names)
 
 
 # --- launching -------------------------------------------------------------------------------------

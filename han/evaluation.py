@@ -1,34 +1,11 @@
-"""Scoring a model on encoded documents and the classification metrics reported for a split."""
+"""The classification metrics reported for a split: accuracy, macro-F1, log loss, per class, confusion matrix."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-
-from han.batching import EncodedSplit, bucketed_batches, collate
-from han.device import autocast
-from han.model import HierarchicalAttentionNetwork
-
-
-@torch.no_grad()
-def predict_probabilities(
-    model: HierarchicalAttentionNetwork, split: EncodedSplit, batch_size: int, precision: str = "fp32"
-) -> np.ndarray:
-    """Class probabilities (N, C) for every document of `split`, in split order, on the model's device."""
-    was_training = model.training
-    model.eval()
-    device = model.classifier.weight.device
-    probabilities = np.zeros((len(split), model.classifier.out_features), dtype=np.float32)
-    for indices in bucketed_batches(split, batch_size, rng=None):
-        batch = collate(split, indices).to(device)
-        with autocast(device, precision):
-            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-        probabilities[indices] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
-    model.train(was_training)
-    return probabilities
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> dict[str, Any]:

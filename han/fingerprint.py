@@ -17,22 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, DataConfig
+from han.hashing import file_sha256
 from han.sources import expand_files, is_glob, resolve_source
 
 PREPROCESS_FORMAT = 2  # bump when the preprocess stage changes what it writes for the same inputs
-_BLOCK = 1 << 20
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_digest(folder: Path) -> str:
@@ -43,12 +36,12 @@ def folder_digest(folder: Path) -> str:
         if any(part.startswith(".") for part in relative.parts):
             continue
         digest.update(f"{relative.as_posix()}\0{path.stat().st_size}\0".encode())
-        digest.update(bytes.fromhex(file_digest(path)))
+        digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
 
 
 def _files_digest(files: list[Path]) -> list[str]:
-    return [f"{f.name}:{f.stat().st_size}:{file_digest(f)}" for f in files]
+    return [f"{f.name}:{f.stat().st_size}:{file_sha256(f)}" for f in files]
 
 
 def source_fingerprint(config: DataConfig) -> Any:
@@ -60,7 +53,7 @@ def source_fingerprint(config: DataConfig) -> Any:
         return _files_digest(expand_files(source))
     path = resolve_source(source)
     if path is None:  # hub id: the datasets cache fingerprints (loading from the cache is memory-mapped)
-        from han.data import load_source
+        from han.loading import load_source
 
         return {name: split.dataset._fingerprint for name, split in load_source(config).items()}
     if path.is_dir():
@@ -96,3 +89,29 @@ def preprocess_key(config: Config) -> str:
     if config.embeddings.source == "file" and config.embeddings.path and os.path.isfile(config.embeddings.path):
         parts["vectors"] = _files_digest([Path(config.embeddings.path)])
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class SplitDigest:
+    """SHA-256 over the labels and texts of one split, fed batch by batch."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def update(self, texts: Sequence[str], labels: Sequence[str]) -> None:
+        for text, label in zip(texts, labels):
+            self._digest.update(
+                label.encode("utf-8", "surrogatepass")
+                + b"\t"
+                + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+            )
+
+    def digest(self) -> bytes:
+        return self._digest.digest()
+
+
+def combine_digests(digests: dict[str, SplitDigest]) -> str:
+    """The data fingerprint: SHA-256 over the split digests in split-name order."""
+    combined = hashlib.sha256()
+    for name in sorted(digests):
+        combined.update(f"split:{name}\n".encode() + digests[name].digest())
+    return combined.hexdigest()

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from han.config import Config
+from han.corpus import build_corpus
 from han.data import load_data
-from han.preprocessing import drop_tokenless, tokenise_loaded
 from han.progress import Progress
-from han.tokenisation import build_corpus
+from han.segmenting import drop_tokenless, segment_loaded
 from han.vocab import UNK_ID
 
 PERCENTILES = (50, 90, 95, 99)
@@ -66,7 +66,7 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
         update={"data": config.data.model_copy(update={"bad_rows": "drop", "unseen_labels": "drop"})}
     )
     loaded = load_data(counting.data, counting.seed)
-    tokenised = tokenise_loaded(loaded, counting, progress, capped=False)
+    tokenised = segment_loaded(loaded, counting, progress, capped=False)
     drop_tokenless(loaded, tokenised, counting)
     splits = tokenised.splits
     max_sentences, max_words = config.preprocess.max_sentences, config.preprocess.max_words

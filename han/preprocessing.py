@@ -1,6 +1,6 @@
 """The preprocess stage: documents -> sentences of token ids, vocabulary and initial vectors, in the run dir.
 
-Texts are read lazily from Arrow, tokenised in worker processes (`han.tokenisation`) and kept as
+Texts are read lazily from Arrow, segmented in worker processes (`han.segmenting`) and kept as
 flat int arrays, so memory holds token ids, not raw text or token strings. The output is keyed by
 `han.fingerprint.preprocess_key` (input content + output-relevant settings): when the run directory
 already holds preprocessing with the same key, it is reused ("reused cached preprocessing").
@@ -17,19 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from han.artifacts import RunDir, atomic_dir, write_bytes_atomic, write_json_atomic
+from han.atomic import atomic_dir, write_bytes_atomic
 from han.config import Config
 from han.errors import DataError, RunDirError
 from han.fingerprint import preprocess_key
 from han.progress import Progress
-from han.vocab import Vocab
+from han.rundir import RunDir
 
 if TYPE_CHECKING:
-    from spacy.language import Language
 
-    from han.data import LoadedData, RawSplit
-    from han.segment import Document, TextStats
-    from han.tokenisation import TokenisedSplit
+    from han.data import LoadedData
+    from han.segment import Document
 
 # torch, spaCy, gensim and datasets are imported where they are used, not here: a preprocess whose
 # output is cached must answer in a fraction of a second, and importing them takes seconds.
@@ -67,133 +65,6 @@ class PreprocessSummary:
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSummary:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, progress: Progress) -> list[Document]:
-    """Sentences of tokens for every document of a split (reference path, one process); no token is an error."""
-    from han.segment import segment
-
-    progress.start(f"segment {name}", len(split))
-    documents = []
-    for document in segment(nlp, split.texts, config.preprocess):
-        documents.append(document)
-        progress.advance(1)
-    progress.stop()
-    empty = [split.rows[i] for i, doc in enumerate(documents) if not doc]
-    if empty:
-        raise DataError(
-            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at {split.describe_rows(empty)}"
-        )
-    return documents
-
-
-def encode_documents(documents: list[Document], vocab: Vocab) -> list[list[list[int]]]:
-    return [[vocab.encode(sentence) for sentence in document] for document in documents]
-
-
-@dataclass
-class Tokenised:
-    """Every split of a `LoadedData` tokenised (uncapped), with throughput and the data fingerprint."""
-
-    words: list[str]
-    splits: dict[str, TokenisedSplit]
-    data_fingerprint: str
-    seconds: float
-    workers: int
-    text_stats: dict[str, TextStats] = field(default_factory=dict)  # per split: cut at max_chars or cleaned
-
-    @property
-    def documents(self) -> int:
-        return sum(len(s) for s in self.splits.values())
-
-    @property
-    def tokens(self) -> int:
-        return sum(len(s.ids) for s in self.splits.values())
-
-
-def tokenise_loaded(
-    loaded: LoadedData,
-    config: Config,
-    progress: Progress | None = None,
-    spill: Path | None = None,
-    capped: bool = True,
-) -> Tokenised:
-    """Tokenise every split of `loaded` (in `preprocess.workers` processes), hashing the data on the way.
-
-    Documents are capped as they are tokenised unless `capped` is false (inspection measures the
-    uncapped lengths). With `spill`, a folder, the token arrays are written there chunk by chunk
-    and memory-mapped, so memory does not grow with the data.
-    """
-    from han.data import SplitDigest, combine_digests, text_batches
-    from han.segment import TextStats, prepare_texts
-    from han.tokenisation import chunk_size_for, resolve_workers, tokenise_splits
-
-    total = sum(len(split) for split in loaded.splits.values())
-    workers = resolve_workers(config.preprocess.workers, total)
-    size = chunk_size_for(total, workers)
-    digests = {name: SplitDigest() for name in loaded.splits}
-    text_stats = {name: TextStats() for name in loaded.splits}
-
-    def chunks(name: str):
-        split = loaded.splits[name]
-        start = 0
-        for texts in text_batches(split.texts, size):
-            digests[name].update(texts, split.labels[start : start + len(texts)])
-            start += len(texts)
-            # capped at max_chars and cleaned here, before any worker sees them
-            yield list(prepare_texts(texts, config.preprocess, text_stats[name]))
-
-    begin = time.perf_counter()
-    words, splits = tokenise_splits(
-        {name: chunks(name) for name in loaded.splits},
-        config.preprocess,
-        workers,
-        {name: len(split) for name, split in loaded.splits.items()},
-        progress,
-        capped=capped,
-        spill=spill,
-    )
-    return Tokenised(words, splits, combine_digests(digests), time.perf_counter() - begin, workers, text_stats)
-
-
-def tokenised_from_documents(loaded: LoadedData, segmented: dict[str, list[Document]]) -> Tokenised:
-    """Segmentations done elsewhere (preprocess shards) in the flat form `tokenise_loaded` returns."""
-    from han.tokenisation import TokenisedSplit
-
-    words: list[str] = []
-    index: dict[str, int] = {}
-    splits = {}
-    for name, documents in segmented.items():
-        ids = [index.setdefault(w, len(index)) for doc in documents for sentence in doc for w in sentence]
-        splits[name] = TokenisedSplit(
-            np.asarray(ids, dtype=np.int32),
-            np.asarray([len(s) for doc in documents for s in doc], dtype=np.int64),
-            np.asarray([len(doc) for doc in documents], dtype=np.int64),
-        )
-    words = list(index)
-    return Tokenised(words, splits, loaded.fingerprint(), 0.0, 1)
-
-
-def drop_tokenless(loaded: LoadedData, tokenised: Tokenised, config: Config) -> None:
-    """Documents with no token after preprocessing: an error naming their rows, or dropped (`data.bad_rows`)."""
-    from han.data import NO_TOKENS
-
-    for name, split in tokenised.splits.items():
-        empty = split.sentence_counts == 0
-        if not empty.any():
-            continue
-        raw = loaded.splits[name]
-        rows = [raw.rows[i] for i in np.flatnonzero(empty)]
-        where = f"{config.data.source} [{name}]"
-        message = f"{len(rows)} document(s) have no tokens after preprocessing, at {raw.describe_rows(rows)}"
-        if config.data.bad_rows == "error":
-            raise DataError(f"{where}: {message}; set data.bad_rows=drop to drop them, or fix the data")
-        log.warning("%s: dropped %s", where, message)
-        loaded.counts.drop(name, NO_TOKENS, len(rows))
-        tokenised.splits[name] = split.select(~empty)
-        loaded.splits[name] = raw.subset(np.flatnonzero(~empty).tolist())
-        if len(loaded.splits[name]) == 0:
-            raise DataError(f"{where}: no documents left after dropping the ones without tokens")
 
 
 def _cached_summary(run: RunDir, key: str) -> PreprocessSummary | None:
@@ -286,25 +157,26 @@ def _build_from_loaded(
 ) -> PreprocessSummary:
     from safetensors.numpy import save
 
+    from han.corpus import build_corpus
     from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
-    from han.tokenisation import build_corpus
+    from han.segmenting import drop_tokenless, segment_loaded, segmented_from_documents
 
     start = time.perf_counter()
     if segmented is None:
-        tokenised = tokenise_loaded(loaded, config, progress, spill)
+        segmented_data = segment_loaded(loaded, config, progress, spill)
     else:  # [sharding]
         if {k: len(v) for k, v in segmented.items()} != {k: len(v) for k, v in loaded.splits.items()}:
             raise DataError(
                 f"{run.root}: the preprocess shards do not match the data; rerun every shard with this config"
             )
-        tokenised = tokenised_from_documents(loaded, segmented)
-    drop_tokenless(loaded, tokenised, config)
+        segmented_data = segmented_from_documents(loaded, segmented)
+    drop_tokenless(loaded, segmented_data, config)
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    corpus = build_corpus(tokenised.words, tokenised.splits, config.preprocess)
-    throughput = (tokenised.documents / max(tokenised.seconds, 1e-9), tokenised.tokens / max(tokenised.seconds, 1e-9))
-    tokenised.splits.clear()  # the uncapped ids are no longer needed: free them before encoding
+    corpus = build_corpus(segmented_data.words, segmented_data.splits, config.preprocess)
+    throughput = (segmented_data.documents / max(segmented_data.seconds, 1e-9), segmented_data.tokens / max(segmented_data.seconds, 1e-9))
+    segmented_data.splits.clear()  # the uncapped ids are no longer needed: free them before encoding
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     documents, words, oov_rate = {}, {}, {}
     run.save_config(config)
@@ -329,7 +201,7 @@ def _build_from_loaded(
     seconds["embeddings"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    write_json_atomic(run.labels_path, {"labels": loaded.label_names})
+    run.save_labels(loaded.label_names)
     corpus.vocab.save(run.vocab_path)
     write_bytes_atomic(run.embeddings_path, save({"embeddings": matrix}))
     run.record_artifacts(
@@ -345,7 +217,7 @@ def _build_from_loaded(
         vectors_found=found,
         oov_rate=oov_rate,
         words=words,
-        data_fingerprint=tokenised.data_fingerprint,
+        data_fingerprint=segmented_data.data_fingerprint,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         rows_in=rows["rows_in"],
         rows_kept=rows["rows_kept"],
@@ -353,9 +225,9 @@ def _build_from_loaded(
         rows_dropped_by_split=rows["rows_dropped_by_split"],
         docs_per_second=round(throughput[0], 1),
         tokens_per_second=round(throughput[1], 1),
-        workers=tokenised.workers,
+        workers=segmented_data.workers,
         cache_key=key,
-        text_handling={name: stats.as_dict() for name, stats in tokenised.text_stats.items()},
+        text_handling={name: stats.as_dict() for name, stats in segmented_data.text_stats.items()},
     )
     run.update_manifest(carved_splits=loaded.carved)
     return summary

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from han.artifacts import RunDir
 from han.config import Config
 from han.errors import RunDirError
-from han.inference import evaluate_split, load_trained_run
+from han.inference import evaluate_split
 from han.preprocessing import PreprocessSummary, preprocess
 from han.progress import Progress
+from han.rundir import RunDir
+from han.trained import load_trained_run
 from han.training import TrainResult, train
 
 log = logging.getLogger(__name__)

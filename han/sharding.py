@@ -23,19 +23,24 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from han.artifacts import atomic_path, read_json, write_json_atomic
+from han.atomic import atomic_path, read_json, write_json_atomic
 from han.config import Config
-from han.data import load_data
+from han.data import RawSplit, load_data
 from han.distributed import barrier, contiguous_shard, launched_by_torchrun, setup, shard_from_env
 from han.errors import DataError, RunDirError
-from han.inference import PREDICT_CHUNK_SIZE, TrainedRun, predict_file
-from han.preprocessing import PreprocessSummary, preprocess, segment_split
+from han.inference import PREDICT_CHUNK_SIZE, predict_file
+from han.preprocessing import PreprocessSummary, preprocess
 from han.progress import Progress
-from han.segment import Document, build_pipeline
+from han.segment import Document, build_pipeline, segment
+from han.trained import TrainedRun
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,22 @@ def shard_wait_seconds() -> float:
 
 def preprocess_shard_dir(run_dir: Path, index: int, count: int) -> Path:
     return Path(run_dir) / "shards" / f"preprocess-{index}-of-{count}"
+
+
+def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, progress: Progress) -> list[Document]:
+    """Sentences of tokens for every document of a split (reference path, one process); no token is an error."""
+    progress.start(f"segment {name}", len(split))
+    documents = []
+    for document in segment(nlp, split.texts, config.preprocess):
+        documents.append(document)
+        progress.advance(1)
+    progress.stop()
+    empty = [split.rows[i] for i, doc in enumerate(documents) if not doc]
+    if empty:
+        raise DataError(
+            f"{config.data.source} [{name}]: {len(empty)} document(s) have no tokens after preprocessing, at {split.describe_rows(empty)}"
+        )
+    return documents
 
 
 def preprocess_shard(
@@ -200,7 +221,7 @@ def merge_prediction_parts(output: Path, count: int) -> int:
     return rows
 
 
-def predict_sharded(
+def predict_shard(
     trained: TrainedRun,
     source: Path | None,
     output: Path | None,

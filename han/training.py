@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import signal
 import threading
@@ -19,30 +18,30 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy_file
-from safetensors.torch import load_file, save
 
-from han.artifacts import RunDir, read_json, write_bytes_atomic, write_text_atomic
-from han.batching import Batch, EncodedSplit, bucketed_batches, collate
+from han.atomic import write_text_atomic
+from han.batching import Batch, bucketed_batches, collate
 from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
 from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, TrainConfig
-from han.device import autocast, check_precision, grad_scaler
+from han.device import autocast, check_precision, grad_scaler, set_threads, threads_per_process
 from han.distributed import (
     DistContext,
     all_reduce_sum,
     barrier,
     batch_loss,
-    evaluate_sharded,
+    evaluate_across_ranks,
     local_batch,
     reseed_per_rank,
     setup,
-    threads_per_process,
     wrap_model,
 )
+from han.encoded import EncodedSplit
 from han.errors import RunDirError, StorageError, TrainingStopped
 from han.model import HierarchicalAttentionNetwork, build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.progress import Progress
-from han.vocab import Vocab
+from han.rundir import RunDir
+from han.weights import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -51,37 +50,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def set_threads(threads: int | None) -> None:
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-
-
-def load_label_names(run: RunDir) -> list[str]:
-    data = read_json(run.labels_path)
-    labels = data.get("labels") if isinstance(data, dict) else None
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise RunDirError(f'{run.labels_path}: not a han label file (expected {{"labels": [...]}})')
-    return labels
-
-
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(path, save(state))
-
-
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load safetensors weights (never a pickle) into `model`, strictly."""
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: weights missing; run `han train` first") from None
-    except Exception as error:  # safetensors raises its own error type for damaged files
-        raise RunDirError(f"{path}: not a readable safetensors file ({error})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise RunDirError(f"{path}: weights do not fit the configured model ({str(error).splitlines()[0]})") from None
 
 
 def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool:
@@ -96,8 +64,8 @@ def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool
 
 def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = True) -> HierarchicalAttentionNetwork:
     """The configured network with its embedding initialised from the run's vectors."""
-    vocab = Vocab.load(run.vocab_path)
-    labels = load_label_names(run)
+    vocab = run.load_vocab()
+    labels = run.load_labels()
     vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
     if vectors.shape[0] != len(vocab):
         raise RunDirError(
@@ -264,7 +232,7 @@ def train(
     tc = config.train
     train_split = EncodedSplit.load(run.data_path("train"))
     validation_split = EncodedSplit.load(run.data_path("validation"))
-    label_names = load_label_names(run)
+    label_names = run.load_labels()
     model = build_initial_model(config, run, ctx.sparse_gradients).to(ctx.device)
     train_model = wrap_model(model, ctx)  # [distributed] DistributedDataParallel when world > 1
     reseed_per_rank(config.seed, ctx)
@@ -418,7 +386,7 @@ def _finish_epoch(
     agrees); only rank 0 writes."""
     tc = config.train
     loop.trained_docs += loop.seen
-    validation = evaluate_sharded(model, validation_split, label_names, tc.eval_batch_size, config.precision, ctx)
+    validation = evaluate_across_ranks(model, validation_split, label_names, tc.eval_batch_size, config.precision, ctx)
     record = {
         "epoch": loop.epoch,
         "train_loss": loop.loss_sum / max(loop.seen, 1),

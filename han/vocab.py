@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from han.artifacts import read_json, write_json_atomic
+from han.atomic import read_json, write_json_atomic
 from han.errors import RunDirError
 
 PAD = "<pad>"

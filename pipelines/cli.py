@@ -180,7 +180,8 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and confusion matrix; merged into RUN_DIR/metrics.json."""
-    from han.inference import evaluate_file, evaluate_split, load_trained_run
+    from han.inference import evaluate_file, evaluate_split
+    from han.trained import load_trained_run
 
     trained = load_trained_run(run_dir, weights, device)
     metrics = evaluate_file(trained, data) if data is not None else evaluate_split(trained, split)
@@ -210,8 +211,9 @@ def predict(
 ) -> None:
     """Predict the label and per-class probabilities of every document (sharded with --shard or under torchrun)."""
     from han.distributed import launched_by_torchrun, parse_shard, shutdown
-    from han.inference import load_trained_run, predict_file
-    from han.sharding import predict_sharded, prediction_part_path
+    from han.inference import predict_file
+    from han.sharding import predict_shard, prediction_part_path
+    from han.trained import load_trained_run
 
     trained = load_trained_run(run_dir, weights, device)
     source = None if input is None or str(input) == "-" else input
@@ -231,7 +233,7 @@ def predict(
     own = parse_shard(shard) if shard is not None else None
     try:
         progress = ui.RichProgress() if int(os.environ.get("RANK", "0")) == 0 else None
-        count = predict_sharded(trained, source, output, own, progress, chunk_size)
+        count = predict_shard(trained, source, output, own, progress, chunk_size)
     finally:
         shutdown()
     if own is not None:
@@ -291,10 +293,11 @@ def report(
     weights: WeightsOpt = "best",
 ) -> None:
     """Per-document attention report: sentences and words shaded by their weights (HTML), or the same as JSON Lines."""
-    from han.attention import document_report, write_document_report
     from han.config import validate_options
     from han.errors import ConfigError
-    from han.inference import load_trained_run
+    from han.reports.documents import document_report
+    from han.reports.output import write_document_report
+    from han.trained import load_trained_run
 
     options = validate_options(
         DocumentReportConfig,
@@ -347,10 +350,11 @@ def corpus_report(
     weights: WeightsOpt = "best",
 ) -> None:
     """Corpus attention report: top-attended words per class, sentence positions, chosen words, faithfulness check."""
-    from han.attention import corpus_statistics, load_split_for_corpus, write_corpus_report
     from han.config import validate_options
     from han.errors import ConfigError
-    from han.inference import load_trained_run
+    from han.reports.output import write_corpus_report
+    from han.reports.statistics import corpus_statistics, load_split_for_corpus
+    from han.trained import load_trained_run
 
     options = validate_options(
         CorpusReportConfig,

@@ -8,27 +8,25 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TOPICS, make_corpus, write_csv
-from han.attention import (
+from han.batching import collate
+from han.config import CorpusReportConfig, DocumentReportConfig, PreprocessConfig
+from han.corpus import SegmentedSplit
+from han.encoded import EncodedSplit
+from han.errors import ConfigError
+from han.reports.documents import (
     DocumentView,
     SentenceView,
-    attend,
-    capped,
-    corpus_statistics,
     document_record,
     document_report,
     document_views,
-    load_split_for_corpus,
     read_documents,
-    segment_uncapped,
     select_documents,
 )
-from han.batching import EncodedSplit, collate
-from han.config import CorpusReportConfig, DocumentReportConfig, PreprocessConfig
-from han.errors import ConfigError
-from han.evaluation import predict_probabilities
-from han.inference import load_trained_run
-from han.report_html import render_document_report
-from han.segment import build_pipeline, segment
+from han.reports.pages import render_document_report
+from han.reports.statistics import corpus_statistics, load_split_for_corpus
+from han.scoring import predict_probabilities, score_split
+from han.segment import build_pipeline, segment, segment_chunk
+from han.trained import load_trained_run
 from pipelines.cli import app
 
 LABELS = ["food", "sport", "tech"]
@@ -55,7 +53,7 @@ def attentive(tmp_path_factory, tiny_overrides):
 
 def test_attend_keeps_every_weight_in_split_order(trained, trained_run):
     split = EncodedSplit.load(trained_run / "data" / "test")
-    weights = attend(trained.model, split, batch_size=5)
+    weights = score_split(trained.model, split, batch_size=5, attention=True)
     np.testing.assert_allclose(weights.probabilities, predict_probabilities(trained.model, split, 7), atol=1e-5)
     per_document = np.add.reduceat(weights.sentence_weights, split.document_offsets[:-1])
     np.testing.assert_allclose(per_document, 1.0, atol=1e-5)
@@ -87,13 +85,20 @@ def test_uncapped_segmentation_caps_to_what_the_model_reads(max_sentences, max_w
         "One two three four five. Six seven. Eight nine. Ten.",
         "Ünïcödé 東京 test — «quotes» & <b>tags</b>. Second sentence here.",
     ]
-    uncapped = list(segment_uncapped(nlp, texts, config))
-    assert [capped(doc, config) for doc in uncapped] == list(segment(nlp, texts, config))
+    chunk = segment_chunk(nlp, texts, config.lowercase, config.pipe_batch_size, surface=True)
+    uncapped = SegmentedSplit(chunk.local_ids, chunk.sentence_lengths, chunk.sentence_counts)
+    capped = uncapped.capped(max_sentences, max_words)
+    assert capped.documents(chunk.words) == list(segment(nlp, texts, config))
     # Tokens keep their text as written and where whitespace (including line breaks) followed them.
-    first = uncapped[0]
-    rebuilt = " | ".join("".join(t + (" " if space else "") for t, _, space in s).strip() for s in first)
-    assert rebuilt == "Great Dress! | It fits well. | The colour is lovely. | Would buy again."
-    assert first[0][0] == ("Great", "great", True)
+    surface = np.asarray(chunk.surface_words, dtype=object)[chunk.surface_ids]
+    offsets = uncapped.sentence_offsets
+    first = [
+        "".join(t + (" " if space else "") for t, space in zip(surface[a:b], chunk.space_after[a:b])).strip()
+        for a, b in zip(offsets[:4], offsets[1:5])
+    ]
+    assert " | ".join(first) == "Great Dress! | It fits well. | The colour is lovely. | Would buy again."
+    assert (surface[0], chunk.words[chunk.local_ids[0]], bool(chunk.space_after[0])) == ("Great", "great", True)
+    assert chunk.sentence_counts.tolist() == [4, 0, 4, 2]
 
 
 def test_document_views_mark_what_the_caps_cut(trained):
@@ -210,7 +215,7 @@ def test_faithfulness_drop_is_the_probability_change_without_the_top_sentence(tr
     check = stats.faithfulness
     eligible = np.flatnonzero(split.sentence_counts >= 2)
     assert check.documents == len(eligible)  # fewer eligible than asked: all of them, in split order
-    weights = attend(trained.model, split, 16)
+    weights = score_split(trained.model, split, 16, attention=True)
     d = int(eligible[3])
     first, last = split.document_offsets[d], split.document_offsets[d + 1]
     top = first + int(np.argmax(weights.sentence_weights[first:last]))

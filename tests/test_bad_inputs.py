@@ -496,8 +496,9 @@ def test_a_100000_sentence_document_keeps_max_sentences_and_stays_small():
 
 def test_invisible_control_and_rtl_text_through_preprocess_and_predict(tmp_path, trained_run):
     from han.config import load_config
-    from han.inference import load_trained_run, predict_texts
+    from han.inference import predict_texts
     from han.preprocessing import preprocess
+    from han.trained import load_trained_run
 
     rows = make_corpus(60, seed=3)
     rows[0]["text"] = "The te\u200bam sco\u00adred\x07 a go\u202eal.\x1b[31m Match\ufeff day."

@@ -1,6 +1,7 @@
 import numpy as np
 
-from han.batching import EncodedSplit, bucketed_batches, collate
+from han.batching import bucketed_batches, collate
+from han.encoded import EncodedSplit
 from han.vocab import PAD_ID
 
 

@@ -18,17 +18,10 @@ from typer.testing import CliRunner
 import han.training as training
 from conftest import ROOT, TINY_CONFIG, make_corpus, write_csv
 from distributed_worker import record_steps, save_snapshots
-from han.batching import EncodedSplit
 from han.config import load_config
 from han.device import check_precision, resolve_device
-from han.distributed import (
-    DistContext,
-    batch_loss,
-    contiguous_shard,
-    local_batch,
-    parse_shard,
-    split_slice,
-)
+from han.distributed import DistContext, batch_loss, contiguous_shard, local_batch, parse_shard, split_slice
+from han.encoded import EncodedSplit
 from han.errors import ConfigError
 from han.preprocessing import preprocess
 from pipelines.cli import app

@@ -14,8 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import ROOT, TINY_CONFIG
-from han.artifacts import RunDir, file_sha256
 from han.errors import RunDirError
+from han.hashing import file_sha256
+from han.rundir import RunDir
 from pipelines.cli import app
 
 runner = CliRunner()

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from han.batching import EncodedSplit, collate
+from han.batching import collate
 from han.config import ModelConfig
+from han.encoded import EncodedSplit
 from han.model import build_model
 
 CONFIG = ModelConfig(word_hidden=6, sentence_hidden=5, attention_dim=7, dropout=0.0)

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from han.batching import EncodedSplit, collate
+from han.batching import collate
 from han.config import ModelConfig
+from han.encoded import EncodedSplit
 from han.model import build_model
 from han.packed import fused_bidirectional_gru, pack_layout
 

@@ -8,15 +8,16 @@ from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, make_corpus, write_csv
-from han.artifacts import RunDir
-from han.batching import EncodedSplit
 from han.config import PreprocessConfig, load_config
+from han.corpus import SegmentedSplit
 from han.data import LoadedData, RawSplit, RowCounts
+from han.encoded import EncodedSplit
 from han.errors import DataError, RunDirError
 from han.inspection import inspect_data
-from han.preprocessing import Tokenised, drop_tokenless, encode_documents, preprocess
+from han.preprocessing import preprocess
+from han.rundir import RunDir
 from han.segment import build_pipeline, segment
-from han.tokenisation import TokenisedSplit, segment_and_encode
+from han.segmenting import SegmentedData, drop_tokenless, segment_and_encode
 from han.vocab import Vocab
 from pipelines.cli import app
 
@@ -33,12 +34,22 @@ TRICKY = [
 
 
 def reference(texts, config):
-    """The one-process path: han.segment.segment, vocabulary from train, Vocab.encode."""
+    """An independent oracle: spaCy's Doc.sents token by token, whitespace tokens and empty sentences
+    dropped, caps, vocabulary from train, Vocab.encode."""
     from collections import Counter
 
-    docs = list(segment(build_pipeline(config), texts, config))
+    nlp = build_pipeline(config)
+    docs = []
+    for doc in nlp.pipe(texts):
+        sentences = []
+        for sent in doc.sents:
+            words = [t.lower_ if config.lowercase else t.text for t in sent if not t.is_space]
+            if words:
+                sentences.append(words[: config.max_words])
+        docs.append(sentences[: config.max_sentences])
     vocab = Vocab.build(Counter(w for d in docs for s in d for w in s), config.min_count, config.max_vocab)
-    return EncodedSplit.from_documents(encode_documents(docs, vocab), [-1] * len(docs)), vocab
+    encoded = [[vocab.encode(sentence) for sentence in doc] for doc in docs]
+    return EncodedSplit.from_documents(encoded, [-1] * len(docs)), vocab, docs
 
 
 def assert_same(a: EncodedSplit, b: EncodedSplit) -> None:
@@ -51,13 +62,13 @@ def assert_same(a: EncodedSplit, b: EncodedSplit) -> None:
 def test_segment_and_encode_equals_the_reference_with_any_workers(lowercase, caps):
     texts = TRICKY * 3 + [row["text"] for row in make_corpus(60, seed=3)]
     config = PreprocessConfig(lowercase=lowercase, max_sentences=caps[0], max_words=caps[1], min_count=1)
-    expected, vocab = reference(texts, config)
+    expected, vocab, documents_expected = reference(texts, config)
     for workers in (1, 2):
         corpus = segment_and_encode({"train": texts}, config, workers=workers)
         assert corpus.vocab.words == vocab.words
         assert_same(corpus.encoded("train"), expected)
         documents = corpus.splits["train"].documents(corpus.words)
-        assert documents == list(segment(build_pipeline(config), texts, config))
+        assert documents == documents_expected == list(segment(build_pipeline(config), texts, config))
 
 
 def test_validation_words_outside_train_are_unknown():
@@ -175,10 +186,10 @@ def tokenless_case(policy: str):
     texts = ["Some words.", "", "More words here.", "x"]
     split = RawSplit(texts, ["a", "b", "a", "b"], [2, 5, 7, 9])
     loaded = LoadedData({"train": split}, ["a", "b"], [], RowCounts(rows_in=4))
-    tokenised = Tokenised(
+    tokenised = SegmentedData(
         ["some", "words", ".", "more", "here", "x"],
         {
-            "train": TokenisedSplit(
+            "train": SegmentedSplit(
                 np.array([0, 1, 2, 3, 1, 4, 2, 5], dtype=np.int32),
                 np.array([3, 4, 1]),
                 np.array([1, 0, 1, 1]),
@@ -273,12 +284,13 @@ def test_cached_preprocess_imports_no_heavy_library(tmp_path, tiny_overrides):
 def test_spilled_capped_tokenisation_equals_in_memory_and_parts_write_like_save(tmp_path):
     """Bounded-memory preprocessing: token arrays spilled to memory-mapped files and splits written part by
     part give exactly what the in-memory path gives."""
-    from han.tokenisation import build_corpus, chunked, tokenise_splits
+    from han.corpus import build_corpus
+    from han.segmenting import chunked, segment_splits
 
     texts = [make_corpus(1, seed=i)[0]["text"] for i in range(60)] + ["", "One. Two words here. " * 30]
     config = PreprocessConfig(min_count=1, max_sentences=3, max_words=4)
-    words, in_memory = tokenise_splits({"train": chunked(texts, 7)}, config, workers=1)
-    spilled_words, spilled = tokenise_splits(
+    words, in_memory = segment_splits({"train": chunked(texts, 7)}, config, workers=1)
+    spilled_words, spilled = segment_splits(
         {"train": chunked(texts, 7)}, config, workers=1, capped=True, spill=tmp_path / "spill"
     )
     assert spilled_words == words and isinstance(spilled["train"].ids, np.memmap)
@@ -301,7 +313,7 @@ def test_preprocess_leaves_no_spilled_token_files(tmp_path, tiny_config):
 
 
 def test_encoded_split_writer_leaves_nothing_behind_on_error(tmp_path):
-    from han.batching import EncodedSplitWriter
+    from han.encoded import EncodedSplitWriter
 
     target = tmp_path / "split"
     with pytest.raises(RuntimeError):

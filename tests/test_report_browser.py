@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import write_csv
-from han.attention import document_report, write_document_report
 from han.config import DocumentReportConfig
-from han.inference import load_trained_run
+from han.reports.documents import document_report
+from han.reports.output import write_document_report
+from han.trained import load_trained_run
 
 CHROMIUM = next(
     (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None

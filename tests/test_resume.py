@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-import han.artifacts
+import han.atomic
 from conftest import ROOT, TINY_CONFIG
-from han.artifacts import RunDir
 from han.checkpoint import checkpoint_files
 from han.config import load_config
 from han.errors import RunDirError, StorageError, TrainingStopped
 from han.preprocessing import preprocess
 from han.progress import Progress
+from han.rundir import RunDir
 from han.training import train
 
 WORKER = ROOT / "tests" / "resume_worker.py"
@@ -249,7 +249,7 @@ def test_disk_full_keeps_the_previous_checkpoint_and_outputs(preprocessed, strai
             for path in (run.last_weights_path, run.best_weights_path, run.train_log_path, run.manifest_path):
                 before[path.name] = path.read_bytes()
             before["checkpoint"] = checkpoint_files(run.checkpoints_path)[0].name
-            monkeypatch.setattr(han.artifacts, "_os_write", failing_write(1000))
+            monkeypatch.setattr(han.atomic, "_os_write", failing_write(1000))
 
     with pytest.raises(StorageError) as info:
         train(config, run_dir, Hook(fill_disk))
@@ -263,7 +263,7 @@ def test_disk_full_keeps_the_previous_checkpoint_and_outputs(preprocessed, strai
     assert not list(run_dir.rglob("*.tmp")), "the partial write was removed"
     run.verify_artifacts(run.last_weights_path, run.best_weights_path, run.train_log_path)
 
-    monkeypatch.setattr(han.artifacts, "_os_write", os.write)  # space freed
+    monkeypatch.setattr(han.atomic, "_os_write", os.write)  # space freed
     train(config, run_dir, resume=True)
     assert_same_results(run_dir, straight)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from han.artifacts import RunDir
 from han.config import TrainConfig
 from han.errors import RunDirError
 from han.preprocessing import preprocess
+from han.rundir import RunDir
 from han.training import lr_factor, train
 
 

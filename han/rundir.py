@@ -23,163 +23,24 @@ A run directory that holds results is never replaced without `overwrite=True` (`
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import logging
-import os
 import platform
 import shutil
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
+from han.atomic import read_json, write_json_atomic
 from han.config import Config, config_from_dict
-from han.errors import RunDirError, StorageError
+from han.errors import RunDirError
+from han.hashing import file_sha256
+from han.vocab import Vocab
+
+if TYPE_CHECKING:  # datasets (behind han.encoded) takes seconds to import; a cached preprocess never needs it
+    from han.encoded import EncodedSplit
 
 log = logging.getLogger(__name__)
-
-
-# The one call that puts bytes on disk for han's own files; tests replace it to simulate a full disk.
-_os_write = os.write
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
-
-
-def storage_error(target: Path, error: OSError) -> StorageError:
-    """A one-line `StorageError` for a failed write of `target`."""
-    reason = error.strerror or str(error) or type(error).__name__
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        reason += ": free some space"
-    return StorageError(f"{target}: could not be written ({reason}); the previous version, if any, is unchanged")
-
-
-def _is_write_failure(error: BaseException) -> bool:
-    return isinstance(error, OSError) and (error.errno in WRITE_ERRNOS or error.errno is None)
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file (or a directory entry list) to the disk; directories that cannot be synced are skipped."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as error:
-        if not path.is_dir():
-            raise
-        del error  # some file systems cannot fsync a directory
-    finally:
-        os.close(fd)
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (created or truncated) through `_os_write`, then fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            written = _os_write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it is fsync'ed and renamed onto `target`.
-
-    A write that fails with a file-system error (disk full, read-only, quota) raises `StorageError`;
-    the temporary file is removed and `target` keeps its previous content.
-    """
-    target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-    except OSError as error:
-        raise storage_error(target, error) from None
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run directory's files are meant to be shared
-        fsync_path(tmp)
-        os.replace(tmp, target)
-        fsync_path(target.parent)
-    except OSError as error:
-        if _is_write_failure(error):
-            raise storage_error(target, error) from None
-        raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success its files are fsync'ed and it replaces `target`."""
-    target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    except OSError as error:
-        raise storage_error(target, error) from None
-    try:
-        yield tmp
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                fsync_path(path)
-        fsync_path(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-        fsync_path(target.parent)
-    except OSError as error:
-        if _is_write_failure(error):
-            raise storage_error(target, error) from None
-        raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        write_file(tmp, data)
-
-
-def write_text_atomic(target: Path, text: str) -> None:
-    write_bytes_atomic(target, text.encode("utf-8"))
-
-
-def write_json_atomic(target: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    try:
-        encoded = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: \u escapes keep the JSON valid and the value intact
-        encoded = (json.dumps(data, indent=2) + "\n").encode("ascii")
-    write_bytes_atomic(target, encoded)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: missing; run the stage that writes it first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunDirError(f"{path}: not valid JSON ({error}); the file is damaged") from None
 
 
 def package_versions() -> dict[str, str]:
@@ -253,6 +114,17 @@ class RunDir:
             self.metrics_path,
         ]
 
+    def load_split(self, name: str) -> EncodedSplit:
+        """A preprocessed split, verified against the manifest."""
+        from han.encoded import EncodedSplit
+
+        path = self.data_path(name)
+        if not path.exists():
+            available = ", ".join(self.splits()) or "none"
+            raise RunDirError(f"{self.root}: no preprocessed split {name!r} (available: {available})")
+        self.verify_artifacts(path)
+        return EncodedSplit.load(path)
+
     def splits(self) -> list[str]:
         data = self.root / "data"
         return (
@@ -267,14 +139,32 @@ class RunDir:
             if not path.exists():
                 raise RunDirError(f"{path}: missing from the run directory; {hint}")
 
-    # --- config and manifest -------------------------------------------------------------
+    # --- config, labels and vocabulary ----------------------------------------------------
     def save_config(self, config: Config) -> None:
+        """Write the resolved config (every default filled in) as config.json."""
         write_json_atomic(self.config_path, config.model_dump(mode="json"))
 
     def load_config(self) -> Config:
         self.require(self.config_path, hint="run `han preprocess` (or `han run`) first")
         return config_from_dict(read_json(self.config_path), str(self.config_path))
 
+    def save_labels(self, label_names: list[str]) -> None:
+        """Write the label names (index = class id) as labels.json."""
+        write_json_atomic(self.labels_path, {"labels": label_names})
+
+    def load_labels(self) -> list[str]:
+        """The label names from labels.json (index = class id)."""
+        data = read_json(self.labels_path)
+        labels = data.get("labels") if isinstance(data, dict) else None
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise RunDirError(f'{self.labels_path}: not a han label file (expected {{"labels": [...]}})')
+        return labels
+
+    def load_vocab(self) -> Vocab:
+        """The vocabulary from vocab.json."""
+        return Vocab.load(self.vocab_path)
+
+    # --- manifest --------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
         return read_json(self.manifest_path) if self.manifest_path.exists() else {}
 

@@ -1,0 +1,99 @@
+"""The one loop that runs a model over an encoded split: class probabilities and, on request, attention.
+
+Evaluation, validation during training, prediction, the reports and the faithfulness check all
+score through `score_split`. Batches go to the model's device, the forward pass runs under the
+configured autocast precision without autograd, and results come back to the CPU as float32 numpy
+arrays in split order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from han.batching import bucketed_batches, collate
+from han.device import autocast
+from han.encoded import EncodedSplit
+from han.progress import Progress
+
+
+@dataclass
+class SplitScores:
+    """Predictions of every document of a split, in split order, and (when asked for) both levels of attention."""
+
+    probabilities: np.ndarray  # (N_doc, C)
+    sentence_weights: np.ndarray | None = None  # (N_sent,) aligned with the split's sentences; each document's sum to 1
+    word_weights: np.ndarray | None = None  # (T,) aligned with the split's tokens; each sentence's sum to 1
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device the model's parameters live on."""
+    return next(model.parameters()).device
+
+
+def sentence_ids_of(split: EncodedSplit, indices: np.ndarray) -> np.ndarray:
+    """Ids of the sentences of documents `indices`, in the order `collate` puts them in a batch."""
+    first, last = split.document_offsets[indices], split.document_offsets[indices + 1]
+    return np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)])
+
+
+@torch.no_grad()
+def score_split(
+    model: torch.nn.Module,
+    split: EncodedSplit,
+    batch_size: int,
+    precision: str = "fp32",
+    attention: bool = False,
+    progress: Progress | None = None,
+) -> SplitScores:
+    """Run `model` over every document of `split` (length-ordered batches) on the model's device."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    scores = SplitScores(np.zeros((len(split), model.classifier.out_features), dtype=np.float32))
+    if attention:
+        scores.sentence_weights = np.zeros(len(split.sentence_offsets) - 1, dtype=np.float32)
+        scores.word_weights = np.zeros(len(split.tokens), dtype=np.float32)
+    if progress is not None:
+        progress.start("score", len(split))
+    for indices in bucketed_batches(split, batch_size, rng=None):
+        batch = collate(split, indices).to(device)
+        with autocast(device, precision):
+            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+        scores.probabilities[indices] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
+        if attention:
+            _keep_attention(scores, split, indices, output, batch.sentence_lengths.cpu().numpy())
+        if progress is not None:
+            progress.advance(len(indices))
+    if progress is not None:
+        progress.stop()
+    model.train(was_training)
+    return scores
+
+
+def _keep_attention(
+    scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object, lengths: np.ndarray
+) -> None:
+    """Copy a batch's attention weights into the split-aligned flat arrays of `scores`."""
+    sentence_attention = output.sentence_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S)
+    word_attention = output.word_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S, W)
+    counts = torch.from_numpy(np.diff(split.document_offsets)[indices])  # (B,)
+    # Real sentences of the (B, S) grid, row-major: the same order as the batch's sentences.
+    sentence_mask = torch.arange(sentence_attention.size(1)) < counts[:, None]  # (B, S)
+    sentence_ids = sentence_ids_of(split, indices)  # (N_s,)
+    scores.sentence_weights[sentence_ids] = sentence_attention[sentence_mask].numpy()  # type: ignore[index]
+    width = int(lengths.max())
+    per_sentence = word_attention[sentence_mask][:, :width].numpy()  # (N_s, W)
+    columns = np.arange(width)
+    valid = columns[None, :] < lengths[:, None]  # (N_s, W)
+    starts = split.sentence_offsets[sentence_ids]
+    scores.word_weights[(starts[:, None] + columns[None, :])[valid]] = per_sentence[valid]  # type: ignore[index]
+
+
+def predict_probabilities(
+    model: torch.nn.Module, split: EncodedSplit, batch_size: int, precision: str = "fp32"
+) -> np.ndarray:
+    """Class probabilities (N, C) for every document of `split`, in split order."""
+    return score_split(model, split, batch_size, precision).probabilities

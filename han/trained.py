@@ -1,0 +1,100 @@
+"""A trained run loaded for use: config, vocabulary, labels, model and the text pipeline, from its directory.
+
+Everything comes from the run directory, verified against its manifest; nothing else is needed.
+`TrainedRun.encode` reads raw texts exactly as preprocessing read the training data (cleaning and
+the `max_chars` cut, `han.segment.segment_chunk`, caps, vocabulary ids).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from spacy.language import Language
+
+from han.config import Config
+from han.corpus import SegmentedSplit, vocab_lookup
+from han.device import check_precision, resolve_device, set_threads, threads_per_process
+from han.encoded import EncodedSplit
+from han.errors import ConfigError
+from han.model import HierarchicalAttentionNetwork, build_model
+from han.rundir import RunDir
+from han.segment import ChunkTokens, TextStats, build_pipeline, prepare_texts, segment_chunk
+from han.vocab import UNK_ID, Vocab
+from han.weights import load_weights
+
+
+@dataclass
+class TrainedRun:
+    """A run directory's trained model with what it needs to read text."""
+
+    run: RunDir
+    config: Config
+    vocab: Vocab
+    label_names: list[str]
+    model: HierarchicalAttentionNetwork
+    nlp: Language
+    text_stats: TextStats = field(default_factory=TextStats)  # documents truncated / cleaned so far
+
+    def segment(self, texts: list[str], surface: bool = False) -> ChunkTokens:
+        """Clean, cut at `max_chars` and segment `texts` (uncapped); with `surface`, keep tokens as written."""
+        config = self.config.preprocess
+        prepared = list(prepare_texts(texts, config, self.text_stats))
+        return segment_chunk(self.nlp, prepared, config.lowercase, config.pipe_batch_size, surface)
+
+    def encode_segmented(self, chunk: ChunkTokens, labels: list[int] | None = None) -> EncodedSplit:
+        """Cap segmented documents and map them to vocabulary ids; a document with no token becomes one unknown word."""
+        config = self.config.preprocess
+        split = SegmentedSplit(
+            chunk.local_ids, chunk.sentence_lengths.astype(np.int64), chunk.sentence_counts.astype(np.int64)
+        ).capped(config.max_sentences, config.max_words)
+        tokens = vocab_lookup(self.vocab, chunk.words)[split.ids]
+        lengths, counts = split.sentence_lengths, split.sentence_counts.copy()
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            document_offsets = split.document_offsets
+            sentence_offsets = split.sentence_offsets
+            tokens = np.insert(tokens, sentence_offsets[document_offsets[empty]], UNK_ID)
+            lengths = np.insert(lengths, document_offsets[empty], 1)
+            counts[empty] = 1
+        n = len(counts)
+        return EncodedSplit(
+            tokens.astype(np.int64),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            np.asarray(labels if labels is not None else [-1] * n, dtype=np.int64),
+        )
+
+    def encode(self, texts: list[str], labels: list[int] | None = None) -> EncodedSplit:
+        """Segment and encode raw texts like the training data; a text with no token becomes one unknown word."""
+        return self.encode_segmented(self.segment(texts), labels)
+
+
+def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = None) -> TrainedRun:
+    """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory, verified against its manifest.
+
+    The model goes to `device` (default: the run's `device` setting, han/device.py).
+    """
+    run = RunDir(Path(run_dir))
+    if weights not in ("best", "last"):
+        raise ConfigError(f"--weights {weights!r}: use best or last")
+    weights_path = run.best_weights_path if weights == "best" else run.last_weights_path
+    run.require(
+        run.config_path,
+        run.vocab_path,
+        run.labels_path,
+        weights_path,
+        hint="train the run first (`han train` or `han run`)",
+    )
+    run.verify_artifacts(run.config_path, run.vocab_path, run.labels_path, weights_path)
+    config = run.load_config()
+    vocab = run.load_vocab()
+    label_names = run.load_labels()
+    set_threads(threads_per_process(config.train.threads))  # shared by the processes of a torchrun node
+    model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names))
+    load_weights(model, weights_path)
+    resolved = resolve_device(device or config.device)
+    check_precision(resolved, config.precision)
+    model.to(resolved).eval()
+    return TrainedRun(run, config, vocab, label_names, model, build_pipeline(config.preprocess))
