@@ -140,9 +140,8 @@ class StopRequest:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """Turn the first SIGINT/SIGTERM into a stop request; a second one interrupts at once."""
-    request = StopRequest()
+def stop_on_signals(request: StopRequest) -> Iterator[StopRequest]:
+    """Turn the first SIGINT/SIGTERM into a stop `request`; a second one interrupts at once."""
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield request
         return
@@ -160,32 +159,223 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(sig, old)
 
 
-def _train_step(
-    train_model: torch.nn.Module,
-    model: HierarchicalAttentionNetwork,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: Any,
-    batch: Batch,
-    counted: int,
-    global_size: int,
-    ctx: DistContext,
-    config: Config,
-) -> float:
-    """One optimizer step on this rank's part of a global batch; returns the global batch's mean loss share."""
-    with autocast(ctx.device, config.precision):
-        output = train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-    # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean
-    loss = batch_loss(output.logits, batch.labels, counted, global_size, ctx.world_size)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if config.train.grad_clip is not None:
-        scaler.unscale_(optimizer)
-        clip_grad_norm(model.parameters(), config.train.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    return loss.item() / ctx.world_size
+def prepare_run(config: Config, run: RunDir, ctx: DistContext, *, resume: bool, overwrite: bool) -> None:
+    """Check the run directory's preprocessing and claim it for training (rank 0 writes the config)."""
+    inputs = (
+        run.config_path,
+        run.vocab_path,
+        run.labels_path,
+        run.embeddings_path,
+        run.data_path("train"),
+        run.data_path("validation"),
+    )
+    run.require(*inputs, hint="run `han preprocess CONFIG --run-dir DIR` first")
+    if ctx.is_main:
+        run.claim_for_training(resume=resume, overwrite=overwrite)
+    barrier(ctx)
+    run.verify_artifacts(*inputs)
+    if ctx.is_main:
+        run.remove_stale_temporaries()
+    check_same_preprocessing(config, run)
+    if ctx.is_main:  # [distributed] only rank 0 writes
+        run.save_config(config)
+        run.record_artifacts(run.config_path)
+
+
+class TrainingSession:
+    """One training session: the model, its optimizer state, the data and the loop position.
+
+    `train` builds it (fresh, or restored from the newest checkpoint) and runs `run_epoch` until the
+    loop is finished. Under torchrun every rank holds one; rank 0 writes every file.
+    """
+
+    def __init__(self, config: Config, run: RunDir, ctx: DistContext, progress: Progress, resume: bool) -> None:
+        self.config, self.run, self.ctx, self.progress = config, run, ctx, progress
+        tc = config.train
+        seed_everything(config.seed)
+        set_threads(threads_per_process(tc.threads))
+        self.train_split = EncodedSplit.load(run.data_path("train"))
+        self.validation_split = EncodedSplit.load(run.data_path("validation"))
+        self.label_names = run.load_labels()
+        self.model = build_initial_model(config, run, ctx.sparse_gradients).to(ctx.device)
+        self.train_model = wrap_model(self.model, ctx)  # [distributed] DistributedDataParallel when world > 1
+        reseed_per_rank(config.seed, ctx)
+        self.optimizer = make_optimizer(self.model, tc)
+        self.scaler = grad_scaler(ctx.device, config.precision)
+        total_steps = math.ceil(len(self.train_split) / tc.batch_size) * tc.max_epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, total_steps, tc)
+        )
+        self.rng = np.random.default_rng(config.seed)  # data order, one generator across epochs
+        self.config_json = config.model_dump(mode="json")
+        self.loop = LoopState(epoch=1, batches_done=0, global_step=0, epoch_rng_state=self.rng.bit_generator.state)
+        if resume:
+            self._restore()
+        self.stop_request = StopRequest()
+        self.session_start, self.seconds_before = time.perf_counter(), self.loop.train_seconds
+
+    def _restore(self) -> None:
+        restored = load_latest_checkpoint(
+            self.run.checkpoints_path, self.model, {"model": self.optimizer}, {"lr": self.scheduler}, self.config_json
+        )
+        if restored is None:
+            log.info("%s: no checkpoint yet; training from the start", self.run.checkpoints_path)
+            return
+        self.loop, path = restored
+        log.info("resuming from %s (epoch %d, step %d)", path, self.loop.epoch, self.loop.global_step)
+        if not self.ctx.is_main:  # [distributed] the checkpoint holds the epoch's loss sum over all ranks
+            self.loop.loss_sum = 0.0
+
+    # --- one step, one epoch ------------------------------------------------------------------
+    def step(self, batch: Batch, counted: int, global_size: int) -> float:
+        """One optimizer step on this rank's part of a global batch; returns the global batch's mean loss share."""
+        config, ctx = self.config, self.ctx
+        with autocast(ctx.device, config.precision):
+            output = self.train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+        # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean
+        loss = batch_loss(output.logits, batch.labels, counted, global_size, ctx.world_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.train.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            clip_grad_norm(self.model.parameters(), config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item() / ctx.world_size
+
+    def run_epoch(self) -> None:
+        """Train the rest of the current epoch, validate, checkpoint; raise `TrainingStopped` on a stop request."""
+        loop, tc, ctx, progress = self.loop, self.config.train, self.ctx, self.progress
+        self.rng.bit_generator.state = loop.epoch_rng_state
+        batches = list(bucketed_batches(self.train_split, tc.batch_size, self.rng))
+        self.model.train()
+        epoch_start, session_docs = time.perf_counter(), 0
+        progress.start(f"epoch {loop.epoch}/{tc.max_epochs}", len(self.train_split))
+        if loop.seen:
+            progress.advance(loop.seen)
+        for global_indices in batches[loop.batches_done :]:
+            indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
+            batch = collate(self.train_split, indices).to(ctx.device)
+            loss = self.step(batch, counted, len(global_indices))
+            loop.loss_sum += loss * len(global_indices)  # [distributed] summed over ranks at epoch end
+            loop.seen += len(global_indices)
+            loop.batches_done += 1
+            loop.global_step += 1
+            session_docs += len(global_indices)
+            elapsed = time.perf_counter() - epoch_start
+            progress.advance(
+                len(global_indices), loss=loop.loss_sum / loop.seen, docs_per_s=session_docs / max(elapsed, 1e-9)
+            )
+            last_of_epoch = loop.batches_done == len(batches)  # the epoch-end checkpoint follows
+            stopping = not last_of_epoch and self.stop_agreed()
+            if stopping or (not last_of_epoch and loop.global_step % tc.checkpoint_every_steps == 0):
+                path = self.checkpoint()
+                if stopping:
+                    raise self.stopped(path)
+        progress.stop()
+        if ctx.world_size > 1:  # [distributed] each rank summed its own share of the losses
+            loop.loss_sum = all_reduce_sum([loop.loss_sum], ctx)[0]
+        self.finish_epoch(self.scheduler.get_last_lr()[0], time.perf_counter() - epoch_start, session_docs)
+        loop.epoch, loop.batches_done, loop.epoch_rng_state = loop.epoch + 1, 0, self.rng.bit_generator.state
+        loop.loss_sum, loop.seen = 0.0, 0
+        path = self.checkpoint()
+        if self.stop_agreed() and not loop.finished:
+            raise self.stopped(path)
+
+    def finish_epoch(self, lr: float, epoch_seconds: float, session_docs: int) -> None:
+        """Validate, log the epoch, save last/best weights and update the early-stopping state.
+
+        [distributed] Validation is scored across ranks (the same metrics on every rank, so early
+        stopping agrees); only rank 0 writes."""
+        loop, tc, ctx, run = self.loop, self.config.train, self.ctx, self.run
+        loop.trained_docs += loop.seen
+        validation = evaluate_across_ranks(
+            self.model, self.validation_split, self.label_names, tc.eval_batch_size, self.config.precision, ctx
+        )
+        record = {
+            "epoch": loop.epoch,
+            "train_loss": loop.loss_sum / max(loop.seen, 1),
+            "validation_loss": validation["loss"],
+            "validation_accuracy": validation["accuracy"],
+            "validation_macro_f1": validation["macro_f1"],
+            "lr": lr,
+            "seconds": round(epoch_seconds, 3),
+            "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
+        }
+        loop.history.append(record)
+        written = []
+        if ctx.is_main:
+            write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in loop.history))
+            rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}
+            log.info("epoch %d: %s", loop.epoch, rounded)
+            save_weights(self.model, run.last_weights_path)
+            written += [run.train_log_path, run.last_weights_path]
+        value = validation[tc.early_stopping_metric]
+        if _is_better(value, loop.best, tc.early_stopping_metric):
+            loop.best, loop.best_epoch, loop.stale_epochs = value, loop.epoch, 0
+            if ctx.is_main:
+                save_weights(self.model, run.best_weights_path)
+                written.append(run.best_weights_path)
+        else:
+            loop.stale_epochs += 1
+            if loop.stale_epochs >= tc.early_stopping_patience:
+                log.info("early stopping: no %s improvement for %d epochs", tc.early_stopping_metric, loop.stale_epochs)
+                loop.finished = True
+        if written:
+            run.record_artifacts(*written)
+        if loop.epoch >= tc.max_epochs:
+            loop.finished = True
+
+    # --- checkpoints and stopping ---------------------------------------------------------------
+    def checkpoint(self) -> Path | None:
+        """Write a checkpoint of the loop (rank 0); returns its path (None on other ranks)."""
+        loop, ctx = self.loop, self.ctx
+        loop.train_seconds = self.seconds_before + time.perf_counter() - self.session_start
+        if ctx.world_size > 1:  # [distributed] keep the epoch's loss sum over all ranks, on rank 0
+            total = all_reduce_sum([loop.loss_sum], ctx)[0]
+            loop.loss_sum = total if ctx.is_main else 0.0
+        if not ctx.is_main:  # [distributed] rank 0 writes the checkpoint of all ranks
+            return None
+        return save_checkpoint(
+            self.run.checkpoints_path,
+            loop,
+            self.model,
+            {"model": self.optimizer},
+            {"lr": self.scheduler},
+            self.config_json,
+            self.config.train.keep_checkpoints,
+        )
+
+    def stop_agreed(self) -> bool:
+        """[distributed] every rank stops at the same step if any rank was asked to."""
+        if self.ctx.world_size == 1:
+            return self.stop_request.requested
+        return all_reduce_sum([1.0 if self.stop_request.requested else 0.0], self.ctx)[0] > 0
+
+    def stopped(self, path: Path | None) -> TrainingStopped:
+        """The error that ends a stopped session, saying how to resume."""
+        number = self.stop_request.signal_number or signal.SIGTERM
+        return TrainingStopped(
+            f"training stopped by {signal.Signals(number).name} at epoch {self.loop.epoch}, "
+            f"step {self.loop.global_step}; checkpoint {path or 'written by rank 0'}; "
+            "continue with the same command plus --resume",
+            number,
+        )
+
+    def result(self) -> TrainResult:
+        """The summary of the finished training."""
+        loop, tc = self.loop, self.config.train
+        seconds = loop.train_seconds
+        return TrainResult(
+            epochs_run=len(loop.history),
+            best_epoch=loop.best_epoch,
+            best_metric=float(loop.best if loop.best is not None else float("nan")),
+            metric_name=f"validation_{tc.early_stopping_metric}",
+            seconds=round(seconds, 3),
+            docs_per_second=round(loop.trained_docs / max(seconds, 1e-9), 1),
+            history=loop.history,
+        )
 
 
 def train(
@@ -208,214 +398,21 @@ def train(
     check_precision(ctx.device, config.precision)
     progress = progress if progress is not None and ctx.is_main else Progress()
     run = RunDir(Path(run_dir))
-    inputs = (
-        run.config_path,
-        run.vocab_path,
-        run.labels_path,
-        run.embeddings_path,
-        run.data_path("train"),
-        run.data_path("validation"),
-    )
-    run.require(*inputs, hint="run `han preprocess CONFIG --run-dir DIR` first")
-    if ctx.is_main:
-        run.claim_for_training(resume=resume, overwrite=overwrite)
-    barrier(ctx)
-    run.verify_artifacts(*inputs)
-    if ctx.is_main:
-        run.remove_stale_temporaries()
-    check_same_preprocessing(config, run)
-    if ctx.is_main:  # [distributed] only rank 0 writes
-        run.save_config(config)
-        run.record_artifacts(run.config_path)
-    seed_everything(config.seed)
-    set_threads(threads_per_process(config.train.threads))
-    tc = config.train
-    train_split = EncodedSplit.load(run.data_path("train"))
-    validation_split = EncodedSplit.load(run.data_path("validation"))
-    label_names = run.load_labels()
-    model = build_initial_model(config, run, ctx.sparse_gradients).to(ctx.device)
-    train_model = wrap_model(model, ctx)  # [distributed] DistributedDataParallel when world > 1
-    reseed_per_rank(config.seed, ctx)
-    optimizer = make_optimizer(model, tc)
-    scaler = grad_scaler(ctx.device, config.precision)
-    steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
-    total_steps = steps_per_epoch * tc.max_epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, tc))
-    rng = np.random.default_rng(config.seed)  # data order, one generator across epochs
-
-    optimizers, schedulers = {"model": optimizer}, {"lr": scheduler}
-    config_json = config.model_dump(mode="json")
-    loop = LoopState(epoch=1, batches_done=0, global_step=0, epoch_rng_state=rng.bit_generator.state)
-    if resume:
-        restored = load_latest_checkpoint(run.checkpoints_path, model, optimizers, schedulers, config_json)
-        if restored is None:
-            log.info("%s: no checkpoint yet; training from the start", run.checkpoints_path)
-        else:
-            loop, path = restored
-            log.info("resuming from %s (epoch %d, step %d)", path, loop.epoch, loop.global_step)
-            if not ctx.is_main:  # [distributed] the checkpoint holds the epoch's loss sum over all ranks
-                loop.loss_sum = 0.0
-
-    def checkpoint() -> Path | None:
-        loop.train_seconds = seconds_before + time.perf_counter() - session_start
-        if ctx.world_size > 1:  # [distributed] keep the epoch's loss sum over all ranks, on rank 0
-            total = all_reduce_sum([loop.loss_sum], ctx)[0]
-            loop.loss_sum = total if ctx.is_main else 0.0
-        if not ctx.is_main:  # [distributed] rank 0 writes the checkpoint of all ranks
-            return None
-        return save_checkpoint(
-            run.checkpoints_path, loop, model, optimizers, schedulers, config_json, tc.keep_checkpoints
-        )
-
-    def stop_agreed() -> bool:
-        """[distributed] every rank stops at the same step if any rank was asked to."""
-        if ctx.world_size == 1:
-            return stop_request.requested
-        return all_reduce_sum([1.0 if stop_request.requested else 0.0], ctx)[0] > 0
-
-    def stop(path: Path | None) -> TrainingStopped:
-        number = stop_request.signal_number or signal.SIGTERM
-        return TrainingStopped(
-            f"training stopped by {signal.Signals(number).name} at epoch {loop.epoch}, step {loop.global_step}; "
-            f"checkpoint {path or 'written by rank 0'}; continue with the same command plus --resume",
-            number,
-        )
-
-    session_start, seconds_before = time.perf_counter(), loop.train_seconds
-    with stop_on_signals() as stop_request:
+    prepare_run(config, run, ctx, resume=resume, overwrite=overwrite)
+    session = TrainingSession(config, run, ctx, progress, resume)
+    with stop_on_signals(session.stop_request):
         try:
-            while not loop.finished:
-                rng.bit_generator.state = loop.epoch_rng_state
-                batches = list(bucketed_batches(train_split, tc.batch_size, rng))
-                model.train()
-                epoch_start, session_docs = time.perf_counter(), 0
-                progress.start(f"epoch {loop.epoch}/{tc.max_epochs}", len(train_split))
-                if loop.seen:
-                    progress.advance(loop.seen)
-                for global_indices in batches[loop.batches_done :]:
-                    indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
-                    batch = collate(train_split, indices).to(ctx.device)
-                    loss = _train_step(
-                        train_model,
-                        model,
-                        optimizer,
-                        scheduler,
-                        scaler,
-                        batch,
-                        counted,
-                        len(global_indices),
-                        ctx,
-                        config,
-                    )
-                    loop.loss_sum += loss * len(global_indices)  # [distributed] summed over ranks at epoch end
-                    loop.seen += len(global_indices)
-                    loop.batches_done += 1
-                    loop.global_step += 1
-                    session_docs += len(global_indices)
-                    elapsed = time.perf_counter() - epoch_start
-                    progress.advance(
-                        len(global_indices),
-                        loss=loop.loss_sum / loop.seen,
-                        docs_per_s=session_docs / max(elapsed, 1e-9),
-                    )
-                    last_of_epoch = loop.batches_done == len(batches)  # the epoch-end checkpoint follows
-                    stopping = not last_of_epoch and stop_agreed()
-                    if stopping or (not last_of_epoch and loop.global_step % tc.checkpoint_every_steps == 0):
-                        path = checkpoint()
-                        if stopping:
-                            raise stop(path)
-                progress.stop()
-                if ctx.world_size > 1:  # [distributed] each rank summed its own share of the losses
-                    loop.loss_sum = all_reduce_sum([loop.loss_sum], ctx)[0]
-                lr = scheduler.get_last_lr()[0]
-                _finish_epoch(
-                    loop,
-                    model,
-                    validation_split,
-                    label_names,
-                    run,
-                    config,
-                    lr,
-                    time.perf_counter() - epoch_start,
-                    session_docs,
-                    ctx,
-                )
-                loop.epoch, loop.batches_done, loop.epoch_rng_state = loop.epoch + 1, 0, rng.bit_generator.state
-                loop.loss_sum, loop.seen = 0.0, 0
-                path = checkpoint()
-                if stop_agreed() and not loop.finished:
-                    raise stop(path)
+            while not session.loop.finished:
+                session.run_epoch()
         except StorageError as error:
             newest = checkpoint_files(run.checkpoints_path)
             where = f"the newest intact checkpoint is {newest[0]}" if newest else "no checkpoint was written yet"
             raise StorageError(f"{error}; training stopped: {where}; rerun with --resume once there is space") from None
         finally:
             progress.stop()
-    seconds = loop.train_seconds
-    result = TrainResult(
-        epochs_run=len(loop.history),
-        best_epoch=loop.best_epoch,
-        best_metric=float(loop.best if loop.best is not None else float("nan")),
-        metric_name=f"validation_{tc.early_stopping_metric}",
-        seconds=round(seconds, 3),
-        docs_per_second=round(loop.trained_docs / max(seconds, 1e-9), 1),
-        history=loop.history,
-    )
+    result = session.result()
     if ctx.is_main:
         summary = {k: v for k, v in result.__dict__.items() if k != "history"}
         run.update_manifest(train={**summary, "world_size": ctx.world_size, "device": str(ctx.device)})
     barrier(ctx)  # [distributed] every rank returns once rank 0's files are written
     return result
-
-
-def _finish_epoch(
-    loop: LoopState,
-    model: HierarchicalAttentionNetwork,
-    validation_split: EncodedSplit,
-    label_names: list[str],
-    run: RunDir,
-    config: Config,
-    lr: float,
-    epoch_seconds: float,
-    session_docs: int,
-    ctx: DistContext,
-) -> None:
-    """Validate, log the epoch, save last/best weights and update the early-stopping state in `loop`.
-
-    [distributed] Validation is scored across ranks (the same metrics on every rank, so early stopping
-    agrees); only rank 0 writes."""
-    tc = config.train
-    loop.trained_docs += loop.seen
-    validation = evaluate_across_ranks(model, validation_split, label_names, tc.eval_batch_size, config.precision, ctx)
-    record = {
-        "epoch": loop.epoch,
-        "train_loss": loop.loss_sum / max(loop.seen, 1),
-        "validation_loss": validation["loss"],
-        "validation_accuracy": validation["accuracy"],
-        "validation_macro_f1": validation["macro_f1"],
-        "lr": lr,
-        "seconds": round(epoch_seconds, 3),
-        "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
-    }
-    loop.history.append(record)
-    written = []
-    if ctx.is_main:
-        write_text_atomic(run.train_log_path, "".join(json.dumps(r) + "\n" for r in loop.history))
-        log.info("epoch %d: %s", loop.epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-        save_weights(model, run.last_weights_path)
-        written += [run.train_log_path, run.last_weights_path]
-    value = validation[tc.early_stopping_metric]
-    if _is_better(value, loop.best, tc.early_stopping_metric):
-        loop.best, loop.best_epoch, loop.stale_epochs = value, loop.epoch, 0
-        if ctx.is_main:
-            save_weights(model, run.best_weights_path)
-            written.append(run.best_weights_path)
-    else:
-        loop.stale_epochs += 1
-        if loop.stale_epochs >= tc.early_stopping_patience:
-            log.info("early stopping: no %s improvement for %d epochs", tc.early_stopping_metric, loop.stale_epochs)
-            loop.finished = True
-    if written:
-        run.record_artifacts(*written)
-    if loop.epoch >= tc.max_epochs:
-        loop.finished = True
