@@ -1,3 +1,1 @@
-"""han: hierarchical attention networks for document classification."""
-
-__version__ = "0.1.0"
+"""han: hierarchical attention networks for document classification (the library; see README.md)."""

@@ -64,7 +64,7 @@ def score_split(
             output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         scores.probabilities[indices] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
         if attention:
-            _keep_attention(scores, split, indices, output, batch.sentence_lengths.cpu().numpy())
+            _keep_attention(scores, split, indices, output)
         if progress is not None:
             progress.advance(len(indices))
     if progress is not None:
@@ -73,16 +73,17 @@ def score_split(
     return scores
 
 
-def _keep_attention(
-    scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object, lengths: np.ndarray
-) -> None:
-    """Copy a batch's attention weights into the split-aligned flat arrays of `scores`."""
+def _keep_attention(scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object) -> None:
+    """Copy a batch's attention weights into the split-aligned flat arrays of `scores`.
+
+    Lengths come from the split (on the CPU), never back from the device."""
     sentence_attention = output.sentence_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S)
     word_attention = output.word_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S, W)
     counts = torch.from_numpy(np.diff(split.document_offsets)[indices])  # (B,)
     # Real sentences of the (B, S) grid, row-major: the same order as the batch's sentences.
     sentence_mask = torch.arange(sentence_attention.size(1)) < counts[:, None]  # (B, S)
     sentence_ids = sentence_ids_of(split, indices)  # (N_s,)
+    lengths = np.diff(split.sentence_offsets)[sentence_ids]  # (N_s,)
     scores.sentence_weights[sentence_ids] = sentence_attention[sentence_mask].numpy()  # type: ignore[index]
     width = int(lengths.max())
     per_sentence = word_attention[sentence_mask][:, :width].numpy()  # (N_s, W)

@@ -7,10 +7,7 @@ import logging
 import math
 import random
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ from han.model import HierarchicalAttentionNetwork, build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.progress import Progress
 from han.rundir import RunDir
+from han.signals import StopRequest, stop_on_signals
 from han.weights import save_weights
 
 log = logging.getLogger(__name__)
@@ -126,37 +124,6 @@ def _is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None:
         return True
     return value < best if metric == "loss" else value > best
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM while training: the loop finishes its step, checkpoints and stops."""
-
-    def __init__(self) -> None:
-        self.signal_number: int | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_number is not None
-
-
-@contextmanager
-def stop_on_signals(request: StopRequest) -> Iterator[StopRequest]:
-    """Turn the first SIGINT/SIGTERM into a stop `request`; a second one interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield request
-        return
-
-    def handler(signal_number: int, frame: Any) -> None:
-        if request.requested:
-            raise KeyboardInterrupt
-        request.signal_number = signal_number
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def prepare_run(config: Config, run: RunDir, ctx: DistContext, *, resume: bool, overwrite: bool) -> None:
