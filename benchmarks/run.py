@@ -23,7 +23,17 @@ from typing import Any
 from benchmarks.common import emit
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL = ["train", "infer", "tail", "preprocess", "word2vec", "predict_memory", "preprocess_memory", "clothing", "distributed"]
+ALL = [
+    "train",
+    "infer",
+    "tail",
+    "preprocess",
+    "word2vec",
+    "predict_memory",
+    "preprocess_memory",
+    "clothing",
+    "distributed",
+]
 
 
 def run_module(module: str, *args: str) -> list[dict[str, Any]]:

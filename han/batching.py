@@ -43,7 +43,7 @@ def collate(split: EncodedSplit, indices: np.ndarray) -> Batch:
     """Gather documents `indices` of `split` into a padded `Batch`."""
     first = split.document_offsets[indices]
     last = split.document_offsets[indices + 1]
-    sentence_ids = np.concatenate([np.arange(a, b) for a, b in zip(first, last)])
+    sentence_ids = np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)])
     starts = split.sentence_offsets[sentence_ids]
     lengths = split.sentence_offsets[sentence_ids + 1] - starts
     width = int(lengths.max())

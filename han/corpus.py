@@ -9,6 +9,7 @@ on the capped training split with `np.bincount`, and ids map to vocabulary ids w
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,9 +82,9 @@ class SegmentedSplit:
         """Documents as sentences of word strings (the format of `han.segment.segment`); for tests and small data."""
         table = np.asarray(words, dtype=object)
         sentence_offsets = self.sentence_offsets
-        sentences = [table[self.ids[a:b]].tolist() for a, b in zip(sentence_offsets[:-1], sentence_offsets[1:])]
+        sentences = [table[self.ids[a:b]].tolist() for a, b in itertools.pairwise(sentence_offsets)]
         document_offsets = self.document_offsets
-        return [sentences[a:b] for a, b in zip(document_offsets[:-1], document_offsets[1:])]
+        return [sentences[a:b] for a, b in itertools.pairwise(document_offsets)]
 
 
 class WordTable:
@@ -136,7 +137,7 @@ class _SpilledArrays:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.paths = {name: folder / f"{name}.bin" for name, _ in self.FIELDS}
-        self.files = {name: open(path, "wb") for name, path in self.paths.items()}  # noqa: SIM115
+        self.files = {name: open(path, "wb") for name, path in self.paths.items()}
 
     def append(self, part: SegmentedSplit) -> None:
         for name, dtype in self.FIELDS:
@@ -161,7 +162,7 @@ def word_counts(split: SegmentedSplit, words: Sequence[str]) -> Counter[str]:
     for start in range(0, len(split.ids), step):
         counts += np.bincount(split.ids[start : start + step], minlength=len(words))
     present = np.flatnonzero(counts)
-    return Counter(dict(zip((words[i] for i in present), counts[present].tolist())))
+    return Counter(dict(zip((words[i] for i in present), counts[present].tolist(), strict=True)))
 
 
 def vocab_lookup(vocab: Vocab, words: Sequence[str]) -> np.ndarray:
@@ -188,7 +189,7 @@ class SplitSentences:
     def __iter__(self) -> Iterator[list[str]]:
         offsets = self.split.sentence_offsets
         ids, table = self.split.ids, self.table
-        for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
             yield table[ids[a:b]].tolist()
 
 
@@ -250,5 +251,3 @@ def build_corpus(
     splits = {name: split.capped(config.max_sentences, config.max_words) for name, split in uncapped.items()}
     vocab = Vocab.build(word_counts(splits[vocab_split], words), config.min_count, config.max_vocab)
     return Corpus(words, splits, vocab, vocab_lookup(vocab, words))
-
-

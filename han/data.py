@@ -143,7 +143,7 @@ def _empty_texts(texts: TextColumn) -> tuple[np.ndarray, int]:
     replaced = 0
     start = 0
     for batch in texts.dataset.iter(batch_size=BATCH_ROWS):
-        for i, parts in enumerate(zip(*(batch[c] for c in texts.columns))):
+        for i, parts in enumerate(zip(*(batch[c] for c in texts.columns), strict=True)):
             pieces = [text_part(p) for p in parts]
             if not any(text for text, _ in pieces):
                 empty[start + i] = True
@@ -271,7 +271,7 @@ class LoadedData:
         digests = {}
         for name, split in self.splits.items():
             digest = SplitDigest()
-            for texts, start in zip(text_batches(split.texts), range(0, len(split), BATCH_ROWS)):
+            for texts, start in zip(text_batches(split.texts), range(0, len(split), BATCH_ROWS), strict=True):
                 digest.update(texts, split.labels[start : start + len(texts)])
             digests[name] = digest
         return combine_digests(digests)

@@ -195,7 +195,7 @@ def gather_rows(rows: np.ndarray, ctx: DistContext) -> np.ndarray:
     padded[: local.size(0)] = local
     gathered = [torch.empty_like(padded) for _ in range(ctx.world_size)]
     dist.all_gather(gathered, padded)
-    return torch.cat([g[:n] for g, n in zip(gathered, counts)]).cpu().numpy()
+    return torch.cat([g[:n] for g, n in zip(gathered, counts, strict=True)]).cpu().numpy()
 
 
 def score_across_ranks(
@@ -226,7 +226,9 @@ def evaluate_across_ranks(
     """Metrics of `model` on a labelled split, scored across the ranks; identical on every rank."""
     from han.evaluation import classification_metrics
 
-    return classification_metrics(split.labels, score_across_ranks(model, split, batch_size, precision, ctx), label_names)
+    return classification_metrics(
+        split.labels, score_across_ranks(model, split, batch_size, precision, ctx), label_names
+    )
 
 
 # --- launching -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
     picked = probabilities[np.arange(len(labels)), labels]
     return {
-        "documents": int(len(labels)),
+        "documents": len(labels),
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
         "loss": float(-np.mean(np.log(np.clip(picked, 1e-12, None)))),

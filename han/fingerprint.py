@@ -98,7 +98,7 @@ class SplitDigest:
         self._digest = hashlib.sha256()
 
     def update(self, texts: Sequence[str], labels: Sequence[str]) -> None:
-        for text, label in zip(texts, labels):
+        for text, label in zip(texts, labels, strict=True):
             self._digest.update(
                 label.encode("utf-8", "surrogatepass")
                 + b"\t"

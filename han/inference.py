@@ -58,7 +58,7 @@ def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
     index = {name: i for i, name in enumerate(trained.label_names)}
     unseen = sorted(set(raw.labels) - set(index))
     if unseen:
-        rows = [r for r, y in zip(raw.rows, raw.labels) if y in set(unseen)][:8]
+        rows = [r for r, y in zip(raw.rows, raw.labels, strict=True) if y in set(unseen)][:8]
         raise DataError(
             f"{data_file}: label(s) {', '.join(map(repr, unseen))} unknown to the model (rows {', '.join(map(str, rows))}); known: {', '.join(trained.label_names)}"
         )
@@ -97,7 +97,7 @@ def predict_rows(
             probabilities = predict_probabilities(
                 trained.model, trained.encode(chunk), trained.config.train.eval_batch_size, trained.config.precision
             )
-            yield from zip(range(first_row, first_row + len(chunk)), probabilities)
+            yield from zip(range(first_row, first_row + len(chunk)), probabilities, strict=True)
         first_row += len(chunk)
         chunk_number += 1
 
@@ -114,7 +114,7 @@ def _format_row(row: int, probabilities: np.ndarray, label_names: list[str]) -> 
     return {
         "row": row,
         "label": label_names[int(probabilities.argmax())],
-        **{f"p_{name}": round(float(p), 6) for name, p in zip(label_names, probabilities)},
+        **{f"p_{name}": round(float(p), 6) for name, p in zip(label_names, probabilities, strict=True)},
     }
 
 
@@ -179,6 +179,5 @@ def predict_file(
     if output is None:
         return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name, shard, chunk_size)
     output_format = "csv" if output.suffix.lower() == ".csv" else "jsonl"
-    with atomic_path(output) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            return write_predictions(trained, texts, handle, output_format, progress, name, shard, chunk_size)
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        return write_predictions(trained, texts, handle, output_format, progress, name, shard, chunk_size)

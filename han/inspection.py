@@ -78,7 +78,7 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
     total_sentences = int(sentence_counts.sum())
     kept_sentences = int(np.minimum(sentence_counts, max_sentences).sum())
     total_words = int(sentence_lengths.sum())
-    kept_words = sum(int(len(s.ids)) for s in capped.values())
+    kept_words = sum(len(s.ids) for s in capped.values())
     # words that max_words cuts from sentences that max_sentences keeps
     words_in_kept_sentences = sum(
         int(split.sentence_lengths[_kept_sentence_mask(split, max_sentences)].sum()) for split in splits.values()

@@ -181,7 +181,7 @@ def _load_table_files(files: list[Path], config: DataConfig) -> SourceSplit:
         raise DataError(
             f"{files[0]}: the files of one split have different columns or types ({one_line(error)})"
         ) from None
-    names = [f"{f.name} row {i}" for f, part in zip(files, parts) for i in range(1, len(part) + 1)]
+    names = [f"{f.name} row {i}" for f, part in zip(files, parts, strict=True) for i in range(1, len(part) + 1)]
     return SourceSplit(dataset, names)
 
 
@@ -203,5 +203,3 @@ def load_source(config: DataConfig) -> dict[str, SourceSplit]:
             return {name: SourceSplit(split) for name, split in loaded.items()}
         return _load_class_folders(path, config)
     return {"train": _load_table_files([path], config)}
-
-

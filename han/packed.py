@@ -72,7 +72,7 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, inputs, weight_ih, bias_ih, weight_hh, bias_hh, batch_sizes, rows, mirror):  # noqa: ANN001, ANN205
+    def forward(ctx, inputs, weight_ih, bias_ih, weight_hh, bias_hh, batch_sizes, rows, mirror):
         # inputs (U, D); weight_ih (6H, D); bias_ih (6H,); weight_hh (2, 3H, H); bias_hh (2, 3H); rows, mirror (P,)
         positions, hidden = rows.numel(), weight_hh.size(2)
         mirror_rows = rows[mirror]
@@ -110,7 +110,7 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
         return output
 
     @staticmethod
-    def backward(ctx, grad_output):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_output):
         inputs, weight_ih, weight_hh, gates_x, states, rows, mirror, mirror_rows = ctx.saved_tensors
         gates_h, batch_sizes = ctx.gates_h, ctx.batch_sizes
         ctx.gates_h = None

@@ -25,7 +25,6 @@ from han.progress import Progress
 from han.rundir import RunDir
 
 if TYPE_CHECKING:
-
     from han.data import LoadedData
     from han.segment import Document
 
@@ -175,7 +174,10 @@ def _build_from_loaded(
 
     start = time.perf_counter()
     corpus = build_corpus(segmented_data.words, segmented_data.splits, config.preprocess)
-    throughput = (segmented_data.documents / max(segmented_data.seconds, 1e-9), segmented_data.tokens / max(segmented_data.seconds, 1e-9))
+    throughput = (
+        segmented_data.documents / max(segmented_data.seconds, 1e-9),
+        segmented_data.tokens / max(segmented_data.seconds, 1e-9),
+    )
     segmented_data.splits.clear()  # the uncapped ids are no longer needed: free them before encoding
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     documents, words, oov_rate = {}, {}, {}

@@ -67,7 +67,7 @@ class TextColumn(Sequence[str]):
     def batches(self, size: int = BATCH_ROWS) -> Iterator[list[str]]:
         """Lists of at most `size` consecutive texts."""
         for batch in self.dataset.iter(batch_size=size):
-            yield [join_text(parts, self.separator) for parts in zip(*(batch[c] for c in self.columns))]
+            yield [join_text(parts, self.separator) for parts in zip(*(batch[c] for c in self.columns), strict=True)]
 
     def __iter__(self) -> Iterator[str]:
         for batch in self.batches():
@@ -75,7 +75,7 @@ class TextColumn(Sequence[str]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (TextColumn, list, tuple)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     def select(self, indices: Sequence[int]) -> TextColumn:
@@ -89,8 +89,6 @@ def text_batches(texts: Sequence[str], size: int = BATCH_ROWS) -> Iterator[list[
         return
     for start in range(0, len(texts), size):
         yield list(texts[start : start + size])
-
-
 
 
 # --- streaming input files (predict, reports) ---------------------------------------------------
@@ -147,7 +145,7 @@ def _iter_parquet(path: Path, config: DataConfig) -> Iterator[str]:
         raise _missing_columns(str(path), missing, file.schema_arrow.names)
     for record_batch in file.iter_batches(batch_size=1024, columns=columns):
         parts = [record_batch.column(c).to_pylist() for c in columns]
-        for values in zip(*parts):
+        for values in zip(*parts, strict=True):
             yield join_text(values, config.text_separator)
 
 

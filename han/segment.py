@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, pairwise
 
 import numpy as np
 import spacy
@@ -134,7 +134,11 @@ def segment_chunk(
     if not arrays:
         empty = np.zeros(0, dtype=np.int32)
         return ChunkTokens(
-            empty, empty, np.zeros(len(texts), dtype=np.int32), [], *((empty, [], empty.astype(bool)) if surface else ())
+            empty,
+            empty,
+            np.zeros(len(texts), dtype=np.int32),
+            [],
+            *((empty, [], empty.astype(bool)) if surface else ()),
         )
     table = np.concatenate(arrays)  # (N, A) uint64: word hash, is_space, sent_start (1 = starts a sentence), ...
     starts = table[:, 2] == 1
@@ -178,8 +182,10 @@ def segment(
         tokens = segment_chunk(nlp, chunk, config.lowercase, config.pipe_batch_size)
         words = np.asarray(tokens.words, dtype=object)
         sentence_offsets = np.concatenate([[0], np.cumsum(tokens.sentence_lengths)])
-        sentences = [words[tokens.local_ids[a:b]].tolist() for a, b in zip(sentence_offsets[:-1], sentence_offsets[1:])]
+        sentences = [words[tokens.local_ids[a:b]].tolist() for a, b in pairwise(sentence_offsets)]
         start = 0
         for count in tokens.sentence_counts.tolist():
-            yield [sentence[: config.max_words] for sentence in sentences[start : start + min(count, config.max_sentences)]]
+            yield [
+                sentence[: config.max_words] for sentence in sentences[start : start + min(count, config.max_sentences)]
+            ]
             start += count

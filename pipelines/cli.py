@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,9 +22,9 @@ app = typer.Typer(
 )
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config file (see configs/).")]
-RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory [default: runs/<config name>].")]
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run directory [default: runs/<config name>].")]
 OverridesArg = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(help="Dotted overrides, e.g. train.lr=0.01 model.dropout=0.3.", show_default=False),
 ]
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory written by `han run` / `han train`.")]
@@ -42,15 +42,15 @@ def check_flags(resume: bool, overwrite: bool) -> None:
 
 
 ShardOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--shard", help="Do only shard i of n (i/n, 0-based); under torchrun the rank is the shard."),
 ]
 DeviceOpt = Annotated[
-    Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N [default: the run's device setting].")
+    str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N [default: the run's device setting].")
 ]
 
 
-def default_run_dir(config_path: Path, run_dir: Optional[Path]) -> Path:
+def default_run_dir(config_path: Path, run_dir: Path | None) -> Path:
     return run_dir if run_dir is not None else Path("runs") / config_path.stem
 
 
@@ -94,7 +94,7 @@ def preprocess(
     run_dir: RunDirOpt = None,
     shard: ShardOpt = None,
     merge_shards: Annotated[
-        Optional[int], typer.Option("--merge-shards", min=1, help="Merge the n shards made with --shard i/n.")
+        int | None, typer.Option("--merge-shards", min=1, help="Merge the n shards made with --shard i/n.")
     ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
@@ -173,9 +173,7 @@ def train(
 def evaluate(
     run_dir: RunDirArg,
     split: Annotated[str, typer.Option("--split", help="A preprocessed split of the run.")] = "test",
-    data: Annotated[
-        Optional[Path], typer.Option("--data", help="A labelled file to evaluate instead of a split.")
-    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="A labelled file to evaluate instead of a split.")] = None,
     weights: Annotated[str, typer.Option("--weights", help="best or last.")] = "best",
     device: DeviceOpt = None,
 ) -> None:
@@ -193,14 +191,14 @@ def evaluate(
 def predict(
     run_dir: RunDirArg,
     input: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Argument(
             help="CSV/TSV/JSONL/Parquet/.txt file; omit (or '-') to read one document per line from stdin.",
             show_default=False,
         ),
     ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help=".jsonl or .csv file [default: JSON Lines on stdout].")
+        Path | None, typer.Option("--output", "-o", help=".jsonl or .csv file [default: JSON Lines on stdout].")
     ] = None,
     weights: Annotated[str, typer.Option("--weights", help="best or last.")] = "best",
     device: DeviceOpt = None,
@@ -251,7 +249,7 @@ def _option_default(schema: type, name: str):
     return schema.model_fields[name].default
 
 
-def _report_format(output: Path, given: Optional[str], data_suffix: str, data_format: str) -> str:
+def _report_format(output: Path, given: str | None, data_suffix: str, data_format: str) -> str:
     if given is not None:
         return given
     return data_format if output.suffix.lower() == data_suffix else "html"
@@ -262,7 +260,7 @@ def _report_format(output: Path, given: Optional[str], data_suffix: str, data_fo
 def report(
     run_dir: RunDirArg,
     input: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Argument(
             help="CSV/TSV/JSONL/Parquet/.txt file of documents (true labels are read when it has the run's label "
             "column); omit with --split to use the run's own data source.",
@@ -271,10 +269,10 @@ def report(
     ] = None,
     output: ReportOutputOpt = Path("report.html"),
     output_format: Annotated[
-        Optional[str], typer.Option("--format", help="html or jsonl [default: from the output suffix].")
+        str | None, typer.Option("--format", help="html or jsonl [default: from the output suffix].")
     ] = None,
     split: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--split", help="Report one split (train/validation/test) of INPUT, read like the run's data."),
     ] = None,
     sort: Annotated[
@@ -283,13 +281,11 @@ def report(
     only: Annotated[str, typer.Option("--only", help="all, misclassified or correct.")] = _option_default(
         DocumentReportConfig, "only"
     ),
-    true_label: Annotated[
-        Optional[str], typer.Option("--true-label", help="Keep documents of this true label.")
-    ] = None,
+    true_label: Annotated[str | None, typer.Option("--true-label", help="Keep documents of this true label.")] = None,
     predicted_label: Annotated[
-        Optional[str], typer.Option("--predicted-label", help="Keep documents predicted as this label.")
+        str | None, typer.Option("--predicted-label", help="Keep documents predicted as this label.")
     ] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many documents.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many documents.")] = None,
     weights: WeightsOpt = "best",
 ) -> None:
     """Per-document attention report: sentences and words shaded by their weights (HTML), or the same as JSON Lines."""
@@ -318,16 +314,16 @@ def report(
 def corpus_report(
     run_dir: RunDirArg,
     input: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Argument(help="A file of documents instead of a preprocessed split of the run.", show_default=False),
     ] = None,
     output: ReportOutputOpt = Path("corpus.html"),
     output_format: Annotated[
-        Optional[str], typer.Option("--format", help="html or json [default: from the output suffix].")
+        str | None, typer.Option("--format", help="html or json [default: from the output suffix].")
     ] = None,
     split: Annotated[str, typer.Option("--split", help="A preprocessed split of the run.")] = "test",
     words: Annotated[
-        Optional[str], typer.Option("--words", help="Comma-separated words whose weight distributions to plot.")
+        str | None, typer.Option("--words", help="Comma-separated words whose weight distributions to plot.")
     ] = None,
     group_by: Annotated[str, typer.Option("--group-by", help="true or predicted label.")] = _option_default(
         CorpusReportConfig, "group_by"

@@ -117,7 +117,7 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
     table.add_column("")
     for name in labels:
         table.add_column(name, justify="right")
-    for name, row in zip(labels, metrics["confusion_matrix"]["rows_true_columns_predicted"]):
+    for name, row in zip(labels, metrics["confusion_matrix"]["rows_true_columns_predicted"], strict=True):
         table.add_row(name, *map(str, row))
     return table
 

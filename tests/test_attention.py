@@ -1,3 +1,4 @@
+import itertools
 import json
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -93,8 +94,10 @@ def test_uncapped_segmentation_caps_to_what_the_model_reads(max_sentences, max_w
     surface = np.asarray(chunk.surface_words, dtype=object)[chunk.surface_ids]
     offsets = uncapped.sentence_offsets
     first = [
-        "".join(t + (" " if space else "") for t, space in zip(surface[a:b], chunk.space_after[a:b])).strip()
-        for a, b in zip(offsets[:4], offsets[1:5])
+        "".join(
+            t + (" " if space else "") for t, space in zip(surface[a:b], chunk.space_after[a:b], strict=True)
+        ).strip()
+        for a, b in itertools.pairwise(offsets[:5])
     ]
     assert " | ".join(first) == "Great Dress! | It fits well. | The colour is lovely. | Would buy again."
     assert (surface[0], chunk.words[chunk.local_ids[0]], bool(chunk.space_after[0])) == ("Great", "great", True)

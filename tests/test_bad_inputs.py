@@ -98,7 +98,7 @@ class Evil:
 
 SIMPLE_ROWS = [{"text": f"doc {i}.", "label": "ab"[i % 2]} for i in range(12)]
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefg", "bcdefgh")
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefg", "bcdefgh", strict=True)
 )
 
 # (id, setup, exit code, expected message; {tmp} is the test's folder)

@@ -44,7 +44,7 @@ def test_run_then_evaluate_and_predict(tmp_path, tiny_overrides):
     for row in predictions:
         assert row["label"] in labels
         assert abs(sum(float(row[f"p_{name}"]) for name in labels) - 1) < 1e-4
-    accuracy = sum(p["label"] == r["label"] for p, r in zip(predictions, rows)) / len(rows)
+    accuracy = sum(p["label"] == r["label"] for p, r in zip(predictions, rows, strict=True)) / len(rows)
     assert accuracy >= 0.8
 
     result = invoke("predict", run_dir, input="The team scored a goal in the match.\nA new chip for the server.\n")

@@ -29,7 +29,7 @@ def test_dense_parameters_follow_torch_adam(weight_decay):
             optimizer.zero_grad()
             loss_of(net, ids).backward()
             optimizer.step()
-    for (name, a), (_, b) in zip(ours_net.named_parameters(), torch_net.named_parameters()):
+    for (name, a), (_, b) in zip(ours_net.named_parameters(), torch_net.named_parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
 
@@ -69,6 +69,6 @@ def test_clip_grad_norm_matches_torch_and_handles_sparse():
     expected = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
     assert clip_grad_norm(dense_net.parameters(), 0.5) == pytest.approx(float(expected), rel=1e-6)
     assert clip_grad_norm(sparse_net.parameters(), 0.5) == pytest.approx(float(expected), rel=1e-6)
-    for (name, a), (_, b) in zip(sparse_net.named_parameters(), reference.named_parameters()):
+    for (name, a), (_, b) in zip(sparse_net.named_parameters(), reference.named_parameters(), strict=True):
         got = a.grad.to_dense() if a.grad.is_sparse else a.grad
         torch.testing.assert_close(got, b.grad, rtol=1e-6, atol=1e-7, msg=name)

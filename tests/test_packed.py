@@ -55,7 +55,7 @@ def test_fused_gru_equals_nn_gru_with_gradients(lengths):
 
     assert relative_error(actual, expected.data) <= 1e-6
     names = ["inputs"] + [name for name, _ in gru.named_parameters()]
-    for name, got, want in zip(names, actual_grads, expected_grads):
+    for name, got, want in zip(names, actual_grads, expected_grads, strict=True):
         assert relative_error(got, want) <= 1e-6, name
 
 
@@ -98,7 +98,7 @@ def test_fused_gru_reading_shared_rows_equals_nn_gru():
     actual = fused_bidirectional_gru(distinct, layout, gru, rows)
     actual_grads = torch.autograd.grad((actual * upstream).sum(), [distinct, *gru.parameters()])
     assert relative_error(actual, expected.data) <= 1e-6
-    for got, want in zip(actual_grads, expected_grads):
+    for got, want in zip(actual_grads, expected_grads, strict=True):
         assert relative_error(got, want) <= 1e-6
 
 
@@ -111,5 +111,5 @@ def test_fused_gru_with_inputs_that_need_no_gradient():
     expected, _ = gru(PackedSequence(inputs, layout.batch_sizes))
     expected_grads = torch.autograd.grad(expected.data.sum(), list(gru.parameters()))
     actual_grads = torch.autograd.grad(fused_bidirectional_gru(inputs, layout, gru).sum(), list(gru.parameters()))
-    for got, want in zip(actual_grads, expected_grads):
+    for got, want in zip(actual_grads, expected_grads, strict=True):
         assert relative_error(got, want) <= 1e-6

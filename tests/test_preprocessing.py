@@ -98,7 +98,7 @@ def test_preprocess_output_does_not_depend_on_workers(tmp_path, tiny_config):
         )
     (vocab1, emb1, splits1, fp1), (vocab2, emb2, splits2, fp2) = outputs
     assert vocab1 == vocab2 and np.array_equal(emb1, emb2) and fp1 == fp2
-    for a, b in zip(splits1, splits2):
+    for a, b in zip(splits1, splits2, strict=True):
         assert_same(a, b)
 
 
@@ -316,8 +316,7 @@ def test_encoded_split_writer_leaves_nothing_behind_on_error(tmp_path):
     from han.encoded import EncodedSplitWriter
 
     target = tmp_path / "split"
-    with pytest.raises(RuntimeError):
-        with EncodedSplitWriter(target) as writer:
-            writer.write(EncodedSplit.from_documents([[[2, 3]]], [0]))
-            raise RuntimeError("disk trouble")
+    with pytest.raises(RuntimeError), EncodedSplitWriter(target) as writer:
+        writer.write(EncodedSplit.from_documents([[[2, 3]]], [0]))
+        raise RuntimeError("disk trouble")
     assert list(tmp_path.iterdir()) == []

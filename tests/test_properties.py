@@ -75,11 +75,12 @@ def test_encoding_and_batching_keep_ids_in_vocabulary_and_masks_consistent(texts
     half = documents[: len(documents) // 2]
     vocab = Vocab.build(Counter(w for doc in half for s in doc for w in s), min_count=1, max_size=50)
     encoded = [[vocab.encode(s) for s in doc] for doc in documents]
-    for doc, ids in zip(documents, encoded):
-        for sentence, sentence_ids in zip(doc, ids):
+    for doc, ids in zip(documents, encoded, strict=True):
+        for sentence, sentence_ids in zip(doc, ids, strict=True):
             assert all(1 <= i < len(vocab) for i in sentence_ids)  # never padding, always in range
             assert all(
-                vocab.words[i] == w if i != UNK_ID else w not in vocab.index for i, w in zip(sentence_ids, sentence)
+                vocab.words[i] == w if i != UNK_ID else w not in vocab.index
+                for i, w in zip(sentence_ids, sentence, strict=True)
             )
     split = EncodedSplit.from_documents(encoded, list(range(len(encoded))))
     batches = list(bucketed_batches(split, batch_size, np.random.default_rng(seed)))

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 import han.inference
 from conftest import TINY_CONFIG, make_corpus
-from han.config import load_config
 from han.data import load_labelled_file
 from han.records import iter_input_texts
 from han.reports.documents import read_documents
@@ -98,7 +97,9 @@ def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run,
     result = runner.invoke(app, ["report", str(run_dir), str(documents), "-o", str(report)])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
-    reported = np.array([[r["probabilities"][name] for name in labels] for r in sorted(records, key=lambda r: r["row"])])
+    reported = np.array(
+        [[r["probabilities"][name] for name in labels] for r in sorted(records, key=lambda r: r["row"])]
+    )
 
     assert predicted.shape == evaluated.shape == reported.shape == (30, len(labels))
     # predict and the report write 6 decimals: agreement to rounding (5e-7) plus float32 noise

@@ -142,14 +142,14 @@ def test_browser_dom_shows_every_document_sentence_and_word_with_its_weight(trai
     assert [int(a.attrs["data-row"]) for a in articles] == [r["row"] for r in records]
     assert sorted(r["row"] for r in records) == [1, 2, 3, 4]
     cut_sentences = cut_words = 0
-    for article, record in zip(articles, records):
+    for article, record in zip(articles, records, strict=True):
         assert article.attrs["data-predicted"] == record["predicted"] and article.attrs["data-true"] == record["true"]
         assert article.find("b", "pred-label")[0].text() == record["predicted"]
         probabilities = {p.attrs["data-label"]: float(p.attrs["data-p"]) for p in article.find("span", "prob")}
         assert probabilities == pytest.approx(record["probabilities"], abs=1e-6)
         sentences = article.find("li", "sent")
         assert len(sentences) == len(record["sentences"])
-        for item, sentence in zip(sentences, record["sentences"]):
+        for item, sentence in zip(sentences, record["sentences"], strict=True):
             words = item.find("span", "w")
             assert [w.text() for w in words] == sentence["tokens"]
             if sentence["cut"]:
@@ -158,7 +158,7 @@ def test_browser_dom_shows_every_document_sentence_and_word_with_its_weight(trai
                 assert all("cut" in w.classes for w in words)
                 continue
             assert float(item.attrs["data-weight"]) == pytest.approx(sentence["weight"], abs=1e-6)
-            for word, weight in zip(words, sentence["word_weights"]):
+            for word, weight in zip(words, sentence["word_weights"], strict=True):
                 if weight is None:
                     cut_words += 1
                     assert "cut" in word.classes and word.attrs["data-cut"] == "max_words"
@@ -170,7 +170,7 @@ def test_browser_dom_shows_every_document_sentence_and_word_with_its_weight(trai
     tags = {node.tag for node in dom.walk()}
     assert not tags & {"script", "img", "i", "iframe"}
     assert not [name for node in dom.walk() for name in node.attrs if name.startswith("on")]
-    hostile = next(a for a, r in zip(articles, records) if r["row"] == 1)
+    hostile = next(a for a, r in zip(articles, records, strict=True) if r["row"] == 1)
     text = " ".join(span.text() for span in hostile.find("span", "text"))
     for fragment in (
         "<script>document.body.setAttribute('data-pwned','1')</script>",

@@ -29,9 +29,7 @@ class DeviceRecordingModel(torch.nn.Module):
 
 
 def test_batches_follow_the_model_device_and_results_come_back_to_the_cpu(monkeypatch):
-    split = EncodedSplit.from_documents(
-        [[[2, 3], [4]], [[5, 6, 7]], [[8], [9, 10], [11]]], [0, 1, 2]
-    )
+    split = EncodedSplit.from_documents([[[2, 3], [4]], [[5, 6, 7]], [[8], [9, 10], [11]]], [0, 1, 2])
     model = DeviceRecordingModel()
     model.max_sentences = 3
     moved = []

@@ -258,7 +258,7 @@ def document_record(view: DocumentView, label_names: list[str]) -> dict[str, Any
         "true": None if view.true_label is None else label_names[view.true_label],
         "correct": view.correct,
         "confidence": round6(view.confidence),
-        "probabilities": {name: round6(p) for name, p in zip(label_names, view.probabilities)},
+        "probabilities": {name: round6(p) for name, p in zip(label_names, view.probabilities, strict=True)},
         "sentences_cut": view.sentences_cut,
         "sentences": [
             {
@@ -272,5 +272,3 @@ def document_record(view: DocumentView, label_names: list[str]) -> dict[str, Any
             for s in view.sentences
         ],
     }
-
-

@@ -93,7 +93,7 @@ def faithfulness_check(
 
     def without(removed: np.ndarray) -> EncodedSplit:
         documents_left = []
-        for d, gone in zip(sample, removed):
+        for d, gone in zip(sample, removed, strict=True):
             documents_left.append(
                 [
                     split.tokens[split.sentence_offsets[s] : split.sentence_offsets[s + 1]]
@@ -119,5 +119,3 @@ def faithfulness_check(
         random_flips=int((after_random.argmax(axis=1) != predicted).sum()),
         top_larger=int((top_drop > random_drop).sum()),
     )
-
-

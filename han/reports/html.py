@@ -32,6 +32,7 @@ th{color:#444;font-weight:600;border-bottom:1px solid #dde1e6}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}
 """
 
+
 def esc(text: object) -> str:
     """Escape any value for HTML element content and quoted attribute values."""
     return html.escape(str(text), quote=True)
@@ -80,7 +81,7 @@ def svg_bars(
     parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>')
     parts.append(f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{esc(value_format.format(peak))}</text>')
     parts.append(f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>')
-    for i, (value, label) in enumerate(zip(values, labels)):
+    for i, (value, label) in enumerate(zip(values, labels, strict=True)):
         h = 0.0 if peak <= 0 else plot_h * min(max(value, 0.0) / peak, 1.0)
         x = left + i * step
         parts.append(

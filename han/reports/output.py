@@ -26,5 +26,3 @@ def write_corpus_report(statistics: CorpusStatistics, output: Path, output_forma
         write_text_atomic(output, json.dumps(statistics.as_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
         write_text_atomic(output, render_corpus_report(statistics))
-
-

@@ -82,7 +82,7 @@ def _document_card(view: DocumentView, report: DocumentReport) -> str:
         f'<span class="prob{" pred" if c == predicted else ""}" data-label="{esc(name)}" data-p="{p:.6f}">'
         f'<span class="plabel">{esc(name)}</span><span class="pbar"><span style="height:{100 * p:.1f}%"></span></span>'
         f"{format_number(p, 2)}</span>"
-        for c, (name, p) in enumerate(zip(names, view.probabilities))
+        for c, (name, p) in enumerate(zip(names, view.probabilities, strict=True))
     )
     scale = max(
         (sqrt_scaled(w, s.weight) for s in view.sentences if s.weight is not None for w in s.word_weights),
@@ -197,7 +197,7 @@ def _positions_section(stats: CorpusStatistics) -> str:
         f"<tr><td>{esc(name)}</td>"
         + "".join(
             f'<td class="num" title="{n} documents">{"" if m is None else f"{m:.3f}"}</td>'
-            for m, n in zip(stats.position_mean[c], stats.position_documents[c])
+            for m, n in zip(stats.position_mean[c], stats.position_documents[c], strict=True)
         )
         + "</tr>"
         for c, name in enumerate(stats.label_names)
@@ -225,7 +225,7 @@ def _chosen_words_section(stats: CorpusStatistics) -> str:
             )
             continue
         panels = []
-        for c, (name, dist) in enumerate(zip(stats.label_names, distributions)):
+        for c, (name, dist) in enumerate(zip(stats.label_names, distributions, strict=True)):
             shares = [k / dist.count for k in dist.histogram] if dist.count else [0.0] * stats.bins
             summary = f"n={dist.count}" + (f", mean {dist.mean:.3f}, median {dist.median:.3f}" if dist.count else "")
             panels.append(

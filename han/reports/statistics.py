@@ -95,7 +95,7 @@ class CorpusStatistics:
                         "median": None if d.median is None else round6(d.median),
                         "histogram": d.histogram,
                     }
-                    for name, d in zip(names, dists)
+                    for name, d in zip(names, dists, strict=True)
                 }
                 for word, dists in self.chosen_words.items()
             },
@@ -163,7 +163,7 @@ def corpus_statistics(
         mask = (sentence_class == c) & (position < positions)
         n = np.bincount(position[mask], minlength=positions)
         sums = np.bincount(position[mask], weights=attention.sentence_weights[mask], minlength=positions)
-        position_mean.append([float(s / k) if k else None for s, k in zip(sums, n)])
+        position_mean.append([float(s / k) if k else None for s, k in zip(sums, n, strict=True)])
         position_documents.append(n.tolist())
         in_class = document_class == c
         top_counts = np.bincount(clipped[top[in_class]], minlength=positions)
@@ -225,5 +225,3 @@ def corpus_statistics(
         faithfulness=faithfulness,
         options=options,
     )
-
-
