@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ demo: install  ## train and evaluate on the BBC News demo corpus
 
 test: install  ## the default (offline) test suite
 	$(BIN)/python -m pytest -q
+
+lint: install  ## ruff (lint + format check) and mypy, as .ci/run runs them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install  ## every benchmark, one JSON line each (about 15 minutes on 2 cores)
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,7 +2,7 @@
 
     python -m benchmarks.preprocess [--docs 4000] [--reps 3] [--workers 1 2]
 
-Runs han's preprocessing path (`han.tokenisation.segment_and_encode`: spaCy blank('en') +
+Runs han's preprocessing path (`han.segmenting.segment_and_encode`: spaCy blank('en') +
 sentencizer in `workers` processes, vocabulary, encoding to int ids) on synthetic IMDB-like text.
 Rates count the whitespace-separated words of the input. One JSON line per worker count.
 """
@@ -27,7 +27,7 @@ def main() -> None:
     config = PreprocessConfig(max_sentences=1000, max_words=1000)  # no caps: every word is processed
     for workers in args.workers:
 
-        def run_pass() -> None:
+        def run_pass(workers: int = workers) -> None:
             corpus = segment_and_encode({"train": texts}, config, workers=workers)
             corpus.encoded("train")
 

@@ -141,7 +141,7 @@ def bench_distributed(quick: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=ALL + [[]], default=[])
+    parser.add_argument("names", nargs="*", choices=[*ALL, []], default=[])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the scripts run, not the targets")
     args = parser.parse_args()
     for name in args.names or ALL:

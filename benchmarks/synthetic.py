@@ -55,8 +55,8 @@ def encoded_split(documents: list[list[np.ndarray]], num_classes: int = 5, seed:
 def words_for(vocab_size: int, seed: int = 0) -> list[str]:
     """Distinct pronounceable lower-case words, frequent ones short."""
     rng = np.random.default_rng(seed)
-    consonants = list("bcdfghjklmnprstvwz") + ["ch", "sh", "th", "st", "tr"]
-    vowels = list("aeiou") + ["ea", "ou", "ai"]
+    consonants = [*"bcdfghjklmnprstvwz", "ch", "sh", "th", "st", "tr"]
+    vowels = [*"aeiou", "ea", "ou", "ai"]
     words: list[str] = []
     seen: set[str] = set()
     while len(words) < vocab_size:

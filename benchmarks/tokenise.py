@@ -1,4 +1,4 @@
-"""Tokenisation throughput of `han.tokenisation.segment_and_encode` with 1 and N worker processes.
+"""Tokenisation throughput of `han.segmenting.segment_and_encode` with 1 and N worker processes.
 
     .venv/bin/python benchmarks/tokenise.py [--data ../shared/data/clothing_reviews.csv] [--repeat 5] [--workers 1 2]
 

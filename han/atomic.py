@@ -123,15 +123,18 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:
+    """Write `data` to `target` atomically (temporary file, fsync, rename); a failed write raises `StorageError`."""
     with atomic_path(target) as tmp:
         write_file(tmp, data)
 
 
 def write_text_atomic(target: Path, text: str) -> None:
+    """Write `text` to `target` as UTF-8, atomically (see `write_bytes_atomic`)."""
     write_bytes_atomic(target, text.encode("utf-8"))
 
 
 def write_json_atomic(target: Path, data: Any) -> None:
+    """Write `data` to `target` atomically as indented UTF-8 JSON (ASCII escapes when it holds a lone surrogate)."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     try:
         encoded = text.encode("utf-8")
@@ -141,6 +144,7 @@ def write_json_atomic(target: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The parsed JSON of `path`; a missing or damaged file raises `RunDirError`."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -78,7 +78,7 @@ def bucketed_batches(
         return
     order = rng.permutation(n)
     pool = batch_size * pool_batches
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, n, pool):
         chunk = order[start : start + pool]
         chunk = chunk[np.argsort(key[chunk], kind="stable")]

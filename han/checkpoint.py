@@ -136,7 +136,8 @@ def _load_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: dict
 # --- random number generators ------------------------------------------------------------------
 def _rng_states(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     tensors["rng.torch"] = torch.get_rng_state()
-    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    assert not isinstance(keys, str)  # the legacy form is a tuple whose second item is the key array
     return {
         "python": _to_json(random.getstate()),
         "numpy_global": {

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from han.config import PreprocessConfig
+from han.encoded import EncodedSplit, EncodedSplitWriter
 from han.segment import ChunkTokens
 from han.vocab import UNK_ID, Vocab
 
@@ -137,7 +138,8 @@ class _SpilledArrays:
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.paths = {name: folder / f"{name}.bin" for name, _ in self.FIELDS}
-        self.files = {name: open(path, "wb") for name, path in self.paths.items()}
+        # kept open across append() calls and closed in finish(), so no context manager
+        self.files = {name: open(path, "wb") for name, path in self.paths.items()}  # noqa: SIM115
 
     def append(self, part: SegmentedSplit) -> None:
         for name, dtype in self.FIELDS:
@@ -162,7 +164,7 @@ def word_counts(split: SegmentedSplit, words: Sequence[str]) -> Counter[str]:
     for start in range(0, len(split.ids), step):
         counts += np.bincount(split.ids[start : start + step], minlength=len(words))
     present = np.flatnonzero(counts)
-    return Counter(dict(zip((words[i] for i in present), counts[present].tolist(), strict=True)))
+    return Counter(dict(zip((words[int(i)] for i in present), counts[present].tolist(), strict=True)))
 
 
 def vocab_lookup(vocab: Vocab, words: Sequence[str]) -> np.ndarray:
@@ -202,15 +204,14 @@ class Corpus:
     vocab: Vocab
     lookup: np.ndarray  # word-table id -> vocabulary id
 
-    def encoded(self, name: str, labels: Sequence[int] | None = None):
+    def encoded(self, name: str, labels: Sequence[int] | None = None) -> EncodedSplit:
         """A split as an `EncodedSplit` of vocabulary ids (labels -1 when not given)."""
-        from han.encoded import EncodedSplit
-
         split = self.splits[name]
-        labels = np.full(len(split), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
-        return EncodedSplit(self.lookup[split.ids], split.sentence_offsets, split.document_offsets, labels)
+        ids = np.full(len(split), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        return EncodedSplit(self.lookup[split.ids], split.sentence_offsets, split.document_offsets, ids)
 
     def sentences(self, name: str) -> SplitSentences:
+        """The sentences of split `name` as lists of word strings, iterable many times (for gensim)."""
         return SplitSentences(self.splits[name], self.words)
 
     def write_encoded(
@@ -221,7 +222,6 @@ class Corpus:
         Memory stays bounded by the part size, however large the (memory-mapped) split is.
         Returns (documents, tokens, unknown tokens).
         """
-        from han.encoded import EncodedSplit, EncodedSplitWriter
 
         split = self.splits[name]
         sentence_start = token_start = unknown = 0

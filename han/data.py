@@ -56,6 +56,7 @@ class RawSplit:
         return len(self.labels)
 
     def subset(self, indices: Sequence[int]) -> RawSplit:
+        """The documents at `indices`, in that order (a `TextColumn` stays lazy)."""
         indices = list(indices)
         texts = self.texts.select(indices) if isinstance(self.texts, TextColumn) else [self.texts[i] for i in indices]
         return RawSplit(texts, [self.labels[i] for i in indices], [self.rows[i] for i in indices], self.row_names)
@@ -66,6 +67,7 @@ class RawSplit:
 
 
 def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None, limit: int = 8) -> str:
+    """'row(s) 3, 7' or the names of the 1-based source rows `rows` (at most `limit` shown, then 'and N more')."""
     shown = [row_names[r - 1] if row_names is not None else str(r) for r in rows[:limit]]
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return ("" if row_names is not None else "row(s) ") + ", ".join(shown) + more
@@ -79,6 +81,7 @@ class RowCounts:
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> reason -> rows
 
     def drop(self, split: str, reason: str, count: int) -> None:
+        """Count `count` rows of `split` as dropped for `reason` (nothing is recorded when `count` is 0)."""
         if count:
             by_reason = self.dropped.setdefault(split, {})
             by_reason[reason] = by_reason.get(reason, 0) + count
@@ -96,6 +99,7 @@ class RowCounts:
         return self.rows_in - sum(self.rows_dropped.values())
 
     def as_dict(self) -> dict[str, Any]:
+        """The counts as a dict: rows in, rows kept, rows dropped by reason and by split."""
         return {
             "rows_in": self.rows_in,
             "rows_kept": self.rows_kept,
@@ -197,8 +201,9 @@ def _to_raw_split(
         counts.drop(split, reason, len(bad_rows))
     keep = np.flatnonzero(~(empty | unlabelled)).tolist()
     if len(keep) == len(labels):
-        return RawSplit(texts, labels, rows, source.row_names)  # type: ignore[arg-type]
-    return RawSplit(texts.select(keep), [labels[i] for i in keep], [rows[i] for i in keep], source.row_names)  # type: ignore[misc]
+        return RawSplit(texts, labels, rows, source.row_names)  # type: ignore[arg-type]  # no label is None here
+    kept_labels = [label for i in keep if (label := labels[i]) is not None]
+    return RawSplit(texts.select(keep), kept_labels, [rows[i] for i in keep], source.row_names)
 
 
 def _check_labels(

@@ -74,6 +74,7 @@ class DistContext:
 
 
 def launched_by_torchrun() -> bool:
+    """True when torchrun started more than one process (WORLD_SIZE > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -110,6 +111,7 @@ def shutdown() -> None:
 
 
 def barrier(ctx: DistContext) -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
     if ctx.enabled:
         dist.barrier()
 
@@ -202,7 +204,7 @@ def score_across_ranks(
     model: torch.nn.Module, split: EncodedSplit, batch_size: int, precision: str, ctx: DistContext
 ) -> np.ndarray:
     """Class probabilities of every document of `split`: each rank scores a contiguous slice; all ranks get all."""
-    from han.scoring import predict_probabilities
+    from han.scoring import num_classes, predict_probabilities
 
     if not ctx.enabled:
         return predict_probabilities(model, split, batch_size, precision)
@@ -210,7 +212,7 @@ def score_across_ranks(
     local = (
         predict_probabilities(model, split_slice(split, start, stop), batch_size, precision)
         if stop > start
-        else np.zeros((0, model.classifier.out_features), dtype=np.float32)
+        else np.zeros((0, num_classes(model)), dtype=np.float32)
     )
     return gather_rows(local, ctx)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from han.vocab import PAD_ID, Vocab
 log = logging.getLogger(__name__)
 
 
-def train_word2vec(sentences: Sequence[Sequence[str]], config: EmbeddingsConfig, seed: int) -> KeyedVectors:
+def train_word2vec(sentences: Iterable[Sequence[str]], config: EmbeddingsConfig, seed: int) -> KeyedVectors:
     """Train word2vec (CBOW or skip-gram) on tokenised training sentences."""
     model = Word2Vec(
         sentences=sentences,

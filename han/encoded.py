@@ -45,6 +45,7 @@ class EncodedSplit:
 
     @classmethod
     def from_documents(cls, documents: Sequence[Sequence[Sequence[int]]], labels: Sequence[int]) -> EncodedSplit:
+        """A split built from documents given as sentences of token ids, and their labels."""
         sentence_lengths = [len(s) for doc in documents for s in doc]
         tokens = np.fromiter(
             (t for doc in documents for s in doc for t in s), dtype=np.int64, count=sum(sentence_lengths)
@@ -70,6 +71,7 @@ class EncodedSplit:
 
     @classmethod
     def load(cls, path: Path) -> EncodedSplit:
+        """Read a split saved as a dataset folder; a missing folder raises `RunDirError`."""
         try:
             dataset = datasets.load_from_disk(str(path))
         except FileNotFoundError:
@@ -96,6 +98,7 @@ class EncodedSplitWriter:
         self.writer = pa.ipc.new_stream(str(self.stream_path), ENCODED_FEATURES.arrow_schema)
 
     def write(self, part: EncodedSplit) -> None:
+        """Append `part` (whole documents) to the stream file."""
         self.writer.write_table(part.arrow_table())
 
     def __enter__(self) -> EncodedSplitWriter:

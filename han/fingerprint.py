@@ -73,6 +73,7 @@ def settings_fingerprint(config: Config) -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str]:
+    """Installed versions of spaCy, gensim and NumPy (part of the preprocessing cache key)."""
     from importlib.metadata import version
 
     return {name: version(name) for name in ("spacy", "gensim", "numpy")}
@@ -98,6 +99,7 @@ class SplitDigest:
         self._digest = hashlib.sha256()
 
     def update(self, texts: Sequence[str], labels: Sequence[str]) -> None:
+        """Feed a batch: each label with the SHA-256 of its text, in order."""
         for text, label in zip(texts, labels, strict=True):
             self._digest.update(
                 label.encode("utf-8", "surrogatepass")
@@ -106,6 +108,7 @@ class SplitDigest:
             )
 
     def digest(self) -> bytes:
+        """The SHA-256 digest of everything fed so far."""
         return self._digest.digest()
 
 

@@ -62,7 +62,7 @@ def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
         raise DataError(
             f"{data_file}: label(s) {', '.join(map(repr, unseen))} unknown to the model (rows {', '.join(map(str, rows))}); known: {', '.join(trained.label_names)}"
         )
-    encoded = trained.encode(raw.texts, [index[y] for y in raw.labels])
+    encoded = trained.encode(list(raw.texts), [index[y] for y in raw.labels])
     metrics = classification_metrics(
         encoded.labels,
         predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision),
@@ -136,7 +136,8 @@ def write_predictions(
     progress.start("predict", None)
     writer = None
     count = 0
-    for count, (row, probabilities) in enumerate(predict_rows(trained, texts, chunk_size, shard), start=1):
+    for row, probabilities in predict_rows(trained, texts, chunk_size, shard):
+        count += 1
         record = _format_row(row, probabilities, trained.label_names)
         if output_format == "csv":
             if writer is None:

@@ -56,6 +56,7 @@ class DataReport:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
+        """The report's fields as a dict (a shallow copy)."""
         return self.__dict__.copy()
 
 

@@ -88,6 +88,7 @@ def _offline() -> bool:
 
 
 def one_line(error: BaseException) -> str:
+    """The first two non-blank lines of `error`'s message joined by '; ' (its type name when there are none)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return "; ".join(lines[:2]) if lines else type(error).__name__
 

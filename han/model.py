@@ -80,6 +80,7 @@ class BiGRUEncoder(nn.Module):
         self.backend = backend
 
     def forward(self, inputs: torch.Tensor, layout: PackedLayout, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the GRU both ways over packed `inputs` (or `inputs[rows]`); return the (P, 2H) packed states."""
         # inputs (P, D) in packed order, or distinct rows (U, D) that position p reads as inputs[rows[p]]
         backend = self.backend if self.backend != "auto" else ("torch" if inputs.is_cuda else "fused")
         if backend == "fused":
@@ -103,6 +104,7 @@ class AdditiveAttention(nn.Module):
     def forward(
         self, states: torch.Tensor, segments: torch.Tensor, num_segments: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool `states` within each segment by attention; return the (N, D) pooled vectors and the (P,) weights."""
         # states (P, D); segments (P,) in [0, num_segments), every segment non-empty
         scores = torch.tanh(self.projection(states)) @ self.context  # (P,)
         maxima = scores.new_full((num_segments,), float("-inf"))
@@ -141,6 +143,7 @@ class HierarchicalAttentionNetwork(nn.Module):
     def forward(
         self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
     ) -> HANOutput:
+        """Classify a batch of documents: the logits with the word and sentence attention weights."""
         # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,), sum(sentence_counts) == N_s
         device = word_ids.device
         num_docs, num_sentences = sentence_counts.numel(), word_ids.size(0)

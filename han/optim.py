@@ -29,6 +29,7 @@ class LazyAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """Take one Adam step (sparse gradients update only their rows); return the closure's loss, if any."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

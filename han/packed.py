@@ -184,10 +184,11 @@ def fused_bidirectional_gru(
         # The kernel writes into preallocated buffers of one dtype: it runs in fp32 under autocast.
         with torch.autocast(inputs.device.type, enabled=False):
             return fused_bidirectional_gru(inputs.float(), layout, gru, rows)
-    weight_ih = torch.cat([gru.weight_ih_l0, gru.weight_ih_l0_reverse])  # (6H, D)
-    bias_ih = torch.cat([gru.bias_ih_l0, gru.bias_ih_l0_reverse])  # (6H,)
-    weight_hh = torch.stack([gru.weight_hh_l0, gru.weight_hh_l0_reverse])  # (2, 3H, H)
-    bias_hh = torch.stack([gru.bias_hh_l0, gru.bias_hh_l0_reverse])  # (2, 3H)
+    p = dict(gru.named_parameters())  # typed as tensors (attribute access is typed Tensor | Module)
+    weight_ih = torch.cat([p["weight_ih_l0"], p["weight_ih_l0_reverse"]])  # (6H, D)
+    bias_ih = torch.cat([p["bias_ih_l0"], p["bias_ih_l0_reverse"]])  # (6H,)
+    weight_hh = torch.stack([p["weight_hh_l0"], p["weight_hh_l0_reverse"]])  # (2, 3H, H)
+    bias_hh = torch.stack([p["bias_hh_l0"], p["bias_hh_l0_reverse"]])  # (2, 3H)
     batch_sizes = layout.batch_sizes.tolist()
     return _FusedBidirectionalGRU.apply(
         inputs, weight_ih, bias_ih, weight_hh, bias_hh, batch_sizes, rows, layout.mirror

@@ -58,10 +58,12 @@ class PreprocessSummary:
     text_handling: dict[str, dict[str, int]] | None = None  # per split: documents truncated at max_chars / cleaned
 
     def as_dict(self) -> dict:
+        """The summary's fields as a dict (a shallow copy)."""
         return self.__dict__.copy()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSummary:
+        """A summary from a dict such as `as_dict` gives, ignoring keys that are not fields."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

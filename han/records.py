@@ -79,6 +79,7 @@ class TextColumn(Sequence[str]):
         return NotImplemented
 
     def select(self, indices: Sequence[int]) -> TextColumn:
+        """The texts at `indices` as a new lazy `TextColumn`."""
         return TextColumn(self.dataset.select(indices), self.columns, self.separator)
 
 

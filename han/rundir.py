@@ -23,6 +23,7 @@ A run directory that holds results is never replaced without `overwrite=True` (`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import shutil
@@ -83,6 +84,7 @@ class RunDir:
         return self.root / "embeddings.safetensors"
 
     def data_path(self, split: str) -> Path:
+        """The folder of the encoded split `split` (data/<split>)."""
         return self.root / "data" / split
 
     @property
@@ -126,6 +128,7 @@ class RunDir:
         return EncodedSplit.load(path)
 
     def splits(self) -> list[str]:
+        """Names of the encoded splits under data/, sorted (none when data/ does not exist)."""
         data = self.root / "data"
         return (
             sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")) if data.is_dir() else []
@@ -145,6 +148,7 @@ class RunDir:
         write_json_atomic(self.config_path, config.model_dump(mode="json"))
 
     def load_config(self) -> Config:
+        """The resolved config from config.json; raises `RunDirError` when it is missing."""
         self.require(self.config_path, hint="run `han preprocess` (or `han run`) first")
         return config_from_dict(read_json(self.config_path), str(self.config_path))
 
@@ -166,6 +170,7 @@ class RunDir:
 
     # --- manifest --------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
+        """The contents of manifest.json, or {} when there is none yet."""
         return read_json(self.manifest_path) if self.manifest_path.exists() else {}
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
@@ -300,7 +305,7 @@ class RunDir:
                         raise RunDirError(
                             f"{file}: unexpected file, not listed in manifest.json; refusing to load it (remove it)"
                         )
-                items = listed.items()
+                items = list(listed.items())
             else:
                 if rel not in artifacts:
                     if not path.exists():
@@ -329,7 +334,5 @@ class RunDir:
     def remove_stale_temporaries(self) -> None:
         """Delete temporary files left by a process killed in the middle of a write."""
         for path in self.root.rglob(".*.tmp"):
-            try:
+            with contextlib.suppress(OSError):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
-            except OSError:
-                pass

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunResult:
+    """What `run_all` produced: preprocess summary, training result, metrics per split and seconds per stage."""
+
     preprocess: PreprocessSummary | None  # None when a resumed run kept its earlier preprocessing
     train: TrainResult
     metrics: dict[str, dict[str, Any]]

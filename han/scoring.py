@@ -33,6 +33,13 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def num_classes(model: torch.nn.Module) -> int:
+    """The classes the model scores (the width of its classifier)."""
+    classifier = model.get_submodule("classifier")
+    assert isinstance(classifier, torch.nn.Linear)
+    return classifier.out_features
+
+
 def sentence_ids_of(split: EncodedSplit, indices: np.ndarray) -> np.ndarray:
     """Ids of the sentences of documents `indices`, in the order `collate` puts them in a batch."""
     first, last = split.document_offsets[indices], split.document_offsets[indices + 1]
@@ -52,7 +59,7 @@ def score_split(
     was_training = model.training
     model.eval()
     device = model_device(model)
-    scores = SplitScores(np.zeros((len(split), model.classifier.out_features), dtype=np.float32))
+    scores = SplitScores(np.zeros((len(split), num_classes(model)), dtype=np.float32))
     if attention:
         scores.sentence_weights = np.zeros(len(split.sentence_offsets) - 1, dtype=np.float32)
         scores.word_weights = np.zeros(len(split.tokens), dtype=np.float32)

@@ -48,6 +48,7 @@ class TextStats:
     cleaned: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as a dict (documents, truncated, cleaned)."""
         return {"documents": self.documents, "truncated": self.truncated, "cleaned": self.cleaned}
 
 
@@ -133,13 +134,10 @@ def segment_chunk(
             arrays.append(doc.to_array(attributes).reshape(len(doc), len(attributes)))
     if not arrays:
         empty = np.zeros(0, dtype=np.int32)
-        return ChunkTokens(
-            empty,
-            empty,
-            np.zeros(len(texts), dtype=np.int32),
-            [],
-            *((empty, [], empty.astype(bool)) if surface else ()),
-        )
+        counts = np.zeros(len(texts), dtype=np.int32)
+        if surface:
+            return ChunkTokens(empty, empty, counts, [], empty, [], empty.astype(bool))
+        return ChunkTokens(empty, empty, counts, [])
     table = np.concatenate(arrays)  # (N, A) uint64: word hash, is_space, sent_start (1 = starts a sentence), ...
     starts = table[:, 2] == 1
     ends = np.cumsum(token_counts)[token_counts > 0]

@@ -58,6 +58,7 @@ def _segment_in_worker(texts: list[str]) -> ChunkTokens:
 
 
 def available_cores() -> int:
+    """CPU cores this process may run on (its affinity on Linux, else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

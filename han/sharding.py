@@ -56,6 +56,7 @@ def shard_wait_seconds() -> float:
 
 
 def preprocess_shard_dir(run_dir: Path, index: int, count: int) -> Path:
+    """The folder of preprocess shard `index` of `count`: shards/preprocess-<i>-of-<n> under `run_dir`."""
     return Path(run_dir) / "shards" / f"preprocess-{index}-of-{count}"
 
 

@@ -40,7 +40,7 @@ def resolve_source(source: str) -> Path | None:
             raise DataError(
                 f"data.source {source!r}: Python package {package!r} is not installed (pip install {package})"
             )
-        path = Path(list(spec.submodule_search_locations)[0]) / sub
+        path = Path(next(iter(spec.submodule_search_locations))) / sub
         if not path.exists():
             raise DataError(f"data.source {source!r}: {path} does not exist in the installed package")
         return path

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's random number generators with `seed`."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -90,6 +91,7 @@ def check_same_preprocessing(config: Config, run: RunDir) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -111,6 +113,8 @@ def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
 
 @dataclass
 class TrainResult:
+    """Outcome of training: epochs run, the best epoch and its metric, time, speed and the per-epoch log."""
+
     epochs_run: int
     best_epoch: int
     best_metric: float
@@ -175,7 +179,9 @@ class TrainingSession:
         )
         self.rng = np.random.default_rng(config.seed)  # data order, one generator across epochs
         self.config_json = config.model_dump(mode="json")
-        self.loop = LoopState(epoch=1, batches_done=0, global_step=0, epoch_rng_state=self.rng.bit_generator.state)
+        self.loop = LoopState(
+            epoch=1, batches_done=0, global_step=0, epoch_rng_state=dict(self.rng.bit_generator.state)
+        )
         if resume:
             self._restore()
         self.stop_request = StopRequest()
@@ -243,8 +249,8 @@ class TrainingSession:
         progress.stop()
         if ctx.world_size > 1:  # [distributed] each rank summed its own share of the losses
             loop.loss_sum = all_reduce_sum([loop.loss_sum], ctx)[0]
-        self.finish_epoch(self.scheduler.get_last_lr()[0], time.perf_counter() - epoch_start, session_docs)
-        loop.epoch, loop.batches_done, loop.epoch_rng_state = loop.epoch + 1, 0, self.rng.bit_generator.state
+        self.finish_epoch(float(self.scheduler.get_last_lr()[0]), time.perf_counter() - epoch_start, session_docs)
+        loop.epoch, loop.batches_done, loop.epoch_rng_state = loop.epoch + 1, 0, dict(self.rng.bit_generator.state)
         loop.loss_sum, loop.seen = 0.0, 0
         path = self.checkpoint()
         if self.stop_agreed() and not loop.finished:

@@ -38,14 +38,17 @@ class Vocab:
         return cls([PAD, UNK, *ranked[: max_size - 2]])
 
     def encode(self, words: Iterable[str]) -> list[int]:
+        """Vocabulary ids of `words` (UNK_ID for words outside the vocabulary)."""
         get = self.index.get
         return [get(w, UNK_ID) for w in words]
 
     def save(self, path: Path) -> None:
+        """Write the vocabulary to `path` as {"words": [...]} (id = index), atomically."""
         write_json_atomic(path, {"words": self.words})
 
     @classmethod
     def load(cls, path: Path) -> Vocab:
+        """Read a vocabulary written by `save`; raises `RunDirError` when the file is not one."""
         data = read_json(path)
         words = data.get("words") if isinstance(data, dict) else None
         if not isinstance(words, list) or words[:2] != [PAD, UNK] or not all(isinstance(w, str) for w in words):

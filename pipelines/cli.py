@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from han.config import CorpusReportConfig, DocumentReportConfig
 from pipelines import ui
@@ -35,6 +36,7 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace the res
 
 
 def check_flags(resume: bool, overwrite: bool) -> None:
+    """Refuse --resume together with --overwrite (a `ConfigError`)."""
     from han.errors import ConfigError
 
     if resume and overwrite:
@@ -51,6 +53,7 @@ DeviceOpt = Annotated[
 
 
 def default_run_dir(config_path: Path, run_dir: Path | None) -> Path:
+    """`run_dir` when given, else runs/<config file name without its extension>."""
     return run_dir if run_dir is not None else Path("runs") / config_path.stem
 
 
@@ -244,7 +247,7 @@ ReportOutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Report fi
 WeightsOpt = Annotated[str, typer.Option("--weights", help="best or last.")]
 
 
-def _option_default(schema: type, name: str):
+def _option_default(schema: type[BaseModel], name: str) -> Any:
     """A command option's default, read from its schema in han/config.py (defaults live only there)."""
     return schema.model_fields[name].default
 
@@ -406,4 +409,5 @@ def merge_predictions(
 
 
 def main() -> None:
+    """Run the typer app (the `han` console script)."""
     app()

@@ -73,6 +73,7 @@ class RichProgress(Progress):
         self._task: Any = None
 
     def start(self, description: str, total: int | None, unit: str = "docs") -> None:
+        """Open a progress bar for `description` counting `unit` (`total` None: length unknown)."""
         self._bar = RichBar(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -87,6 +88,7 @@ class RichProgress(Progress):
         self._task = self._bar.add_task(description, total=total, info="")
 
     def advance(self, amount: int = 1, **info: Any) -> None:
+        """Move the bar on by `amount` and show `info` as key=value figures (nothing when no bar is open)."""
         if self._bar is None:
             return
         text = "  ".join(
@@ -95,12 +97,14 @@ class RichProgress(Progress):
         self._bar.update(self._task, advance=amount, info=text)
 
     def stop(self) -> None:
+        """Close the progress bar, if one is open."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
 
 
 def metrics_table(split: str, metrics: dict[str, Any]) -> Table:
+    """A table of a split's per-class precision, recall, F1 and support, titled with accuracy and macro-F1."""
     table = Table(
         title=f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  ({metrics['documents']} documents)"
     )
@@ -112,6 +116,7 @@ def metrics_table(split: str, metrics: dict[str, Any]) -> Table:
 
 
 def confusion_table(metrics: dict[str, Any]) -> Table:
+    """The confusion matrix as a table (rows: true class, columns: predicted)."""
     labels = metrics["confusion_matrix"]["labels"]
     table = Table(title="confusion matrix (rows: true, columns: predicted)")
     table.add_column("")
@@ -123,6 +128,7 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
 
 
 def show_metrics(split: str, metrics: dict[str, Any]) -> None:
+    """Print a split's metrics table and its confusion matrix."""
     console.print(metrics_table(split, metrics))
     console.print(confusion_table(metrics))
 

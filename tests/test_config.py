@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from han.config import Config, apply_overrides, config_to_yaml, load_config
 from han.errors import ConfigError
@@ -38,7 +39,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_fill_in_and_config_is_frozen(tmp_path):
     config = load_config(write(tmp_path, "data:\n  source: x.csv\n"))
     assert config.model.word_hidden == 50 and config.model.attention_dim == 100 and config.embeddings.dim == 200
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         config.seed = 3  # type: ignore[misc]
 
 
@@ -87,7 +88,7 @@ def test_overrides_are_parsed_and_validated(tmp_path):
         load_config(path, ["train.lr=-1"])
     with pytest.raises(ConfigError, match=r"train\.nope"):
         load_config(path, ["train.nope=1"])
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
         load_config(path, ["train.lr"])
 
 
@@ -103,5 +104,5 @@ def test_resolved_yaml_round_trips(tmp_path):
 
 
 def test_file_embeddings_need_a_path(tmp_path):
-    with pytest.raises(ConfigError, match="embeddings.path"):
+    with pytest.raises(ConfigError, match=r"embeddings\.path"):
         load_config(write(tmp_path, "data:\n  source: x.csv\nembeddings:\n  source: file\n"))

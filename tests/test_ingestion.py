@@ -126,7 +126,8 @@ def test_text_columns_joined_skip_empty_parts(tmp_path):
 
 
 def unseen_file(tmp_path):
-    rows = rows_ab(10, split="train") + [
+    rows = [
+        *rows_ab(10, split="train"),
         {"text": "odd one.", "label": "zzz", "split": "test"},
         {"text": "fine.", "label": "a", "split": "test"},
         {"text": "fine.", "label": "b", "split": "validation"},
@@ -303,7 +304,7 @@ def test_hub_layout_directory_with_class_label_and_named_splits(tmp_path, corpus
 
 
 def test_a_split_left_empty_is_an_error(tmp_path):
-    rows = rows_ab(10, split="train") + [{"text": "", "label": "a", "split": "test"}]
+    rows = [*rows_ab(10, split="train"), {"text": "", "label": "a", "split": "test"}]
     path = write_csv(tmp_path / "c.csv", rows)
     with pytest.raises(DataError, match=r"the test split has no documents"):
         load_data(DataConfig(source=str(path), split_column="split", bad_rows="drop"), seed=0)

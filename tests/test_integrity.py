@@ -203,5 +203,5 @@ def test_verify_refuses_files_the_manifest_does_not_list(run_copy):
     run = RunDir(run_copy)
     stray = run_copy / "model" / "stray.safetensors"
     shutil.copy(run_copy / "model" / "best.safetensors", stray)
-    with pytest.raises(RunDirError, match="not listed in manifest.json"):
+    with pytest.raises(RunDirError, match=r"not listed in manifest\.json"):
         run.verify_artifacts(stray)

@@ -5,10 +5,9 @@ every module there is."""
 import ast
 import re
 
-from import_graph import ROOT, cycles, import_graph, project_modules
-
 import han.model
 import han.vocab
+from import_graph import ROOT, cycles, import_graph, project_modules
 
 # The stages of the pipeline: each meets the others only in the run directory.
 STAGES = {

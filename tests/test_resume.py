@@ -194,7 +194,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(preprocessed
 
     with pytest.raises(TrainingStopped):
         train(config, run_dir, Hook(interrupt))
-    newest, previous = checkpoint_files(run_dir / "checkpoints")[:2]
+    newest, _previous = checkpoint_files(run_dir / "checkpoints")[:2]
     data = bytearray(newest.read_bytes())
     data[-5] ^= 0xFF  # one flipped bit in the tensor data
     newest.write_bytes(bytes(data))

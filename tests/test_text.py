@@ -31,7 +31,7 @@ def test_empty_text_gives_no_sentences():
 
 
 def test_unknown_language_and_missing_pipeline_are_config_errors():
-    with pytest.raises(ConfigError, match="preprocess.lang"):
+    with pytest.raises(ConfigError, match=r"preprocess\.lang"):
         build_pipeline(PreprocessConfig(lang="zz-not-a-language"))
     with pytest.raises(ConfigError, match="not installed"):
         build_pipeline(PreprocessConfig(spacy_model="xx_surely_missing_pipeline"))
@@ -73,7 +73,7 @@ def test_vectors_files_word2vec_and_glove(tmp_path):
 
 def test_vector_dimension_mismatch_and_missing_file(tmp_path):
     vectors = load_vectors_file(write_vectors(tmp_path / "v.txt", True), "word2vec")
-    with pytest.raises(DataError, match="embeddings.dim=2"):
+    with pytest.raises(DataError, match=r"embeddings\.dim=2"):
         embedding_matrix(Vocab([PAD, UNK]), vectors, 5, seed=0)
     with pytest.raises(DataError, match="not found"):
         load_vectors_file(tmp_path / "none.txt", "word2vec")

@@ -81,7 +81,7 @@ def test_train_refuses_other_preprocessing_settings(tmp_path, tiny_config):
 
 
 def test_train_needs_a_preprocessed_run(tmp_path, tiny_config):
-    with pytest.raises(RunDirError, match="not found|missing"):
+    with pytest.raises(RunDirError, match=r"not found|missing"):
         train(tiny_config, tmp_path / "nothing")
 
 

@@ -101,7 +101,7 @@ def read_documents(trained: TrainedRun, source: Path | None, split: str | None =
             raise ConfigError(f"--split {split!r}: no such split (choose from {', '.join(sorted(loaded.splits))})")
         raw = loaded.splits[split]
         where = f"{data_config.source} [{split}]"
-        return InputDocuments(raw.texts, _label_ids(raw.labels, trained.label_names, where), where)
+        return InputDocuments(list(raw.texts), _label_ids(raw.labels, trained.label_names, where), where)
     if source is None:
         raise DataError("no input: give a file of documents or --split NAME")
     if not source.exists():

@@ -28,6 +28,8 @@ class Faithfulness:
     top_larger: int  # documents where removing the top sentence lowered the probability more
 
     def summary(self) -> dict[str, Any]:
+        """The figures as a dict: mean, median, p10, p90 and flips of both drops, and the top-drop-larger share."""
+
         def describe(drops: np.ndarray, flips: int) -> dict[str, float]:
             return {
                 "mean": round6(drops.mean()),
@@ -83,6 +85,7 @@ def faithfulness_check(
         return None
     sample = np.sort(rng.choice(eligible, size=min(documents, len(eligible)), replace=False))
     document_of_sentence, _, _ = split_structure(split)
+    assert attention.sentence_weights is not None, "score the split with attention=True"
     top = top_sentences(split, attention.sentence_weights, document_of_sentence)[sample]
     first = split.document_offsets[sample]
     # A random sentence other than the top one: draw among count-1 positions and skip over the top.
@@ -92,7 +95,7 @@ def faithfulness_check(
     random = first + random_position
 
     def without(removed: np.ndarray) -> EncodedSplit:
-        documents_left = []
+        documents_left: list[list[Any]] = []
         for d, gone in zip(sample, removed, strict=True):
             documents_left.append(
                 [

@@ -39,6 +39,7 @@ def esc(text: object) -> str:
 
 
 def page(title: str, css: str, body: str) -> str:
+    """A complete HTML page: `title`, the base styles plus `css`, and `body`, under a restrictive CSP."""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -50,11 +51,13 @@ def page(title: str, css: str, body: str) -> str:
 
 
 def format_number(value: float, digits: int = 3) -> str:
+    """`value` with `digits` decimal places."""
     return f"{value:.{digits}f}"
 
 
 # --- per-document report -----------------------------------------------------------------------
 def svg_frame(width: int, height: int, content: str, label: str) -> str:
+    """`content` inside an <svg> element of the given size, labelled `label` for screen readers."""
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">{content}</svg>'

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WordAttention:
+    """A word's mean attention weight over its `count` occurrences in the documents of one class."""
+
     word: str
     mean: float  # mean word weight over its occurrences
     count: int
