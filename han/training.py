@@ -145,10 +145,10 @@ def prepare_run(config: Config, run: RunDir, ctx: DistContext, *, resume: bool, 
         run.claim_for_training(resume=resume, overwrite=overwrite)
     barrier(ctx)
     run.verify_artifacts(*inputs)
-    if ctx.is_main:
-        run.remove_stale_temporaries()
     check_same_preprocessing(config, run)
+    barrier(ctx)  # [distributed] every rank has verified config.json before rank 0 rewrites it
     if ctx.is_main:  # [distributed] only rank 0 writes
+        run.remove_stale_temporaries()
         run.save_config(config)
         run.record_artifacts(run.config_path)
 
@@ -377,6 +377,9 @@ def train(
         try:
             while not session.loop.finished:
                 session.run_epoch()
+        except TrainingStopped:
+            barrier(ctx)  # [distributed] every rank leaves once rank 0 has written the checkpoint
+            raise
         except StorageError as error:
             newest = checkpoint_files(run.checkpoints_path)
             where = f"the newest intact checkpoint is {newest[0]}" if newest else "no checkpoint was written yet"
