@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from han.errors import RunDirError, StorageError
+
+# In the name of every temporary han creates (`.<name>.han-<random>.tmp`): how han recognises its own
+# leftovers after a kill (han.ownership removes those, and nothing else).
+TEMPORARY_MARK = ".han-"
 
 # The one call that puts bytes on disk for han's own files; tests replace it to simulate a full disk.
 _os_write = os.write
@@ -74,7 +79,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMPORARY_MARK}", suffix=".tmp", dir=target.parent)
         os.close(fd)
     except OSError as error:
         raise storage_error(target, error) from None
@@ -100,7 +105,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TEMPORARY_MARK}", suffix=".tmp", dir=target.parent))
     except OSError as error:
         raise storage_error(target, error) from None
     try:
@@ -133,13 +138,34 @@ def write_text_atomic(target: Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
 
 
+def _finite_or_null(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None (lists, tuples and dict values, recursively)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite_or_null(value) for value in data]
+    return data
+
+
 def write_json_atomic(target: Path, data: Any) -> None:
-    """Write `data` to `target` atomically as indented UTF-8 JSON (ASCII escapes when it holds a lone surrogate)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """Write `data` to `target` atomically as indented UTF-8 JSON (ASCII escapes when it holds a lone surrogate).
+
+    The file is always strict JSON: a NaN or infinite float (say a metric of a diverged run) is written
+    as null, never as the bare NaN/Infinity that strict JSON readers refuse.
+    """
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError as error:  # a non-finite float somewhere: null instead
+        if "Out of range float" not in str(error):
+            raise
+        data = _finite_or_null(data)
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     try:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: \u escapes keep the JSON valid and the value intact
-        encoded = (json.dumps(data, indent=2) + "\n").encode("ascii")
+        encoded = (json.dumps(data, indent=2, allow_nan=False) + "\n").encode("ascii")
     write_bytes_atomic(target, encoded)
 
 

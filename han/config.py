@@ -3,21 +3,73 @@
 Every setting and its default lives here, once. A config is validated when it is loaded and is
 frozen afterwards; unknown keys, wrong types and out-of-range values are rejected with a message
 that names the file and the key.
+
+Hostile input is refused the same way: YAML is read with a safe loader that also refuses duplicate
+keys and nesting deeper than `MAX_NESTING`; every float must be finite; true/false is never taken
+for a number nor a number for true/false; seeds are 32-bit; model sizes are bounded.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from han.errors import ConfigError
+from han.yaml_strict import MAX_NESTING, DuplicateKey, NestingTooDeep, check_nesting, load_yaml, yaml_problem
+
+# Levels of nesting a config file, the data it is validated from, or an override value may have.
+# han's settings need 4 (data.source as a mapping of lists); the bound keeps a hostile file from
+# exhausting the stack (or memory) before validation can name the problem.
+MAX_SEED = 2**32 - 1  # seeds are what NumPy's legacy seeding accepts: integers in 0..2**32-1
+MAX_MODEL_SIZE = 4096  # upper bound of the hidden, attention and embedding sizes (the paper uses 50-200)
+
+
+def _check_seed(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"a seed must be an integer from 0 to 2**32 - 1 = {MAX_SEED}")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_check_seed)]
+
+
+def _scalar_types(annotation: Any) -> set[Any]:
+    """The types a field's annotation admits, unions flattened (`int | None` -> {int, NoneType})."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_scalar_types(arg) for arg in typing.get_args(annotation)))
+    return {annotation}
 
 
 class _Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_number_mixup(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads true as 1 and 1 as true; a config meaning one and saying the other is refused.
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or value is None:
+            return value
+        admitted = _scalar_types(field.annotation)
+        if admitted & {bool} and not admitted & {int, float} and not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        if admitted & {int, float} and bool not in admitted and isinstance(value, bool):
+            raise ValueError("expected a number, not true/false")
+        return value
 
 
 class SplitNames(_Schema):
@@ -99,7 +151,7 @@ class EmbeddingsConfig(_Schema):
     """Initial word vectors: word2vec trained on the training text, a vectors file, or random."""
 
     source: Literal["word2vec", "file", "random"] = "word2vec"
-    dim: int = Field(200, ge=1)
+    dim: int = Field(200, ge=1, le=MAX_MODEL_SIZE)
     algorithm: Literal["cbow", "skipgram"] = "cbow"
     window: int = Field(5, ge=1)
     epochs: int = Field(5, ge=1)
@@ -120,9 +172,10 @@ class EmbeddingsConfig(_Schema):
 class ModelConfig(_Schema):
     """Sizes of the hierarchical attention network."""
 
-    word_hidden: int = Field(50, ge=1)  # per direction
-    sentence_hidden: int = Field(50, ge=1)  # per direction
-    attention_dim: int = Field(100, ge=1)
+    # Bounded by MAX_MODEL_SIZE; han.model also checks the whole network fits in the available memory.
+    word_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
+    sentence_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
+    attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     freeze_embeddings: bool = False
     # GRU implementation: "fused" is the lock-step CPU kernel (han/packed.py), "torch" is nn.GRU on
@@ -157,7 +210,7 @@ class TrainConfig(_Schema):
 class Config(_Schema):
     """A whole run: data, preprocessing, embeddings, model and training."""
 
-    seed: int = 0
+    seed: Seed = 0  # 0..2**32-1
     # Where training and prediction run (han/device.py): "auto" is CUDA when present (the local rank's
     # GPU under torchrun), else CPU; or "cpu", "cuda", "cuda:N". The code never assumes CUDA.
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -195,7 +248,7 @@ class CorpusReportConfig(_Schema):
     positions: int = Field(10, ge=1)  # sentence positions shown; later sentences count in the last one
     bins: int = Field(20, ge=2)  # histogram bins
     faithfulness_documents: int = Field(1000, ge=0)  # documents sampled for the faithfulness check; 0 skips it
-    seed: int = 0  # sampling of documents and of the random sentence removed
+    seed: Seed = 0  # sampling of documents and of the random sentence removed; 0..2**32-1
 
 
 def validate_options(schema: type[_Schema], values: dict[str, Any], source: str) -> Any:
@@ -215,11 +268,18 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r} is not of the form key.path=value (e.g. train.lr=0.01)")
+    name = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except (NestingTooDeep, RecursionError):
+        raise ConfigError(
+            f"override {name}: the value is nested more than {MAX_NESTING} levels deep; han's settings need at most 4"
+        ) from None
+    except DuplicateKey as error:
+        raise ConfigError(f"override {name}: key {error.key!r} appears twice in the value; keep one") from None
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return name.split("."), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -238,6 +298,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _format_validation_error(source: str, error: ValidationError) -> str:
     parts = []
     for detail in error.errors():
@@ -248,7 +313,9 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         elif detail["type"] == "missing":
             message = "required key is missing"
         elif "input" in detail and not isinstance(detail["input"], (dict, list)):
-            message = f"{message} (got {detail['input']!r})"
+            message = f"{message.removeprefix('Value error, ')} (got {_shown(detail['input'])})"
+        else:
+            message = message.removeprefix("Value error, ")
         parts.append(f"{location}: {message}")
     more = f"; and {len(parts) - 5} more problem(s)" if len(parts) > 5 else ""
     return f"{source}: " + "; ".join(parts[:5]) + more
@@ -260,25 +327,43 @@ def config_from_dict(data: Any, source: str = "config", overrides: list[str] | N
         raise ConfigError(
             f"{source}: expected a mapping of sections (data, preprocess, ...), got {type(data).__name__}"
         )
+    check_nesting(data, source)
     data = apply_overrides(data, overrides or [])
+    check_nesting(data, f"{source} with its overrides" if overrides else source)
     try:
         return Config.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(source, error)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deep to validate; han's settings need at most 4 levels") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file, apply dotted overrides and validate the result."""
+    """Read a YAML config file, apply dotted overrides and validate the result.
+
+    The file is read with a safe loader: no Python tags, no duplicate keys, at most MAX_NESTING levels.
+    """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"{path}: not valid YAML ({first_line})") from None
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except (NestingTooDeep, RecursionError) as error:
+        where = f" (at line {error.line})" if isinstance(error, NestingTooDeep) else ""
+        raise ConfigError(
+            f"{path}: nested more than {MAX_NESTING} levels deep{where}; han's settings need at most 4"
+        ) from None
+    except DuplicateKey as error:
+        raise ConfigError(
+            f"{path}: line {error.line}: duplicate key {error.key!r} (first set at line {error.first_line}); "
+            "a key may appear once per section, remove one"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(error)})") from None
     return config_from_dict(data if data is not None else {}, str(path), overrides)
 
 

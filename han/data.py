@@ -2,7 +2,7 @@
 
 The result is one `RawSplit` per split (train, validation, test): a lazy column of document texts (several text columns joined), string
 labels and, for messages, the row of each document in its source. Missing validation and test
-splits are carved from train, stratified and seeded.
+splits are carved from train, stratified and seeded, keeping every class in train.
 
 Bad rows (empty text, no label, a label training never saw) are an error naming the rows, or are
 dropped and counted by reason (`data.bad_rows`, `data.unseen_labels`); `RowCounts` keeps the tally.
@@ -12,7 +12,6 @@ Row numbers are 1-based records of the source split (for a CSV file: data rows, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,93 +19,19 @@ from typing import Any
 import datasets
 import numpy as np
 
+from han.carving import carve
 from han.config import DataConfig
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
 from han.loading import SourceSplit, load_source
-from han.records import BATCH_ROWS, TextColumn, text_batches, text_part
+from han.records import BATCH_ROWS, TextColumn, non_text_kind, text_batches, text_part
+from han.rows import EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, RawSplit, RowCounts, rows_text
 from han.sources import describe_source
 
 log = logging.getLogger(__name__)
 
 REPLACEMENT = "\ufffd"
-
-# Reasons a row is dropped, as reported in the preprocess summary and the manifest.
-EMPTY_TEXT = "empty_text"
-MISSING_LABEL = "missing_label"
-UNSEEN_LABEL = "unseen_label"
-NO_TOKENS = "no_tokens"
-DROP_REASONS = (EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, NO_TOKENS)
-
-
-@dataclass
-class RawSplit:
-    """Documents of one split: texts (a list or a lazy `TextColumn`), string labels, source rows (1-based).
-
-    `row_names`, when set, describes each source row (index row - 1) for messages, e.g. "b.csv row 7"
-    or "pos/3.txt"; otherwise rows are shown as numbers.
-    """
-
-    texts: Sequence[str]
-    labels: list[str]
-    rows: list[int]
-    row_names: Sequence[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, indices: Sequence[int]) -> RawSplit:
-        """The documents at `indices`, in that order (a `TextColumn` stays lazy)."""
-        indices = list(indices)
-        texts = self.texts.select(indices) if isinstance(self.texts, TextColumn) else [self.texts[i] for i in indices]
-        return RawSplit(texts, [self.labels[i] for i in indices], [self.rows[i] for i in indices], self.row_names)
-
-    def describe_rows(self, rows: Sequence[int], limit: int = 8) -> str:
-        """'row(s) 3, 7' or the row names of source rows `rows` (at most `limit` shown)."""
-        return rows_text(rows, self.row_names, limit)
-
-
-def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None, limit: int = 8) -> str:
-    """'row(s) 3, 7' or the names of the 1-based source rows `rows` (at most `limit` shown, then 'and N more')."""
-    shown = [row_names[r - 1] if row_names is not None else str(r) for r in rows[:limit]]
-    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return ("" if row_names is not None else "row(s) ") + ", ".join(shown) + more
-
-
-@dataclass
-class RowCounts:
-    """Rows read and rows dropped, by reason and by split."""
-
-    rows_in: int = 0
-    dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> reason -> rows
-
-    def drop(self, split: str, reason: str, count: int) -> None:
-        """Count `count` rows of `split` as dropped for `reason` (nothing is recorded when `count` is 0)."""
-        if count:
-            by_reason = self.dropped.setdefault(split, {})
-            by_reason[reason] = by_reason.get(reason, 0) + count
-
-    @property
-    def rows_dropped(self) -> dict[str, int]:
-        totals = {reason: 0 for reason in DROP_REASONS}
-        for by_reason in self.dropped.values():
-            for reason, count in by_reason.items():
-                totals[reason] += count
-        return totals
-
-    @property
-    def rows_kept(self) -> int:
-        return self.rows_in - sum(self.rows_dropped.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counts as a dict: rows in, rows kept, rows dropped by reason and by split."""
-        return {
-            "rows_in": self.rows_in,
-            "rows_kept": self.rows_kept,
-            "rows_dropped": self.rows_dropped,
-            "rows_dropped_by_split": {split: dict(v) for split, v in sorted(self.dropped.items())},
-        }
-
+TEXT_DTYPES = {"string", "large_string", "string_view", "null"}  # Arrow types of a text column (null: all missing)
 
 # --- labels and bad rows ----------------------------------------------------------------------------
 
@@ -157,6 +82,29 @@ def _empty_texts(texts: TextColumn) -> tuple[np.ndarray, int]:
     return empty, replaced
 
 
+def _check_text_types(source: SourceSplit, columns: list[str], rows: list[int], where: str) -> None:
+    """A text column holds strings (null: a missing part); numbers, booleans, lists, objects or bytes are an error
+    naming the column and its first such row, never text made up by `str()`."""
+    for column in columns:
+        feature = source.dataset.features[column]
+        if isinstance(feature, datasets.Value) and feature.dtype in TEXT_DTYPES:
+            continue
+        start = 0  # a column of another type (or of JSON values of mixed types): find its first non-text value
+        for batch in source.dataset.select_columns([column]).iter(batch_size=BATCH_ROWS):
+            values = batch[column]
+            for offset, value in enumerate(values):
+                kind = non_text_kind(value)
+                if kind is not None:
+                    row = rows[start + offset]
+                    at = source.row_names[row - 1] if source.row_names is not None else f"row {row}"
+                    raise DataError(
+                        f"{where}: column {column!r} holds {kind} at {at} "
+                        "(its first value that is not text); a text column must hold strings: quote the values, "
+                        "or name another column in data.text_column"
+                    )
+            start += len(values)
+
+
 def _policy_hint(setting: str) -> str:
     return f"set {setting}=drop to drop them, or fix the data"
 
@@ -173,6 +121,7 @@ def _to_raw_split(
                 f"{where}: column {column!r} not found (columns: {', '.join(columns)}); "
                 f"set data.text_column / data.label_column"
             )
+    _check_text_types(source, config.text_columns, rows, where)
     texts = TextColumn(dataset, config.text_columns, config.text_separator)
     labels = _read_labels(dataset, config.label_column)
     counts.rows_in += len(labels)
@@ -223,23 +172,6 @@ def _check_labels(
     counts.drop(name, UNSEEN_LABEL, len(bad))
     bad_set = set(bad)
     return split.subset([i for i in range(len(split)) if i not in bad_set])
-
-
-def _carve(split: RawSplit, fraction: float, seed: int, where: str = "data") -> tuple[RawSplit, RawSplit]:
-    from sklearn.model_selection import train_test_split
-
-    indices = list(range(len(split)))
-    try:
-        keep, carved = train_test_split(indices, test_size=fraction, random_state=seed, stratify=split.labels)
-    except ValueError:  # a class too small to stratify: fall back to a plain seeded split
-        try:
-            keep, carved = train_test_split(indices, test_size=fraction, random_state=seed)
-        except ValueError:
-            raise DataError(
-                f"{where}: {len(split)} training document(s) are too few to carve a {fraction:g} split from; "
-                f"add documents or provide the split"
-            ) from None
-    return split.subset(sorted(keep)), split.subset(sorted(carved))
 
 
 def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
@@ -332,10 +264,12 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
     train_feature = by_split[config.splits.train][0].dataset.features.get(config.label_column)
     carved = []
     if "test" not in splits:
-        splits["train"], splits["test"] = _carve(splits["train"], config.test_fraction, seed, where)
+        splits["train"], splits["test"] = carve(splits["train"], config.test_fraction, seed, where, "test")
         carved.append("test")
     if "validation" not in splits:
-        splits["train"], splits["validation"] = _carve(splits["train"], config.validation_fraction, seed, where)
+        splits["train"], splits["validation"] = carve(
+            splits["train"], config.validation_fraction, seed, where, "validation"
+        )
         carved.append("validation")
     if config.labels is not None:
         label_names = list(config.labels)

@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
+from han.atomic import TEMPORARY_MARK
 from han.errors import RunDirError
 
 ENCODED_FEATURES = datasets.Features(
@@ -94,7 +95,7 @@ class EncodedSplitWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.stream_path = self.path.parent / f".{self.path.name}.arrow"
+        self.stream_path = self.path.parent / f".{self.path.name}{TEMPORARY_MARK}stream.tmp"  # han's temporary
         self.writer = pa.ipc.new_stream(str(self.stream_path), ENCODED_FEATURES.arrow_schema)
 
     def write(self, part: EncodedSplit) -> None:

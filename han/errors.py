@@ -13,6 +13,10 @@ class ConfigError(HanError):
     exit_code = 2
 
 
+class TrainingDiverged(ConfigError):
+    """The training loss became NaN or infinite: a setting (usually train.lr) must change; exit code 2."""
+
+
 class DataError(HanError):
     """Input data is missing, unreadable or malformed."""
 

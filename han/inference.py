@@ -17,10 +17,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from han.atomic import atomic_path, read_json, write_json_atomic
+from han.atomic import read_json, write_json_atomic
 from han.data import load_labelled_file
 from han.errors import DataError
 from han.evaluation import classification_metrics
+from han.outputs import check_output, output_path
 from han.progress import Progress
 from han.records import iter_input_texts
 from han.rundir import RunDir
@@ -174,11 +175,14 @@ def predict_file(
     """Predict every document of `source` (or stdin) into `output` (.jsonl or .csv; default stdout as JSON Lines).
 
     With `shard` (i, n), only that shard's rows, into `output` (han.sharding.prediction_part_path names it).
+    The output may not be the input, a folder or a file of a run directory (`han.outputs.check_output`).
     """
-    texts = iter_input_texts(source, trained.config.data, stdin)
+    if output is not None:
+        check_output(output, [source] if source is not None else [])
+    texts = iter_input_texts(source, trained.config.data, stdin, trained.config.preprocess.max_chars)
     name = str(source) if source is not None else "standard input"
     if output is None:
         return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name, shard, chunk_size)
     output_format = "csv" if output.suffix.lower() == ".csv" else "jsonl"
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with output_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         return write_predictions(trained, texts, handle, output_format, progress, name, shard, chunk_size)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,14 +77,39 @@ def check_text_bytes(path: Path, suffix: str, strict_utf8: bool = True) -> None:
             offset += len(chunk)
 
 
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_file_kind(path: Path) -> str | None:
+    """'a named pipe' (character/block device, socket) when `path` is one, else None; stats without opening."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: the caller's own check names it
+    return next((what for test, what in SPECIAL_FILES if test(mode)), None)
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse a named pipe, device or socket before anything opens it (opening a pipe blocks; a device never ends)."""
+    what = special_file_kind(path)
+    if what is not None:
+        raise DataError(f"{path}: is {what}, not a regular file; save the documents to a file and give that file")
+
+
 def check_input_file(path: Path, strict_utf8: bool = True) -> None:
-    """Refuse a data or prediction file that is empty, binary, compressed, not UTF-8 or a fake Parquet file.
+    """Refuse a data or prediction file that is not a regular file, empty, binary, compressed, not UTF-8 or fake Parquet.
 
     Training data passes `strict_utf8=False`: there, invalid UTF-8 bytes are replaced and counted in a
     warning (han.data), while prediction inputs must be valid UTF-8.
     """
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a file")
+    check_regular_file(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -111,7 +138,7 @@ def check_input_file(path: Path, strict_utf8: bool = True) -> None:
 
 
 def check_csv_header(path: Path, delimiter: str, columns: Sequence[str]) -> None:
-    """Refuse a CSV/TSV file whose header shows another delimiter, or that has a header and no rows."""
+    """Refuse a CSV/TSV file whose header shows another delimiter or names a column twice, or that has no rows."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
@@ -129,5 +156,11 @@ def check_csv_header(path: Path, delimiter: str, columns: Sequence[str]) -> None
                     f"{path}: the header {header[0][:80]!r} is one column: the file looks {name}-separated, "
                     f"but han reads {path.suffix} files as {expected}-separated; {fix}"
                 )
+    if len(set(header)) != len(header):
+        twice = sorted({name for name in header if header.count(name) > 1})
+        raise DataError(
+            f"{path}: the header row names a column twice ({', '.join(map(repr, twice))} in {', '.join(header)}); "
+            "rename one of them"
+        )
     if first_row is None:
         raise DataError(f"{path}: has a header row but no documents")

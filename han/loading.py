@@ -9,22 +9,30 @@ labelled documents.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import datasets
 
 from han.config import DataConfig
 from han.errors import DataError
-from han.inputs import check_csv_header, check_input_file
+from han.inputs import check_csv_header, check_input_file, check_regular_file
 from han.records import csv_delimiter
 from han.sources import FILE_BUILDERS, expand_files, is_glob, resolve_source
 
 log = logging.getLogger(__name__)
 
 SPLIT_FOLDER_NAMES = {"train", "validation", "valid", "dev", "test"}
+HUB_PROBE_SECONDS = 3.0  # how long a hub id waits for the hub's host to answer before the cache alone is used
 HUB_LAYOUT_SUFFIXES = {".parquet", ".csv", ".jsonl", ".json", ".arrow", ".tsv"}
 
 
@@ -58,7 +66,10 @@ def _class_folder_split(folder: Path, config: DataConfig, root: Path) -> SourceS
     replaced = 0
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     for class_dir in class_dirs:
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        for path in sorted(p for p in class_dir.rglob("*") if not p.is_dir() and not p.name.startswith(".")):
+            check_regular_file(path)  # a named pipe would block the read, a device never end
+            if not path.is_file():
+                continue  # a dangling link
             text, lossy = _read_text_file(path)
             replaced += lossy
             texts.append(text)
@@ -93,11 +104,73 @@ def one_line(error: BaseException) -> str:
     return "; ".join(lines[:2]) if lines else type(error).__name__
 
 
-def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> datasets.DatasetDict:
+def _probe(host: str, port: int, outcome: list[str]) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS):
+            outcome.append("")
+    except OSError as error:
+        outcome.append(f"{host}:{port}: {error.strerror or error}")
+
+
+@functools.lru_cache(maxsize=4)
+def _unreachable(endpoint: str) -> str | None:
+    """Why `endpoint` (or the proxy in front of it) cannot be connected to within HUB_PROBE_SECONDS, or None when it can.
+
+    Name lookup has no timeout of its own, so the probe runs in a thread that is given up on after the limit.
+    """
+    url = urlsplit(endpoint)
+    proxy = urllib.request.getproxies().get(url.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[str] = []
+    thread = threading.Thread(target=_probe, args=(host, port, outcome), daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_SECONDS)
+    if not outcome:
+        return f"{host}:{port}: no answer within {HUB_PROBE_SECONDS:g} s"
+    return outcome[0] or None
+
+
+@contextmanager
+def _cache_only() -> Iterator[None]:
+    """Offline mode of `datasets` and `huggingface_hub` for one call: the local cache, no network retries."""
+    import huggingface_hub.constants as hub_constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
+
+
+def _load_hub_dataset(source: str, config: DataConfig) -> datasets.DatasetDict:
+    """A hub dataset: when the hub's host does not answer within seconds, only the local cache is tried
+    (instead of a minute of retries), and a dataset missing from it is one error saying why."""
+    reason = None if _offline() else _unreachable(str(datasets.config.HF_ENDPOINT))
+    if reason is None:
+        log.info("loading hub dataset %s", source)
+        return _load_with_datasets(source, name=config.name, revision=config.revision)
+    with _cache_only():
+        loaded = _load_with_datasets(source, unreachable=reason, name=config.name, revision=config.revision)
+    log.info("loaded hub dataset %s from the local datasets cache (the hub cannot be reached: %s)", source, reason)
+    return loaded
+
+
+def _load_with_datasets(
+    path: str, where: str | None = None, unreachable: str | None = None, **kwargs: Any
+) -> datasets.DatasetDict:
     where = where or path
     try:
         loaded = datasets.load_dataset(path, **kwargs)
     except ConnectionError as error:
+        if unreachable is not None:
+            raise DataError(
+                f"{where}: the Hugging Face hub cannot be reached ({unreachable}) and the dataset is not in the local "
+                "datasets cache; check the network, or set HF_DATASETS_OFFLINE=1 to use cached datasets only"
+            ) from None
         if _offline():
             raise DataError(
                 f"{where}: not in the local datasets cache, and HF_DATASETS_OFFLINE=1 allows only the cache "
@@ -111,7 +184,9 @@ def _load_with_datasets(path: str, where: str | None = None, **kwargs: Any) -> d
         raise DataError(f"{where}: {one_line(error)}") from None
     except (ValueError, TypeError, OSError) as error:
         message = one_line(error)
-        if "Couldn't find cache" in message and _offline():
+        if "Couldn't find cache" in message and unreachable is not None:
+            message += f" (the Hugging Face hub cannot be reached: {unreachable}; only cached datasets can be loaded)"
+        elif "Couldn't find cache" in message and _offline():
             message += " (HF_DATASETS_OFFLINE=1: only cached datasets can be loaded)"
         raise DataError(f"{where}: could not be read as a dataset ({message})") from None
     except Exception as error:  # datasets raises many library-specific types (DatasetNotFoundError, ...)
@@ -195,8 +270,7 @@ def load_source(config: DataConfig) -> dict[str, SourceSplit]:
         return {"train": _load_table_files(expand_files(source), config)}
     path = resolve_source(source)
     if path is None:
-        log.info("loading hub dataset %s", source)
-        loaded = _load_with_datasets(source, name=config.name, revision=config.revision)
+        loaded = _load_hub_dataset(source, config)
         return {name: SourceSplit(split) for name, split in loaded.items()}
     if path.is_dir():
         if _is_hub_layout(path):

@@ -16,8 +16,10 @@ sentence (max), E embedding size, H hidden size per direction, A attention size,
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from han.config import ModelConfig
+from han.errors import ConfigError
 from han.packed import PackedLayout, fused_bidirectional_gru, pack_layout
 
 # The vocabulary keeps id 0 for padding (han.vocab.PAD_ID; tests/test_layout.py holds the two equal). The
@@ -173,8 +176,89 @@ class HierarchicalAttentionNetwork(nn.Module):
         return HANOutput(logits, word_weights, sentence_weights, words, sentences, sentence_counts, word_ids.size(1))
 
 
+def parameter_counts(config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int) -> dict[str, int]:
+    """Parameters of each part of the network, by the settings that size it (exactly what the modules allocate)."""
+    E, Hw, Hs, A, C = embedding_dim, config.word_hidden, config.sentence_hidden, config.attention_dim, num_classes
+
+    def bigru(inputs: int, hidden: int) -> int:  # two directions of W_ih, W_hh, b_ih, b_hh, three gates each
+        return 2 * 3 * hidden * (inputs + hidden + 2)
+
+    return {
+        "preprocess.max_vocab or embeddings.dim": vocab_size * E,  # the embedding table
+        "model.word_hidden": bigru(E, Hw) + 2 * Hw * A,  # word encoder, word attention projection
+        "model.sentence_hidden": bigru(2 * Hw, Hs) + 2 * Hs * A + 2 * Hs * C + C,  # and the classifier
+        "model.attention_dim": 4 * A,  # the attention biases and context vectors
+    }
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still allocate: MemAvailable (or free pages), capped by a cgroup v2 limit; None if unknown."""
+    available: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            return None
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def check_model_fits(
+    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int, training: bool = False
+) -> None:
+    """Raise `ConfigError` naming the largest setting when the network would not fit in the available memory.
+
+    Counted: the fp32 weights, and for `training` also their gradients and two optimizer moments (4 copies).
+    """
+    counts = parameter_counts(config, vocab_size, embedding_dim, num_classes)
+    copies = 4 if training else 1
+    needed = sum(counts.values()) * 4 * copies  # 4 bytes a float32
+    available = available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    largest = max(counts, key=lambda name: counts[name])
+    parts = {
+        "preprocess.max_vocab or embeddings.dim": f"the embedding table, {vocab_size:,} words x {embedding_dim}",
+        "model.word_hidden": f"the word encoder, model.word_hidden={config.word_hidden}",
+        "model.sentence_hidden": f"the sentence encoder, model.sentence_hidden={config.sentence_hidden}",
+        "model.attention_dim": f"the attention, model.attention_dim={config.attention_dim}",
+    }
+    what = "weights, gradients and optimizer state" if training else "weights"
+    raise ConfigError(
+        f"the model would need {_size(needed)} ({what} of {sum(counts.values()):,} parameters) but only "
+        f"{_size(max(available, 0))} of memory is available; lower {largest} ({parts[largest]}, is the largest part)"
+    )
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
 def build_model(
-    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int, sparse_embedding: bool = False
+    config: ModelConfig,
+    vocab_size: int,
+    embedding_dim: int,
+    num_classes: int,
+    sparse_embedding: bool = False,
+    *,
+    training: bool = False,
 ) -> HierarchicalAttentionNetwork:
-    """A freshly initialised network of the configured sizes."""
+    """A freshly initialised network of the configured sizes, once `check_model_fits` has found memory for it.
+
+    `training` (implied by `sparse_embedding`, which only training uses) also counts gradients and optimizer state.
+    """
+    check_model_fits(config, vocab_size, embedding_dim, num_classes, training=training or sparse_embedding)
     return HierarchicalAttentionNetwork(vocab_size, embedding_dim, num_classes, config, sparse_embedding)

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 import torch
 
+from han.config import TrainConfig
+
 
 class LazyAdam(torch.optim.Optimizer):
     """Adam (with L2 weight decay added to the gradient, as torch.optim.Adam); sparse gradients update only their rows."""
@@ -89,3 +91,24 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
         for grad in grads:
             grad.mul_(coefficient)
     return float(total)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return LazyAdam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier: linear warm-up, then constant, linear or cosine decay to zero."""
+    warmup = int(config.warmup_fraction * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if config.scheduler == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    if config.scheduler == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from han.atomic import atomic_dir, write_bytes_atomic
+from han.atomic import TEMPORARY_MARK, atomic_dir, write_bytes_atomic
 from han.config import Config
 from han.errors import DataError, RunDirError
 from han.fingerprint import preprocess_key
@@ -66,6 +66,22 @@ class PreprocessSummary:
         """A summary from a dict such as `as_dict` gives, ignoring keys that are not fields."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def source_paths(config: Config) -> list[Path]:
+    """The local files or folder the data source names (none for a hub id): inputs han never removes."""
+    from han.sources import expand_files, is_glob, resolve_source
+
+    source = config.data.source
+    try:
+        if isinstance(source, dict):
+            return [path for files in source.values() for path in expand_files(files)]
+        if isinstance(source, list) or is_glob(source):
+            return expand_files(source)
+        path = resolve_source(source)
+    except DataError:
+        return []
+    return [path] if path is not None else []
 
 
 def _cached_summary(run: RunDir, key: str) -> PreprocessSummary | None:
@@ -117,8 +133,13 @@ def preprocess(
             cached.reused = True
             cached.seconds = {k: round(v, 3) for k, v in seconds.items()}
             return cached
-    run.claim(overwrite, keep=("shards",))
-    summary = _build(config, run, key, seconds, progress, segmented)
+    from han.data import load_data
+
+    start = time.perf_counter()
+    loaded = load_data(config.data, config.seed)  # the new data is checked before anything is removed
+    seconds["load"] = time.perf_counter() - start
+    run.claim(overwrite, keep=("shards",), inputs=source_paths(config))
+    summary = _build(config, run, key, seconds, progress, segmented, loaded)
     run.update_manifest(
         seed=config.seed,
         data_fingerprint=summary.data_fingerprint,
@@ -134,15 +155,10 @@ def _build(
     key: str,
     seconds: dict[str, float],
     progress: Progress,
-    segmented: dict[str, list[Document]] | None = None,
+    segmented: dict[str, list[Document]] | None,
+    loaded: LoadedData,
 ) -> PreprocessSummary:
-    from han.data import load_data
-
-    start = time.perf_counter()
-    loaded = load_data(config.data, config.seed)
-    seconds["load"] = time.perf_counter() - start
-
-    with tempfile.TemporaryDirectory(prefix=".tokens-", dir=run.root) as spill:
+    with tempfile.TemporaryDirectory(prefix=f".tokens{TEMPORARY_MARK}", suffix=".tmp", dir=run.root) as spill:
         return _build_from_loaded(config, run, key, seconds, progress, segmented, loaded, Path(spill))
 
 

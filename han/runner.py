@@ -11,6 +11,7 @@ from typing import Any
 from han.config import Config
 from han.errors import RunDirError
 from han.inference import evaluate_split
+from han.model import check_model_fits
 from han.preprocessing import PreprocessSummary, preprocess
 from han.progress import Progress
 from han.rundir import RunDir
@@ -57,6 +58,9 @@ def run_all(
     preprocess, continue training from the newest checkpoint, then evaluate).
     """
     run = RunDir(Path(run_dir))
+    # Before --overwrite removes anything: the largest model this config could build must fit in memory.
+    classes = len(config.data.labels) if config.data.labels else 2
+    check_model_fits(config.model, config.preprocess.max_vocab, config.embeddings.dim, classes, training=True)
     if not (resume or overwrite):
         run.claim_for_training(resume=False, overwrite=False)  # existing results: refuse before any work
     seconds: dict[str, float] = {}

@@ -28,11 +28,12 @@ from spacy.language import Language
 
 from han.config import Config, PreprocessConfig
 from han.corpus import Corpus, SegmentedSplit, WordTable, _MemoryArrays, _SpilledArrays, build_corpus
-from han.data import NO_TOKENS, LoadedData
+from han.data import LoadedData
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
 from han.progress import Progress
 from han.records import text_batches
+from han.rows import NO_TOKENS
 from han.segment import ChunkTokens, Document, TextStats, build_pipeline, prepare_texts, segment_chunk
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,15 @@ import pyarrow.parquet as pq
 
 from han.atomic import atomic_path, read_json, write_json_atomic
 from han.config import Config
-from han.data import RawSplit, load_data
+from han.data import load_data
 from han.distributed import barrier, contiguous_shard, launched_by_torchrun, setup, shard_from_env
 from han.errors import DataError, RunDirError
 from han.inference import PREDICT_CHUNK_SIZE, predict_file
+from han.outputs import check_output, output_path
 from han.preprocessing import PreprocessSummary, preprocess
 from han.progress import Progress
+from han.rows import RawSplit
+from han.rundir import RunDir
 from han.segment import Document, build_pipeline, segment
 from han.trained import TrainedRun
 
@@ -84,6 +87,12 @@ def preprocess_shard(
     index, count = shard
     loaded = load_data(config.data, config.seed)
     nlp = build_pipeline(config.preprocess)
+    run = RunDir(Path(run_dir))
+    if run.root.is_dir() and not run.is_han_run() and any(c.name != "shards" for c in run.root.iterdir()):
+        raise RunDirError(
+            f"{run.root}: holds files but is not a han run directory; preprocess shards go into a new or empty "
+            "folder or a run directory of han's; choose another --run-dir"
+        )
     folder = preprocess_shard_dir(run_dir, index, count)
     folder.mkdir(parents=True, exist_ok=True)
     documents = {}
@@ -172,33 +181,62 @@ def prediction_part_path(output: Path, index: int, count: int) -> Path:
 
 
 def _part_records(path: Path, csv_format: bool, header: list[list[str]]) -> Iterator[tuple[int, str | list[str]]]:
-    """(row, record) of one part file, in its (row) order; a CSV header goes into `header`."""
+    """(row, record) of one part file, in its (row) order, checked: every part must hold what `han predict
+    --shard` writes (the same CSV header, or JSON objects with the same fields), with increasing rows."""
+    where = f"{path}: not a prediction part written by `han predict --shard`"
+    previous = 0
     with open(path, encoding="utf-8", newline="") as handle:
-        if csv_format:
-            reader = csv.reader(handle)
-            first = next(reader, None)
-            if first is None:
-                return
-            header.append(first)
-            for fields in reader:
-                yield int(fields[0]), fields
-        else:
-            for line in handle:
-                if line.strip():
-                    yield int(json.loads(line)["row"]), line
+        try:
+            if csv_format:
+                reader = csv.reader(handle, strict=True)
+                first = next(reader, None)
+                if first is None:
+                    return
+                if first[:2] != ["row", "label"] or (header and first != header[0]):
+                    raise DataError(f"{where} (its header {first[:4]} differs from the other parts')")
+                header.append(first)
+                for fields in reader:
+                    if len(fields) != len(first) or not fields[0].isdigit() or int(fields[0]) <= previous:
+                        raise DataError(f"{where} (line {reader.line_num}: {','.join(fields)[:60]!r})")
+                    previous = int(fields[0])
+                    yield previous, fields
+            else:
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except (json.JSONDecodeError, RecursionError):
+                        raise DataError(f"{where} (line {number} is not valid JSON)") from None
+                    keys = list(record) if isinstance(record, dict) else []
+                    row = record.get("row") if isinstance(record, dict) else None
+                    if keys[:2] != ["row", "label"] or not isinstance(row, int) or isinstance(row, bool):
+                        raise DataError(f"{where} (line {number} is not a prediction record)")
+                    if (header and keys != header[0]) or row <= previous:
+                        raise DataError(f"{where} (line {number}: other fields or rows than the other parts)")
+                    if not header:
+                        header.append(keys)
+                    previous = row
+                    yield row, line
+        except UnicodeDecodeError:
+            raise DataError(f"{where} (not UTF-8 text)") from None
+        except csv.Error as error:
+            raise DataError(f"{where} ({error})") from None
 
 
 def merge_prediction_parts(output: Path, count: int) -> int:
-    """Interleave the `count` part files of OUTPUT by row into OUTPUT (atomically), remove them, return the rows."""
+    """Interleave the `count` part files of OUTPUT by row into OUTPUT (atomically), then remove them; return the
+    rows. Parts that do not fit together (other headers, junk, missing rows) are an error and are kept."""
     output = Path(output)
     parts = [prediction_part_path(output, index, count) for index in range(count)]
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:
         raise DataError(f"{missing[0]}: prediction shard missing; run `han predict ... --shard i/{count}` for each i")
+    check_output(output, parts)
     csv_format = output.suffix.lower() == ".csv"
     headers: list[list[str]] = []
     rows = 0
-    with atomic_path(output) as tmp:
+    with output_path(output) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle) if csv_format else None
             merged = heapq.merge(*(_part_records(p, csv_format, headers) for p in parts), key=lambda item: item[0])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from han.errors import DataError
+from han.inputs import check_regular_file
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 GLOB_CHARACTERS = set("*?[")
@@ -43,9 +44,11 @@ def resolve_source(source: str) -> Path | None:
         path = Path(next(iter(spec.submodule_search_locations))) / sub
         if not path.exists():
             raise DataError(f"data.source {source!r}: {path} does not exist in the installed package")
+        check_regular_file(path)
         return path
     path = Path(source).expanduser()
     if path.exists():
+        check_regular_file(path)  # a named pipe or device would block or never end when read
         return path
     if (
         source.startswith((".", "/", "~"))
@@ -62,12 +65,15 @@ def expand_files(patterns: str | list[str]) -> list[Path]:
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
         if is_glob(pattern):
             matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+            for match in matches:
+                check_regular_file(Path(match))
             matches = [m for m in matches if Path(m).is_file()]
             if not matches:
                 raise DataError(f"data.source {pattern!r}: the pattern matches no file")
             files.extend(Path(m) for m in matches)
         else:
             path = Path(pattern).expanduser()
+            check_regular_file(path)
             if not path.is_file():
                 raise DataError(f"data.source {pattern!r}: no such file")
             files.append(path)

@@ -19,7 +19,7 @@ from safetensors.numpy import load_file as load_numpy_file
 from han.atomic import write_text_atomic
 from han.batching import Batch, bucketed_batches, collate
 from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
-from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, TrainConfig
+from han.config import OUTPUT_NEUTRAL_SETTINGS, Config
 from han.device import autocast, check_precision, grad_scaler, set_threads, threads_per_process
 from han.distributed import (
     DistContext,
@@ -33,15 +33,18 @@ from han.distributed import (
     wrap_model,
 )
 from han.encoded import EncodedSplit
-from han.errors import RunDirError, StorageError, TrainingStopped
-from han.model import HierarchicalAttentionNetwork, build_model
-from han.optim import LazyAdam, clip_grad_norm
+from han.errors import RunDirError, StorageError, TrainingDiverged, TrainingStopped
+from han.model import HierarchicalAttentionNetwork, build_model, check_model_fits
+from han.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.progress import Progress
 from han.rundir import RunDir
 from han.signals import StopRequest, stop_on_signals
 from han.weights import save_weights
 
 log = logging.getLogger(__name__)
+
+# fp16 only: steps in a row whose loss overflowed (and that the loss scaler skipped) before training counts as diverged.
+FP16_OVERFLOWS_TOLERATED = 20
 
 
 def seed_everything(seed: int) -> None:
@@ -71,7 +74,7 @@ def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = Tr
             f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
         )
     sparse = uses_sparse_embedding(config, sparse_gradients)
-    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), sparse)
+    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True)
     model.load_embeddings(vectors)
     return model
 
@@ -88,27 +91,6 @@ def check_same_preprocessing(config: Config, run: RunDir) -> None:
                 f"{run.root}: preprocessed with different settings ({', '.join(f'{section}.{k}' for k in changed)}); "
                 f"rerun `han preprocess` with this config or use another --run-dir"
             )
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return LazyAdam(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Learning-rate multiplier: linear warm-up, then constant, linear or cosine decay to zero."""
-    warmup = int(config.warmup_fraction * total_steps)
-    if step < warmup:
-        return (step + 1) / warmup
-    if config.scheduler == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-    if config.scheduler == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -141,6 +123,8 @@ def prepare_run(config: Config, run: RunDir, ctx: DistContext, *, resume: bool, 
         run.data_path("validation"),
     )
     run.require(*inputs, hint="run `han preprocess CONFIG --run-dir DIR` first")
+    # Before anything is removed: a model that cannot fit in memory is refused now, not after --overwrite.
+    check_model_fits(config.model, len(run.load_vocab()), config.embeddings.dim, len(run.load_labels()), training=True)
     if ctx.is_main:
         run.claim_for_training(resume=resume, overwrite=overwrite)
     barrier(ctx)
@@ -185,6 +169,7 @@ class TrainingSession:
         if resume:
             self._restore()
         self.stop_request = StopRequest()
+        self.nonfinite_in_a_row = 0  # steps whose loss was NaN or infinite, for `check_divergence`
         self.session_start, self.seconds_before = time.perf_counter(), self.loop.train_seconds
 
     def _restore(self) -> None:
@@ -231,6 +216,11 @@ class TrainingSession:
             indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
             batch = collate(self.train_split, indices).to(ctx.device)
             loss = self.step(batch, counted, len(global_indices))
+            if not math.isfinite(loss):
+                self.check_divergence(loss)  # raises unless fp16's loss scaler skipped the step
+                loss = 0.0  # a skipped step adds no loss to the epoch's mean
+            else:
+                self.nonfinite_in_a_row = 0
             loop.loss_sum += loss * len(global_indices)  # [distributed] summed over ranks at epoch end
             loop.seen += len(global_indices)
             loop.batches_done += 1
@@ -334,6 +324,25 @@ class TrainingSession:
             f"step {self.loop.global_step}; checkpoint {path or 'written by rank 0'}; "
             "continue with the same command plus --resume",
             number,
+        )
+
+    def check_divergence(self, loss: float) -> None:
+        """Raise `TrainingDiverged` for a NaN or infinite loss: its gradients have made the weights NaN too.
+
+        Under fp16 the loss scaler skips a step whose gradients overflowed and leaves the weights intact,
+        so there it takes FP16_OVERFLOWS_TOLERATED such steps in a row. The error comes before the step
+        is counted or checkpointed: the newest checkpoint holds finite weights.
+        """
+        self.nonfinite_in_a_row += 1
+        if self.config.precision == "fp16" and self.nonfinite_in_a_row < FP16_OVERFLOWS_TOLERATED:
+            log.debug("fp16: loss %s at step %d; the loss scaler skips the step", loss, self.loop.global_step + 1)
+            return
+        tc, loop = self.config.train, self.loop
+        clip = f"train.grad_clip (now {tc.grad_clip})" if tc.grad_clip is not None else "set train.grad_clip (e.g. 5)"
+        in_a_row = f" for {self.nonfinite_in_a_row} steps in a row" if self.nonfinite_in_a_row > 1 else ""
+        raise TrainingDiverged(
+            f"training diverged at epoch {loop.epoch} step {loop.global_step + 1}: loss is {loss}{in_a_row}; "
+            f"lower train.lr (now {tc.lr:g}) or {clip}, then train again with --overwrite"
         )
 
     def result(self) -> TrainResult:

@@ -294,6 +294,8 @@ def report(
     """Per-document attention report: sentences and words shaded by their weights (HTML), or the same as JSON Lines."""
     from han.config import validate_options
     from han.errors import ConfigError
+    from han.outputs import check_output
+    from han.preprocessing import source_paths
     from han.reports.documents import document_report
     from han.reports.output import write_document_report
     from han.trained import load_trained_run
@@ -306,7 +308,10 @@ def report(
     chosen_format = _report_format(output, output_format, ".jsonl", "jsonl")
     if chosen_format not in ("html", "jsonl"):
         raise ConfigError(f"--format {chosen_format!r}: use html or jsonl")
+    check_output(output, [input] if input is not None else [], "--output/-o")
     trained = load_trained_run(run_dir, weights)
+    if input is None:  # --split re-reads the run's data source: never write over it
+        check_output(output, source_paths(trained.config), "--output/-o")
     result = document_report(trained, input, split, options, ui.RichProgress())
     write_document_report(result, output, chosen_format)
     ui.console.print(f"[green]report[/]: {len(result.documents)} of {result.documents_read} documents -> {output}")
@@ -351,6 +356,7 @@ def corpus_report(
     """Corpus attention report: top-attended words per class, sentence positions, chosen words, faithfulness check."""
     from han.config import validate_options
     from han.errors import ConfigError
+    from han.outputs import check_output
     from han.reports.output import write_corpus_report
     from han.reports.statistics import corpus_statistics, load_split_for_corpus
     from han.trained import load_trained_run
@@ -371,6 +377,7 @@ def corpus_report(
     chosen_format = _report_format(output, output_format, ".json", "json")
     if chosen_format not in ("html", "json"):
         raise ConfigError(f"--format {chosen_format!r}: use html or json")
+    check_output(output, [input] if input is not None else [], "--output/-o")
     trained = load_trained_run(run_dir, weights)
     encoded, source = load_split_for_corpus(trained, input, split)
     stats = corpus_statistics(trained, encoded, options, source, ui.RichProgress())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import rich.markup
@@ -45,13 +48,36 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("han").setLevel(level)
 
 
+class Terminated(BaseException):
+    """SIGTERM while a command runs: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` for the command's duration (main thread only; training installs its own
+    graceful handler inside and restores this one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signal_number: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handle_errors(command: F) -> F:
-    """Turn a HanError into a one-line message on stderr and its exit code; Ctrl-C into exit 130."""
+    """Turn a HanError into a one-line message on stderr and its exit code; Ctrl-C into 130, SIGTERM into 143."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with terminate_cleanly():
+                return command(*args, **kwargs)
         except HanError as error:
             label = "[bold yellow]stopped:[/]" if isinstance(error, TrainingStopped) else "[bold red]error:[/]"
             error_console.print(
@@ -61,6 +87,15 @@ def handle_errors(command: F) -> F:
         except KeyboardInterrupt:
             error_console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
+        except Terminated:
+            error_console.print("[bold red]stopped by SIGTERM[/]; nothing partial was left behind")
+            raise typer.Exit(143) from None
+        except RecursionError:
+            error_console.print("[bold red]error:[/] an input is nested too deeply to read")
+            raise typer.Exit(3) from None
+        except MemoryError:
+            error_console.print("[bold red]error:[/] out of memory; use smaller inputs, caps or model sizes")
+            raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 from conftest import TINY_CONFIG, make_corpus, write_csv
 from han.config import PreprocessConfig, load_config
 from han.corpus import SegmentedSplit
-from han.data import LoadedData, RawSplit, RowCounts
+from han.data import LoadedData
 from han.encoded import EncodedSplit
 from han.errors import DataError, RunDirError
 from han.inspection import inspect_data
 from han.preprocessing import preprocess
+from han.rows import RawSplit, RowCounts
 from han.rundir import RunDir
 from han.segment import build_pipeline, segment
 from han.segmenting import SegmentedData, drop_tokenless, segment_and_encode

@@ -7,9 +7,10 @@ from safetensors.numpy import load_file
 
 from han.config import TrainConfig
 from han.errors import RunDirError
+from han.optim import lr_factor
 from han.preprocessing import preprocess
 from han.rundir import RunDir
-from han.training import lr_factor, train
+from han.training import train
 
 
 def test_run_directory_holds_every_artifact(trained_run):

@@ -106,12 +106,13 @@ def read_documents(trained: TrainedRun, source: Path | None, split: str | None =
         raise DataError("no input: give a file of documents or --split NAME")
     if not source.exists():
         raise DataError(f"{source}: input file not found")
+    max_chars = trained.config.preprocess.max_chars  # lines of a .txt file are cut at it while read
     if source.suffix.lower() == ".txt":
-        return InputDocuments(list(iter_input_texts(source, data_config)), None, str(source))
+        return InputDocuments(list(iter_input_texts(source, data_config, max_chars=max_chars)), None, str(source))
     if has_column(source, data_config, data_config.label_column):
         raw = load_labelled_file(source, data_config)
         return InputDocuments(list(raw.texts), _label_ids(raw.labels, trained.label_names, str(source)), str(source))
-    return InputDocuments(list(iter_input_texts(source, data_config)), None, str(source))
+    return InputDocuments(list(iter_input_texts(source, data_config, max_chars=max_chars)), None, str(source))
 
 
 def document_views(
