@@ -107,3 +107,57 @@ def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run,
     np.testing.assert_allclose(reported, evaluated, atol=1e-6, rtol=0)
     metrics = json.loads((run_dir / "metrics.json").read_text())[str(documents)]
     assert metrics["documents"] == 30
+
+
+def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_text(trained_run, tmp_path, monkeypatch):
+    """predict, evaluate --data, report and corpus-report read one text the same way (issue 11, finding 6)."""
+    import han.reports.statistics
+
+    texts = [
+        "The chef baked bread.\u200b Zero\u2060width, soft\u00adhyphen and \x07control characters. The oven was hot.",
+        "The team won the match. " * 5000,  # 120,000 characters: cut at preprocess.max_chars (100,000)
+        "\u05d4\u05e7\u05d1\u05d5\u05e6\u05d4 \u05e0\u05d9\u05e6\u05d7\u05d4. The team scored a goal in the match.",
+        "\u0627\u0644\u0641\u0631\u064a\u0642 \u0641\u0627\u0632. Software runs on the server and the network.",
+    ]
+    labels = ["food", "sport", "sport", "tech"]
+    source = tmp_path / "docs.jsonl"
+    source.write_text(
+        "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels, strict=True)),
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    names = load_trained_run(trained_run).label_names
+
+    predictions = tmp_path / "p.jsonl"
+    assert runner.invoke(app, ["predict", str(trained_run), str(source), "-o", str(predictions)]).exit_code == 0
+    predicted = np.array([[json.loads(line)[f"p_{n}"] for n in names] for line in predictions.read_text().splitlines()])
+
+    report = tmp_path / "r.jsonl"
+    assert runner.invoke(app, ["report", str(trained_run), str(source), "-o", str(report)]).exit_code == 0
+    records = sorted((json.loads(line) for line in report.read_text().splitlines()), key=lambda r: r["row"])
+    reported = np.array([[r["probabilities"][n] for n in names] for r in records])
+
+    captured: dict[str, np.ndarray] = {}
+    metrics = han.inference.classification_metrics
+    monkeypatch.setattr(
+        han.inference,
+        "classification_metrics",
+        lambda y, p, n: captured.setdefault("evaluate", p) is not None and metrics(y, p, n),
+    )
+    assert runner.invoke(app, ["evaluate", str(trained_run), "--data", str(source)]).exit_code == 0
+    scoring = han.reports.statistics.score_split
+
+    def keep_scores(*args, **kwargs):
+        scores = scoring(*args, **kwargs)
+        captured.setdefault("corpus", scores.probabilities)
+        return scores
+
+    monkeypatch.setattr(han.reports.statistics, "score_split", keep_scores)
+    corpus = tmp_path / "c.json"
+    result = runner.invoke(app, ["corpus-report", str(trained_run), str(source), "-o", str(corpus)])
+    assert result.exit_code == 0, result.output
+
+    assert predicted.shape == (4, len(names))
+    for other in (reported, captured["evaluate"], captured["corpus"]):
+        np.testing.assert_allclose(predicted, other, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(captured["evaluate"], captured["corpus"], atol=1e-7, rtol=0)
