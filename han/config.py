@@ -95,10 +95,12 @@ class DataConfig(_Schema):
     source: str | list[str] | dict[str, str | list[str]]
     name: str | None = None  # hub dataset config name
     revision: str | None = None  # hub revision (branch, tag or commit)
-    text_column: str | list[str] = "text"
+    text_column: str | list[str] = Field("text", min_length=1)  # a column, or a non-empty list of columns
     text_separator: str = "\n\n"  # joins several text columns (empty parts are skipped)
     label_column: str = "label"
-    delimiter: str | None = None  # CSV field delimiter; default "," for .csv and tab for .tsv
+    delimiter: str | None = Field(
+        None, min_length=1, max_length=1
+    )  # CSV field delimiter (one character); default "," for .csv and tab for .tsv
     split_column: str | None = None  # a column that names each row's split, for one-file datasets
     splits: SplitNames = SplitNames()
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
@@ -240,13 +242,13 @@ class CorpusReportConfig(_Schema):
     """Attention statistics of a whole split and the faithfulness check (`han corpus-report`)."""
 
     group_by: Literal["true", "predicted"] = "true"  # class of a document: its true label, or the prediction
-    top_words: int = Field(15, ge=1)  # words listed per class
+    top_words: int = Field(15, ge=1, le=10_000)  # words listed per class
     min_word_count: int = Field(5, ge=1)  # occurrences a word needs in a class to be listed
     words: list[
         str
     ] = []  # words whose weight distribution is plotted; default: the top word of the first and last class
-    positions: int = Field(10, ge=1)  # sentence positions shown; later sentences count in the last one
-    bins: int = Field(20, ge=2)  # histogram bins
+    positions: int = Field(10, ge=1, le=1000)  # sentence positions shown; later sentences count in the last one
+    bins: int = Field(20, ge=2, le=1000)  # histogram bins
     faithfulness_documents: int = Field(1000, ge=0)  # documents sampled for the faithfulness check; 0 skips it
     seed: Seed = 0  # sampling of documents and of the random sentence removed; 0..2**32-1
 

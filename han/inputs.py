@@ -101,6 +101,44 @@ def check_regular_file(path: Path) -> None:
         raise DataError(f"{path}: is {what}, not a regular file; save the documents to a file and give that file")
 
 
+MAX_JSON_DEPTH = 100  # han reads flat records; Arrow's JSON reader crashes on very deep ones
+
+
+def _json_depth(line: bytes) -> int:
+    """The deepest nesting of arrays/objects in one JSON line (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def check_json_depth(path: Path, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a JSON Lines file with a record nested more than `limit` levels deep, naming the line.
+
+    Only lines holding more than `limit` brackets are scanned, so ordinary files cost one count per line.
+    """
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.count(b"[") + line.count(b"{") > limit and _json_depth(line) > limit:
+                raise DataError(
+                    f"{path}: line {number} is nested more than {limit} levels deep; han reads flat records"
+                )
+
+
 def check_input_file(path: Path, strict_utf8: bool = True) -> None:
     """Refuse a data or prediction file that is not a regular file, empty, binary, compressed, not UTF-8 or fake Parquet.
 
@@ -133,6 +171,8 @@ def check_input_file(path: Path, strict_utf8: bool = True) -> None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(f"{path}: is UTF-16 text; han reads UTF-8: re-save the file as UTF-8")
     check_text_bytes(path, suffix, strict_utf8)
+    if suffix in (".jsonl", ".json"):
+        check_json_depth(path)
     if not head.strip():
         raise DataError(f"{path}: holds only whitespace, no documents")
 

@@ -20,9 +20,17 @@ from han.errors import ConfigError, RunDirError
 from han.ownership import enclosing_run_directory
 
 
+def resolved(path: Path) -> Path:
+    """`path` with its links followed; a symbolic-link loop is a one-line error, not a traceback."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as error:  # pathlib raises RuntimeError on a link loop
+        raise ConfigError(f"{path}: cannot be followed ({error})") from None
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+        return resolved(a) == resolved(b) or (a.exists() and b.exists() and os.path.samefile(a, b))
     except OSError:
         return False
 
@@ -34,13 +42,20 @@ def writes_directly(output: Path) -> bool:
 
 def check_output(output: Path, inputs: Sequence[Path] = (), option: str = "--output") -> None:
     """Refuse an output that would destroy something; called before any work is done."""
-    output = Path(output)
+    try:
+        _check_output(Path(output), inputs, option)
+    except OSError as error:  # a name too long, a folder that cannot be searched, ...
+        raise ConfigError(f"{output}: cannot be used as {option} ({error.strerror or error})") from None
+
+
+def _check_output(output: Path, inputs: Sequence[Path], option: str) -> None:
     if output.is_dir():
         raise ConfigError(f"{output}: is a folder; give {option} a file name")
     for source in inputs:
         if _same_file(output, Path(source)):
             raise ConfigError(f"{output}: is also an input of this command; write {option} to another file")
-    run = enclosing_run_directory(output.resolve().parent if not output.exists() else output.resolve())
+    target = resolved(output)
+    run = enclosing_run_directory(target if output.exists() else target.parent)
     if run is not None:
         raise RunDirError(
             f"{output}: is inside the han run directory {run}, which holds only what han wrote there; "

@@ -55,7 +55,10 @@ def enclosing_run_directory(path: Path) -> Path | None:
 
 
 def _inside(path: Path, others: Iterable[Path]) -> bool:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a link loop is nobody's input
+        return False
     return any(resolved == other or other.is_relative_to(resolved) for other in others)
 
 
@@ -102,7 +105,10 @@ class Ownership(Manifest):
 
     def remove_owned(self, names: Iterable[str] | None = None, inputs: Iterable[Path] = ()) -> list[Path]:
         """Remove the files han made (within top-level `names`), never an input; then han's emptied folders."""
-        protected = [Path(p).resolve() for p in inputs]
+        protected = []
+        for source in inputs:
+            with contextlib.suppress(RuntimeError, OSError):  # a link loop protects nothing
+                protected.append(Path(source).resolve())
         removed = []
         for path in self.owned_paths(names):
             if _inside(path, protected):
@@ -127,6 +133,12 @@ class Ownership(Manifest):
         """Make the run directory ready for a fresh run: new, empty, or (with `overwrite`) han's own, emptied of
         what han made there. Entries named in `keep` (the shards a sharded preprocess merges) are left alone.
         """
+        enclosing = enclosing_run_directory(self.root.parent)
+        if enclosing is not None:
+            raise RunDirError(
+                f"{self.root}: is inside the han run directory {enclosing}, which holds only what han wrote there; "
+                "choose a --run-dir outside it"
+            )
         if not self.root.exists():
             self.root.mkdir(parents=True)
             self._mark()

@@ -250,6 +250,17 @@ def _iter_parquet(path: Path, config: DataConfig) -> Iterator[str]:
             yield join_text(values, config.text_separator)
 
 
+def _read_line(handle: IO[str], size: int, where: str, number: int) -> str:
+    """One line (at most `size` characters) of a text stream; bytes that are not UTF-8 are a one-line error."""
+    try:
+        return handle.readline(size)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{where}: line {number}: byte 0x{error.object[error.start]:02x} is not valid UTF-8 "
+            "(UTF-16 or another encoding?); give UTF-8 text"
+        ) from None
+
+
 def _bounded_lines(handle: IO[str], where: str, max_chars: int | None) -> Iterator[str]:
     """The lines of `handle` without their newline, each cut at `max_chars` characters WHILE reading.
 
@@ -259,14 +270,14 @@ def _bounded_lines(handle: IO[str], where: str, max_chars: int | None) -> Iterat
     """
     size = -1 if max_chars is None else max_chars + 1
     number = cut = 0
-    while line := handle.readline(size):
+    while line := _read_line(handle, size, where, number + 1):
         number += 1
         if "\x00" in line:
             raise DataError(f"{where}: line {number}: binary data (a NUL byte), not text lines")
         if max_chars is not None and len(line) > max_chars and not line.endswith("\n"):
             line = line[:max_chars]
             cut += 1
-            while rest := handle.readline(READ_CHUNK):
+            while rest := _read_line(handle, READ_CHUNK, where, number):
                 if "\x00" in rest:
                     raise DataError(f"{where}: line {number}: binary data (a NUL byte), not text lines")
                 if rest.endswith("\n"):

@@ -32,7 +32,7 @@ from han.atomic import atomic_path, read_json, write_json_atomic
 from han.config import Config
 from han.data import load_data
 from han.distributed import barrier, contiguous_shard, launched_by_torchrun, setup, shard_from_env
-from han.errors import DataError, RunDirError
+from han.errors import ConfigError, DataError, RunDirError
 from han.inference import PREDICT_CHUNK_SIZE, predict_file
 from han.outputs import check_output, output_path
 from han.preprocessing import PreprocessSummary, preprocess
@@ -196,7 +196,11 @@ def _part_records(path: Path, csv_format: bool, header: list[list[str]]) -> Iter
                     raise DataError(f"{where} (its header {first[:4]} differs from the other parts')")
                 header.append(first)
                 for fields in reader:
-                    if len(fields) != len(first) or not fields[0].isdigit() or int(fields[0]) <= previous:
+                    if (
+                        len(fields) != len(first)
+                        or not (fields[0].isdigit() and len(fields[0]) <= 18)
+                        or int(fields[0]) <= previous
+                    ):
                         raise DataError(f"{where} (line {reader.line_num}: {','.join(fields)[:60]!r})")
                     previous = int(fields[0])
                     yield previous, fields
@@ -205,8 +209,8 @@ def _part_records(path: Path, csv_format: bool, header: list[list[str]]) -> Iter
                     if not line.strip():
                         continue
                     try:
-                        record = json.loads(line)
-                    except (json.JSONDecodeError, RecursionError):
+                        record = json.loads(line, parse_constant=_no_constant)
+                    except (json.JSONDecodeError, RecursionError, ValueError):
                         raise DataError(f"{where} (line {number} is not valid JSON)") from None
                     keys = list(record) if isinstance(record, dict) else []
                     row = record.get("row") if isinstance(record, dict) else None
@@ -224,10 +228,19 @@ def _part_records(path: Path, csv_format: bool, header: list[list[str]]) -> Iter
             raise DataError(f"{where} ({error})") from None
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a probability")  # NaN / Infinity: han never writes them
+
+
+MAX_SHARDS = 100_000
+
+
 def merge_prediction_parts(output: Path, count: int) -> int:
     """Interleave the `count` part files of OUTPUT by row into OUTPUT (atomically), then remove them; return the
     rows. Parts that do not fit together (other headers, junk, missing rows) are an error and are kept."""
     output = Path(output)
+    if not 1 <= count <= MAX_SHARDS:
+        raise ConfigError(f"--shards {count}: use 1 to {MAX_SHARDS}")
     parts = [prediction_part_path(output, index, count) for index in range(count)]
     missing = [str(p) for p in parts if not p.is_file()]
     if missing:

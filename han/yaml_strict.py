@@ -73,6 +73,8 @@ def load_yaml(text: str) -> Any:
     loader = StrictLoader(text)
     try:
         return loader.get_single_data()
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits (Python's conversion limit)
+        raise yaml.YAMLError(f"a value cannot be read ({str(error).splitlines()[0][:120]})") from None
     finally:
         loader.dispose()
 

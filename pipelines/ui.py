@@ -28,6 +28,33 @@ error_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class DeferredWarnings(logging.Handler):
+    """Holds log lines until the command ends: printed when it succeeds, dropped when it fails, so a failing
+    command says one thing, its one-line error. Training's epoch lines (info) are shown as they come."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+        self.held: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Pass a training info record on; hold every other record."""
+        if record.levelno < logging.WARNING and record.name.startswith(LIVE_LOGGERS):
+            self.target.handle(record)
+        else:
+            self.held.append(record)
+
+    def settle(self, show: bool) -> None:
+        """Print the held records (`show`) or drop them."""
+        held, self.held = self.held, []
+        for record in held if show else []:
+            self.target.handle(record)
+
+
+LIVE_LOGGERS = ("han.training", "han.checkpoint")
+deferred = DeferredWarnings(RichHandler(console=error_console, show_path=False, show_time=False))
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Library logs (han.*) go to stderr through rich; datasets' own progress bars are silenced."""
     # Through the environment rather than datasets' functions: importing datasets takes most of a
@@ -40,8 +67,8 @@ def setup_logging(verbose: bool = False) -> None:
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity(datasets.logging.CRITICAL)
-    handler = RichHandler(console=error_console, show_path=False, show_time=False)
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    deferred.settle(show=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[deferred], format="%(message)s", force=True)
     level = logging.DEBUG if verbose else logging.INFO
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 logs (warnings and errors still show)
         level = logging.WARNING
@@ -77,23 +104,32 @@ def handle_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             with terminate_cleanly():
-                return command(*args, **kwargs)
+                result = command(*args, **kwargs)
+            deferred.settle(show=True)
+            return result
+        except typer.Exit as done:
+            deferred.settle(show=done.exit_code == 0)
+            raise
         except HanError as error:
+            deferred.settle(show=False)
             label = "[bold yellow]stopped:[/]" if isinstance(error, TrainingStopped) else "[bold red]error:[/]"
-            error_console.print(
-                f"{label} {rich.markup.escape(str(error))}", markup=True, highlight=False, soft_wrap=True
-            )
+            message = str(error).replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a name holds
+            error_console.print(f"{label} {rich.markup.escape(message)}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
+            deferred.settle(show=False)
             error_console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
         except Terminated:
+            deferred.settle(show=False)
             error_console.print("[bold red]stopped by SIGTERM[/]; nothing partial was left behind")
             raise typer.Exit(143) from None
         except RecursionError:
+            deferred.settle(show=False)
             error_console.print("[bold red]error:[/] an input is nested too deeply to read")
             raise typer.Exit(3) from None
         except MemoryError:
+            deferred.settle(show=False)
             error_console.print("[bold red]error:[/] out of memory; use smaller inputs, caps or model sizes")
             raise typer.Exit(3) from None
 
