@@ -88,6 +88,11 @@ def preprocess_shard(
     loaded = load_data(config.data, config.seed)
     nlp = build_pipeline(config.preprocess)
     run = RunDir(Path(run_dir))
+    if run.is_han_run() and run.listed_artifacts():
+        raise RunDirError(
+            f"{run.root}: already holds a run; preprocess shards go into a new or empty folder "
+            "(or empty this run first with `han preprocess ... --overwrite`)"
+        )
     if run.root.is_dir() and not run.is_han_run() and any(c.name != "shards" for c in run.root.iterdir()):
         raise RunDirError(
             f"{run.root}: holds files but is not a han run directory; preprocess shards go into a new or empty "

@@ -48,6 +48,7 @@ import pickle
 import random
 import resource
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -1008,14 +1009,14 @@ class Generator:
             target, where = self.sentinel, "the sentinel run (finished)"
             must_fail = "the run already holds results"
         elif r < 0.5:
-            target, where = self.pick(
-                [
-                    (self.box.path("pool/ok.csv"), "a file"),
-                    (self.pool.fifos["pipe.csv"], "a named pipe"),
-                    (self.sentinel / "sub", "a folder inside a run"),
-                    (self.box.path("special/null.csv"), "a device"),
-                ]
-            )
+            targets = [
+                (self.box.path("pool/ok.csv"), "a file"),
+                (self.pool.fifos["pipe.csv"], "a named pipe"),
+                (self.sentinel / "sub", "a folder inside a run"),
+            ]
+            if self.pool.device is not None:
+                targets.append((self.pool.device, "a device"))
+            target, where = self.pick(targets)
             must_fail = f"the run directory is {where}"
             if self.chance(0.3):
                 flags.append("--overwrite")
@@ -1209,6 +1210,11 @@ class Generator:
         return episodes
 
 
+def argument_lists(table: str) -> list[list[str]]:
+    """One argument list per non-blank line of `table`, split as a shell would ('' is an empty argument)."""
+    return [shlex.split(line) for line in table.splitlines() if line.strip()]
+
+
 def shard_part(output: Path, shard: str) -> tuple[Path, ...]:
     index, _, count = shard.partition("/")
     if not (index.isdigit() and count.isdigit()):
@@ -1244,131 +1250,145 @@ STDIN_CASES: list[tuple[str, bytes, int | None]] = [
     ("U+2028 inside a line", "one\u2028still one\ntwo\n".encode(), 2),
     ("1000 lines", b"The chef baked bread.\n" * 1000, 1000),
 ]
-PREDICT_OPTIONS = [
-    ["--weights", "last"],
-    ["--weights", "newest"],
-    ["--weights", ""],
-    ["--device", "cpu"],
-    ["--device", "auto"],
-    ["--device", "tpu"],
-    ["--device", "cuda:99"],
-    ["--device", ""],
-    ["--chunk-size", "1"],
-    ["--chunk-size", "0"],
-    ["--chunk-size", "-3"],
-    ["--chunk-size", "abc"],
-    ["--chunk-size", "1000000000"],
-    ["--shard", "0/2"],
-    ["--shard", "1/2"],
-    ["--shard", "2/2"],
-    ["--shard", "a/b"],
-    ["--shard", "-1/2"],
-    ["--shard", "0/0"],
-    ["--shard", "1"],
-    ["--shard", ""],
-    ["--bogus"],
-]
-REPORT_OPTIONS = [
-    ["--sort", "confidence"],
-    ["--sort", "misclassified"],
-    ["--sort", "bogus"],
-    ["--sort", ""],
-    ["--only", "misclassified"],
-    ["--only", "correct"],
-    ["--only", "bogus"],
-    ["--true-label", "food"],
-    ["--true-label", "nope"],
-    ["--true-label", ""],
-    ["--predicted-label", "tech"],
-    ["--predicted-label", "[red]x"],
-    ["--limit", "1"],
-    ["--limit", "0"],
-    ["--limit", "-1"],
-    ["--limit", "1000000000000"],
-    ["--limit", "abc"],
-    ["--limit", str(2**70)],
-    ["--format", "html"],
-    ["--format", "jsonl"],
-    ["--format", "json"],
-    ["--format", "xml"],
-    ["--format", ""],
-    ["--weights", "last"],
-    ["--weights", "newest"],
-]
+PREDICT_OPTIONS = argument_lists(
+    """
+    --weights last
+    --weights newest
+    --weights ''
+    --device cpu
+    --device auto
+    --device tpu
+    --device cuda:99
+    --device ''
+    --chunk-size 1
+    --chunk-size 0
+    --chunk-size -3
+    --chunk-size abc
+    --chunk-size 1000000000
+    --shard 0/2
+    --shard 1/2
+    --shard 2/2
+    --shard a/b
+    --shard -1/2
+    --shard 0/0
+    --shard 1
+    --shard ''
+    --bogus
+    """
+)
+REPORT_OPTIONS = argument_lists(
+    """
+    --sort confidence
+    --sort misclassified
+    --sort bogus
+    --sort ''
+    --only misclassified
+    --only correct
+    --only bogus
+    --true-label food
+    --true-label nope
+    --true-label ''
+    --predicted-label tech
+    --predicted-label '[red]x'
+    --limit 1
+    --limit 0
+    --limit -1
+    --limit 1000000000000
+    --limit abc
+    --limit 1180591620717411303424
+    --format html
+    --format jsonl
+    --format json
+    --format xml
+    --format ''
+    --weights last
+    --weights newest
+    """
+)
 CORPUS_OPTIONS = [
-    ["--split", "train"],
-    ["--split", "validation"],
-    ["--split", "bogus"],
-    ["--split", ""],
-    ["--split", "../data"],
-    ["--words", "team,bread"],
-    ["--words", ""],
-    ["--words", ",,,"],
+    *argument_lists(
+        """
+        --split train
+        --split validation
+        --split bogus
+        --split ''
+        --split ../data
+        --words team,bread
+        --words ''
+        --words ,,,
+        --group-by predicted
+        --group-by bogus
+        --top-words 0
+        --top-words -1
+        --top-words 1000000000
+        --top-words 9223372036854775808
+        --min-count 0
+        --min-count -5
+        --positions 0
+        --positions -1
+        --positions 1000000000
+        --faithfulness-docs 0
+        --faithfulness-docs -1
+        --faithfulness-docs 1000000000
+        --seed -1
+        --seed 18446744073709551616
+        --seed abc
+        --format json
+        --format html
+        --format jsonl
+        --format xml
+        --weights newest
+        """
+    ),
     ["--words", "w" * 20_000],
     ["--words", "a," * 5000],
-    ["--group-by", "predicted"],
-    ["--group-by", "bogus"],
-    ["--top-words", "0"],
-    ["--top-words", "-1"],
-    ["--top-words", "1000000000"],
-    ["--top-words", str(2**63)],
-    ["--min-count", "0"],
-    ["--min-count", "-5"],
-    ["--positions", "0"],
-    ["--positions", "-1"],
-    ["--positions", "1000000000"],
-    ["--faithfulness-docs", "0"],
-    ["--faithfulness-docs", "-1"],
-    ["--faithfulness-docs", "1000000000"],
-    ["--seed", "-1"],
-    ["--seed", str(2**64)],
-    ["--seed", "abc"],
-    ["--format", "json"],
-    ["--format", "html"],
-    ["--format", "jsonl"],
-    ["--format", "xml"],
-    ["--weights", "newest"],
 ]
-EVALUATE_OPTIONS = [
-    ["--split", "validation"],
-    ["--split", "train"],
-    ["--split", "bogus"],
-    ["--split", ""],
-    ["--split", "../../etc"],
-    ["--split", "test/../validation"],
-    ["--weights", "last"],
-    ["--weights", "newest"],
-    ["--device", "cuda"],
-    ["--device", "tpu"],
-]
+EVALUATE_OPTIONS = argument_lists(
+    """
+    --split validation
+    --split train
+    --split bogus
+    --split ''
+    --split ../../etc
+    --split test/../validation
+    --weights last
+    --weights newest
+    --device cuda
+    --device tpu
+    """
+)
 USAGE_CASES = [
-    [],
-    ["--help"],
-    ["data"],
-    ["data", "--help"],
-    ["data", "inspect"],
-    ["data", "bogus"],
-    ["bogus"],
-    ["--version"],
-    ["run"],
-    ["run", "--help"],
-    ["preprocess", "--help"],
-    ["train", "--help"],
-    ["evaluate", "--help"],
-    ["predict", "--help"],
-    ["report", "--help"],
-    ["corpus-report", "--help"],
-    ["merge-predictions", "--help"],
-    ["merge-predictions", "x.csv"],
-    ["merge-predictions", "--shards", "2"],
-    ["predict"],
-    ["predict", "RUN", "OK", "extra"],
-    ["predict", "RUN", "OK", "--bogus"],
-    ["report", "RUN", "OK", "--limit", "1.5"],
-    ["evaluate"],
-    ["train", "--nproc", "0"],
-    ["-v"],
-    ["--verbose", "--help"],
+    [],  # no arguments at all
+    *argument_lists(
+        """
+        --help
+        data
+        data --help
+        data inspect
+        data bogus
+        bogus
+        --version
+        run
+        run --help
+        preprocess --help
+        train --help
+        evaluate --help
+        predict --help
+        report --help
+        corpus-report --help
+        merge-predictions --help
+        merge-predictions x.csv
+        merge-predictions --shards 2
+        predict
+        predict RUN OK extra
+        predict RUN OK --bogus
+        report RUN OK --limit 1.5
+        evaluate
+        train --nproc 0
+        -v
+        --verbose --help
+        """
+    ),
 ]
 
 
@@ -1619,9 +1639,8 @@ def is_usage_error(stderr: str) -> bool:
 
 def count_rows(call: Call, outcome: Outcome) -> tuple[list[int] | None, str]:
     """The row numbers a succeeding predict/report/merge wrote (None: could not be read), and a problem, if any."""
-    if call.fifo_output is not None:
-        text, suffix = outcome.piped.decode("utf-8", "replace"), (call.args[-1] if call.args else "")
-        suffix = ""
+    if call.fifo_output is not None:  # what the pipe's reader got (the pipe has no suffix: JSON Lines)
+        text, suffix = outcome.piped.decode("utf-8", "replace"), ""
     elif call.rows_in is None:
         text, suffix = outcome.stdout, ".jsonl"
     else:
