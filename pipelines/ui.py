@@ -97,6 +97,15 @@ def terminate_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# Exceptions that are not han's own errors but still end a command with one line and an exit code.
+ABORTS: dict[type[BaseException], tuple[str, int]] = {
+    KeyboardInterrupt: ("[bold red]interrupted[/]", 130),
+    Terminated: ("[bold red]stopped by SIGTERM[/]; nothing partial was left behind", 143),
+    RecursionError: ("[bold red]error:[/] an input is nested too deeply to read", 3),
+    MemoryError: ("[bold red]error:[/] out of memory; use smaller inputs, caps or model sizes", 3),
+}
+
+
 def handle_errors(command: F) -> F:
     """Turn a HanError into a one-line message on stderr and its exit code; Ctrl-C into 130, SIGTERM into 143."""
 
@@ -116,22 +125,11 @@ def handle_errors(command: F) -> F:
             message = str(error).replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever a name holds
             error_console.print(f"{label} {rich.markup.escape(message)}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated, RecursionError, MemoryError) as error:
             deferred.settle(show=False)
-            error_console.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
-        except Terminated:
-            deferred.settle(show=False)
-            error_console.print("[bold red]stopped by SIGTERM[/]; nothing partial was left behind")
-            raise typer.Exit(143) from None
-        except RecursionError:
-            deferred.settle(show=False)
-            error_console.print("[bold red]error:[/] an input is nested too deeply to read")
-            raise typer.Exit(3) from None
-        except MemoryError:
-            deferred.settle(show=False)
-            error_console.print("[bold red]error:[/] out of memory; use smaller inputs, caps or model sizes")
-            raise typer.Exit(3) from None
+            message, code = ABORTS[type(error)]
+            error_console.print(message)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
