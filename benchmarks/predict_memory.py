@@ -28,7 +28,7 @@ def build_run_dir(root: Path) -> Path:
     from benchmarks.synthetic import words_for
     from han.atomic import write_json_atomic
     from han.config import config_from_dict
-    from han.model import build_model
+    from han.networks import build_model
     from han.rundir import RunDir
     from han.vocab import PAD, UNK, Vocab
     from han.weights import save_weights

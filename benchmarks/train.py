@@ -25,7 +25,7 @@ from benchmarks.synthetic import encoded_split, id_documents
 from han.batching import bucketed_batches, collate
 from han.config import ModelConfig
 from han.encoded import EncodedSplit
-from han.model import build_model
+from han.networks import build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.scoring import predict_probabilities
 

@@ -171,18 +171,42 @@ class EmbeddingsConfig(_Schema):
         return self
 
 
-class ModelConfig(_Schema):
-    """Sizes of the hierarchical attention network."""
+ModelKind = Literal["han", "han_avg", "han_max", "rnn", "cnn", "mean", "linear"]
 
-    # Bounded by MAX_MODEL_SIZE; han.model also checks the whole network fits in the available memory.
-    word_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
+
+class ModelConfig(_Schema):
+    """Which network (`kind`) and its sizes. Settings a kind does not use are ignored by it."""
+
+    # han: the hierarchical attention network (HN-ATT); han_avg / han_max: the same hierarchy with mean /
+    # max pooling instead of attention at both levels (the paper's HN-AVE / HN-MAX); rnn: one recurrent
+    # network over the whole (capped) token sequence; cnn: Kim (2014) convolutions with max-over-time;
+    # mean: the average word vector and a linear layer (fastText-style); linear: TF-IDF n-grams with a
+    # linear SVM or logistic regression (scikit-learn). See han/networks.py.
+    kind: ModelKind = "han"
+    cell: Literal["gru", "lstm", "rnn"] = "gru"  # recurrent kinds (han*, rnn); rnn is the Elman cell
+    bidirectional: bool = True  # kind rnn (the hierarchical kinds are always bidirectional)
+    pooling: Literal["last", "max", "attention"] = "attention"  # kind rnn: how token states become a document
+    # Bounded by MAX_MODEL_SIZE; han.networks also checks the whole network fits in the available memory.
+    word_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction; for kind rnn, the document RNN
     sentence_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
     attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     freeze_embeddings: bool = False
     # GRU implementation: "fused" is the lock-step CPU kernel (han/packed.py), "torch" is nn.GRU on
     # packed sequences (cuDNN on CUDA); "auto" picks fused on CPU and torch on CUDA. Same weights.
+    # Only a bidirectional GRU has the fused kernel; other cells always run through torch.
     rnn: Literal["auto", "fused", "torch"] = "auto"
+    cnn_widths: list[Annotated[int, Field(ge=1, le=64)]] = Field([3, 4, 5], min_length=1, max_length=16)  # kind cnn
+    cnn_maps: int = Field(100, ge=1, le=MAX_MODEL_SIZE)  # kind cnn: feature maps per filter width
+    # kind linear: TF-IDF of word n-grams up to linear_ngrams long (train-split vocabulary, smoothed idf,
+    # L2-normalised rows) and a linear SVM (probabilities: softmax of the margins, not calibrated) or
+    # logistic regression, with inverse regularisation strength linear_c.
+    linear_classifier: Literal["svm", "logistic"] = "svm"
+    linear_c: float = Field(1.0, gt=0.0)
+    linear_ngrams: int = Field(2, ge=1, le=3)
+    linear_sublinear_tf: bool = False
+    # all: every token; words: tokens of 2+ word characters (scikit-learn's default token pattern)
+    linear_tokens: Literal["all", "words"] = "all"
 
 
 class TrainConfig(_Schema):

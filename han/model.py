@@ -8,7 +8,10 @@ each sentence's length, and the number of sentences of each of the B documents, 
 Inside, words and sentences are packed (han/packed.py): no padding position exists, so padding
 never enters a recurrence or an attention softmax and a document's output does not depend on its
 batch. The GRUs run as `nn.GRU` on a PackedSequence or, on CPU, as the fused lock-step kernel
-(`model.rnn`), with the same weights.
+(`model.rnn`), with the same weights. `model.cell: lstm` (or `rnn`) swaps the recurrent cell, and the
+paper's HN-AVE / HN-MAX baselines (`model.kind: han_avg | han_max`) pool by mean / max instead of
+attention at both levels. The flat baselines live in han/flat.py and han/linear.py; han/networks.py
+builds the configured kind.
 
 Shapes: B documents, S sentences per document (max), N_s sentences in the batch, W words per
 sentence (max), E embedding size, H hidden size per direction, A attention size, C classes.
@@ -16,10 +19,8 @@ sentence (max), E embedding size, H hidden size per direction, A attention size,
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,6 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from han.config import ModelConfig
-from han.errors import ConfigError
 from han.packed import PackedLayout, fused_bidirectional_gru, pack_layout
 
 # The vocabulary keeps id 0 for padding (han.vocab.PAD_ID; tests/test_layout.py holds the two equal). The
@@ -74,23 +74,60 @@ class HANOutput:
         return attention
 
 
-class BiGRUEncoder(nn.Module):
-    """A bidirectional GRU over packed sequences: `nn.GRU` (cuDNN on CUDA) or the fused CPU path, same weights."""
+@dataclass
+class ModelOutput:
+    """Logits of a batch of documents, for networks without attention weights to show."""
 
-    def __init__(self, input_size: int, hidden_size: int, backend: str = "auto") -> None:
+    logits: torch.Tensor  # (B, C)
+
+
+RECURRENT_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
+
+
+class RecurrentEncoder(nn.Module):
+    """A GRU, LSTM or Elman RNN over packed sequences; a bidirectional GRU may run as the fused CPU kernel.
+
+    The torch module is registered under the cell's name (`gru`, `lstm`, `rnn`), so a GRU's weights keep
+    the names han has always saved them under.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, cell: str = "gru", bidirectional: bool = True, backend: str = "auto"
+    ) -> None:
         super().__init__()
-        self.gru = nn.GRU(input_size, hidden_size, bidirectional=True)
+        self.cell = cell
+        self.add_module(cell, RECURRENT_CELLS[cell](input_size, hidden_size, bidirectional=bidirectional))
+        self.fusable = cell == "gru" and bidirectional  # the fused kernel is a bidirectional GRU
         self.backend = backend
 
     def forward(self, inputs: torch.Tensor, layout: PackedLayout, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the GRU both ways over packed `inputs` (or `inputs[rows]`); return the (P, 2H) packed states."""
-        # inputs (P, D) in packed order, or distinct rows (U, D) that position p reads as inputs[rows[p]]
+        """Run the recurrence over packed `inputs` (or `inputs[rows]`); return the (P, D*H) packed states."""
+        # inputs (P, In) in packed order, or distinct rows (U, In) that position p reads as inputs[rows[p]]
+        module = self.get_submodule(self.cell)
         backend = self.backend if self.backend != "auto" else ("torch" if inputs.is_cuda else "fused")
-        if backend == "fused":
-            return fused_bidirectional_gru(inputs, layout, self.gru, rows)  # (P, 2H)
-        packed_inputs = inputs if rows is None else inputs[rows]  # (P, D)
-        states, _ = self.gru(PackedSequence(packed_inputs, layout.batch_sizes))
-        return states.data  # (P, 2H)
+        if backend == "fused" and self.fusable:
+            assert isinstance(module, nn.GRU)
+            return fused_bidirectional_gru(inputs, layout, module, rows)  # (P, 2H)
+        packed_inputs = inputs if rows is None else inputs[rows]  # (P, In)
+        states, _ = module(PackedSequence(packed_inputs, layout.batch_sizes))
+        return states.data  # (P, D*H), D = 2 if bidirectional else 1
+
+
+# Kept for code that names the hierarchical network's encoder by its first name.
+BiGRUEncoder = RecurrentEncoder
+
+
+def pool_segments(states: torch.Tensor, segments: torch.Tensor, num_segments: int, how: str) -> torch.Tensor:
+    """Mean or max of packed `states` within each segment (every segment non-empty): (N, D)."""
+    # states (P, D); segments (P,) in [0, num_segments)
+    if how == "max":
+        index = segments[:, None].expand_as(states)  # (P, D)
+        return states.new_full((num_segments, states.size(1)), float("-inf")).scatter_reduce(
+            0, index, states, "amax"
+        )  # (N, D)
+    totals = states.new_zeros(num_segments, states.size(1)).index_add(0, segments, states)  # (N, D)
+    counts = torch.bincount(segments, minlength=num_segments).to(states.dtype)  # (N,)
+    return totals / counts[:, None]  # (N, D)
 
 
 class AdditiveAttention(nn.Module):
@@ -122,19 +159,37 @@ class AdditiveAttention(nn.Module):
 
 
 class HierarchicalAttentionNetwork(nn.Module):
-    """Word encoder + word attention, sentence encoder + sentence attention, linear classifier."""
+    """Word encoder + word pooling, sentence encoder + sentence pooling, linear classifier.
+
+    `pooling` "attention" is HN-ATT (the output carries both levels' weights); "mean" and "max" are the
+    paper's HN-AVE and HN-MAX baselines.
+    """
 
     def __init__(
-        self, vocab_size: int, embedding_dim: int, num_classes: int, config: ModelConfig, sparse_embedding: bool = False
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        num_classes: int,
+        config: ModelConfig,
+        sparse_embedding: bool = False,
+        pooling: str = "attention",
     ) -> None:
         super().__init__()
         # sparse_embedding: row-sparse gradients, for han.optim.LazyAdam (training only; weights are the same)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID, sparse=sparse_embedding)
         self.embedding.weight.requires_grad_(not config.freeze_embeddings)
-        self.word_encoder = BiGRUEncoder(embedding_dim, config.word_hidden, config.rnn)
-        self.word_attention = AdditiveAttention(2 * config.word_hidden, config.attention_dim)
-        self.sentence_encoder = BiGRUEncoder(2 * config.word_hidden, config.sentence_hidden, config.rnn)
-        self.sentence_attention = AdditiveAttention(2 * config.sentence_hidden, config.attention_dim)
+        self.pooling = pooling
+        # Modules are made in this order so that a seed initialises the same weights as before the other kinds
+        # existed (the random draws follow creation order).
+        attention = pooling == "attention"
+        self.word_encoder = RecurrentEncoder(embedding_dim, config.word_hidden, config.cell, True, config.rnn)
+        if attention:
+            self.word_attention = AdditiveAttention(2 * config.word_hidden, config.attention_dim)
+        self.sentence_encoder = RecurrentEncoder(
+            2 * config.word_hidden, config.sentence_hidden, config.cell, True, config.rnn
+        )
+        if attention:
+            self.sentence_attention = AdditiveAttention(2 * config.sentence_hidden, config.attention_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.sentence_hidden, num_classes)
 
@@ -145,8 +200,8 @@ class HierarchicalAttentionNetwork(nn.Module):
 
     def forward(
         self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
-    ) -> HANOutput:
-        """Classify a batch of documents: the logits with the word and sentence attention weights."""
+    ) -> HANOutput | ModelOutput:
+        """Classify a batch of documents: the logits, with the word and sentence attention weights under attention."""
         # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,), sum(sentence_counts) == N_s
         device = word_ids.device
         num_docs, num_sentences = sentence_counts.numel(), word_ids.size(0)
@@ -160,105 +215,23 @@ class HierarchicalAttentionNetwork(nn.Module):
         )  # (U,), (P_w,)
         embedded = self.embedding(distinct_words)  # (U, E)
         word_states = self.word_encoder(embedded, words, word_rows)  # (P_w, 2H_w)
-        sentence_vectors, word_weights = self.word_attention(
-            word_states, words.sequence, num_sentences
-        )  # (N_s, 2H_w), (P_w,)
+        if self.pooling == "attention":
+            sentence_vectors, word_weights = self.word_attention(
+                word_states, words.sequence, num_sentences
+            )  # (N_s, 2H_w), (P_w,)
+        else:
+            sentence_vectors = pool_segments(word_states, words.sequence, num_sentences, self.pooling)  # (N_s, 2H_w)
 
         sentence_inputs = self.dropout(sentence_vectors)[
             first_sentence[sentences.sequence] + sentences.position
         ]  # (P_s, 2H_w)
         sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
+        if self.pooling != "attention":
+            document_vectors = pool_segments(sentence_states, sentences.sequence, num_docs, self.pooling)  # (B, 2H_s)
+            return ModelOutput(self.classifier(self.dropout(document_vectors)))  # (B, C)
         document_vectors, sentence_weights = self.sentence_attention(
             sentence_states, sentences.sequence, num_docs
         )  # (B, 2H_s), (P_s,)
         logits = self.classifier(self.dropout(document_vectors))  # (B, C)
 
         return HANOutput(logits, word_weights, sentence_weights, words, sentences, sentence_counts, word_ids.size(1))
-
-
-def parameter_counts(config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int) -> dict[str, int]:
-    """Parameters of each part of the network, by the settings that size it (exactly what the modules allocate)."""
-    E, Hw, Hs, A, C = embedding_dim, config.word_hidden, config.sentence_hidden, config.attention_dim, num_classes
-
-    def bigru(inputs: int, hidden: int) -> int:  # two directions of W_ih, W_hh, b_ih, b_hh, three gates each
-        return 2 * 3 * hidden * (inputs + hidden + 2)
-
-    return {
-        "preprocess.max_vocab or embeddings.dim": vocab_size * E,  # the embedding table
-        "model.word_hidden": bigru(E, Hw) + 2 * Hw * A,  # word encoder, word attention projection
-        "model.sentence_hidden": bigru(2 * Hw, Hs) + 2 * Hs * A + 2 * Hs * C + C,  # and the classifier
-        "model.attention_dim": 4 * A,  # the attention biases and context vectors
-    }
-
-
-def available_memory_bytes() -> int | None:
-    """Memory this process can still allocate: MemAvailable (or free pages), capped by a cgroup v2 limit; None if unknown."""
-    available: int | None = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, ValueError, OSError):
-            return None
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            available = min(available, int(limit) - int((cgroup / "memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return available
-
-
-def check_model_fits(
-    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int, training: bool = False
-) -> None:
-    """Raise `ConfigError` naming the largest setting when the network would not fit in the available memory.
-
-    Counted: the fp32 weights, and for `training` also their gradients and two optimizer moments (4 copies).
-    """
-    counts = parameter_counts(config, vocab_size, embedding_dim, num_classes)
-    copies = 4 if training else 1
-    needed = sum(counts.values()) * 4 * copies  # 4 bytes a float32
-    available = available_memory_bytes()
-    if available is None or needed <= available:
-        return
-    largest = max(counts, key=lambda name: counts[name])
-    parts = {
-        "preprocess.max_vocab or embeddings.dim": f"the embedding table, {vocab_size:,} words x {embedding_dim}",
-        "model.word_hidden": f"the word encoder, model.word_hidden={config.word_hidden}",
-        "model.sentence_hidden": f"the sentence encoder, model.sentence_hidden={config.sentence_hidden}",
-        "model.attention_dim": f"the attention, model.attention_dim={config.attention_dim}",
-    }
-    what = "weights, gradients and optimizer state" if training else "weights"
-    raise ConfigError(
-        f"the model would need {_size(needed)} ({what} of {sum(counts.values()):,} parameters) but only "
-        f"{_size(max(available, 0))} of memory is available; lower {largest} ({parts[largest]}, is the largest part)"
-    )
-
-
-def _size(size: int) -> str:
-    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
-
-
-def build_model(
-    config: ModelConfig,
-    vocab_size: int,
-    embedding_dim: int,
-    num_classes: int,
-    sparse_embedding: bool = False,
-    *,
-    training: bool = False,
-) -> HierarchicalAttentionNetwork:
-    """A freshly initialised network of the configured sizes, once `check_model_fits` has found memory for it.
-
-    `training` (implied by `sparse_embedding`, which only training uses) also counts gradients and optimizer state.
-    """
-    check_model_fits(config, vocab_size, embedding_dim, num_classes, training=training or sparse_embedding)
-    return HierarchicalAttentionNetwork(vocab_size, embedding_dim, num_classes, config, sparse_embedding)

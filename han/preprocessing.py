@@ -251,3 +251,16 @@ def _build_from_loaded(
     )
     run.update_manifest(carved_splits=loaded.carved)
     return summary
+
+
+def preprocessing_complete(run: RunDir) -> bool:
+    """True when a previous preprocess finished in `run` and its outputs are intact."""
+    if "preprocess" not in run.read_manifest():
+        return False
+    splits = [run.data_path(name) for name in run.splits()]
+    try:
+        run.verify_artifacts(run.config_path, run.labels_path, run.vocab_path, run.embeddings_path, *splits)
+    except RunDirError as error:
+        log.warning("preprocessing will be redone: %s", error)
+        return False
+    return True

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from han.config import Config
-from han.errors import RunDirError
 from han.inference import evaluate_split
-from han.model import check_model_fits
-from han.preprocessing import PreprocessSummary, preprocess
+from han.networks import check_model_fits
+from han.preprocessing import PreprocessSummary, preprocess, preprocessing_complete
 from han.progress import Progress
 from han.rundir import RunDir
 from han.trained import load_trained_run
@@ -29,19 +28,6 @@ class RunResult:
     train: TrainResult
     metrics: dict[str, dict[str, Any]]
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def preprocessing_complete(run: RunDir) -> bool:
-    """True when a previous preprocess finished in `run` and its outputs are intact."""
-    if "preprocess" not in run.read_manifest():
-        return False
-    splits = [run.data_path(name) for name in run.splits()]
-    try:
-        run.verify_artifacts(run.config_path, run.labels_path, run.vocab_path, run.embeddings_path, *splits)
-    except RunDirError as error:
-        log.warning("preprocessing will be redone: %s", error)
-        return False
-    return True
 
 
 def run_all(

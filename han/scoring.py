@@ -34,7 +34,9 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def num_classes(model: torch.nn.Module) -> int:
-    """The classes the model scores (the width of its classifier)."""
+    """The classes the model scores (the width of its classifier, or its `num_classes` when it has none)."""
+    if isinstance(getattr(model, "num_classes", None), int):
+        return int(model.num_classes)  # type: ignore[arg-type]
     classifier = model.get_submodule("classifier")
     assert isinstance(classifier, torch.nn.Linear)
     return classifier.out_features
@@ -84,7 +86,9 @@ def _keep_attention(scores: SplitScores, split: EncodedSplit, indices: np.ndarra
     """Copy a batch's attention weights into the split-aligned flat arrays of `scores`.
 
     Lengths come from the split (on the CPU), never back from the device."""
-    sentence_attention = output.sentence_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S)
+    if not hasattr(output, "sentence_attention"):
+        raise TypeError(f"{type(output).__name__} carries no attention weights (model.kind han has them)")
+    sentence_attention = output.sentence_attention.float().cpu()  # (B, S)
     word_attention = output.word_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S, W)
     counts = torch.from_numpy(np.diff(split.document_offsets)[indices])  # (B,)
     # Real sentences of the (B, S) grid, row-major: the same order as the batch's sentences.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from spacy.language import Language
 
 from han.config import Config
@@ -18,7 +19,7 @@ from han.corpus import SegmentedSplit, vocab_lookup
 from han.device import check_precision, resolve_device, set_threads, threads_per_process
 from han.encoded import EncodedSplit
 from han.errors import ConfigError
-from han.model import HierarchicalAttentionNetwork, build_model
+from han.networks import build_model, has_attention
 from han.rundir import RunDir
 from han.segment import ChunkTokens, TextStats, build_pipeline, prepare_texts, segment_chunk
 from han.vocab import UNK_ID, Vocab
@@ -33,9 +34,17 @@ class TrainedRun:
     config: Config
     vocab: Vocab
     label_names: list[str]
-    model: HierarchicalAttentionNetwork
+    model: torch.nn.Module
     nlp: Language
     text_stats: TextStats = field(default_factory=TextStats)  # documents truncated / cleaned so far
+
+    def require_attention(self, command: str) -> None:
+        """Raise `ConfigError` (one line) when the run's network has no attention weights for `command` to show."""
+        if not has_attention(self.config.model):
+            raise ConfigError(
+                f"{self.run.root}: `{command}` shows attention weights, which model.kind han has; this run is "
+                f"model.kind {self.config.model.kind} (use `han predict` or `han evaluate` for it)"
+            )
 
     def segment(self, texts: list[str], surface: bool = False) -> ChunkTokens:
         """Clean, cut at `max_chars` and segment `texts` (uncapped); with `surface`, keep tokens as written."""

@@ -33,8 +33,9 @@ from han.distributed import (
     wrap_model,
 )
 from han.encoded import EncodedSplit
-from han.errors import RunDirError, StorageError, TrainingDiverged, TrainingStopped
-from han.model import HierarchicalAttentionNetwork, build_model, check_model_fits
+from han.errors import ConfigError, RunDirError, StorageError, TrainingDiverged, TrainingStopped
+from han.fitting import fit_linear
+from han.networks import build_model, check_model_fits, trains_by_gradient
 from han.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.progress import Progress
 from han.rundir import RunDir
@@ -64,7 +65,7 @@ def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool
     )
 
 
-def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = True) -> HierarchicalAttentionNetwork:
+def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = True) -> torch.nn.Module:
     """The configured network with its embedding initialised from the run's vectors."""
     vocab = run.load_vocab()
     labels = run.load_labels()
@@ -75,7 +76,7 @@ def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = Tr
         )
     sparse = uses_sparse_embedding(config, sparse_gradients)
     model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True)
-    model.load_embeddings(vectors)
+    model.load_embeddings(vectors)  # type: ignore[operator]
     return model
 
 
@@ -360,6 +361,24 @@ class TrainingSession:
         )
 
 
+def _fit_without_gradients(config: Config, run: RunDir, progress: Progress) -> TrainResult:
+    """Kind linear: one scikit-learn fit (han/fitting.py) in place of the epochs; the same result and manifest entry."""
+    fit = fit_linear(config, run, progress)
+    metric = config.train.early_stopping_metric
+    result = TrainResult(
+        epochs_run=1,
+        best_epoch=1,
+        best_metric=float(fit.record[f"validation_{metric}"]),
+        metric_name=f"validation_{metric}",
+        seconds=round(fit.seconds, 3),
+        docs_per_second=round(fit.documents / max(fit.seconds, 1e-9), 1),
+        history=[fit.record],
+    )
+    summary = {k: v for k, v in result.__dict__.items() if k != "history"}
+    run.update_manifest(train={**summary, "world_size": 1, "device": "cpu"})
+    return result
+
+
 def train(
     config: Config,
     run_dir: Path,
@@ -380,7 +399,11 @@ def train(
     check_precision(ctx.device, config.precision)
     progress = progress if progress is not None and ctx.is_main else Progress()
     run = RunDir(Path(run_dir))
+    if not trains_by_gradient(config.model) and ctx.world_size > 1:
+        raise ConfigError(f"model.kind {config.model.kind} is fitted in one process; run it without torchrun")
     prepare_run(config, run, ctx, resume=resume, overwrite=overwrite)
+    if not trains_by_gradient(config.model):
+        return _fit_without_gradients(config, run, progress)
     session = TrainingSession(config, run, ctx, progress, resume)
     with stop_on_signals(session.stop_request):
         try:

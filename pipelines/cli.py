@@ -173,6 +173,46 @@ def train(
 
 @app.command()
 @ui.handle_errors
+def compare(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    models: Annotated[
+        str,
+        typer.Option("--models", help="Kinds to compare, comma-separated (han,han_avg,han_max,rnn,cnn,mean,linear)."),
+    ] = "han,han_avg,han_max,rnn,cnn,mean,linear",
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, max=20, help="Seeds per model: the config's seed, +1, ...")
+    ] = 3,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Comparison folder [default: compare/<config name>].")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML page of the table [default: DIR/compare.html].")
+    ] = None,
+    resume: ResumeOpt = False,
+) -> None:
+    """Train and test several model kinds on the same splits and seeds; a table with a paired significance test."""
+    from han.comparison import ComparePlan, parse_models
+    from han.comparison import compare as run_compare
+    from han.config import MAX_SEED, load_config
+    from han.errors import ConfigError
+    from han.outputs import check_output
+
+    cfg = load_config(config, overrides or [])
+    if cfg.seed + seeds - 1 > MAX_SEED:
+        raise ConfigError(f"--seeds {seeds}: seeds from {cfg.seed} would pass {MAX_SEED}; lower seed or --seeds")
+    folder = directory if directory is not None else Path("compare") / config.stem
+    page = output if output is not None else folder / "compare.html"
+    if output is not None:
+        check_output(output, [config], option="--output")
+    plan = ComparePlan(cfg, str(config), parse_models(models), [cfg.seed + i for i in range(seeds)], folder, page)
+    result = run_compare(plan, ui.RichProgress(), resume=resume)
+    ui.show_comparison(result)
+    ui.console.print(f"[green]compared[/]: {folder}/compare.json, {folder}/compare.md, {page}")
+
+
+@app.command()
+@ui.handle_errors
 def evaluate(
     run_dir: RunDirArg,
     split: Annotated[str, typer.Option("--split", help="A preprocessed split of the run.")] = "test",

@@ -51,7 +51,7 @@ class DeferredWarnings(logging.Handler):
             self.target.handle(record)
 
 
-LIVE_LOGGERS = ("han.training", "han.checkpoint")
+LIVE_LOGGERS = ("han.training", "han.checkpoint", "han.fitting", "han.comparison")
 deferred = DeferredWarnings(RichHandler(console=error_console, show_path=False, show_time=False))
 
 
@@ -302,3 +302,52 @@ def show_data_report(report: Any) -> None:
         f"vocabulary {report.vocab_size} words (preprocess.min_count / max_vocab); out-of-vocabulary rate: "
         + ", ".join(f"{k} {v:.2%}" for k, v in report.oov_rate.items())
     )
+
+
+def show_comparison(result: dict[str, Any]) -> None:
+    """The `han compare` table: test accuracy and macro-F1 (mean ± std over seeds), cost, and the paired test."""
+    tests = {entry["model"]: entry for entry in result["significance"]}
+    table = Table(title=f"han compare: {result['title']} ({len(result['seeds'])} seed(s), test split)")
+    for name in (
+        "model",
+        "test acc",
+        "test macro-F1",
+        "vs best (pts)",
+        "train s",
+        "infer docs/s",
+        "params",
+        "peak MiB",
+    ):
+        table.add_column(name, justify="left" if name in ("model", "vs best (pts)") else "right")
+
+    def mean_std(summary: dict[str, Any] | None, key: str) -> str:
+        entry = (summary or {}).get(key)
+        return "—" if not entry else f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+
+    def mean(summary: dict[str, Any] | None, key: str, scale: float = 1.0, digits: int = 0) -> str:
+        entry = (summary or {}).get(key)
+        return "—" if not entry else f"{entry['mean'] / scale:,.{digits}f}"
+
+    for row in result["rows"]:
+        summary, name = row["summary"], row["model"]
+        if not row["complete"]:
+            name += f" ({len(row['runs'])} of {len(result['seeds'])} seeds)"
+        test = tests.get(row["model"])
+        versus = "best" if row["model"] == result["best"] else "—"
+        if test is not None:
+            mark = " *" if test["significant"] else ""
+            versus = f"{100 * test['difference']:+.1f} p={test['p_value']:.3f}{mark}"
+        parameters = f"{summary['parameters']:,}" if summary else "—"
+        table.add_row(
+            name,
+            mean_std(summary, "test_accuracy"),
+            mean_std(summary, "test_macro_f1"),
+            versus,
+            mean(summary, "train_seconds", digits=1),
+            mean(summary, "inference_docs_per_s"),
+            parameters,
+            mean(summary, "peak_memory_bytes", 2**20),
+            style="bold" if row["model"] == result["best"] else None,
+        )
+    console.print(table)
+    console.print(f"* significant at p < 0.05 ({result['significance_test']})")

@@ -1051,6 +1051,60 @@ class Generator:
             )
         ]
 
+    def compare(self) -> list[Call]:
+        """compare with hostile configs, folders, kinds, seed counts and outputs (cheap: each fails before training)."""
+        config, config_tag, config_ok = self.config(0.8)
+        source = self.source(0.45)
+        overrides, tag, bad_override = self.overrides(source, 0.25)
+        r = self.rng.random()
+        run_dirs: tuple[Path, ...] = ()
+        must_fail = ""
+        if r < 0.25:
+            target, where = self.box.path(self.pick(["project", "keep"])), "a user's folder"
+            must_fail = "a folder han did not make"
+        elif r < 0.4:
+            target, where = self.sentinel, "the sentinel run"
+            must_fail = "a run directory is not a comparison"
+        elif r < 0.5:
+            target, where = self.pick(
+                [(self.box.path("pool/ok.csv"), "a file"), (self.sentinel / "sub", "inside a run")]
+            )
+            must_fail = f"the folder is {where}"
+        else:
+            target, where = self.fresh_run(), "a new folder"
+            run_dirs = (target,)
+            if config_ok and source[2] and not bad_override:  # keep random calls cheap: real work is in the plan
+                source = self.source(0.0)
+                overrides, tag, bad_override = self.overrides(source, 0.25)
+        flags = ["--dir", str(target)]
+        if self.chance(0.6):
+            flags += [
+                "--models",
+                self.pick(["mean,linear", "linear", "han,bogus", "", ",", "cnn,cnn", "HAN", "mean;linear"]),
+            ]
+        if self.chance(0.4):
+            flags += ["--seeds", self.pick(["1", "0", "-1", "abc", "21", "1.5", "99999999999999999999"])]
+        outputs: tuple[Path, ...] = ()
+        if self.chance(0.3):
+            if self.chance(0.3):
+                flags += ["-o", config]
+                must_fail = must_fail or "the output is the config"
+            else:
+                out = self.fresh("c", ".html")
+                flags += ["-o", str(out)]
+                outputs = (out,)
+        if self.chance(0.1):
+            flags.append("--resume")
+        return [
+            Call(
+                ["compare", config, *overrides, *flags],
+                f"{config_tag} | {tag} | dir {where} | {' '.join(flags[2:])}",
+                run_dirs=run_dirs,
+                outputs=outputs,
+                must_fail=must_fail,
+            )
+        ]
+
     def usage(self) -> list[Call]:
         args = list(self.pick(USAGE_CASES))
         args = [a.replace("RUN", str(self.sentinel)).replace("OK", str(self.box.path("pool/ok.csv"))) for a in args]
@@ -1068,6 +1122,7 @@ class Generator:
             "preprocess": lambda: self.writing("preprocess"),
             "run": lambda: self.writing("run"),
             "train": lambda: self.writing("train"),
+            "compare": self.compare,
             "usage": self.usage,
         }[command]()
         if self.chance(0.04):
@@ -1205,6 +1260,30 @@ class Generator:
                 ),
             ]
         )
+        compared, page = self.fresh_run(), self.fresh("c", ".html")
+        compare_args = ["compare", str(TINY_CONFIG), *valid, "--models", "mean,linear", "--seeds", "1"]
+        episodes.append(
+            [
+                Call(
+                    [*compare_args, "--dir", str(compared), "-o", str(page)],
+                    "real compare",
+                    run_dirs=(compared,),
+                    outputs=(page,),
+                ),
+                Call(
+                    [*compare_args, "--dir", str(compared)],
+                    "compare again without --resume",
+                    run_dirs=(compared,),
+                    must_fail="the comparison exists",
+                ),
+                Call(
+                    [*compare_args, "--dir", str(compared), "-o", str(page), "--resume"],
+                    "compare --resume of a finished comparison",
+                    run_dirs=(compared,),
+                    outputs=(page,),
+                ),
+            ]
+        )
         episodes.append([Call(["data", "inspect", str(TINY_CONFIG), *valid], "real data inspect")])
         episodes.append([Call(["evaluate", str(self.evalrun)], "evaluate the work run", run_dirs=(self.evalrun,))])
         return episodes
@@ -1232,6 +1311,7 @@ WEIGHTS = {  # commands that load a run cost ~80 ms even when they fail; the oth
     "preprocess": 12,
     "run": 9,
     "train": 8,
+    "compare": 6,
     "usage": 8,
 }
 STDIN_LINES = "".join(f"The team won match {i}.\n" for i in range(7)).encode()
@@ -1377,6 +1457,8 @@ USAGE_CASES = [
         report --help
         corpus-report --help
         merge-predictions --help
+        compare --help
+        compare
         merge-predictions x.csv
         merge-predictions --shards 2
         predict

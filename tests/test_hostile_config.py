@@ -98,7 +98,7 @@ def test_huge_model_sizes_are_refused_by_the_schema(tmp_path, tiny_overrides, ov
 def test_a_model_larger_than_the_available_memory_is_refused_before_allocating(tmp_path, tiny_overrides, monkeypatch):
     config = [str(TINY_CONFIG), *tiny_overrides, "model.word_hidden=512", "--run-dir", str(tmp_path / "run")]
     assert runner.invoke(app, ["preprocess", *config]).exit_code == 0
-    monkeypatch.setattr("han.model.available_memory_bytes", lambda: 2**20, raising=False)  # 1 MiB left
+    monkeypatch.setattr("han.networks.available_memory_bytes", lambda: 2**20, raising=False)  # 1 MiB left
     line = one_line_error(
         ["train", *config], 2, "the model would need 25.7 MiB", "but only 1.0 MiB of memory is available"
     )

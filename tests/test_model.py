@@ -5,7 +5,7 @@ import torch
 from han.batching import collate
 from han.config import ModelConfig
 from han.encoded import EncodedSplit
-from han.model import build_model
+from han.networks import build_model
 
 CONFIG = ModelConfig(word_hidden=6, sentence_hidden=5, attention_dim=7, dropout=0.0)
 

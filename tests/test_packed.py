@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import PackedSequence
 from han.batching import collate
 from han.config import ModelConfig
 from han.encoded import EncodedSplit
-from han.model import build_model
+from han.networks import build_model
 from han.packed import fused_bidirectional_gru, pack_layout
 
 LENGTH_CASES = {

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from han.batching import bucketed_batches, collate
 from han.config import ModelConfig, PreprocessConfig
 from han.encoded import EncodedSplit
-from han.model import build_model
+from han.networks import build_model
 from han.segment import build_pipeline, clean_text, segment
 from han.vocab import PAD_ID, UNK_ID, Vocab
 

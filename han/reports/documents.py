@@ -227,6 +227,7 @@ def document_report(
     progress: Progress | None = None,
 ) -> DocumentReport:
     """Read the input, run the model with attention, and select the documents to show."""
+    trained.require_attention("han report")
     documents = read_documents(trained, source, split)
     if not documents.texts:
         raise DataError(f"{documents.source}: the input holds no documents")

@@ -107,6 +107,7 @@ class CorpusStatistics:
 
 def load_split_for_corpus(trained: TrainedRun, source: Path | None, split: str) -> tuple[EncodedSplit, str]:
     """The run's preprocessed split, or the documents of `source` encoded like it."""
+    trained.require_attention("han corpus-report")  # before any input is read
     if source is None:
         return trained.run.load_split(split), f"{trained.run.root} [{split}]"
     documents = read_documents(trained, source, None)
@@ -127,6 +128,7 @@ def corpus_statistics(
     progress: Progress | None = None,
 ) -> CorpusStatistics:
     """Per-class attention statistics of an encoded split, and the faithfulness check on a sample of it."""
+    trained.require_attention("han corpus-report")
     label_names = trained.label_names
     num_classes = len(label_names)
     attention = score_split(

@@ -1,0 +1,285 @@
+"""`han compare`: several model kinds trained and tested on the same splits with the same seeds.
+
+One preprocessing (DIR/data) is shared by every model: each model and seed trains in its own run
+directory (DIR/runs/<kind>-seed<seed>), a copy of the preprocessed one, through the same train stage
+as `han train`, and is scored on the test split through the same loop as `han evaluate`. A finished
+model's figures and test predictions are kept in DIR/results/<kind>-seed<seed>.json, so an
+interrupted comparison resumes where it stopped (a model cut off mid-training continues from its
+checkpoint) and ends with the same table.
+
+The table: test accuracy and macro-F1 (mean and sample std over seeds), training time, inference
+docs/s (the encoded test split through the model, tokenisation excluded), parameters and peak
+resident memory of training and testing; and the best model (by mean test accuracy) against every
+other with a paired bootstrap over test documents (han/significance.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from han.atomic import TEMPORARY_MARK, read_json, write_json_atomic, write_text_atomic
+from han.config import Config, config_from_dict
+from han.errors import ConfigError, RunDirError
+from han.evaluation import classification_metrics
+from han.networks import KINDS, describe
+from han.outputs import write_output_text
+from han.ownership import enclosing_run_directory
+from han.preprocessing import preprocess, preprocessing_complete
+from han.progress import Progress
+from han.reports.comparison import comparison_html, comparison_markdown
+from han.rundir import RunDir
+from han.scoring import predict_probabilities
+from han.significance import SIGNIFICANCE_LEVEL, paired_bootstrap
+from han.trained import load_trained_run
+from han.training import train
+
+log = logging.getLogger(__name__)
+
+MARKER = "han_comparison"  # the key of DIR/comparison.json that says han made DIR
+RESAMPLES = 10_000
+SUMMARISED = ("test_accuracy", "test_macro_f1", "train_seconds", "inference_docs_per_s", "peak_memory_bytes")
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    """What to compare: the base config, the kinds, the seeds, where."""
+
+    config: Config
+    config_source: str
+    models: list[str]
+    seeds: list[int]
+    directory: Path
+    page: Path | None = None  # the HTML page (default DIR/compare.html); written like any user output
+
+
+def parse_models(text: str) -> list[str]:
+    """`han,cnn,linear` as a list of known kinds, each once, in order."""
+    models = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in models if name not in KINDS]
+    if not models or unknown:
+        raise ConfigError(
+            f"--models {text!r}: {'unknown kind(s) ' + ', '.join(map(repr, unknown)) if unknown else 'empty'}; "
+            f"choose from {','.join(KINDS)}"
+        )
+    if len(set(models)) != len(models):
+        raise ConfigError(f"--models {text!r}: a kind is named twice")
+    return models
+
+
+def model_config(config: Config, kind: str, seed: int) -> Config:
+    """The base config with `model.kind` and `seed` replaced, validated again."""
+    return config_from_dict(config.model_dump(mode="json"), "compare", [f"model.kind={kind}", f"seed={seed}"])
+
+
+# --- peak memory ---------------------------------------------------------------------------------
+def reset_peak_memory() -> bool:
+    """Reset this process's peak resident set size (Linux: /proc/self/clear_refs); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_bytes() -> int | None:
+    """This process's peak resident set size since the last reset (VmHWM), or None where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# --- the comparison directory --------------------------------------------------------------------
+def _claim(plan: ComparePlan, resume: bool) -> None:
+    """Create DIR (or take up a comparison han left there with --resume); refuse anything else."""
+    directory, marker = plan.directory, plan.directory / "comparison.json"
+    if enclosing_run_directory(directory) is not None:
+        raise RunDirError(f"{directory}: is inside the han run directory {enclosing_run_directory(directory)}")
+    request = {MARKER: 1, "config": plan.config.model_dump(mode="json")}
+    if directory.exists() and not directory.is_dir():
+        raise RunDirError(f"{directory}: exists and is not a folder; choose another --dir")
+    if directory.is_dir() and any(directory.iterdir()):
+        saved = read_json(marker) if marker.is_file() else None
+        if not isinstance(saved, dict) or saved.get(MARKER) != 1:
+            raise RunDirError(f"{directory}: not empty and not a han comparison; choose a new or empty --dir")
+        if not resume:
+            raise RunDirError(
+                f"{directory}: already holds a comparison; pass --resume to continue it or choose another --dir"
+            )
+        if saved.get("config") != request["config"]:
+            raise RunDirError(
+                f"{directory}: holds a comparison of another config; resume it with the config it was started with"
+            )
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, request)
+
+
+def _prepared_run(data: RunDir, run_dir: Path) -> None:
+    """A run directory holding the shared preprocessing (files linked where possible, else copied)."""
+    if run_dir.exists():
+        return
+    staging = run_dir.with_name(f"{TEMPORARY_MARK}{run_dir.name}")
+    if staging.exists():
+        shutil.rmtree(staging)  # han's own half-made copy from a killed run
+
+    def link_or_copy(source: str, target: str) -> object:
+        try:
+            os.link(source, target)  # han writes files by rename, never in place: a shared inode stays intact
+            return target
+        except OSError:
+            return shutil.copy2(source, target)
+
+    ignored = shutil.ignore_patterns(f"{TEMPORARY_MARK}*")
+    shutil.copytree(data.root, staging, copy_function=link_or_copy, ignore=ignored)
+    staging.rename(run_dir)
+
+
+# --- one model, one seed -------------------------------------------------------------------------
+def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[str, Any]:
+    """Train (or resume) one model in `run_dir`, then score its test split; the figures of one result row."""
+    measured = reset_peak_memory()
+    result = train(config, run_dir, progress, resume=True)
+    trained = load_trained_run(run_dir)
+    run = trained.run
+    validation, test = run.load_split("validation"), run.load_split("test")
+    batch, precision = config.train.eval_batch_size, config.precision
+    validation_metrics = classification_metrics(
+        validation.labels, predict_probabilities(trained.model, validation, batch, precision), trained.label_names
+    )
+    start = time.perf_counter()
+    probabilities = predict_probabilities(trained.model, test, batch, precision)
+    seconds = time.perf_counter() - start
+    test_metrics = classification_metrics(test.labels, probabilities, trained.label_names)
+    return {
+        "test_accuracy": test_metrics["accuracy"],
+        "test_macro_f1": test_metrics["macro_f1"],
+        "validation_accuracy": validation_metrics["accuracy"],
+        "validation_macro_f1": validation_metrics["macro_f1"],
+        "train_seconds": result.seconds,
+        "inference_docs_per_s": round(len(test) / max(seconds, 1e-9), 1),
+        "parameters": int(sum(p.numel() for p in trained.model.parameters())),
+        "peak_memory_bytes": peak_memory_bytes() if measured else None,
+        "epochs": result.epochs_run,
+        "test_predicted": probabilities.argmax(axis=1).tolist(),
+        "test_labels": test.labels.tolist(),
+    }
+
+
+# --- the whole comparison ------------------------------------------------------------------------
+def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool = False) -> dict[str, Any]:
+    """Preprocess once, train and test every model with every seed (finished ones kept), and summarise.
+
+    Writes DIR/compare.json (the table's data), DIR/compare.md and the HTML page, and returns the data; the figures of each model and seed are
+    in DIR/results/. SIGINT/SIGTERM stop the model in training at a checkpoint (`TrainingStopped`);
+    the same command with `resume` continues.
+    """
+    progress = progress or Progress()
+    made = not plan.directory.exists()
+    _claim(plan, resume)
+    data = RunDir(plan.directory / "data")
+    if not preprocessing_complete(data):
+        if data.root.exists():
+            log.info("%s: preprocessing did not finish; preprocessing again", data.root)
+        try:
+            preprocess(plan.config, data.root, progress, overwrite=data.root.exists())
+        except BaseException:
+            if made:  # nothing worth keeping yet: leave no half-made comparison behind (han made all of it)
+                shutil.rmtree(plan.directory, ignore_errors=True)
+            raise
+    results_dir = plan.directory / "results"
+    results_dir.mkdir(exist_ok=True)
+    total, done = len(plan.models) * len(plan.seeds), 0
+    for kind in plan.models:
+        for seed in plan.seeds:
+            done += 1
+            name = f"{kind}-seed{seed}"
+            result_path = results_dir / f"{name}.json"
+            if result_path.is_file():
+                log.info("compare %d/%d: %s finished earlier; kept", done, total, name)
+                continue
+            log.info("compare %d/%d: %s", done, total, name)
+            run_dir = plan.directory / "runs" / name
+            run_dir.parent.mkdir(exist_ok=True)
+            _prepared_run(data, run_dir)
+            figures = _train_and_test(model_config(plan.config, kind, seed), run_dir, progress)
+            write_json_atomic(result_path, {"model": kind, "seed": seed, **figures})
+    summary = summarise(plan, results_dir)
+    write_json_atomic(plan.directory / "compare.json", summary)
+    write_text_atomic(plan.directory / "compare.md", comparison_markdown(summary))
+    write_output_text(plan.page or plan.directory / "compare.html", comparison_html(summary))
+    return summary
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def summarise(plan: ComparePlan, results_dir: Path) -> dict[str, Any]:
+    """The comparison table's data from the finished results (the schema han/reports/comparison.py renders)."""
+    rows: list[dict[str, Any]] = []
+    correct: dict[str, np.ndarray] = {}
+    split_sizes = {
+        name: len(RunDir(plan.directory / "data").load_split(name)) for name in ("train", "validation", "test")
+    }
+    for kind in plan.models:
+        runs = []
+        for seed in plan.seeds:
+            path = results_dir / f"{kind}-seed{seed}.json"
+            if path.is_file():
+                runs.append(read_json(path))
+        summary: dict[str, Any] | None = None
+        if runs:
+            summary = {
+                key: _mean_std([float(r[key]) for r in runs]) if all(r.get(key) is not None for r in runs) else None
+                for key in SUMMARISED
+            }
+            summary["parameters"] = runs[0]["parameters"]
+        complete = len(runs) == len(plan.seeds)
+        if complete:
+            correct[kind] = np.array([np.equal(r["test_predicted"], r["test_labels"]) for r in runs])
+        shown = [{k: v for k, v in r.items() if k not in ("test_predicted", "test_labels", "model")} for r in runs]
+        description = describe(model_config(plan.config, kind, plan.seeds[0]).model)
+        rows.append(
+            {"model": kind, "description": description, "complete": complete, "runs": shown, "summary": summary}
+        )
+    ranked = [row for row in rows if row["complete"]]
+    best: str | None = max(ranked, key=lambda row: row["summary"]["test_accuracy"]["mean"])["model"] if ranked else None
+    significance = []
+    if best is not None:
+        for kind in correct:
+            if kind == best:
+                continue
+            difference, p_value = paired_bootstrap(correct[kind], correct[best], RESAMPLES, seed=0)
+            significance.append(
+                {
+                    "model": kind,
+                    "against": best,
+                    "difference": difference,
+                    "p_value": p_value,
+                    "significant": bool(p_value < SIGNIFICANCE_LEVEL),
+                }
+            )
+    return {
+        "title": Path(plan.config_source).stem,
+        "config": plan.config_source,
+        "seeds": plan.seeds,
+        "split_sizes": split_sizes,
+        "metric": "accuracy",
+        "best": best,
+        "rows": rows,
+        "significance": significance,
+        "significance_test": f"paired bootstrap over test documents ({RESAMPLES:,} resamples), seeds paired",
+    }

@@ -1,0 +1,170 @@
+"""Flat document models: one network over each document's whole (capped) token sequence.
+
+They take the same batch as the hierarchical network (real sentences, `word_ids` (N_s, W), sentence
+lengths and counts) and read each document as its sentences' tokens concatenated, so training,
+scoring and the run directory are the same for every kind.
+
+- `FlatRecurrentNetwork` (kind rnn): a GRU, LSTM or Elman RNN, one or both directions, pooled by the
+  last state, max over time or additive attention. Packed, so padding never enters it.
+- `ConvolutionalNetwork` (kind cnn): Kim (2014), filters of several widths, ReLU, max over time.
+- `MeanEmbeddingNetwork` (kind mean): the average word vector and a linear layer (fastText-style).
+
+Shapes: B documents, N_s sentences in the batch, W words per sentence (max), T real tokens in the
+batch, L tokens of the longest document, E embedding size, H hidden size, C classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from han.config import ModelConfig
+from han.model import PAD_ID, AdditiveAttention, ModelOutput, RecurrentEncoder, pool_segments
+from han.packed import pack_layout
+
+
+@dataclass
+class FlatDocuments:
+    """A batch's documents as flat token sequences (sentences concatenated in order)."""
+
+    tokens: torch.Tensor  # (T,) token ids, document after document
+    document: torch.Tensor  # (T,) the document of each token
+    position: torch.Tensor  # (T,) the token's position in its document
+    lengths: torch.Tensor  # (B,) tokens per document (>= 1)
+
+    def padded(self, width: int) -> torch.Tensor:
+        """(B, max(L, width)) token ids, PAD_ID after each document's end."""
+        grid = self.tokens.new_full((self.lengths.numel(), max(int(self.lengths.max()), width)), PAD_ID)
+        grid[self.document, self.position] = self.tokens
+        return grid
+
+
+def flatten_documents(
+    word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+) -> FlatDocuments:
+    """Concatenate each document's sentences into one token sequence."""
+    # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,)
+    device = word_ids.device
+    real = torch.arange(word_ids.size(1), device=device)[None, :] < sentence_lengths[:, None]  # (N_s, W)
+    tokens = word_ids[real]  # (T,) row-major: sentence after sentence, so document after document
+    num_docs = sentence_counts.numel()
+    sentence_document = torch.repeat_interleave(torch.arange(num_docs, device=device), sentence_counts)  # (N_s,)
+    document = torch.repeat_interleave(sentence_document, sentence_lengths)  # (T,)
+    lengths = torch.zeros(num_docs, dtype=torch.int64, device=device).index_add(
+        0, sentence_document, sentence_lengths
+    )  # (B,)
+    starts = torch.cumsum(lengths, 0) - lengths  # (B,)
+    position = torch.arange(tokens.numel(), device=device) - starts[document]  # (T,)
+    return FlatDocuments(tokens, document, position, lengths)
+
+
+class _Embedded(nn.Module):
+    """The embedding table every flat network starts with (same name and init as the hierarchical one)."""
+
+    def __init__(self, vocab_size: int, embedding_dim: int, config: ModelConfig, sparse_embedding: bool) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID, sparse=sparse_embedding)
+        self.embedding.weight.requires_grad_(not config.freeze_embeddings)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def load_embeddings(self, vectors: np.ndarray) -> None:
+        """Initialise the embedding table from a (vocab_size, embedding_dim) array."""
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.from_numpy(vectors))
+
+
+class FlatRecurrentNetwork(_Embedded):
+    """A recurrent network over the whole document, pooled (last state, max or attention), then linear."""
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, num_classes: int, config: ModelConfig, sparse_embedding: bool = False
+    ) -> None:
+        super().__init__(vocab_size, embedding_dim, config, sparse_embedding)
+        directions = 2 if config.bidirectional else 1
+        self.bidirectional, self.pooling = config.bidirectional, config.pooling
+        self.encoder = RecurrentEncoder(
+            embedding_dim, config.word_hidden, config.cell, config.bidirectional, config.rnn
+        )
+        if config.pooling == "attention":
+            self.attention = AdditiveAttention(directions * config.word_hidden, config.attention_dim)
+        self.classifier = nn.Linear(directions * config.word_hidden, num_classes)
+
+    def forward(
+        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+    ) -> ModelOutput:
+        """Classify a batch of documents."""
+        docs = flatten_documents(word_ids, sentence_lengths, sentence_counts)
+        layout = pack_layout(docs.lengths).to(word_ids.device)  # documents as sequences of tokens
+        starts = torch.cumsum(docs.lengths, 0) - docs.lengths  # (B,)
+        flat_index = starts[layout.sequence] + layout.position  # (P,) packed position -> token
+        distinct, rows = torch.unique(docs.tokens[flat_index], return_inverse=True)  # (U,), (P,)
+        states = self.encoder(self.embedding(distinct), layout, rows)  # (P, D*H)
+        num_docs = docs.lengths.numel()
+        if self.pooling == "attention":
+            document_vectors, _ = self.attention(states, layout.sequence, num_docs)  # (B, D*H)
+        elif self.pooling == "max":
+            document_vectors = pool_segments(states, layout.sequence, num_docs, "max")  # (B, D*H)
+        else:  # last: the forward state at each document's end, the backward state at its start
+            hidden = self.classifier.in_features // (2 if self.bidirectional else 1)
+            at_end = layout.position == docs.lengths[layout.sequence] - 1  # (P,)
+            document_vectors = states.new_zeros(num_docs, states.size(1))  # (B, D*H)
+            document_vectors[layout.sequence[at_end], :hidden] = states[at_end, :hidden]
+            if self.bidirectional:
+                at_start = layout.position == 0  # (P,)
+                document_vectors[layout.sequence[at_start], hidden:] = states[at_start, hidden:]
+        return ModelOutput(self.classifier(self.dropout(document_vectors)))  # (B, C)
+
+
+class ConvolutionalNetwork(_Embedded):
+    """Kim (2014): convolutions of several widths over the word vectors, ReLU, max over time, dropout, linear."""
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, num_classes: int, config: ModelConfig, sparse_embedding: bool = False
+    ) -> None:
+        super().__init__(vocab_size, embedding_dim, config, sparse_embedding)
+        self.widths = list(config.cnn_widths)
+        self.convolutions = nn.ModuleList(nn.Conv1d(embedding_dim, config.cnn_maps, width) for width in self.widths)
+        self.classifier = nn.Linear(len(self.widths) * config.cnn_maps, num_classes)
+
+    def forward(
+        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+    ) -> ModelOutput:
+        """Classify a batch of documents."""
+        docs = flatten_documents(word_ids, sentence_lengths, sentence_counts)
+        widest = max(self.widths)
+        # A document shorter than the widest filter is read padded to that width (the padding vector is
+        # zero), so every filter has at least one window and no window ever depends on the batch.
+        grid = docs.padded(widest)  # (B, L')
+        readable = torch.clamp(docs.lengths, min=widest)  # (B,) positions a window may cover
+        embedded = self.embedding(grid).transpose(1, 2)  # (B, E, L')
+        pooled = []
+        for width, convolution in zip(self.widths, self.convolutions, strict=True):
+            maps = torch.relu(convolution(embedded))  # (B, M, L' - width + 1)
+            starts = torch.arange(maps.size(2), device=maps.device)  # window start positions
+            inside = starts[None, :] + width <= readable[:, None]  # (B, L' - width + 1) windows within the document
+            maps = maps.masked_fill(~inside[:, None, :], float("-inf"))
+            pooled.append(maps.max(dim=2).values)  # (B, M)
+        return ModelOutput(self.classifier(self.dropout(torch.cat(pooled, dim=1))))  # (B, C)
+
+
+class MeanEmbeddingNetwork(_Embedded):
+    """The average of a document's word vectors, then a linear layer (fastText's classifier, unigrams)."""
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, num_classes: int, config: ModelConfig, sparse_embedding: bool = False
+    ) -> None:
+        super().__init__(vocab_size, embedding_dim, config, sparse_embedding)
+        self.classifier = nn.Linear(embedding_dim, num_classes)
+
+    def forward(
+        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+    ) -> ModelOutput:
+        """Classify a batch of documents."""
+        docs = flatten_documents(word_ids, sentence_lengths, sentence_counts)
+        document_vectors = pool_segments(
+            self.embedding(docs.tokens), docs.document, docs.lengths.numel(), "mean"
+        )  # (B, E)
+        return ModelOutput(self.classifier(self.dropout(document_vectors)))  # (B, C)
