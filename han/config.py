@@ -243,6 +243,11 @@ class Config(_Schema):
     # Autocast for training and prediction: "bf16" (CUDA, or CPUs with bf16 support), "fp16" (CUDA
     # only, with loss scaling); weights and optimizer state stay fp32. The CPU GRU kernel runs in fp32.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Experiment tracking of `han run` (han/tracking.py): "mlflow" logs the config, per-epoch and final
+    # metrics, the manifest and the model to the tracking server named by MLFLOW_TRACKING_URI (default a
+    # local mlruns/ folder), under `tracking_experiment`.
+    tracking: Literal["none", "mlflow"] = "none"
+    tracking_experiment: str = Field("han", min_length=1, max_length=200)
     data: DataConfig
     preprocess: PreprocessConfig = PreprocessConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()

@@ -19,7 +19,7 @@ import numpy as np
 
 from han.config import PreprocessConfig
 from han.encoded import EncodedSplit, EncodedSplitWriter
-from han.segment import ChunkTokens
+from han.segment import ChunkTokens, TextStats
 from han.vocab import UNK_ID, Vocab
 
 
@@ -244,10 +244,27 @@ class Corpus:
         return len(split), token_start, unknown
 
 
+def tally_cuts(before: SegmentedSplit, after: SegmentedSplit, stats: TextStats) -> None:
+    """Count in `stats` what capping `before` into `after` cut: tokens, documents touched, whole sentences."""
+    stats.tokens += len(before.ids)
+    stats.tokens_cut += len(before.ids) - len(after.ids)
+    stats.sentences_cut += len(before.sentence_lengths) - len(after.sentence_lengths)
+    if after is not before:
+        stats.capped_documents += int(np.count_nonzero(before.document_lengths != after.document_lengths))
+
+
 def build_corpus(
-    words: list[str], uncapped: Mapping[str, SegmentedSplit], config: PreprocessConfig, vocab_split: str = "train"
+    words: list[str],
+    uncapped: Mapping[str, SegmentedSplit],
+    config: PreprocessConfig,
+    vocab_split: str = "train",
+    stats: dict[str, TextStats] | None = None,
 ) -> Corpus:
-    """Cap every split, count the vocabulary on `vocab_split` and map the word table to vocabulary ids."""
+    """Cap every split (counting the cuts in `stats`, per split), count the vocabulary on `vocab_split` and
+    map the word table to vocabulary ids."""
     splits = {name: split.capped(config.max_sentences, config.max_words) for name, split in uncapped.items()}
+    for name in splits if stats is not None else ():
+        if splits[name] is not uncapped[name]:  # splits capped as they were segmented arrive here unchanged
+            tally_cuts(uncapped[name], splits[name], stats.setdefault(name, TextStats()))  # type: ignore[union-attr]
     vocab = Vocab.build(word_counts(splits[vocab_split], words), config.min_count, config.max_vocab)
     return Corpus(words, splits, vocab, vocab_lookup(vocab, words))

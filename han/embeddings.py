@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from gensim.models import KeyedVectors, Word2Vec
+from gensim.models.callbacks import CallbackAny2Vec
 
 from han.config import EmbeddingsConfig
 from han.errors import DataError
+from han.progress import Progress
 from han.vocab import PAD_ID, Vocab
 
 log = logging.getLogger(__name__)
 
 
-def train_word2vec(sentences: Iterable[Sequence[str]], config: EmbeddingsConfig, seed: int) -> KeyedVectors:
-    """Train word2vec (CBOW or skip-gram) on tokenised training sentences."""
+class _EpochProgress(CallbackAny2Vec):
+    """Advances a progress bar at each word2vec epoch, with the words trained per second."""
+
+    def __init__(self, progress: Progress, epochs: int) -> None:
+        self.progress, self.epochs, self.started = progress, epochs, 0.0
+
+    def on_train_begin(self, model: Word2Vec) -> None:
+        self.progress.start("word2vec", self.epochs, unit="epochs")
+
+    def on_epoch_begin(self, model: Word2Vec) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, model: Word2Vec) -> None:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        self.progress.advance(1, words_per_s=int(model.corpus_total_words / seconds))
+
+    def on_train_end(self, model: Word2Vec) -> None:
+        self.progress.stop()
+
+
+def train_word2vec(
+    sentences: Iterable[Sequence[str]], config: EmbeddingsConfig, seed: int, progress: Progress | None = None
+) -> KeyedVectors:
+    """Train word2vec (CBOW or skip-gram) on tokenised training sentences; `progress` advances once per epoch."""
     model = Word2Vec(
+        callbacks=[_EpochProgress(progress, config.epochs)] if progress is not None else (),
         sentences=sentences,
         vector_size=config.dim,
         sg=1 if config.algorithm == "skipgram" else 0,

@@ -5,7 +5,8 @@ lengths and counts) and read each document as its sentences' tokens concatenated
 scoring and the run directory are the same for every kind.
 
 - `FlatRecurrentNetwork` (kind rnn): a GRU, LSTM or Elman RNN, one or both directions, pooled by the
-  last state, max over time or additive attention. Packed, so padding never enters it.
+  last state, max over time or additive attention. Packed, so padding never enters it. Its attention
+  over tokens is returned as sentence and word weights (`as_two_levels`), so the reports show it.
 - `ConvolutionalNetwork` (kind cnn): Kim (2014), filters of several widths, ReLU, max over time.
 - `MeanEmbeddingNetwork` (kind mean): the average word vector and a linear layer (fastText-style).
 
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from han.config import ModelConfig
-from han.model import PAD_ID, AdditiveAttention, ModelOutput, RecurrentEncoder, pool_segments
+from han.model import PAD_ID, AdditiveAttention, HANOutput, ModelOutput, RecurrentEncoder, pool_segments
 from han.packed import pack_layout
 
 
@@ -61,6 +62,36 @@ def flatten_documents(
     return FlatDocuments(tokens, document, position, lengths)
 
 
+def as_two_levels(
+    logits: torch.Tensor,
+    token_weights: torch.Tensor,
+    word_ids: torch.Tensor,
+    sentence_lengths: torch.Tensor,
+    sentence_counts: torch.Tensor,
+) -> HANOutput:
+    """Document-level attention over tokens, shown as the hierarchical network shows its attention.
+
+    A sentence's weight is the sum of its tokens' weights (so a document's sentence weights sum to 1) and
+    a word's weight is its share of its sentence's weight: sentence weight x word weight = the token's
+    weight, exactly. The reports then read this output like HN-ATT's.
+    """
+    # token_weights (T,) in flat order, each document's summing to 1
+    device = word_ids.device
+    num_sentences = sentence_lengths.numel()
+    sentence_of_token = torch.repeat_interleave(torch.arange(num_sentences, device=device), sentence_lengths)  # (T,)
+    sentence_totals = token_weights.new_zeros(num_sentences).index_add(0, sentence_of_token, token_weights)  # (N_s,)
+    total = sentence_totals[sentence_of_token]  # (T,)
+    uniform = 1.0 / sentence_lengths[sentence_of_token].to(token_weights.dtype)  # a sentence whose weight underflowed
+    within = torch.where(total > 0, token_weights / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)  # (T,)
+    words = pack_layout(sentence_lengths).to(device)  # sentences as sequences of words
+    sentences = pack_layout(sentence_counts).to(device)  # documents as sequences of sentences
+    sentence_start = torch.cumsum(sentence_lengths, 0) - sentence_lengths  # (N_s,)
+    first_sentence = torch.cumsum(sentence_counts, 0) - sentence_counts  # (B,)
+    word_weights = within[sentence_start[words.sequence] + words.position]  # (P_w,)
+    sentence_weights = sentence_totals[first_sentence[sentences.sequence] + sentences.position]  # (P_s,)
+    return HANOutput(logits, word_weights, sentence_weights, words, sentences, sentence_counts, word_ids.size(1))
+
+
 class _Embedded(nn.Module):
     """The embedding table every flat network starts with (same name and init as the hierarchical one)."""
 
@@ -94,8 +125,8 @@ class FlatRecurrentNetwork(_Embedded):
 
     def forward(
         self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
-    ) -> ModelOutput:
-        """Classify a batch of documents."""
+    ) -> HANOutput | ModelOutput:
+        """Classify a batch of documents; under attention pooling, with the attention as two levels (`as_two_levels`)."""
         docs = flatten_documents(word_ids, sentence_lengths, sentence_counts)
         layout = pack_layout(docs.lengths).to(word_ids.device)  # documents as sequences of tokens
         starts = torch.cumsum(docs.lengths, 0) - docs.lengths  # (B,)
@@ -104,7 +135,11 @@ class FlatRecurrentNetwork(_Embedded):
         states = self.encoder(self.embedding(distinct), layout, rows)  # (P, D*H)
         num_docs = docs.lengths.numel()
         if self.pooling == "attention":
-            document_vectors, _ = self.attention(states, layout.sequence, num_docs)  # (B, D*H)
+            document_vectors, token_weights = self.attention(states, layout.sequence, num_docs)  # (B, D*H), (P,)
+            logits = self.classifier(self.dropout(document_vectors))  # (B, C)
+            flat_weights = token_weights.new_zeros(docs.tokens.numel())
+            flat_weights[flat_index] = token_weights  # (T,) in flat (sentence after sentence) order
+            return as_two_levels(logits, flat_weights, word_ids, sentence_lengths, sentence_counts)
         elif self.pooling == "max":
             document_vectors = pool_segments(states, layout.sequence, num_docs, "max")  # (B, D*H)
         else:  # last: the forward state at each document's end, the backward state at its start

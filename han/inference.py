@@ -25,7 +25,7 @@ from han.outputs import check_output, output_path
 from han.progress import Progress
 from han.records import iter_input_texts
 from han.rundir import RunDir
-from han.scoring import predict_probabilities
+from han.scoring import predict_probabilities, score_split
 from han.trained import TrainedRun
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,13 @@ def _merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
     run.record_artifacts(run.metrics_path)
 
 
-def evaluate_split(trained: TrainedRun, split: str) -> dict[str, Any]:
+def evaluate_split(trained: TrainedRun, split: str, progress: Progress | None = None) -> dict[str, Any]:
     """Metrics on one of the run's preprocessed splits; merged into RUN_DIR/metrics.json."""
     encoded = trained.run.load_split(split)
-    metrics = classification_metrics(
-        encoded.labels,
-        predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision),
-        trained.label_names,
+    scores = score_split(
+        trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision, progress=progress
     )
+    metrics = classification_metrics(encoded.labels, scores.probabilities, trained.label_names)
     _merge_metrics(trained.run, {split: metrics})
     return metrics
 

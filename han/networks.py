@@ -44,8 +44,11 @@ def describe(config: ModelConfig) -> str:
 
 
 def has_attention(config: ModelConfig) -> bool:
-    """Whether the network's output carries word and sentence attention weights (what the reports show)."""
-    return config.kind == "han"
+    """Whether the network's output carries word and sentence attention weights (what the reports show).
+
+    HN-ATT has both levels; kind rnn with attention pooling has token weights, shown as two levels.
+    """
+    return config.kind == "han" or (config.kind == "rnn" and config.pooling == "attention")
 
 
 def trains_by_gradient(config: ModelConfig) -> bool:

@@ -191,7 +191,9 @@ def _build_from_loaded(
     seconds["segment"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    corpus = build_corpus(segmented_data.words, segmented_data.splits, config.preprocess)
+    corpus = build_corpus(
+        segmented_data.words, segmented_data.splits, config.preprocess, stats=segmented_data.text_stats
+    )
     throughput = (
         segmented_data.documents / max(segmented_data.seconds, 1e-9),
         segmented_data.tokens / max(segmented_data.seconds, 1e-9),
@@ -200,19 +202,22 @@ def _build_from_loaded(
     label_index = {name: i for i, name in enumerate(loaded.label_names)}
     documents, words, oov_rate = {}, {}, {}
     run.save_config(config)
+    progress.start("encode", sum(len(loaded.splits[name].labels) for name in corpus.splits))
     for name in list(corpus.splits):  # part by part: memory does not grow with the split
         labels = np.fromiter((label_index[y] for y in loaded.splits[name].labels), dtype=np.int64)
         with atomic_dir(run.data_path(name)) as tmp:
             documents[name], words[name], unknown = corpus.write_encoded(name, labels, tmp)
+        progress.advance(len(labels))
         oov_rate[name] = unknown / words[name] if words[name] else 0.0
         if name != "train":
             del corpus.splits[name]  # word2vec needs only the training split
+    progress.stop()
     seconds["encode"] = time.perf_counter() - start
 
     start = time.perf_counter()
     emb = config.embeddings
     if emb.source == "word2vec":
-        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed)
+        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed, progress)
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:

@@ -14,6 +14,7 @@ from han.networks import check_model_fits
 from han.preprocessing import PreprocessSummary, preprocess, preprocessing_complete
 from han.progress import Progress
 from han.rundir import RunDir
+from han.tracking import check_tracking, track_run
 from han.trained import load_trained_run
 from han.training import TrainResult, train
 
@@ -44,6 +45,7 @@ def run_all(
     preprocess, continue training from the newest checkpoint, then evaluate).
     """
     run = RunDir(Path(run_dir))
+    check_tracking(config)  # tracking: mlflow needs the package and a reachable store, before any work
     # Before --overwrite removes anything: the largest model this config could build must fit in memory.
     classes = len(config.data.labels) if config.data.labels else 2
     check_model_fits(config.model, config.preprocess.max_vocab, config.embeddings.dim, classes, training=True)
@@ -59,7 +61,7 @@ def run_all(
         summary = preprocess(config, run_dir, progress, overwrite=overwrite or resume)
     seconds["preprocess"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = train(config, run_dir, progress, resume=resume)
+    result = train(config, run_dir, progress, resume=resume, overwrite=overwrite)
     seconds["train"] = time.perf_counter() - start
     start = time.perf_counter()
     trained = load_trained_run(run_dir)
@@ -67,4 +69,6 @@ def run_all(
     seconds["evaluate"] = time.perf_counter() - start
     seconds = {k: round(v, 2) for k, v in seconds.items()}
     run.update_manifest(stage_seconds=seconds)
-    return RunResult(summary, result, metrics, seconds)
+    outcome = RunResult(summary, result, metrics, seconds)
+    track_run(config, run_dir, outcome)  # tracking: mlflow logs the finished run; a no-op otherwise
+    return outcome

@@ -46,10 +46,23 @@ class TextStats:
     documents: int = 0
     truncated: int = 0
     cleaned: int = 0
+    # What the caps (max_sentences, max_words) cut, counted where documents are capped (han.corpus.tally_cuts).
+    tokens: int = 0  # tokens before the caps
+    capped_documents: int = 0  # documents that lost at least one token
+    sentences_cut: int = 0  # whole sentences past max_sentences
+    tokens_cut: int = 0  # tokens past either cap
 
     def as_dict(self) -> dict[str, int]:
-        """The counts as a dict (documents, truncated, cleaned)."""
-        return {"documents": self.documents, "truncated": self.truncated, "cleaned": self.cleaned}
+        """The counts as a dict."""
+        return {
+            "documents": self.documents,
+            "truncated": self.truncated,
+            "cleaned": self.cleaned,
+            "tokens": self.tokens,
+            "capped_documents": self.capped_documents,
+            "sentences_cut": self.sentences_cut,
+            "tokens_cut": self.tokens_cut,
+        }
 
 
 def clean_text(text: str) -> str:

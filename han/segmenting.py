@@ -27,7 +27,7 @@ import numpy as np
 from spacy.language import Language
 
 from han.config import Config, PreprocessConfig
-from han.corpus import Corpus, SegmentedSplit, WordTable, _MemoryArrays, _SpilledArrays, build_corpus
+from han.corpus import Corpus, SegmentedSplit, WordTable, _MemoryArrays, _SpilledArrays, build_corpus, tally_cuts
 from han.data import LoadedData
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
@@ -126,12 +126,13 @@ class ParallelSegmenter:
         progress: Progress | None = None,
         caps: tuple[int, int] | None = None,
         spill: Path | None = None,
+        stats: TextStats | None = None,
     ) -> SegmentedSplit:
         """All documents of `chunks` (lists of texts, in order) as one `SegmentedSplit`.
 
         `caps` (max_sentences, max_words) caps every chunk as it arrives (None: uncapped). With
         `spill`, a folder, the arrays are appended chunk by chunk to files there and come back
-        memory-mapped, so memory does not grow with the corpus.
+        memory-mapped, so memory does not grow with the corpus. What the caps cut is counted in `stats`.
         """
         store = _SpilledArrays(spill) if spill is not None else _MemoryArrays()
         for chunk in self._chunks(chunks):
@@ -139,7 +140,10 @@ class ParallelSegmenter:
                 self.table.add(chunk), chunk.sentence_lengths.astype(np.int64), chunk.sentence_counts.astype(np.int64)
             )
             if caps is not None:
-                part = part.capped(*caps)
+                capped = part.capped(*caps)
+                if stats is not None:
+                    tally_cuts(part, capped, stats)
+                part = capped
             store.append(part)
             if progress is not None:
                 progress.advance(len(chunk.sentence_counts))
@@ -173,6 +177,7 @@ def segment_splits(
     progress: Progress | None = None,
     capped: bool = False,
     spill: Path | None = None,
+    stats: Mapping[str, TextStats] | None = None,
 ) -> tuple[list[str], dict[str, SegmentedSplit]]:
     """`SegmentedSplit`s of chunked texts (one iterable of text lists per split) and their word table.
 
@@ -184,7 +189,9 @@ def segment_splits(
     with ParallelSegmenter(config, workers) as segmenter:
         for name, chunks in texts_by_split.items():
             progress.start(f"segment {name}", (sizes or {}).get(name))
-            results[name] = segmenter.segment(chunks, progress, caps, spill / name if spill is not None else None)
+            results[name] = segmenter.segment(
+                chunks, progress, caps, spill / name if spill is not None else None, (stats or {}).get(name)
+            )
             progress.stop()
         return segmenter.table.words, results
 
@@ -272,6 +279,7 @@ def segment_loaded(
         progress,
         capped=capped,
         spill=spill,
+        stats=text_stats,
     )
     return SegmentedData(words, splits, combine_digests(digests), time.perf_counter() - begin, workers, text_stats)
 

@@ -42,8 +42,9 @@ class TrainedRun:
         """Raise `ConfigError` (one line) when the run's network has no attention weights for `command` to show."""
         if not has_attention(self.config.model):
             raise ConfigError(
-                f"{self.run.root}: `{command}` shows attention weights, which model.kind han has; this run is "
-                f"model.kind {self.config.model.kind} (use `han predict` or `han evaluate` for it)"
+                f"{self.run.root}: `{command}` shows attention weights, which model.kind han (and rnn with "
+                f"model.pooling attention) has; this run is model.kind {self.config.model.kind} "
+                f"(use `han predict` or `han evaluate` for it)"
             )
 
     def segment(self, texts: list[str], surface: bool = False) -> ChunkTokens:

@@ -72,17 +72,17 @@ def run(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run every stage: preprocess, train, evaluate (validation and test)."""
+    from han.api import run as run_all
     from han.config import load_config
     from han.distributed import launched_by_torchrun
     from han.errors import ConfigError
-    from han.runner import run_all
 
     check_flags(resume, overwrite)
     if launched_by_torchrun():
         raise ConfigError("`han run` is one process; under torchrun run `preprocess`, `train` and `predict` instead")
     cfg = load_config(config, overrides or [])
     target = default_run_dir(config, run_dir)
-    result = run_all(cfg, target, ui.RichProgress(), resume=resume, overwrite=overwrite)
+    result = run_all(cfg, run_dir=target, progress=ui.RichProgress(), resume=resume, overwrite=overwrite)
     for split, metrics in result.metrics.items():
         ui.show_metrics(split, metrics)
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
@@ -225,7 +225,7 @@ def evaluate(
     from han.trained import load_trained_run
 
     trained = load_trained_run(run_dir, weights, device)
-    metrics = evaluate_file(trained, data) if data is not None else evaluate_split(trained, split)
+    metrics = evaluate_file(trained, data) if data is not None else evaluate_split(trained, split, ui.RichProgress())
     ui.show_metrics(str(data) if data is not None else split, metrics)
 
 
@@ -440,6 +440,23 @@ def data_inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     cfg = load_config(config, overrides or [])
     ui.show_data_report(inspect_data(cfg, ui.RichProgress()))
+
+
+@app.command()
+@ui.handle_errors
+def show(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="One or more run directories (several: curves overlaid).", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML page to write.")] = Path("run.html"),
+) -> None:
+    """A self-contained HTML page of training runs: curves, confusion matrix, per-class scores, label counts."""
+    from han.outputs import check_output
+    from han.reports.run_page import write_run_page
+
+    check_output(output, [*run_dirs], option="--output")
+    write_run_page(run_dirs, output)
+    ui.console.print(f"[green]run page[/]: {len(run_dirs)} run(s) -> {output}")
 
 
 @app.command("merge-predictions")

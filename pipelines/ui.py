@@ -135,7 +135,7 @@ def handle_errors(command: F) -> F:
 
 
 class RichProgress(Progress):
-    """Progress bars on stderr with live figures (loss, docs/s)."""
+    """Progress bars on stderr with live figures (loss, docs/s); none when stderr is not a terminal."""
 
     def __init__(self) -> None:
         self._bar: RichBar | None = None
@@ -152,6 +152,7 @@ class RichProgress(Progress):
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=error_console,
+            disable=not error_console.is_terminal,  # quiet in logs and pipes: no bar frames in a file
         )
         self._bar.start()
         self._task = self._bar.add_task(description, total=total, info="")

@@ -318,3 +318,37 @@ def test_report_errors_are_one_line(trained_run, tmp_path, args, code, message):
     assert result.exit_code == code, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def flat_attentive(tmp_path_factory, tiny_overrides):
+    """A tiny run of kind rnn with attention pooling: document-level token attention."""
+    from conftest import TINY_CONFIG
+    from han.config import load_config
+    from han.runner import run_all
+
+    run_dir = tmp_path_factory.mktemp("flat") / "run"
+    overrides = [*tiny_overrides, "model.kind=rnn", "model.pooling=attention", "train.lazy_embedding_updates=false"]
+    run_all(load_config(TINY_CONFIG, overrides), run_dir)
+    return load_trained_run(run_dir)
+
+
+def test_reports_show_a_flat_rnn_attention_as_sentence_and_word_weights(flat_attentive, tmp_path):
+    trained = flat_attentive
+    split, _ = load_split_for_corpus(trained, None, "test")
+    weights = score_split(trained.model, split, batch_size=7, attention=True)
+    per_document = np.add.reduceat(weights.sentence_weights, split.document_offsets[:-1])
+    np.testing.assert_allclose(per_document, 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.add.reduceat(weights.word_weights, split.sentence_offsets[:-1]), 1.0, atol=1e-5)
+    stats = corpus_statistics(trained, split, CorpusReportConfig(min_word_count=2, faithfulness_documents=10))
+    assert stats.label_names == LABELS and all(len(words) > 0 for words in stats.top_words)
+    report = tmp_path / "report.jsonl"
+    outcome = CliRunner().invoke(
+        app,
+        ["report", str(trained.run.root), "--split", "test", "--limit", "3", "-o", str(report)],
+    )
+    assert outcome.exit_code == 0, outcome.output
+    records = [json.loads(line) for line in report.read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        assert sum(s["weight"] for s in record["sentences"] if s["weight"] is not None) == pytest.approx(1.0, abs=1e-5)

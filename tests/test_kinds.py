@@ -228,19 +228,36 @@ def test_saved_weights_load_into_a_fresh_model_with_identical_predictions(config
 
 
 @pytest.mark.parametrize("config", SPECS)
-def test_only_the_hierarchical_attention_network_carries_attention(config):
+def test_attention_kinds_carry_two_levels_of_attention_and_the_others_none(config):
     batch = batch_of([[[2, 3]], [[4], [5, 6, 7]], [[8, 9, 10]]])
     with torch.no_grad():
         output = make_model(config)(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-    assert has_attention(config) == (config.kind == "han")
-    if config.kind == "han":
+    attentive = config.kind == "han" or (config.kind == "rnn" and config.pooling == "attention")
+    assert has_attention(config) == attentive
+    if attentive:
         assert isinstance(output, HANOutput)
         assert output.sentence_attention.shape == (3, 2)
         torch.testing.assert_close(output.sentence_attention.sum(1), torch.ones(3))
         assert output.word_attention.shape == (3, 2, 3)
+        real = output.sentence_attention > 0  # (B, S) real sentences get weight; padding exactly zero
+        assert real.tolist() == [[True, False], [True, True], [True, False]]
+        torch.testing.assert_close(output.word_attention.sum(2)[real], torch.ones(4))
     else:
         assert isinstance(output, ModelOutput)
         assert not hasattr(output, "sentence_attention") and not hasattr(output, "word_attention")
+
+
+def test_document_level_token_weights_split_exactly_into_sentence_and_word_weights():
+    from han.flat import as_two_levels
+
+    batch = batch_of([[[2, 3], [4]], [[5, 6, 7]]])  # tokens in flat order: 2 3 | 4 || 5 6 7
+    tokens = torch.tensor([0.5, 0.2, 0.3, 0.1, 0.6, 0.3])  # each document's sum to 1
+    output = as_two_levels(torch.zeros(2, 3), tokens, batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+    torch.testing.assert_close(output.sentence_attention, torch.tensor([[0.7, 0.3], [1.0, 0.0]]))
+    expected_words = torch.tensor([[[5 / 7, 2 / 7, 0.0], [1.0, 0.0, 0.0]], [[0.1, 0.6, 0.3], [0.0, 0.0, 0.0]]])
+    torch.testing.assert_close(output.word_attention, expected_words)
+    product = (output.sentence_attention[:, :, None] * output.word_attention).flatten()
+    torch.testing.assert_close(product[product > 0], tokens)  # sentence weight x word weight = token weight
 
 
 # --- 5. kind linear end to end ------------------------------------------------------------------------

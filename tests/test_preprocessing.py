@@ -321,3 +321,24 @@ def test_encoded_split_writer_leaves_nothing_behind_on_error(tmp_path):
         writer.write(EncodedSplit.from_documents([[[2, 3]]], [0]))
         raise RuntimeError("disk trouble")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_manifest_counts_what_the_caps_cut(tmp_path, workers):
+    rows = make_corpus(90, seed=11)
+    path = write_csv(tmp_path / "corpus.csv", rows)
+    overrides = [f"data.source={path}", "data.split_column=split", "preprocess.max_sentences=2"]
+    overrides += ["preprocess.max_words=4", f"preprocess.workers={workers}"]
+    config = load_config(TINY_CONFIG, overrides)
+    preprocess(config, tmp_path / "run")
+    handling = json.loads((tmp_path / "run" / "manifest.json").read_text())["preprocess"]["text_handling"]
+    uncapped = config.preprocess.model_copy(update={"max_sentences": 10_000, "max_words": 10_000})
+    nlp = build_pipeline(uncapped)
+    for name in ("train", "validation", "test"):
+        documents = list(segment(nlp, [r["text"] for r in rows if r["split"] == name], uncapped))
+        tokens = sum(len(s) for d in documents for s in d)
+        kept = sum(min(len(s), 4) for d in documents for s in d[:2])
+        touched = sum(len(d) > 2 or any(len(s) > 4 for s in d[:2]) for d in documents)
+        expected = {"tokens": tokens, "tokens_cut": tokens - kept, "capped_documents": touched}
+        expected["sentences_cut"] = sum(max(0, len(d) - 2) for d in documents)
+        assert {k: handling[name][k] for k in expected} == expected, name

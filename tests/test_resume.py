@@ -314,3 +314,17 @@ def test_a_real_full_disk_keeps_the_previous_checkpoint(preprocessed, straight, 
     filler[0].unlink()
     train(config, run_dir, resume=True)
     assert_same_results(run_dir, straight)
+
+
+def test_run_overwrite_of_a_finished_run_trains_again(trained_run, tiny_config, tmp_path):
+    import shutil
+
+    from han.runner import run_all
+
+    run_dir = tmp_path / "finished"
+    shutil.copytree(trained_run, run_dir)
+    before = (run_dir / "model" / "best.safetensors").stat().st_mtime_ns
+    result = run_all(tiny_config, run_dir, overwrite=True)  # the cached preprocessing is kept, training redone
+    assert result.preprocess is not None and (run_dir / "model" / "best.safetensors").stat().st_mtime_ns != before
+    theirs = json.loads((trained_run / "metrics.json").read_text())
+    assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] == theirs["test"]["accuracy"]

@@ -60,7 +60,8 @@ def _word_spans(sentence: SentenceView, scale: float, max_words: int, sentence_c
     return "".join(parts)
 
 
-def _document_card(view: DocumentView, report: DocumentReport) -> str:
+def document_card(view: DocumentView, report: DocumentReport) -> str:
+    """One document's card: prediction, probabilities, sentences and words shaded by their weights (all escaped)."""
     names = report.label_names
     predicted = view.predicted
     head = [f'<span class="row-id">#{view.row}</span>']
@@ -143,7 +144,7 @@ def render_document_report(report: DocumentReport) -> str:
         f"cut by the caps (max_sentences {report.max_sentences}, max_words {report.max_words}); the model did not read it.</p>"
         "</header>"
     )
-    cards = "\n".join(_document_card(view, report) for view in shown)
+    cards = "\n".join(document_card(view, report) for view in shown)
     return page("Attention report", DOCUMENT_CSS, f"{header}<main>\n{cards}\n</main>")
 
 

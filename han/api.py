@@ -1,0 +1,200 @@
+"""han as a Python library: load a trained run, predict and explain in-memory texts, train from Python.
+
+    import han
+    classifier = han.load("runs/bbc")            # a run directory (or a copy of one), checked like the CLI does
+    classifier.predict(["Shares rose ..."])      # labels + probabilities
+    classifier.explain("Shares rose ...")        # sentences and words with their weights; shows itself in Jupyter
+    han.run("configs/bbc.yaml", ["train.lr=0.001"], run_dir="runs/bbc2")   # preprocess + train + evaluate
+
+Texts go through exactly what `han predict` does (han/trained.py: cleaning, the max_chars cut, the one
+segmentation rule, caps, vocabulary; han/inference.py: chunked scoring). Errors are han's typed errors
+(`han.errors.HanError` and subclasses), never prints or exits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from han.config import Config, DocumentReportConfig, load_config
+from han.errors import ConfigError, DataError
+from han.inference import PREDICT_CHUNK_SIZE, predict_texts
+from han.progress import Progress
+from han.reports.documents import DocumentReport, DocumentView, document_views
+from han.reports.html import BASE_CSS
+from han.reports.pages import DOCUMENT_CSS, document_card
+from han.runner import RunResult, run_all
+from han.trained import TrainedRun, load_trained_run
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted labels and class probabilities of a list of texts, in input order."""
+
+    labels: list[str]  # (N,) the most probable class of each text
+    probabilities: np.ndarray  # (N, C) float32, columns in `classes` order
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class WordWeight:
+    """A token as written and its weight within its sentence (None: cut by max_words, not read)."""
+
+    word: str
+    weight: float | None
+
+
+@dataclass(frozen=True)
+class SentenceWeight:
+    """A sentence as written, its weight within the document (None: cut by max_sentences) and its words."""
+
+    text: str
+    weight: float | None
+    words: list[WordWeight]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the model chose `label` for `text`: its probabilities and the attention over sentences and words."""
+
+    text: str
+    label: str
+    probabilities: dict[str, float]
+    sentences: list[SentenceWeight]
+    _report: DocumentReport = field(repr=False, compare=False)
+
+    def _repr_html_(self) -> str:
+        """The report page's card for this document (every piece of text escaped; no scripts), for Jupyter."""
+        css = _scoped(BASE_CSS + DOCUMENT_CSS, ".han-explanation")
+        return f'<div class="han-explanation"><style>{css}</style>{document_card(self._report.documents[0], self._report)}</div>'
+
+
+def _scoped(css: str, scope: str) -> str:
+    """Prefix every selector of a flat stylesheet with `scope`, so the card's styles stay inside it in a notebook."""
+    rules = []
+    for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        scoped = ",".join(
+            f"{scope}" if s.strip() == "body" else f"{scope} {s.strip()}" for s in selectors.split(",") if s.strip()
+        )
+        rules.append(f"{scoped}{{{body}}}")
+    return "\n".join(rules)
+
+
+def _texts(texts: Iterable[str] | str) -> list[str]:
+    """A list of texts; one string is one text. Anything else than strings is a `DataError` naming its position."""
+    items = [texts] if isinstance(texts, str) else list(texts)
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise DataError(f"texts[{index}] is {type(text).__name__}, not a string; pass one string per document")
+    return items
+
+
+class Classifier:
+    """A trained run, ready to classify texts. Build it with `han.load`."""
+
+    def __init__(self, trained: TrainedRun) -> None:
+        self.trained = trained
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names, in the order of the probability columns."""
+        return list(self.trained.label_names)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory the model was loaded from."""
+        return self.trained.run.root
+
+    @property
+    def config(self) -> Config:
+        """The run's resolved config."""
+        return self.trained.config
+
+    def predict_proba(self, texts: Iterable[str] | str, chunk_size: int = PREDICT_CHUNK_SIZE) -> np.ndarray:
+        """(N, C) float32 class probabilities of `texts`, scored chunk by chunk as `han predict` scores them."""
+        items = _texts(texts)
+        if not items:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.stack(list(predict_texts(self.trained, items, chunk_size))).astype(np.float32)
+
+    def predict(self, texts: Iterable[str] | str, chunk_size: int = PREDICT_CHUNK_SIZE) -> Predictions:
+        """The most probable class of each text, with every class's probability."""
+        probabilities = self.predict_proba(texts, chunk_size)
+        classes = self.classes
+        return Predictions([classes[i] for i in probabilities.argmax(axis=1)], probabilities, classes)
+
+    def explain(self, text: str) -> Explanation:
+        """The prediction for one text with its sentence and word weights (models with attention only)."""
+        self.trained.require_attention("explain")
+        (item,) = _texts(text)
+        (view,) = document_views(self.trained, [item], None)
+        return _explanation(item, view, self.trained)
+
+    def __repr__(self) -> str:
+        return f"Classifier({str(self.run_dir)!r}, model.kind={self.config.model.kind}, classes={self.classes})"
+
+
+def _explanation(text: str, view: DocumentView, trained: TrainedRun) -> Explanation:
+    sentences = []
+    for sentence in view.sentences:
+        written = "".join(t + (" " if space else "") for t, space in zip(sentence.tokens, sentence.spaces, strict=True))
+        weights: Sequence[float | None] = [*sentence.word_weights] + [None] * sentence.words_cut
+        if sentence.weight is None:
+            weights = [None] * len(sentence.tokens)
+        words = [WordWeight(t, w) for t, w in zip(sentence.tokens, weights, strict=True)]
+        sentences.append(SentenceWeight(written.strip(), sentence.weight, words))
+    names = trained.label_names
+    report = DocumentReport(
+        names,
+        [view],
+        1,
+        str(trained.run.root),
+        "explain",
+        trained.config.preprocess.max_sentences,
+        trained.config.preprocess.max_words,
+        DocumentReportConfig(),
+    )
+    probabilities = {name: float(p) for name, p in zip(names, view.probabilities, strict=True)}
+    return Explanation(text, names[view.predicted], probabilities, sentences, report)
+
+
+def load(path: str | Path, weights: str = "best", device: str | None = None) -> Classifier:
+    """A trained run directory (or a copy of one) as a `Classifier`, its files checked against the manifest.
+
+    `weights`: best or last; `device`: auto, cpu, cuda or cuda:N (default: the run's `device` setting).
+    """
+    return Classifier(load_trained_run(Path(path), weights, device))
+
+
+def run(
+    config: str | Path | Config,
+    overrides: list[str] | None = None,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Preprocess, train and evaluate like `han run`: a config file (with dotted overrides) or a `Config`.
+
+    `run_dir` defaults to runs/<config file name> (a `Config` object needs one).
+    """
+    if isinstance(config, Config):
+        if overrides:
+            from han.config import config_from_dict
+
+            config = config_from_dict(config.model_dump(mode="json"), "config", overrides)
+        if run_dir is None:
+            raise ConfigError("han.run(Config(...)) needs run_dir: the run directory to write")
+        resolved = config
+    else:
+        resolved = load_config(config, overrides or [])
+        run_dir = run_dir if run_dir is not None else Path("runs") / Path(config).stem
+    return run_all(resolved, Path(run_dir), progress, resume=resume, overwrite=overwrite)

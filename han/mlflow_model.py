@@ -1,0 +1,113 @@
+"""A trained run as an MLflow `pyfunc` model, logged as "models from code": MLflow keeps this file, never a pickle.
+
+`han.tracking` logs it with `mlflow.pyfunc.log_model(python_model=<this file>, artifacts={"run": <folder>})`,
+the folder holding the run directory files that loading needs (`RUN_FILES`: config, labels, vocabulary,
+manifest and the best weights as safetensors). When MLflow loads the model it runs this file as model
+code (under a module name of its own), which hands `HanPyfuncModel` to `mlflow.models.set_model`;
+`load_context` then loads the folder like `han predict` loads a run directory (verified against its
+manifest), and `predict` scores texts exactly as `han predict` does.
+
+    model = mlflow.pyfunc.load_model("runs:/<run id>/model")
+    model.predict(pandas.DataFrame({"text": ["Shares rose ...", "The match ..."]}))
+    # -> DataFrame: label, p_<class> for each class (float64), one row per text
+
+Importing this module imports mlflow and pandas: only `han.tracking` (and MLflow) import it.
+"""
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature, set_model
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+from han.errors import DataError
+from han.inference import PREDICT_CHUNK_SIZE, predict_texts
+from han.rundir import RunDir
+from han.trained import TrainedRun, load_trained_run
+
+TEXT_COLUMN = "text"  # the input column of the model's signature
+ARTIFACT_KEY = "run"  # context.artifacts key of the copied run directory files
+INPUT_EXAMPLE = pd.DataFrame({TEXT_COLUMN: ["A first document. Its second sentence.", "Another document."]})
+
+
+def run_files(run: RunDir) -> list[Path]:
+    """The files of a run directory that loading its best weights needs, as paths inside `run.root`."""
+    return [run.config_path, run.labels_path, run.vocab_path, run.manifest_path, run.best_weights_path]
+
+
+def copy_run_files(run: RunDir, target: Path) -> Path:
+    """Copy `run_files(run)` into `target`, keeping their paths relative to the run directory; return `target`."""
+    for path in run_files(run):
+        destination = target / path.relative_to(run.root)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+    return target
+
+
+def model_signature(classes: list[str]) -> ModelSignature:
+    """Input: a string column `text`; output: the predicted `label` and one `p_<class>` double column per class."""
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("string", "label")]
+    outputs += [ColSpec("double", f"p_{name}") for name in classes]
+    return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs))
+
+
+def input_texts(model_input: Any) -> list[str]:
+    """The texts of a model input: a DataFrame's `text` column (or its only column), a Series, or a list of strings."""
+    if isinstance(model_input, pd.DataFrame):
+        if TEXT_COLUMN in model_input.columns:
+            column = model_input[TEXT_COLUMN]
+        elif len(model_input.columns) == 1:
+            column = model_input.iloc[:, 0]
+        else:
+            names = ", ".join(map(str, model_input.columns))
+            raise DataError(f"model input has columns {names}; expected a column named {TEXT_COLUMN!r}")
+        items: Iterable[Any] = column.tolist()
+    elif isinstance(model_input, pd.Series):
+        items = model_input.tolist()
+    elif isinstance(model_input, str):
+        items = [model_input]
+    else:
+        items = list(model_input)
+    texts = list(items)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DataError(f"model input row {index}: {type(text).__name__}, not a string; pass one text per row")
+    return texts
+
+
+def prediction_frame(probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """A DataFrame of the most probable class (`label`) and every class's probability (`p_<class>`, float64)."""
+    probabilities = probabilities.astype(np.float64).reshape(-1, len(classes))
+    frame = pd.DataFrame({"label": [classes[i] for i in probabilities.argmax(axis=1)]})
+    for column, name in enumerate(classes):
+        frame[f"p_{name}"] = probabilities[:, column]
+    return frame
+
+
+class HanPyfuncModel(PythonModel):
+    """A han run directory served through MLflow's pyfunc interface: texts in, label and probabilities out."""
+
+    trained: TrainedRun
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Load the copied run directory files (checked against their manifest), as `han predict` loads a run."""
+        self.trained = load_trained_run(Path(context.artifacts[ARTIFACT_KEY]))
+
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Label and class probabilities of each text (see `input_texts` for the accepted inputs)."""
+        texts = input_texts(model_input)
+        classes = list(self.trained.label_names)
+        if not texts:
+            return prediction_frame(np.zeros((0, len(classes))), classes)
+        return prediction_frame(np.stack(list(predict_texts(self.trained, texts, PREDICT_CHUNK_SIZE))), classes)
+
+
+if __name__ not in ("han.mlflow_model", "__main__"):  # run by MLflow as the model's code (its own module name)
+    set_model(HanPyfuncModel())
