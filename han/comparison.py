@@ -9,26 +9,33 @@ checkpoint) and ends with the same table.
 
 The table: test accuracy and macro-F1 (mean and sample std over seeds), training time, inference
 docs/s (the encoded test split through the model, tokenisation excluded), parameters and peak
-resident memory of training and testing; and the best model (by mean test accuracy) against every
+resident memory of training and testing (each model and seed runs in a fresh process, so its time and
+memory are its own); and the best model (by mean test accuracy) against every
 other with a paired bootstrap over test documents (han/significance.py).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import resource
 import shutil
+import signal
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from han import errors
 from han.atomic import TEMPORARY_MARK, read_json, write_json_atomic, write_text_atomic
 from han.config import Config, config_from_dict
-from han.errors import ConfigError, RunDirError
+from han.errors import ConfigError, HanError, RunDirError, TrainingStopped
 from han.evaluation import classification_metrics
 from han.networks import KINDS, describe
 from han.outputs import write_output_text
@@ -80,25 +87,78 @@ def model_config(config: Config, kind: str, seed: int) -> Config:
     return config_from_dict(config.model_dump(mode="json"), "compare", [f"model.kind={kind}", f"seed={seed}"])
 
 
-# --- peak memory ---------------------------------------------------------------------------------
-def reset_peak_memory() -> bool:
-    """Reset this process's peak resident set size (Linux: /proc/self/clear_refs); False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
+# --- one model in its own process ------------------------------------------------------------------
+def peak_memory_bytes() -> int:
+    """This process's peak resident set size (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def peak_memory_bytes() -> int | None:
-    """This process's peak resident set size since the last reset (VmHWM), or None where unknown."""
+def _child(config_data: dict[str, Any], run_dir: str, connection: Connection) -> None:
+    """A spawned process: train and test one model; send back its figures or its error (as plain data)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        config = config_from_dict(config_data, "compare")
+        connection.send(("ok", _train_and_test(config, Path(run_dir), Progress())))
+    except HanError as error:
+        connection.send(("error", type(error).__name__, str(error), error.exit_code))
+    except BaseException as error:
+        connection.send(("error", type(error).__name__, f"{type(error).__name__}: {error}", 1))
+    finally:
+        connection.close()
+
+
+def _raise_from_child(message: tuple[Any, ...] | None, run_dir: Path) -> None:
+    """Re-raise a child's error as the same han error (a crash without a message as a `HanError`)."""
+    if message is None:
+        raise HanError(f"{run_dir}: the process training this model ended without a result; rerun with --resume")
+    _, name, text, code = message
+    if name == "TrainingStopped":
+        raise TrainingStopped(text, code - 128)
+    error_type = getattr(errors, name, None)
+    if isinstance(error_type, type) and issubclass(error_type, HanError):
+        raise error_type(text)
+    raise HanError(f"{run_dir}: {text}")
+
+
+def _in_own_process(config: Config, run_dir: Path) -> dict[str, Any]:
+    """`_train_and_test` in a fresh (spawned) process, so its time and peak memory are its own.
+
+    SIGTERM to this process is passed on: the child checkpoints and stops, and its `TrainingStopped`
+    is raised here. Ctrl-C reaches the child from the terminal itself; it is passed on only if the
+    child is still running a minute later.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(config.model_dump(mode="json"), str(run_dir), sender))
+    process.start()
+    sender.close()
+    message: tuple[Any, ...] | None = None
+    try:
+        message = receiver.recv()
+    except EOFError:
         pass
-    return None
+    except BaseException as interruption:
+        if isinstance(interruption, KeyboardInterrupt):
+            if not receiver.poll(60) and process.is_alive():
+                os.kill(process.pid or 0, signal.SIGINT)
+        elif process.is_alive():
+            os.kill(process.pid or 0, signal.SIGTERM)
+        try:
+            message = receiver.recv()
+        except (EOFError, OSError):
+            message = None
+        process.join()
+        if message is not None and message[0] == "error" and message[1] == "TrainingStopped":
+            _raise_from_child(message, run_dir)
+        raise
+    finally:
+        receiver.close()
+    process.join()
+    if message is None or message[0] != "ok":
+        _raise_from_child(message, run_dir)
+    assert message is not None
+    figures: dict[str, Any] = message[1]
+    return figures
 
 
 # --- the comparison directory --------------------------------------------------------------------
@@ -150,7 +210,6 @@ def _prepared_run(data: RunDir, run_dir: Path) -> None:
 # --- one model, one seed -------------------------------------------------------------------------
 def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[str, Any]:
     """Train (or resume) one model in `run_dir`, then score its test split; the figures of one result row."""
-    measured = reset_peak_memory()
     result = train(config, run_dir, progress, resume=True)
     trained = load_trained_run(run_dir)
     run = trained.run
@@ -171,7 +230,7 @@ def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[s
         "train_seconds": result.seconds,
         "inference_docs_per_s": round(len(test) / max(seconds, 1e-9), 1),
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
-        "peak_memory_bytes": peak_memory_bytes() if measured else None,
+        "peak_memory_bytes": peak_memory_bytes(),
         "epochs": result.epochs_run,
         "test_predicted": probabilities.argmax(axis=1).tolist(),
         "test_labels": test.labels.tolist(),
@@ -214,7 +273,7 @@ def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool
             run_dir = plan.directory / "runs" / name
             run_dir.parent.mkdir(exist_ok=True)
             _prepared_run(data, run_dir)
-            figures = _train_and_test(model_config(plan.config, kind, seed), run_dir, progress)
+            figures = _in_own_process(model_config(plan.config, kind, seed), run_dir)
             write_json_atomic(result_path, {"model": kind, "seed": seed, **figures})
     summary = summarise(plan, results_dir)
     write_json_atomic(plan.directory / "compare.json", summary)

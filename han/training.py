@@ -8,6 +8,7 @@ import math
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,17 @@ class TrainingSession:
     loop is finished. Under torchrun every rank holds one; rank 0 writes every file.
     """
 
-    def __init__(self, config: Config, run: RunDir, ctx: DistContext, progress: Progress, resume: bool) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run: RunDir,
+        ctx: DistContext,
+        progress: Progress,
+        resume: bool,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.config, self.run, self.ctx, self.progress = config, run, ctx, progress
+        self.on_epoch = on_epoch  # called with each epoch's record at the end of `finish_epoch`
         tc = config.train
         seed_everything(config.seed)
         set_threads(threads_per_process(tc.threads))
@@ -290,6 +300,8 @@ class TrainingSession:
             run.record_artifacts(*written)
         if loop.epoch >= tc.max_epochs:
             loop.finished = True
+        if self.on_epoch is not None:  # e.g. `han tune`'s pruning; what it raises ends the training here
+            self.on_epoch(record)
 
     # --- checkpoints and stopping ---------------------------------------------------------------
     def checkpoint(self) -> Path | None:
@@ -386,6 +398,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train on the run's encoded data; write best/last weights, the epoch log and the manifest entry.
 
@@ -394,6 +407,10 @@ def train(
     would. SIGINT/SIGTERM finish the current step, write a checkpoint and raise `TrainingStopped`.
     Existing training results are only replaced with `overwrite`. Under torchrun the processes train
     one model data-parallel (han/distributed.py); rank 0 writes every file.
+
+    `on_epoch`, when given, is called with each epoch's record (its validation metrics) once the
+    epoch's weights are saved and before its checkpoint; an exception it raises ends training there
+    and propagates (a resumed run calls it only for the epochs it trains). Kind linear has no epochs.
     """
     ctx = setup(config.device)  # [distributed] single process: rank 0 of 1
     check_precision(ctx.device, config.precision)
@@ -404,7 +421,7 @@ def train(
     prepare_run(config, run, ctx, resume=resume, overwrite=overwrite)
     if not trains_by_gradient(config.model):
         return _fit_without_gradients(config, run, progress)
-    session = TrainingSession(config, run, ctx, progress, resume)
+    session = TrainingSession(config, run, ctx, progress, resume, on_epoch)
     with stop_on_signals(session.stop_request):
         try:
             while not session.loop.finished:

@@ -213,6 +213,62 @@ def compare(
 
 @app.command()
 @ui.handle_errors
+def tune(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, max=1000, help="Trials to finish (COMPLETE, PRUNED or diverged).")
+    ] = 20,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Tuning folder [default: tune/<config name>].")
+    ] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            "--space", help="YAML search space: setting -> [choices] or {low, high, log} [default: built in]."
+        ),
+    ] = None,
+    resume: ResumeOpt = False,
+) -> None:
+    """Search hyperparameters with Optuna (pruning on validation); the best trial's config as DIR/best.yaml."""
+    from rich.table import Table
+
+    from han.config import load_config
+    from han.tuning import DEFAULT_SPACE, TunePlan, load_space
+    from han.tuning import tune as run_tune
+
+    cfg = load_config(config, overrides or [])
+    folder = directory if directory is not None else Path("tune") / config.stem
+    chosen = load_space(space, cfg) if space is not None else dict(DEFAULT_SPACE)
+    result = run_tune(TunePlan(cfg, str(config), trials, folder, chosen), ui.RichProgress(), resume=resume)
+    best = result["best"]
+    table = Table(title=f"han tune: {config.stem} ({result['metric']}, {result['direction']})")
+    for name in ("#", "state", "value", "epochs", *(k.rsplit(".", 1)[-1] for k in result["space"])):
+        table.add_column(name, justify="left" if name == "state" else "right")
+    for trial in result["trials"]:
+        value = "—" if trial["value"] is None else f"{trial['value']:.4f}"
+        shown = [trial["params"].get(k) for k in result["space"]]
+        params = [f"{v:.3g}" if isinstance(v, float) else "—" if v is None else str(v) for v in shown]
+        is_best = best is not None and trial["number"] == best["number"]
+        table.add_row(
+            str(trial["number"]),
+            trial["state"].lower(),
+            value,
+            str(trial["epochs"] or "—"),
+            *params,
+            style="bold" if is_best else None,
+        )
+    ui.console.print(table)
+    if best is None:
+        ui.console.print("[yellow]no trial completed[/]: nothing to write to best.yaml")
+        return
+    ui.console.print(
+        f"[green]best[/]: trial {best['number']}, {result['metric']} {best['value']:.4f} -> {best['config']}"
+    )
+
+
+@app.command()
+@ui.handle_errors
 def evaluate(
     run_dir: RunDirArg,
     split: Annotated[str, typer.Option("--split", help="A preprocessed split of the run.")] = "test",

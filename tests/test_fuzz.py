@@ -920,6 +920,34 @@ class Generator:
             )
         ]
 
+    def show(self) -> list[Call]:
+        """show over one or two run directories (readable, tampered or missing) and hostile outputs."""
+        runs = [self.read_run() for _ in range(self.rng.choice([1, 1, 2]))]
+        args = ["show", *(str(run) for run, _ in runs)]
+        out_args, declared = self.output((".html",), [], runs[0][0])
+        return [
+            Call(
+                args + out_args,
+                f"{' + '.join(tag for _, tag in runs)} | {declared.tag}",
+                outputs=declared.outputs,
+                must_fail=declared.must_fail,
+                fifo_output=declared.fifo_output,
+                prepare=declared.prepare,
+            )
+        ]
+
+    def tune(self) -> list[Call]:
+        """tune with hostile configs, folders and trial counts (cheap: each fails before training)."""
+        call = self.compare()[0]  # the same configs, overrides and folders as compare
+        at = call.args.index("--dir")
+        args = ["tune", *call.args[1 : at + 2]]  # compare's --models/--seeds/-o/--resume left out
+        if self.chance(0.4):
+            args += ["--trials", self.pick(["1", "0", "-3", "abc", "1001", "2.5"])]
+        if self.chance(0.1):
+            args.append("--resume")
+        must_fail = "" if call.must_fail == "the output is the config" else call.must_fail
+        return [Call(args, call.tag.replace("dir", "tune dir", 1), run_dirs=call.run_dirs, must_fail=must_fail)]
+
     def evaluate(self) -> list[Call]:
         if self.chance(0.7):
             run, run_tag, run_dirs = self.evalrun, "work run", (self.evalrun,)
@@ -1123,6 +1151,8 @@ class Generator:
             "run": lambda: self.writing("run"),
             "train": lambda: self.writing("train"),
             "compare": self.compare,
+            "tune": self.tune,
+            "show": self.show,
             "usage": self.usage,
         }[command]()
         if self.chance(0.04):
@@ -1312,6 +1342,8 @@ WEIGHTS = {  # commands that load a run cost ~80 ms even when they fail; the oth
     "run": 9,
     "train": 8,
     "compare": 6,
+    "tune": 4,
+    "show": 6,
     "usage": 8,
 }
 STDIN_LINES = "".join(f"The team won match {i}.\n" for i in range(7)).encode()
@@ -1459,6 +1491,10 @@ USAGE_CASES = [
         merge-predictions --help
         compare --help
         compare
+        tune --help
+        tune
+        show --help
+        show
         merge-predictions x.csv
         merge-predictions --shards 2
         predict

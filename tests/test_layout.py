@@ -25,7 +25,7 @@ STAGES = {
     "han.reports.output": "report",
 }
 # Compositions of stages (`han run`; sharded preprocess and predict); nothing in han imports them.
-COMPOSITIONS = {"han.runner", "han.sharding", "han.comparison", "han.api"}
+COMPOSITIONS = {"han.runner", "han.sharding", "han.comparison", "han.tuning", "han.api"}
 
 
 def test_the_import_graph_has_no_cycle():
