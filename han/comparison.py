@@ -33,13 +33,12 @@ from typing import Any
 import numpy as np
 
 from han import errors
-from han.atomic import TEMPORARY_MARK, read_json, write_json_atomic, write_text_atomic
+from han.atomic import read_json, write_json_atomic, write_text_atomic
 from han.config import Config, config_from_dict
-from han.errors import ConfigError, HanError, RunDirError, TrainingStopped
+from han.errors import ConfigError, HanError, TrainingStopped
 from han.evaluation import classification_metrics
 from han.networks import KINDS, describe
 from han.outputs import write_output_text
-from han.ownership import enclosing_run_directory
 from han.preprocessing import preprocess, preprocessing_complete
 from han.progress import Progress
 from han.reports.comparison import comparison_html, comparison_markdown
@@ -48,10 +47,10 @@ from han.scoring import predict_probabilities
 from han.significance import SIGNIFICANCE_LEVEL, paired_bootstrap
 from han.trained import load_trained_run
 from han.training import train
+from han.workspace import claim_workspace, linked_run_copy
 
 log = logging.getLogger(__name__)
 
-MARKER = "han_comparison"  # the key of DIR/comparison.json that says han made DIR
 RESAMPLES = 10_000
 SUMMARISED = ("test_accuracy", "test_macro_f1", "train_seconds", "inference_docs_per_s", "peak_memory_bytes")
 
@@ -161,52 +160,6 @@ def _in_own_process(config: Config, run_dir: Path) -> dict[str, Any]:
     return figures
 
 
-# --- the comparison directory --------------------------------------------------------------------
-def _claim(plan: ComparePlan, resume: bool) -> None:
-    """Create DIR (or take up a comparison han left there with --resume); refuse anything else."""
-    directory, marker = plan.directory, plan.directory / "comparison.json"
-    if enclosing_run_directory(directory) is not None:
-        raise RunDirError(f"{directory}: is inside the han run directory {enclosing_run_directory(directory)}")
-    request = {MARKER: 1, "config": plan.config.model_dump(mode="json")}
-    if directory.exists() and not directory.is_dir():
-        raise RunDirError(f"{directory}: exists and is not a folder; choose another --dir")
-    if directory.is_dir() and any(directory.iterdir()):
-        saved = read_json(marker) if marker.is_file() else None
-        if not isinstance(saved, dict) or saved.get(MARKER) != 1:
-            raise RunDirError(f"{directory}: not empty and not a han comparison; choose a new or empty --dir")
-        if not resume:
-            raise RunDirError(
-                f"{directory}: already holds a comparison; pass --resume to continue it or choose another --dir"
-            )
-        if saved.get("config") != request["config"]:
-            raise RunDirError(
-                f"{directory}: holds a comparison of another config; resume it with the config it was started with"
-            )
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, request)
-
-
-def _prepared_run(data: RunDir, run_dir: Path) -> None:
-    """A run directory holding the shared preprocessing (files linked where possible, else copied)."""
-    if run_dir.exists():
-        return
-    staging = run_dir.with_name(f"{TEMPORARY_MARK}{run_dir.name}")
-    if staging.exists():
-        shutil.rmtree(staging)  # han's own half-made copy from a killed run
-
-    def link_or_copy(source: str, target: str) -> object:
-        try:
-            os.link(source, target)  # han writes files by rename, never in place: a shared inode stays intact
-            return target
-        except OSError:
-            return shutil.copy2(source, target)
-
-    ignored = shutil.ignore_patterns(f"{TEMPORARY_MARK}*")
-    shutil.copytree(data.root, staging, copy_function=link_or_copy, ignore=ignored)
-    staging.rename(run_dir)
-
-
 # --- one model, one seed -------------------------------------------------------------------------
 def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[str, Any]:
     """Train (or resume) one model in `run_dir`, then score its test split; the figures of one result row."""
@@ -247,7 +200,7 @@ def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool
     """
     progress = progress or Progress()
     made = not plan.directory.exists()
-    _claim(plan, resume)
+    claim_workspace(plan.directory, "comparison", {"config": plan.config.model_dump(mode="json")}, "comparison", resume)
     data = RunDir(plan.directory / "data")
     if not preprocessing_complete(data):
         if data.root.exists():
@@ -272,7 +225,7 @@ def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool
             log.info("compare %d/%d: %s", done, total, name)
             run_dir = plan.directory / "runs" / name
             run_dir.parent.mkdir(exist_ok=True)
-            _prepared_run(data, run_dir)
+            linked_run_copy(data, run_dir)
             figures = _in_own_process(model_config(plan.config, kind, seed), run_dir)
             write_json_atomic(result_path, {"model": kind, "seed": seed, **figures})
     summary = summarise(plan, results_dir)

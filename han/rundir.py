@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from han.atomic import read_json, write_json_atomic
 from han.config import Config, config_from_dict
-from han.errors import RunDirError
+from han.errors import ConfigError, RunDirError
 from han.ownership import Ownership
 from han.vocab import Vocab
 
@@ -85,6 +85,22 @@ class RunDir(Ownership):
     @property
     def checkpoints_path(self) -> Path:
         return self.root / "checkpoints"
+
+    def verify_trained(self, weights: str = "best") -> Path:
+        """Check the files a trained run is used from (config, vocabulary, labels, `best` or `last` weights)
+        exist and match the manifest; return the weights' path."""
+        if weights not in ("best", "last"):
+            raise ConfigError(f"--weights {weights!r}: use best or last")
+        weights_path = self.best_weights_path if weights == "best" else self.last_weights_path
+        self.require(
+            self.config_path,
+            self.vocab_path,
+            self.labels_path,
+            weights_path,
+            hint="train the run first (`han train` or `han run`)",
+        )
+        self.verify_artifacts(self.config_path, self.vocab_path, self.labels_path, weights_path)
+        return weights_path
 
     def load_split(self, name: str) -> EncodedSplit:
         """A preprocessed split, verified against the manifest."""

@@ -114,15 +114,7 @@ def predict(
     if weights not in ("best", "last"):
         raise ConfigError(f"weights={weights!r}: use best or last")
     run = RunDir(_driver_run_dir(run_dir, shipped))
-    weights_path = run.best_weights_path if weights == "best" else run.last_weights_path
-    run.require(
-        run.config_path,
-        run.vocab_path,
-        run.labels_path,
-        weights_path,
-        hint="train the run first (`han train` or `han run`)",
-    )
-    run.verify_artifacts(run.config_path, run.vocab_path, run.labels_path, weights_path)
+    weights_path = run.verify_trained(weights)
     config = run.load_config()
     classes = run.load_labels()
     text_cols = (

@@ -87,17 +87,7 @@ def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = 
     The model goes to `device` (default: the run's `device` setting, han/device.py).
     """
     run = RunDir(Path(run_dir))
-    if weights not in ("best", "last"):
-        raise ConfigError(f"--weights {weights!r}: use best or last")
-    weights_path = run.best_weights_path if weights == "best" else run.last_weights_path
-    run.require(
-        run.config_path,
-        run.vocab_path,
-        run.labels_path,
-        weights_path,
-        hint="train the run first (`han train` or `han run`)",
-    )
-    run.verify_artifacts(run.config_path, run.vocab_path, run.labels_path, weights_path)
+    weights_path = run.verify_trained(weights)
     config = run.load_config()
     vocab = run.load_vocab()
     label_names = run.load_labels()

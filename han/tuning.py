@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,19 +36,18 @@ from typing import Any
 
 import yaml
 
-from han.atomic import TEMPORARY_MARK, read_json, write_json_atomic, write_text_atomic
+from han.atomic import TEMPORARY_MARK, write_json_atomic, write_text_atomic
 from han.config import Config, config_from_dict, config_to_yaml
-from han.errors import ConfigError, RunDirError, TrainingDiverged
-from han.ownership import enclosing_run_directory
+from han.errors import ConfigError, TrainingDiverged
 from han.preprocessing import preprocess, preprocessing_complete
 from han.progress import Progress
 from han.rundir import RunDir
 from han.training import train
+from han.workspace import claim_workspace, linked_run_copy
 from han.yaml_strict import DuplicateKey, NestingTooDeep, load_yaml
 
 log = logging.getLogger(__name__)
 
-MARKER = "han_tuning"  # the key of DIR/tuning.json that says han made DIR
 STUDY = "han-tune"
 PREPROCESSING_SECTIONS = ("data", "preprocess", "embeddings")  # settings a search space may not vary
 DEFAULT_SPACE: dict[str, Any] = {
@@ -148,52 +146,6 @@ def make_pruner() -> Any:
     return _optuna().pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
-# --- the tuning directory ------------------------------------------------------------------------
-def _claim(plan: TunePlan, resume: bool) -> None:
-    """Create DIR (or take up a search han left there with --resume); refuse anything else."""
-    directory, marker = plan.directory, plan.directory / "tuning.json"
-    if enclosing_run_directory(directory) is not None:
-        raise RunDirError(f"{directory}: is inside the han run directory {enclosing_run_directory(directory)}")
-    request = {MARKER: 1, "config": plan.config.model_dump(mode="json"), "space": plan.space}
-    if directory.exists() and not directory.is_dir():
-        raise RunDirError(f"{directory}: exists and is not a folder; choose another --dir")
-    if directory.is_dir() and any(directory.iterdir()):
-        saved = read_json(marker) if marker.is_file() else None
-        if not isinstance(saved, dict) or saved.get(MARKER) != 1:
-            raise RunDirError(f"{directory}: not empty and not a han tuning; choose a new or empty --dir")
-        problem = (
-            "already holds a tuning; pass --resume to continue it or choose another --dir"
-            if not resume
-            else "holds a tuning of another config; resume it with the config it was started with"
-            if saved.get("config") != request["config"]
-            else "holds a tuning over another search space; resume it with the same --space"
-            if saved.get("space") != request["space"]
-            else None
-        )
-        if problem:
-            raise RunDirError(f"{directory}: {problem}")
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, request)
-
-
-def _prepared_run(data: RunDir, run_dir: Path) -> None:
-    """A trial's run directory holding the shared preprocessing (files hard-linked where possible)."""
-    staging = run_dir.with_name(f"{TEMPORARY_MARK}{run_dir.name}")
-    if staging.exists():
-        shutil.rmtree(staging)  # han's own half-made copy from a killed run
-
-    def link_or_copy(source: str, target: str) -> object:
-        try:
-            os.link(source, target)  # han writes files by rename, never in place: a shared inode stays intact
-            return target
-        except OSError:
-            return shutil.copy2(source, target)
-
-    shutil.copytree(data.root, staging, copy_function=link_or_copy, ignore=shutil.ignore_patterns(f"{TEMPORARY_MARK}*"))
-    staging.rename(run_dir)
-
-
 # --- the search ----------------------------------------------------------------------------------
 def _counts(trial: Any) -> bool:
     """Whether a trial counts toward the requested number: finished, and not cut off by a stop or a kill."""
@@ -230,7 +182,7 @@ def _run_trial(plan: TunePlan, study: Any, data: RunDir, progress: Progress, don
             trial.report(value, step)
             reported.add(step)
     if not run_dir.exists():
-        _prepared_run(data, run_dir)
+        linked_run_copy(data, run_dir)
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     log.info("tune: trial %d (%d finished of %d): %s", trial.number, done, plan.trials, shown)
 
@@ -273,7 +225,8 @@ def tune(plan: TunePlan, progress: Progress | None = None, *, resume: bool = Fal
     progress = progress or Progress()
     check_space(plan.space, plan.config, "the search space")
     made = not plan.directory.exists()
-    _claim(plan, resume)
+    request = {"config": plan.config.model_dump(mode="json"), "space": plan.space}
+    claim_workspace(plan.directory, "tuning", request, "tuning", resume)
     data = RunDir(plan.directory / "data")
     if not preprocessing_complete(data):
         try:

@@ -109,7 +109,7 @@ def test_refusals(tuned, overrides, tmp_path, monkeypatch):
     other = load_config(TINY_CONFIG, [*overrides, "train.max_epochs=2"])
     with pytest.raises(RunDirError, match="another config"):
         tune(_plan(other, directory), resume=True)
-    with pytest.raises(RunDirError, match="another search space"):
+    with pytest.raises(RunDirError, match="another space"):
         tune(_plan(config, directory, space=DEFAULT_SPACE), resume=True)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
