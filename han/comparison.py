@@ -37,6 +37,7 @@ from han.atomic import read_json, write_json_atomic, write_text_atomic
 from han.config import Config, config_from_dict
 from han.errors import ConfigError, HanError, TrainingStopped
 from han.evaluation import classification_metrics
+from han.inference import merge_metrics
 from han.networks import KINDS, describe
 from han.outputs import write_output_text
 from han.preprocessing import preprocess, preprocessing_complete
@@ -175,6 +176,7 @@ def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[s
     probabilities = predict_probabilities(trained.model, test, batch, precision)
     seconds = time.perf_counter() - start
     test_metrics = classification_metrics(test.labels, probabilities, trained.label_names)
+    merge_metrics(run, {"validation": validation_metrics, "test": test_metrics})  # as `han run` leaves them
     return {
         "test_accuracy": test_metrics["accuracy"],
         "test_macro_f1": test_metrics["macro_f1"],

@@ -31,7 +31,8 @@ from han.trained import TrainedRun
 log = logging.getLogger(__name__)
 
 
-def _merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
+def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
+    """Merge `results` (split or file name -> metrics) into RUN_DIR/metrics.json, atomically."""
     existing = {}
     if run.metrics_path.exists():
         run.verify_artifacts(run.metrics_path)
@@ -48,7 +49,7 @@ def evaluate_split(trained: TrainedRun, split: str, progress: Progress | None = 
         trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision, progress=progress
     )
     metrics = classification_metrics(encoded.labels, scores.probabilities, trained.label_names)
-    _merge_metrics(trained.run, {split: metrics})
+    merge_metrics(trained.run, {split: metrics})
     return metrics
 
 
@@ -68,7 +69,7 @@ def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
         predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision),
         trained.label_names,
     )
-    _merge_metrics(trained.run, {str(data_file): metrics})
+    merge_metrics(trained.run, {str(data_file): metrics})
     return metrics
 
 

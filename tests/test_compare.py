@@ -54,6 +54,10 @@ def test_every_model_and_seed_is_trained_and_tested_on_the_same_splits(compared)
             assert config["model"]["kind"] == model and config["seed"] == seed
             copied = {p.relative_to(run): _digest(p) for p in (run / "data").rglob("*") if p.is_file()}
             assert copied == shared  # the one preprocessing, byte for byte
+            figures = json.loads((directory / "results" / f"{model}-seed{seed}.json").read_text())
+            metrics = json.loads((run / "metrics.json").read_text())  # each run is left as `han run` leaves it
+            assert metrics["test"]["accuracy"] == figures["test_accuracy"]
+            assert metrics["validation"]["macro_f1"] == figures["validation_macro_f1"]
     test_size = result["split_sizes"]["test"]
     for row in result["rows"]:
         assert row["complete"] and len(row["runs"]) == len(SEEDS)
