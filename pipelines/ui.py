@@ -51,7 +51,7 @@ class DeferredWarnings(logging.Handler):
             self.target.handle(record)
 
 
-LIVE_LOGGERS = ("han.training", "han.checkpoint", "han.fitting", "han.comparison")
+LIVE_LOGGERS = ("han.training", "han.checkpoint", "han.fitting", "han.comparison", "han.tuning")
 deferred = DeferredWarnings(RichHandler(console=error_console, show_path=False, show_time=False))
 
 
