@@ -20,7 +20,6 @@ import logging
 import multiprocessing
 import os
 import resource
-import shutil
 import signal
 import statistics
 import sys
@@ -40,7 +39,6 @@ from han.evaluation import classification_metrics
 from han.inference import merge_metrics
 from han.networks import KINDS, describe
 from han.outputs import write_output_text
-from han.preprocessing import preprocess, preprocessing_complete
 from han.progress import Progress
 from han.reports.comparison import comparison_html, comparison_markdown
 from han.rundir import RunDir
@@ -48,7 +46,7 @@ from han.scoring import predict_probabilities
 from han.significance import SIGNIFICANCE_LEVEL, paired_bootstrap
 from han.trained import load_trained_run
 from han.training import train
-from han.workspace import claim_workspace, linked_run_copy
+from han.workspace import linked_run_copy, open_workspace
 
 log = logging.getLogger(__name__)
 
@@ -201,18 +199,8 @@ def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool
     the same command with `resume` continues.
     """
     progress = progress or Progress()
-    made = not plan.directory.exists()
-    claim_workspace(plan.directory, "comparison", {"config": plan.config.model_dump(mode="json")}, "comparison", resume)
-    data = RunDir(plan.directory / "data")
-    if not preprocessing_complete(data):
-        if data.root.exists():
-            log.info("%s: preprocessing did not finish; preprocessing again", data.root)
-        try:
-            preprocess(plan.config, data.root, progress, overwrite=data.root.exists())
-        except BaseException:
-            if made:  # nothing worth keeping yet: leave no half-made comparison behind (han made all of it)
-                shutil.rmtree(plan.directory, ignore_errors=True)
-            raise
+    request = {"config": plan.config.model_dump(mode="json")}
+    data = open_workspace(plan.directory, "comparison", request, resume, plan.config, progress)
     results_dir = plan.directory / "results"
     results_dir.mkdir(exist_ok=True)
     total, done = len(plan.models) * len(plan.seeds), 0

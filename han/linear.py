@@ -98,9 +98,10 @@ class TfidfLinearModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """TF-IDF entries of n-gram occurrences (document, key), n-grams outside the table dropped."""
         num_features = self.feature_keys.numel()
-        column = torch.searchsorted(self.feature_keys, key)  # (K,)
-        known = column < num_features
-        known[known.clone()] = self.feature_keys[column[known]] == key[known]
+        if num_features == 0:  # not fitted yet: no n-gram is known
+            document, key = document[:0], key[:0]
+        column = torch.searchsorted(self.feature_keys, key).clamp(max=max(num_features - 1, 0))  # (K,)
+        known = self.feature_keys[column] == key  # (K,) the key is in the table
         pair, counts = torch.unique(document[known] * num_features + column[known], return_counts=True)  # (K',)
         row, column = pair // max(num_features, 1), pair % max(num_features, 1)
         tf = counts.to(self.idf.dtype)

@@ -39,11 +39,10 @@ import yaml
 from han.atomic import TEMPORARY_MARK, write_json_atomic, write_text_atomic
 from han.config import Config, config_from_dict, config_to_yaml
 from han.errors import ConfigError, TrainingDiverged
-from han.preprocessing import preprocess, preprocessing_complete
 from han.progress import Progress
 from han.rundir import RunDir
 from han.training import train
-from han.workspace import claim_workspace, linked_run_copy
+from han.workspace import linked_run_copy, open_workspace
 from han.yaml_strict import DuplicateKey, NestingTooDeep, load_yaml
 
 log = logging.getLogger(__name__)
@@ -224,17 +223,8 @@ def tune(plan: TunePlan, progress: Progress | None = None, *, resume: bool = Fal
 
     progress = progress or Progress()
     check_space(plan.space, plan.config, "the search space")
-    made = not plan.directory.exists()
     request = {"config": plan.config.model_dump(mode="json"), "space": plan.space}
-    claim_workspace(plan.directory, "tuning", request, "tuning", resume)
-    data = RunDir(plan.directory / "data")
-    if not preprocessing_complete(data):
-        try:
-            preprocess(plan.config, data.root, progress, overwrite=data.root.exists())
-        except BaseException:
-            if made:  # nothing worth keeping yet: leave no half-made tuning behind (han made all of it)
-                shutil.rmtree(plan.directory, ignore_errors=True)
-            raise
+    data = open_workspace(plan.directory, "tuning", request, resume, plan.config, progress)
     (plan.directory / "trials").mkdir(exist_ok=True)
     for leftover in (plan.directory / "trials").glob(f"{TEMPORARY_MARK}*"):
         shutil.rmtree(leftover)  # han's own half-made trial copy from a killed run

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from han.atomic import TEMPORARY_MARK, read_json, write_json_atomic
+from han.config import Config
 from han.errors import RunDirError
 from han.ownership import enclosing_run_directory
+from han.preprocessing import preprocess, preprocessing_complete
+from han.progress import Progress
 from han.rundir import RunDir
 
 
-def claim_workspace(directory: Path, marker: str, request: dict[str, Any], what: str, resume: bool) -> None:
+def claim_workspace(directory: Path, marker: str, request: dict[str, Any], resume: bool) -> None:
     """Create `directory` with its marker file `<marker>.json` holding `request`, or take it up with `resume`.
 
-    `what` names the workspace in messages ("comparison", "tuning"). Refused: a path inside a run
+    `marker` also names the workspace in messages ("comparison", "tuning"). Refused: a path inside a run
     directory, a file, a non-empty folder han did not mark, an existing workspace without `resume`, and
     one made for another request (each differing key is named).
     """
@@ -37,19 +40,39 @@ def claim_workspace(directory: Path, marker: str, request: dict[str, Any], what:
     if directory.is_dir() and any(directory.iterdir()):
         saved = read_json(marker_path) if marker_path.is_file() else None
         if not isinstance(saved, dict) or saved.get(f"han_{marker}") != 1:
-            raise RunDirError(f"{directory}: not empty and not a han {what}; choose a new or empty --dir")
+            raise RunDirError(f"{directory}: not empty and not a han {marker}; choose a new or empty --dir")
         if not resume:
             raise RunDirError(
-                f"{directory}: already holds a {what}; pass --resume to continue it or choose another --dir"
+                f"{directory}: already holds a {marker}; pass --resume to continue it or choose another --dir"
             )
         for key, value in request.items():
             if saved.get(key) != value:
                 raise RunDirError(
-                    f"{directory}: holds a {what} of another {key}; resume it with the {key} it was started with"
+                    f"{directory}: holds a {marker} of another {key}; resume it with the {key} it was started with"
                 )
         return
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(marker_path, stamped)
+
+
+def open_workspace(
+    directory: Path, marker: str, request: dict[str, Any], resume: bool, config: Config, progress: Progress
+) -> RunDir:
+    """Claim the workspace (`claim_workspace`) and return its shared preprocessing, DIR/data, done once.
+
+    A workspace this call created is removed again when preprocessing fails: nothing worth keeping yet.
+    """
+    made = not directory.exists()
+    claim_workspace(directory, marker, request, resume)
+    data = RunDir(directory / "data")
+    if not preprocessing_complete(data):
+        try:
+            preprocess(config, data.root, progress, overwrite=data.root.exists())
+        except BaseException:
+            if made:  # han made all of it
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+    return data
 
 
 def linked_run_copy(data: RunDir, run_dir: Path) -> None:

@@ -89,3 +89,28 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_all(tiny_config, run_dir)
     return run_dir
+
+
+def run_until_then_sigterm(command: list[str], ready: Path, timeout: float = 180) -> str:
+    """Run `python -m pipelines COMMAND`, send SIGTERM once a checkpoint exists in the folder `ready`, and
+    return its stderr after checking it stopped gracefully (exit 143, a message naming --resume, no traceback)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline and not any(ready.glob("*.safetensors")):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    return stderr

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, TINY_CONFIG
+from conftest import TINY_CONFIG, run_until_then_sigterm
 from han.comparison import ComparePlan, compare, parse_models
 from han.config import load_config
 from han.errors import ConfigError, RunDirError
@@ -134,22 +130,8 @@ def test_a_comparison_stopped_by_sigterm_resumes_to_the_same_table(tiny_override
 
     directory = tmp_path / "stopped"
     command = ["compare", str(TINY_CONFIG), *overrides, "--models", "han,cnn", "--seeds", "2", "--dir", str(directory)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
     # Stop in the middle of the second model's training (the first one finished, the second has a checkpoint).
-    checkpoints = directory / "runs" / "han-seed1" / "checkpoints"
-    deadline = time.monotonic() + 180
-    while process.poll() is None and time.monotonic() < deadline and not any(checkpoints.glob("*.safetensors")):
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=180)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    run_until_then_sigterm(command, directory / "runs" / "han-seed1" / "checkpoints")
     assert (directory / "results" / "han-seed0.json").is_file()
     assert not (directory / "results" / "han-seed1.json").exists() and not (directory / "compare.json").exists()
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT, TINY_CONFIG
+from conftest import TINY_CONFIG, run_until_then_sigterm
 from han.config import load_config
 from han.errors import ConfigError, RunDirError
 from han.runner import run_all
@@ -195,22 +193,8 @@ def test_a_tuning_stopped_by_sigterm_resumes_to_the_same_trials(tuned, overrides
         "--space",
         str(space_file),
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
     # Stop in the middle of the second trial (the first one finished, the second has a checkpoint).
-    checkpoints = directory / "trials" / "trial-1" / "checkpoints"
-    deadline = time.monotonic() + 180
-    while process.poll() is None and time.monotonic() < deadline and not any(checkpoints.glob("*.safetensors")):
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=180)
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    run_until_then_sigterm(command, directory / "trials" / "trial-1" / "checkpoints")
     stopped = json.loads((directory / "tune.json").read_text())
     assert [t["state"] for t in stopped["trials"]] == ["COMPLETE"]
 
