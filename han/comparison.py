@@ -233,9 +233,8 @@ def summarise(plan: ComparePlan, results_dir: Path) -> dict[str, Any]:
     """The comparison table's data from the finished results (the schema han/reports/comparison.py renders)."""
     rows: list[dict[str, Any]] = []
     correct: dict[str, np.ndarray] = {}
-    split_sizes = {
-        name: len(RunDir(plan.directory / "data").load_split(name)) for name in ("train", "validation", "test")
-    }
+    documents = RunDir(plan.directory / "data").read_manifest()["preprocess"]["documents"]  # recorded by preprocess
+    split_sizes = {name: int(documents[name]) for name in ("train", "validation", "test")}
     for kind in plan.models:
         runs = []
         for seed in plan.seeds:
