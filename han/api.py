@@ -9,6 +9,12 @@
 Texts go through exactly what `han predict` does (han/trained.py: cleaning, the max_chars cut, the one
 segmentation rule, caps, vocabulary; han/inference.py: chunked scoring). Errors are han's typed errors
 (`han.errors.HanError` and subclasses), never prints or exits.
+
+A multi-label run (task: multilabel) predicts a label SET per text: `Predictions.labels` is then a
+list of lists of label names (in `classes` order, possibly empty unless `predict.at_least_one`), the
+labels whose probability reaches the run's decision threshold (`Classifier.thresholds`, chosen on
+validation), exactly the "labels" `han predict` writes; the probabilities are independent per label
+(a sigmoid each; a row does not sum to 1).
 """
 
 from __future__ import annotations
@@ -33,11 +39,19 @@ from han.trained import TrainedRun, load_trained_run
 
 @dataclass(frozen=True)
 class Predictions:
-    """Predicted labels and class probabilities of a list of texts, in input order."""
+    """Predicted labels and class probabilities of a list of texts, in input order.
 
-    labels: list[str]  # (N,) the most probable class of each text
+    Single-label run: `labels[i]` is the most probable class of text i, and each row of
+    `probabilities` sums to 1. Multi-label run (`multilabel`): `labels[i]` is the list of label names
+    predicted for text i (those at or above their thresholds, in `classes` order; empty when none is,
+    unless the run's `predict.at_least_one` gives it the most probable one), and `probabilities` holds
+    each label's own probability (rows need not sum to 1).
+    """
+
+    labels: list[str] | list[list[str]]  # (N,) a class per text, or (multi-label) a list of labels per text
     probabilities: np.ndarray  # (N, C) float32, columns in `classes` order
     classes: list[str]
+    multilabel: bool = False  # task multilabel: `labels` holds label sets
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,13 +76,19 @@ class SentenceWeight:
 
 @dataclass(frozen=True)
 class Explanation:
-    """Why the model chose `label` for `text`: its probabilities and the attention over sentences and words."""
+    """Why the model chose `label` for `text`: its probabilities and the attention over sentences and words.
+
+    For a multi-label run, `labels` is the predicted label set (as in `Predictions.labels`), `label` the
+    most probable label and `probabilities` each label's own probability; the attention weights are the
+    document's (one attention for every label). `labels` is None for a single-label run.
+    """
 
     text: str
     label: str
     probabilities: dict[str, float]
     sentences: list[SentenceWeight]
     _report: DocumentReport = field(repr=False, compare=False)
+    labels: list[str] | None = None
 
     def _repr_html_(self) -> str:
         """The report page's card for this document (every piece of text escaped; no scripts), for Jupyter."""
@@ -117,21 +137,38 @@ class Classifier:
         """The run's resolved config."""
         return self.trained.config
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the run is multi-label (task: multilabel): predictions are label sets."""
+        return self.trained.multilabel
+
+    @property
+    def thresholds(self) -> dict[str, float] | None:
+        """A multi-label run's decision threshold of each label (chosen on validation); None for a single-label run."""
+        values = self.trained.thresholds
+        return None if values is None else {name: float(v) for name, v in zip(self.classes, values, strict=True)}
+
     def predict_proba(self, texts: Iterable[str] | str, chunk_size: int = PREDICT_CHUNK_SIZE) -> np.ndarray:
-        """(N, C) float32 class probabilities of `texts`, scored chunk by chunk as `han predict` scores them."""
+        """(N, C) float32 class probabilities of `texts`, scored chunk by chunk as `han predict` scores them
+        (multi-label run: each label's own probability)."""
         items = _texts(texts)
         if not items:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.stack(list(predict_texts(self.trained, items, chunk_size))).astype(np.float32)
 
     def predict(self, texts: Iterable[str] | str, chunk_size: int = PREDICT_CHUNK_SIZE) -> Predictions:
-        """The most probable class of each text, with every class's probability."""
+        """The most probable class of each text, with every class's probability; for a multi-label run, the
+        label set of each text (a list of label names, at the run's thresholds) with each label's probability."""
         probabilities = self.predict_proba(texts, chunk_size)
         classes = self.classes
+        if self.multilabel:
+            return Predictions(_label_sets(self.trained, probabilities), probabilities, classes, multilabel=True)
         return Predictions([classes[i] for i in probabilities.argmax(axis=1)], probabilities, classes)
 
     def explain(self, text: str) -> Explanation:
-        """The prediction for one text with its sentence and word weights (models with attention only)."""
+        """The prediction for one text with its sentence and word weights (models with attention only).
+
+        Multi-label run: `Explanation.labels` is the predicted label set (see `Explanation`)."""
         self.trained.require_attention("explain")
         (item,) = _texts(text)
         (view,) = document_views(self.trained, [item], None)
@@ -139,6 +176,14 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({str(self.run_dir)!r}, model.kind={self.config.model.kind}, classes={self.classes})"
+
+
+def _label_sets(trained: TrainedRun, probabilities: np.ndarray) -> list[list[str]]:
+    """The predicted label names of each row of a multi-label run's (N, C) probabilities, in class order."""
+    if not len(probabilities):
+        return []
+    names = trained.label_names
+    return [[names[i] for i in np.flatnonzero(row)] for row in trained.predicted_sets(probabilities)]
 
 
 def _explanation(text: str, view: DocumentView, trained: TrainedRun) -> Explanation:
@@ -162,7 +207,8 @@ def _explanation(text: str, view: DocumentView, trained: TrainedRun) -> Explanat
         DocumentReportConfig(),
     )
     probabilities = {name: float(p) for name, p in zip(names, view.probabilities, strict=True)}
-    return Explanation(text, names[view.predicted], probabilities, sentences, report)
+    labels = [names[i] for i in view.predicted_labels] if trained.multilabel else None
+    return Explanation(text, names[view.predicted], probabilities, sentences, report, labels)
 
 
 def load(path: str | Path, weights: str = "best", device: str | None = None) -> Classifier:

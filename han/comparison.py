@@ -12,6 +12,14 @@ docs/s (the encoded test split through the model, tokenisation excluded), parame
 resident memory of training and testing (each model and seed runs in a fresh process, so its time and
 memory are its own); and the best model (by mean test accuracy) against every
 other with a paired bootstrap over test documents (han/significance.py).
+
+A multi-label config (task: multilabel) is compared the same way, each run tested at its own decision
+thresholds (chosen on validation at the end of its training, as `han evaluate` uses them): the table
+shows test micro-F1, macro-F1 and exact match (the whole label set right), the best model is the one
+with the highest mean test micro-F1, and the paired bootstrap compares exact match per document
+(micro-F1 is a ratio over all label decisions, not a mean over documents; exact match is the
+per-document 0/1 figure the bootstrap resamples). Each result keeps its predicted and true label sets
+as lists of label indices.
 """
 
 from __future__ import annotations
@@ -35,8 +43,7 @@ from han import errors
 from han.atomic import read_json, write_json_atomic, write_text_atomic
 from han.config import Config, config_from_dict
 from han.errors import ConfigError, HanError, TrainingStopped
-from han.evaluation import classification_metrics
-from han.inference import merge_metrics
+from han.inference import merge_metrics, run_metrics
 from han.networks import KINDS, describe
 from han.outputs import write_output_text
 from han.progress import Progress
@@ -51,7 +58,11 @@ from han.workspace import linked_run_copy, open_workspace
 log = logging.getLogger(__name__)
 
 RESAMPLES = 10_000
-SUMMARISED = ("test_accuracy", "test_macro_f1", "train_seconds", "inference_docs_per_s", "peak_memory_bytes")
+COSTS = ("train_seconds", "inference_docs_per_s", "peak_memory_bytes")
+SUMMARISED = ("test_accuracy", "test_macro_f1", *COSTS)
+HEADLINE: tuple[str, ...] = ("accuracy", "macro_f1")  # the test and validation figures of a result (multiclass)
+MULTILABEL_HEADLINE: tuple[str, ...] = ("micro_f1", "macro_f1", "exact_match")  # multilabel: accuracy is exact match
+MULTILABEL_SUMMARISED = tuple(f"test_{name}" for name in MULTILABEL_HEADLINE) + COSTS
 
 
 @dataclass(frozen=True)
@@ -161,33 +172,50 @@ def _in_own_process(config: Config, run_dir: Path) -> dict[str, Any]:
 
 # --- one model, one seed -------------------------------------------------------------------------
 def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[str, Any]:
-    """Train (or resume) one model in `run_dir`, then score its test split; the figures of one result row."""
+    """Train (or resume) one model in `run_dir`, then score its test split; the figures of one result row.
+
+    The metrics are the run's own (`han.inference.run_metrics`: a multi-label run at its thresholds).
+    `test_predicted` and `test_labels` hold each test document's class index, or (multi-label) its sorted
+    list of label indices.
+    """
     result = train(config, run_dir, progress, resume=True)
     trained = load_trained_run(run_dir)
     run = trained.run
     validation, test = run.load_split("validation"), run.load_split("test")
     batch, precision = config.train.eval_batch_size, config.precision
-    validation_metrics = classification_metrics(
-        validation.labels, predict_probabilities(trained.model, validation, batch, precision), trained.label_names
+    validation_metrics = run_metrics(
+        trained, validation.labels, predict_probabilities(trained.model, validation, batch, precision)
     )
     start = time.perf_counter()
     probabilities = predict_probabilities(trained.model, test, batch, precision)
     seconds = time.perf_counter() - start
-    test_metrics = classification_metrics(test.labels, probabilities, trained.label_names)
+    test_metrics = run_metrics(trained, test.labels, probabilities)
     merge_metrics(run, {"validation": validation_metrics, "test": test_metrics})  # as `han run` leaves them
+    if trained.multilabel:
+        headline = MULTILABEL_HEADLINE
+        predicted = [np.flatnonzero(row).tolist() for row in trained.predicted_sets(probabilities)]
+        labels = [np.flatnonzero(row).tolist() for row in test.labels]
+    else:
+        headline = HEADLINE
+        predicted, labels = probabilities.argmax(axis=1).tolist(), test.labels.tolist()
     return {
-        "test_accuracy": test_metrics["accuracy"],
-        "test_macro_f1": test_metrics["macro_f1"],
-        "validation_accuracy": validation_metrics["accuracy"],
-        "validation_macro_f1": validation_metrics["macro_f1"],
+        **{f"test_{name}": test_metrics[name] for name in headline},
+        **{f"validation_{name}": validation_metrics[name] for name in headline},
         "train_seconds": result.seconds,
         "inference_docs_per_s": round(len(test) / max(seconds, 1e-9), 1),
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
         "peak_memory_bytes": peak_memory_bytes(),
         "epochs": result.epochs_run,
-        "test_predicted": probabilities.argmax(axis=1).tolist(),
-        "test_labels": test.labels.tolist(),
+        "test_predicted": predicted,
+        "test_labels": labels,
     }
+
+
+def _correct(run: dict[str, Any], multilabel: bool) -> np.ndarray:
+    """Whether each test document was classified correctly: the class, or (multi-label) the whole label set."""
+    if multilabel:
+        return np.array([p == t for p, t in zip(run["test_predicted"], run["test_labels"], strict=True)])
+    return np.equal(run["test_predicted"], run["test_labels"])
 
 
 # --- the whole comparison ------------------------------------------------------------------------
@@ -231,6 +259,8 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 def summarise(plan: ComparePlan, results_dir: Path) -> dict[str, Any]:
     """The comparison table's data from the finished results (the schema han/reports/comparison.py renders)."""
+    multilabel = plan.config.multilabel
+    summarised, ranking = (MULTILABEL_SUMMARISED, "test_micro_f1") if multilabel else (SUMMARISED, "test_accuracy")
     rows: list[dict[str, Any]] = []
     correct: dict[str, np.ndarray] = {}
     documents = RunDir(plan.directory / "data").read_manifest()["preprocess"]["documents"]  # recorded by preprocess
@@ -245,19 +275,19 @@ def summarise(plan: ComparePlan, results_dir: Path) -> dict[str, Any]:
         if runs:
             summary = {
                 key: _mean_std([float(r[key]) for r in runs]) if all(r.get(key) is not None for r in runs) else None
-                for key in SUMMARISED
+                for key in summarised
             }
             summary["parameters"] = runs[0]["parameters"]
         complete = len(runs) == len(plan.seeds)
         if complete:
-            correct[kind] = np.array([np.equal(r["test_predicted"], r["test_labels"]) for r in runs])
+            correct[kind] = np.array([_correct(r, multilabel) for r in runs])
         shown = [{k: v for k, v in r.items() if k not in ("test_predicted", "test_labels", "model")} for r in runs]
         description = describe(model_config(plan.config, kind, plan.seeds[0]).model)
         rows.append(
             {"model": kind, "description": description, "complete": complete, "runs": shown, "summary": summary}
         )
     ranked = [row for row in rows if row["complete"]]
-    best: str | None = max(ranked, key=lambda row: row["summary"]["test_accuracy"]["mean"])["model"] if ranked else None
+    best: str | None = max(ranked, key=lambda row: row["summary"][ranking]["mean"])["model"] if ranked else None
     significance = []
     if best is not None:
         for kind in correct:
@@ -273,6 +303,23 @@ def summarise(plan: ComparePlan, results_dir: Path) -> dict[str, Any]:
                     "significant": bool(p_value < SIGNIFICANCE_LEVEL),
                 }
             )
+    if multilabel:  # best by micro-F1; the bootstrap compares exact match, a 0/1 figure per document
+        return {
+            "title": Path(plan.config_source).stem,
+            "config": plan.config_source,
+            "task": "multilabel",
+            "seeds": plan.seeds,
+            "split_sizes": split_sizes,
+            "metric": "micro_f1",
+            "significance_metric": "exact_match",
+            "best": best,
+            "rows": rows,
+            "significance": significance,
+            "significance_test": (
+                f"paired bootstrap of exact match (the whole label set right) over test documents "
+                f"({RESAMPLES:,} resamples), seeds paired"
+            ),
+        }
     return {
         "title": Path(plan.config_source).stem,
         "config": plan.config_source,

@@ -98,6 +98,17 @@ class DataConfig(_Schema):
     text_column: str | list[str] = Field("text", min_length=1)  # a column, or a non-empty list of columns
     text_separator: str = "\n\n"  # joins several text columns (empty parts are skipped)
     label_column: str = "label"
+    # task: multilabel only. A label column holding several labels as text joined by this separator
+    # ("earn;acq"); a list-valued column (JSONL/Parquet lists, hub Sequence(ClassLabel)) needs none.
+    label_separator: str | None = Field(None, min_length=1)
+    # task: multilabel only: one 0/1 column per label (the column names are the label names), in place of label_column.
+    label_columns: list[str] | None = Field(None, min_length=1)
+    # task: multilabel only: a document without any label is kept (it teaches "none of these") instead of
+    # being a bad row.
+    allow_empty_labels: bool = False
+    # task: multilabel only: labels with fewer training documents than this are removed from every
+    # document (and from the label set); 1 keeps every label. Rare labels are listed in the summary either way.
+    min_label_count: int = Field(1, ge=1)
     delimiter: str | None = Field(
         None, min_length=1, max_length=1
     )  # CSV field delimiter (one character); default "," for .csv and tab for .tsv
@@ -117,6 +128,11 @@ class DataConfig(_Schema):
     def text_columns(self) -> list[str]:
         return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
 
+    @property
+    def label_source_columns(self) -> list[str]:
+        """The columns labels are read from: `label_columns` when set, else `label_column`."""
+        return list(self.label_columns) if self.label_columns else [self.label_column]
+
     @model_validator(mode="after")
     def _check_source(self) -> DataConfig:
         if isinstance(self.source, (list, dict)) and not self.source:
@@ -125,6 +141,8 @@ class DataConfig(_Schema):
             raise ValueError("data.source names files per split, so data.split_column cannot be used too")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("data.labels has duplicates")
+        if self.label_columns is not None and len(set(self.label_columns)) != len(self.label_columns):
+            raise ValueError("data.label_columns has duplicates")
         return self
 
 
@@ -225,12 +243,35 @@ class TrainConfig(_Schema):
     grad_clip: float | None = Field(5.0, gt=0.0)
     scheduler: Literal["constant", "linear", "cosine"] = "cosine"
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
-    early_stopping_metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
+    # Default macro_f1; micro_f1 for task multilabel (there, accuracy is exact match: every label right).
+    early_stopping_metric: Literal["macro_f1", "micro_f1", "accuracy", "loss"] = "macro_f1"
     early_stopping_patience: int = Field(3, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
     # A checkpoint (han/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
     checkpoint_every_steps: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)  # the newest this many are kept
+    # task multilabel: weight of each label's positive documents in the binary cross-entropy. none: 1;
+    # balanced: negatives / positives in the training split (capped at 100); sqrt: its square root.
+    positive_weight: Literal["none", "sqrt", "balanced"] = "none"
+    # task multilabel: decision thresholds chosen on the validation split after training (han/thresholds.py):
+    # one for every label (global), or one per label (per_label) for labels with at least
+    # threshold_min_positives validation documents, the global one for the others.
+    thresholds: Literal["global", "per_label"] = "per_label"
+    threshold_min_positives: int = Field(5, ge=1)
+
+
+class PredictConfig(_Schema):
+    """How predictions are made from the model's scores."""
+
+    # task multilabel: a document whose labels all fall below their thresholds gets its most probable label.
+    at_least_one: bool = False
+
+
+MULTILABEL_ONLY = {
+    "data": ("label_separator", "label_columns", "allow_empty_labels", "min_label_count"),
+    "train": ("positive_weight", "thresholds", "threshold_min_positives"),
+    "predict": ("at_least_one",),
+}
 
 
 class Config(_Schema):
@@ -248,18 +289,49 @@ class Config(_Schema):
     # local mlruns/ folder), under `tracking_experiment`.
     tracking: Literal["none", "mlflow"] = "none"
     tracking_experiment: str = Field("han", min_length=1, max_length=200)
+    # multiclass: one label per document (softmax); multilabel: any number of labels per document
+    # (sigmoid per label, binary cross-entropy, thresholds chosen on validation).
+    task: Literal["multiclass", "multilabel"] = "multiclass"
     data: DataConfig
     preprocess: PreprocessConfig = PreprocessConfig()
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    predict: PredictConfig = PredictConfig()
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _multilabel_stopping_metric(cls, data: Any) -> Any:
+        # The default stopping metric follows the task: micro-F1 for multilabel, unless the config names one.
+        if isinstance(data, dict) and data.get("task") == "multilabel":
+            train = data.get("train")
+            if train is None or (isinstance(train, dict) and "early_stopping_metric" not in train):
+                data = {**data, "train": {**(train or {}), "early_stopping_metric": "micro_f1"}}
+        return data
+
+    @model_validator(mode="after")
+    def _multilabel_settings(self) -> Config:
+        if self.multilabel:
+            return self
+        for section, names in MULTILABEL_ONLY.items():
+            schema = getattr(self, section)
+            for name in names:
+                if getattr(schema, name) != type(schema).model_fields[name].default:
+                    raise ValueError(f"{section}.{name} applies to task: multilabel (this config's task is multiclass)")
+        return self
 
 
 class DocumentReportConfig(_Schema):
     """Which documents an attention report shows, in which order (`han report`)."""
 
-    # input: input order; confidence: lowest top probability first;
-    # misclassified: misclassified first, then lowest confidence first (needs true labels).
+    # input: input order; confidence: lowest top probability first (multi-label: smallest margin between a
+    # label's probability and its threshold first); misclassified: misclassified (multi-label: predicted set
+    # differs from the true set) first, then lowest confidence first (needs true labels).
+    # Multi-label: true_label / predicted_label keep documents whose true / predicted set holds that label.
     sort: Literal["input", "confidence", "misclassified"] = "input"
     only: Literal["all", "misclassified", "correct"] = "all"  # misclassified/correct need true labels
     true_label: str | None = None  # keep documents of this true label

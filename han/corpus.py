@@ -204,10 +204,11 @@ class Corpus:
     vocab: Vocab
     lookup: np.ndarray  # word-table id -> vocabulary id
 
-    def encoded(self, name: str, labels: Sequence[int] | None = None) -> EncodedSplit:
+    def encoded(self, name: str, labels: Sequence[int] | np.ndarray | None = None) -> EncodedSplit:
         """A split as an `EncodedSplit` of vocabulary ids (labels -1 when not given)."""
         split = self.splits[name]
-        ids = np.full(len(split), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        ids = np.full(len(split), -1, dtype=np.int64) if labels is None else np.asarray(labels)
+        ids = ids.astype(np.int8 if ids.ndim == 2 else np.int64)
         return EncodedSplit(self.lookup[split.ids], split.sentence_offsets, split.document_offsets, ids)
 
     def sentences(self, name: str) -> SplitSentences:
@@ -225,7 +226,7 @@ class Corpus:
 
         split = self.splits[name]
         sentence_start = token_start = unknown = 0
-        with EncodedSplitWriter(path) as writer:
+        with EncodedSplitWriter(path, labels.shape[1] if labels.ndim == 2 else None) as writer:
             for start in range(0, len(split), part_documents):
                 counts = np.asarray(split.sentence_counts[start : start + part_documents], dtype=np.int64)
                 sentences = int(counts.sum())

@@ -19,10 +19,11 @@ from typing import Any
 import datasets
 import numpy as np
 
-from han.carving import carve
+from han.carving import carve, carve_multilabel
 from han.config import DataConfig
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
+from han.label_sets import check_label_sets, drop_rare_labels, label_set_names, rare_labels, read_label_sets
 from han.loading import SourceSplit, load_source
 from han.records import BATCH_ROWS, TextColumn, non_text_kind, text_batches, text_part
 from han.rows import EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, RawSplit, RowCounts, rows_text
@@ -110,20 +111,35 @@ def _policy_hint(setting: str) -> str:
 
 
 def _to_raw_split(
-    source: SourceSplit, rows: list[int], config: DataConfig, where: str, split: str, counts: RowCounts
+    source: SourceSplit,
+    rows: list[int],
+    config: DataConfig,
+    where: str,
+    split: str,
+    counts: RowCounts,
+    multilabel: bool = False,
 ) -> RawSplit:
-    """Check columns, find empty texts and missing labels (error or drop by `data.bad_rows`), count U+FFFD."""
+    """Check columns, find empty texts and missing labels (error or drop by `data.bad_rows`), count U+FFFD.
+
+    With `multilabel`, labels are sets (han/label_sets.py); an empty set is a missing label unless
+    `data.allow_empty_labels`."""
     dataset = source.dataset
     columns = dataset.column_names
-    for column in [*config.text_columns, config.label_column]:
+    for column in [*config.text_columns, *config.label_source_columns]:
         if column not in columns:
+            setting = "data.label_columns" if config.label_columns else "data.label_column"
             raise DataError(
                 f"{where}: column {column!r} not found (columns: {', '.join(columns)}); "
-                f"set data.text_column / data.label_column"
+                f"set data.text_column / {setting}"
             )
     _check_text_types(source, config.text_columns, rows, where)
     texts = TextColumn(dataset, config.text_columns, config.text_separator)
-    labels = _read_labels(dataset, config.label_column)
+    labels: list[Any]
+    if multilabel:
+        sets = read_label_sets(dataset, config, where, rows, source.row_names)
+        labels = [s if s or config.allow_empty_labels else None for s in sets]
+    else:
+        labels = _read_labels(dataset, config.label_column)
     counts.rows_in += len(labels)
     empty, replaced = _empty_texts(texts)
     if replaced:
@@ -135,7 +151,7 @@ def _to_raw_split(
     unlabelled = np.array([label is None for label in labels], dtype=bool)
     for mask, reason, what in (
         (empty, EMPTY_TEXT, f"with empty text in column(s) {', '.join(config.text_columns)}"),
-        (unlabelled & ~empty, MISSING_LABEL, f"without a label in column {config.label_column!r}"),
+        (unlabelled & ~empty, MISSING_LABEL, f"without a label in {_label_place(config)}"),
     ):
         bad_rows = [rows[i] for i in np.flatnonzero(mask)]
         if bad_rows and config.bad_rows == "error":
@@ -150,9 +166,15 @@ def _to_raw_split(
         counts.drop(split, reason, len(bad_rows))
     keep = np.flatnonzero(~(empty | unlabelled)).tolist()
     if len(keep) == len(labels):
-        return RawSplit(texts, labels, rows, source.row_names)  # type: ignore[arg-type]  # no label is None here
+        return RawSplit(texts, labels, rows, source.row_names)  # no label is None here
     kept_labels = [label for i in keep if (label := labels[i]) is not None]
     return RawSplit(texts.select(keep), kept_labels, [rows[i] for i in keep], source.row_names)
+
+
+def _label_place(config: DataConfig) -> str:
+    if config.label_columns:
+        return f"column(s) {', '.join(config.label_columns)} (set data.allow_empty_labels to keep such documents)"
+    return f"column {config.label_column!r}"
 
 
 def _check_labels(
@@ -174,7 +196,7 @@ def _check_labels(
     return split.subset([i for i in range(len(split)) if i not in bad_set])
 
 
-def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
+def load_labelled_file(path: Path, config: DataConfig, multilabel: bool = False) -> RawSplit:
     """Every row of one labelled file or folder (all its splits), read with the configured text and label columns."""
     file_config = config.model_copy(update={"source": str(path), "split_column": None})
     sources = load_source(file_config)
@@ -188,7 +210,34 @@ def load_labelled_file(path: Path, config: DataConfig) -> RawSplit:
             names if len(names) == sum(len(p.dataset) for p in parts) else None,
         )
     rows = list(range(1, len(merged.dataset) + 1))
-    return _to_raw_split(merged, rows, file_config, str(path), "file", RowCounts())
+    return _to_raw_split(merged, rows, file_config, str(path), "file", RowCounts(), multilabel)
+
+
+def _finish_label_sets(
+    splits: dict[str, RawSplit],
+    train_feature: Any,
+    config: DataConfig,
+    where: str,
+    carved: list[str],
+    counts: RowCounts,
+) -> LoadedData:
+    """Multi-label splits: label order, labels unknown to it checked, rare labels removed and listed."""
+    checked: tuple[str, ...]
+    if config.labels is not None:
+        label_names = list(config.labels)
+        reason, checked = "not in data.labels", ("train", "validation", "test")
+    else:
+        label_names = label_set_names(train_feature, config, splits["train"].labels)
+        reason, checked = "never seen in training", ("validation", "test")
+    for name in checked:
+        splits[name] = check_label_sets(splits[name], label_names, config, where, name, counts, reason)
+    label_names = drop_rare_labels(splits, label_names, config, where, counts)
+    _require_documents(splits, where)
+    if not label_names:
+        raise DataError(f"{where}: the training split has no labels left; multi-label classification needs one or more")
+    ordered = {name: splits[name] for name in ("train", "validation", "test")}
+    rare = rare_labels(ordered["train"], label_names)
+    return LoadedData(ordered, label_names, carved, counts, multilabel=True, rare_labels=rare)
 
 
 # --- the whole dataset --------------------------------------------------------------------------------
@@ -202,6 +251,8 @@ class LoadedData:
     label_names: list[str]
     carved: list[str]  # splits carved from train because the source had none
     counts: RowCounts = field(default_factory=RowCounts)
+    multilabel: bool = False  # labels are tuples of label names (han/label_sets.py)
+    rare_labels: dict[str, int] = field(default_factory=dict)  # multilabel: labels with few training documents
 
     def fingerprint(self) -> str:
         """SHA-256 over every split's labels and texts (reads the texts once more)."""
@@ -237,8 +288,11 @@ def _require_documents(splits: dict[str, RawSplit], where: str) -> None:
             raise DataError(f"{where}: the {name} split has no documents (after dropping bad rows, if any)")
 
 
-def load_data(config: DataConfig, seed: int) -> LoadedData:
-    """Load, split and check the labelled documents named by `config`."""
+def load_data(config: DataConfig, seed: int, multilabel: bool = False) -> LoadedData:
+    """Load, split and check the labelled documents named by `config` (label sets with `multilabel`).
+
+    Missing held-out splits are carved from train: stratified by class, or for label sets by
+    iterative stratification (han/carving.py)."""
     where = describe_source(config.source)
     sources = load_source(config)
     if config.split_column:
@@ -259,18 +313,21 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
     for ours, theirs in wanted.items():
         if theirs is not None and theirs in by_split:
             source, rows = by_split[theirs]
-            splits[ours] = _to_raw_split(source, rows, config, f"{where} [{theirs}]", ours, counts)
+            splits[ours] = _to_raw_split(source, rows, config, f"{where} [{theirs}]", ours, counts, multilabel)
     _require_documents(splits, where)
     train_feature = by_split[config.splits.train][0].dataset.features.get(config.label_column)
     carved = []
+    carve_split = carve_multilabel if multilabel else carve
     if "test" not in splits:
-        splits["train"], splits["test"] = carve(splits["train"], config.test_fraction, seed, where, "test")
+        splits["train"], splits["test"] = carve_split(splits["train"], config.test_fraction, seed, where, "test")
         carved.append("test")
     if "validation" not in splits:
-        splits["train"], splits["validation"] = carve(
+        splits["train"], splits["validation"] = carve_split(
             splits["train"], config.validation_fraction, seed, where, "validation"
         )
         carved.append("validation")
+    if multilabel:
+        return _finish_label_sets(splits, train_feature, config, where, carved, counts)
     if config.labels is not None:
         label_names = list(config.labels)
         for name in ("train", "validation", "test"):

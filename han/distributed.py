@@ -132,11 +132,25 @@ def local_batch(indices: np.ndarray, ctx: DistContext) -> tuple[np.ndarray, int]
 
 
 def batch_loss(
-    logits: torch.Tensor, labels: torch.Tensor, counted: int, global_size: int, world_size: int
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    counted: int,
+    global_size: int,
+    world_size: int,
+    positive_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of this rank's documents, weighted so that DDP's gradient average is the global batch mean."""
-    # logits (b, C) float; labels (b,)
-    total = F.cross_entropy(logits.float(), labels, reduction="sum")
+    """The loss of this rank's documents, weighted so that DDP's gradient average is the global batch mean.
+
+    Cross-entropy for class ids (b,); for label sets (b, C) the binary cross-entropy summed over labels
+    (each label's positives weighted by `positive_weight` (C,) when given), so a document weighs as in
+    the single-label loss."""
+    # logits (b, C) float; labels (b,) class ids or (b, C) 0/1
+    if labels.dim() == 2:
+        total = F.binary_cross_entropy_with_logits(
+            logits.float(), labels.float(), pos_weight=positive_weight, reduction="sum"
+        )
+    else:
+        total = F.cross_entropy(logits.float(), labels, reduction="sum")
     return total * (world_size / global_size if counted else 0.0)
 
 
@@ -225,12 +239,12 @@ def evaluate_across_ranks(
     precision: str,
     ctx: DistContext,
 ) -> dict[str, Any]:
-    """Metrics of `model` on a labelled split, scored across the ranks; identical on every rank."""
-    from han.evaluation import classification_metrics
+    """Metrics of `model` on a labelled split, scored across the ranks; identical on every rank.
 
-    return classification_metrics(
-        split.labels, score_across_ranks(model, split, batch_size, precision, ctx), label_names
-    )
+    Multi-label splits are scored at threshold 0.5 (the validation thresholds are chosen after training)."""
+    from han.evaluation import split_metrics
+
+    return split_metrics(split.labels, score_across_ranks(model, split, batch_size, precision, ctx), label_names)
 
 
 # --- launching -------------------------------------------------------------------------------------

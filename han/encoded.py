@@ -23,6 +23,15 @@ ENCODED_FEATURES = datasets.Features(
 )
 
 
+def encoded_schema(num_labels: int | None = None) -> pa.Schema:
+    """The Arrow schema of an encoded split: one class id per document, or (multi-label, `num_labels` given)
+    a fixed-size list of `num_labels` 0/1 flags."""
+    if num_labels is None:
+        return ENCODED_FEATURES.arrow_schema
+    ids = ENCODED_FEATURES.arrow_schema.field("ids")
+    return pa.schema([ids, pa.field("label", pa.list_(pa.int8(), num_labels))])
+
+
 @dataclass
 class EncodedSplit:
     """Token ids of a split's documents in flat arrays."""
@@ -30,10 +39,15 @@ class EncodedSplit:
     tokens: np.ndarray  # (T,) int64 token ids
     sentence_offsets: np.ndarray  # (N_sent + 1,) into tokens
     document_offsets: np.ndarray  # (N_doc + 1,) into sentences
-    labels: np.ndarray  # (N_doc,) int64 class ids; -1 when unknown
+    labels: np.ndarray  # (N_doc,) int64 class ids, -1 when unknown; multi-label: (N_doc, C) int8 0/1, -1 when unknown
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each document has a set of labels (an (N_doc, C) 0/1 matrix) rather than one class id."""
+        return self.labels.ndim == 2
 
     @property
     def sentence_counts(self) -> np.ndarray:
@@ -45,8 +59,11 @@ class EncodedSplit:
         return self.sentence_offsets[self.document_offsets[1:]] - self.sentence_offsets[self.document_offsets[:-1]]
 
     @classmethod
-    def from_documents(cls, documents: Sequence[Sequence[Sequence[int]]], labels: Sequence[int]) -> EncodedSplit:
-        """A split built from documents given as sentences of token ids, and their labels."""
+    def from_documents(
+        cls, documents: Sequence[Sequence[Sequence[int]]], labels: Sequence[int] | np.ndarray
+    ) -> EncodedSplit:
+        """A split built from documents given as sentences of token ids, and their labels (class ids, or an
+        (N_doc, C) 0/1 matrix)."""
         sentence_lengths = [len(s) for doc in documents for s in doc]
         tokens = np.fromiter(
             (t for doc in documents for s in doc for t in s), dtype=np.int64, count=sum(sentence_lengths)
@@ -55,14 +72,21 @@ class EncodedSplit:
         np.cumsum(sentence_lengths, out=sentence_offsets[1:])
         document_offsets = np.zeros(len(documents) + 1, dtype=np.int64)
         np.cumsum([len(doc) for doc in documents], out=document_offsets[1:])
-        return cls(tokens, sentence_offsets, document_offsets, np.asarray(labels, dtype=np.int64))
+        label_array = np.asarray(labels)
+        label_array = label_array.astype(np.int8 if label_array.ndim == 2 else np.int64)
+        return cls(tokens, sentence_offsets, document_offsets, label_array)
 
     def arrow_table(self) -> pa.Table:
-        """One row per document: nested ids and label, in the schema of ENCODED_FEATURES."""
+        """One row per document: nested ids and label, in the schema of `encoded_schema`."""
         sentences = pa.ListArray.from_arrays(
             pa.array(self.sentence_offsets, pa.int32()), pa.array(self.tokens, pa.int32())
         )
         documents = pa.ListArray.from_arrays(pa.array(self.document_offsets, pa.int32()), sentences)
+        if self.multilabel:
+            width = self.labels.shape[1]
+            flat = pa.array(np.ascontiguousarray(self.labels, dtype=np.int8).reshape(-1), pa.int8())
+            label = pa.FixedSizeListArray.from_arrays(flat, width)
+            return pa.table({"ids": documents, "label": label}).cast(encoded_schema(width))
         table = pa.table({"ids": documents, "label": pa.array(self.labels, pa.int64())})
         return table.cast(ENCODED_FEATURES.arrow_schema)
 
@@ -83,7 +107,13 @@ class EncodedSplit:
         tokens = sentences.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
         sentence_offsets = sentences.offsets.to_numpy().astype(np.int64)
         document_offsets = documents.offsets.to_numpy().astype(np.int64)
-        labels = table.column("label").to_numpy().astype(np.int64)
+        label_column = table.column("label").combine_chunks()
+        if pa.types.is_fixed_size_list(label_column.type):  # multi-label: C flags per document
+            width = label_column.type.list_size
+            flat = label_column.flatten().to_numpy(zero_copy_only=False)
+            labels = flat.astype(np.int8).reshape(len(label_column), width)
+        else:
+            labels = label_column.to_numpy(zero_copy_only=False).astype(np.int64)
         return cls(tokens, sentence_offsets - sentence_offsets[0], document_offsets - document_offsets[0], labels)
 
 
@@ -93,10 +123,10 @@ class EncodedSplitWriter:
     The parts go to an Arrow stream file, which `datasets` then memory-maps and saves as a dataset.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, num_labels: int | None = None) -> None:
         self.path = Path(path)
         self.stream_path = self.path.parent / f".{self.path.name}{TEMPORARY_MARK}stream.tmp"  # han's temporary
-        self.writer = pa.ipc.new_stream(str(self.stream_path), ENCODED_FEATURES.arrow_schema)
+        self.writer = pa.ipc.new_stream(str(self.stream_path), encoded_schema(num_labels))
 
     def write(self, part: EncodedSplit) -> None:
         """Append `part` (whole documents) to the stream file."""

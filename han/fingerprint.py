@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from han.config import OUTPUT_NEUTRAL_SETTINGS, Config, DataConfig
+from han.config import MULTILABEL_ONLY, OUTPUT_NEUTRAL_SETTINGS, Config, DataConfig
 from han.hashing import file_sha256
 from han.sources import expand_files, is_glob, resolve_source
 
@@ -68,7 +68,12 @@ def settings_fingerprint(config: Config) -> dict[str, Any]:
         values = getattr(config, section).model_dump(mode="json")
         for key in OUTPUT_NEUTRAL_SETTINGS.get(section, ()):
             values.pop(key, None)
+        if not config.multilabel:  # multiclass keys stay what they were before multi-label settings existed
+            for key in MULTILABEL_ONLY.get(section, ()):
+                values.pop(key, None)
         settings[section] = values
+    if config.multilabel:
+        settings["task"] = config.task
     return settings
 
 
@@ -98,9 +103,11 @@ class SplitDigest:
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
 
-    def update(self, texts: Sequence[str], labels: Sequence[str]) -> None:
-        """Feed a batch: each label with the SHA-256 of its text, in order."""
+    def update(self, texts: Sequence[str], labels: Sequence[str | tuple[str, ...]]) -> None:
+        """Feed a batch: each label (or label set) with the SHA-256 of its text, in order."""
         for text, label in zip(texts, labels, strict=True):
+            if not isinstance(label, str):  # a label set: its names between unit separators, never a plain label
+                label = "\x1e" + "\x1f".join(label)
             self._digest.update(
                 label.encode("utf-8", "surrogatepass")
                 + b"\t"

@@ -22,7 +22,7 @@ from han.atomic import write_text_atomic
 from han.config import Config
 from han.encoded import EncodedSplit
 from han.errors import DataError
-from han.evaluation import classification_metrics
+from han.evaluation import split_metrics
 from han.linear import TfidfLinearModel, ngram_keys
 from han.networks import build_model
 from han.progress import Progress
@@ -76,7 +76,7 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     pairs = torch.unique(torch.stack([key, document]), dim=1)  # each (n-gram, document) once
     feature_keys, document_frequency = torch.unique(pairs[0], return_counts=True)  # (F,), (F,)
     idf = torch.log((1 + len(train)) / (1 + document_frequency.double())) + 1  # scikit-learn's smoothed idf
-    model = build_model(mc, len(vocab), config.embeddings.dim, len(label_names))
+    model = build_model(mc, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
     assert isinstance(model, TfidfLinearModel)
     num_classes, num_features = len(label_names), feature_keys.numel()
     model.set_fitted(keep, feature_keys, idf, torch.zeros(num_classes, num_features), torch.zeros(num_classes))
@@ -85,20 +85,13 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     progress.advance(len(train))
     progress.stop()
     log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), num_features, mc.linear_classifier)
-    classes = np.unique(train.labels)
-    if len(classes) < 2:
-        raise DataError(f"{run.data_path('train')}: the training split has one class only; a classifier needs two")
-    weight, bias = _fit_classifier(features, train.labels, config)
-    full_weight = torch.zeros(num_classes, num_features, dtype=torch.float64)
-    full_bias = torch.full((num_classes,), -1e4, dtype=torch.float64)  # a class training never saw: never predicted
-    if len(classes) == 2:  # scikit-learn keeps one row, the margin of the second class
-        full_weight[classes[1]], full_bias[classes[1]] = torch.from_numpy(weight[0]), float(bias[0])
-        full_bias[classes[0]] = 0.0
+    if train.multilabel:
+        full_weight, full_bias = _fit_one_vs_rest(features, train.labels, config)
     else:
-        full_weight[classes], full_bias[classes] = torch.from_numpy(weight), torch.from_numpy(bias)
+        full_weight, full_bias = _fit_classes(features, train.labels, num_classes, config, run)
     model.set_fitted(keep, feature_keys, idf, full_weight, full_bias)
     seconds = time.perf_counter() - start
-    metrics = classification_metrics(
+    metrics = split_metrics(
         validation.labels,
         predict_probabilities(model, validation, config.train.eval_batch_size, config.precision),
         label_names,
@@ -109,6 +102,7 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
         "validation_loss": metrics["loss"],
         "validation_accuracy": metrics["accuracy"],
         "validation_macro_f1": metrics["macro_f1"],
+        "validation_micro_f1": metrics["micro_f1"],
         "lr": None,
         "seconds": round(seconds, 3),
         "docs_per_s": round(len(train) / max(seconds, 1e-9), 1),
@@ -120,6 +114,40 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     run.record_artifacts(run.best_weights_path, run.last_weights_path, run.train_log_path)
     log.info("linear: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
     return LinearFit(record, seconds, len(train))
+
+
+def _fit_classes(
+    features: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fit over class ids: (weight (C, F), bias (C,)); a class training never saw is never predicted."""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise DataError(f"{run.data_path('train')}: the training split has one class only; a classifier needs two")
+    weight, bias = _fit_classifier(features, labels, config)
+    full_weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64)
+    full_bias = torch.full((num_classes,), -1e4, dtype=torch.float64)  # a class training never saw: never predicted
+    if len(classes) == 2:  # scikit-learn keeps one row, the margin of the second class
+        full_weight[classes[1]], full_bias[classes[1]] = torch.from_numpy(weight[0]), float(bias[0])
+        full_bias[classes[0]] = 0.0
+    else:
+        full_weight[classes], full_bias[classes] = torch.from_numpy(weight), torch.from_numpy(bias)
+    return full_weight, full_bias
+
+
+def _fit_one_vs_rest(features: csr_matrix, labels: np.ndarray, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-label: one binary classifier per label (one-vs-rest): (weight (C, F), bias (C,)), margins read by a
+    sigmoid. A label every training document has (or none has) gets a constant margin of +/-1e4."""
+    num_labels = labels.shape[1]
+    weight = torch.zeros(num_labels, features.shape[1], dtype=torch.float64)
+    bias = torch.zeros(num_labels, dtype=torch.float64)
+    for label in range(num_labels):
+        column = labels[:, label]
+        if column.min() == column.max():
+            bias[label] = 1e4 if column[0] == 1 else -1e4
+            continue
+        coef, intercept = _fit_classifier(features, column, config)
+        weight[label], bias[label] = torch.from_numpy(coef[0]), float(intercept[0])
+    return weight, bias
 
 
 def _fit_classifier(features: csr_matrix, labels: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:

@@ -19,8 +19,9 @@ import numpy as np
 
 from han.atomic import read_json, write_json_atomic
 from han.data import load_labelled_file
-from han.errors import DataError
-from han.evaluation import classification_metrics
+from han.errors import DataError, RunDirError
+from han.evaluation import split_metrics
+from han.label_sets import label_matrix
 from han.outputs import check_output, output_path
 from han.progress import Progress
 from han.records import iter_input_texts
@@ -45,29 +46,46 @@ def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
 def evaluate_split(trained: TrainedRun, split: str, progress: Progress | None = None) -> dict[str, Any]:
     """Metrics on one of the run's preprocessed splits; merged into RUN_DIR/metrics.json."""
     encoded = trained.run.load_split(split)
+    if encoded.multilabel != trained.multilabel:
+        stored = "label sets" if encoded.multilabel else "one label per document"
+        raise RunDirError(
+            f"{trained.run.data_path(split)}: holds {stored}, but the run's task is {trained.config.task}; "
+            "preprocess and train the run again with one config"
+        )
     scores = score_split(
         trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision, progress=progress
     )
-    metrics = classification_metrics(encoded.labels, scores.probabilities, trained.label_names)
+    metrics = run_metrics(trained, encoded.labels, scores.probabilities)
     merge_metrics(trained.run, {split: metrics})
     return metrics
 
 
+def run_metrics(trained: TrainedRun, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """The metrics of a run's predictions: at its thresholds (and `predict.at_least_one`) for a multi-label run."""
+    return split_metrics(
+        labels, probabilities, trained.label_names, trained.thresholds, trained.config.predict.at_least_one
+    )
+
+
 def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
     """Metrics on a labelled file with the run's text and label columns; merged into metrics.json under the file name."""
-    raw = load_labelled_file(data_file, trained.config.data)
+    raw = load_labelled_file(data_file, trained.config.data, trained.multilabel)
     index = {name: i for i, name in enumerate(trained.label_names)}
-    unseen = sorted(set(raw.labels) - set(index))
+    each = [set(y) for y in raw.labels] if trained.multilabel else [{y} for y in raw.labels]
+    unseen = sorted(set().union(*each) - set(index))
     if unseen:
-        rows = [r for r, y in zip(raw.rows, raw.labels, strict=True) if y in set(unseen)][:8]
+        rows = [r for r, names in zip(raw.rows, each, strict=True) if names & set(unseen)][:8]
+        known = ", ".join(trained.label_names[:30]) + (" ..." if len(trained.label_names) > 30 else "")
         raise DataError(
-            f"{data_file}: label(s) {', '.join(map(repr, unseen))} unknown to the model (rows {', '.join(map(str, rows))}); known: {', '.join(trained.label_names)}"
+            f"{data_file}: label(s) {', '.join(map(repr, unseen[:20]))} unknown to the model "
+            f"(rows {', '.join(map(str, rows))}); known: {known}"
         )
-    encoded = trained.encode(list(raw.texts), [index[y] for y in raw.labels])
-    metrics = classification_metrics(
+    labels = label_matrix(raw.labels, trained.label_names) if trained.multilabel else [index[y] for y in raw.labels]
+    encoded = trained.encode(list(raw.texts), labels)
+    metrics = run_metrics(
+        trained,
         encoded.labels,
         predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision),
-        trained.label_names,
     )
     merge_metrics(trained.run, {str(data_file): metrics})
     return metrics
@@ -111,12 +129,26 @@ def predict_texts(
         yield probabilities
 
 
-def _format_row(row: int, probabilities: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+def _format_row(trained: TrainedRun, row: int, probabilities: np.ndarray, output_format: str) -> dict[str, Any]:
+    """One output record: the label (or, multi-label, the label set: a list in JSONL, joined by the run's
+    `data.label_separator` (default ";") in CSV) and every label's probability."""
+    label_names = trained.label_names
+    shown: dict[str, Any]
+    if trained.multilabel:
+        names = [label_names[i] for i in np.flatnonzero(trained.predicted_sets(probabilities[None, :])[0])]
+        shown = {"labels": names if output_format == "jsonl" else label_separator(trained).join(names)}
+    else:
+        shown = {"label": label_names[int(probabilities.argmax())]}
     return {
         "row": row,
-        "label": label_names[int(probabilities.argmax())],
+        **shown,
         **{f"p_{name}": round(float(p), 6) for name, p in zip(label_names, probabilities, strict=True)},
     }
+
+
+def label_separator(trained: TrainedRun) -> str:
+    """How a label set is written as text: the run's `data.label_separator`, else ";"."""
+    return trained.config.data.label_separator or ";"
 
 
 def write_predictions(
@@ -139,7 +171,7 @@ def write_predictions(
     count = 0
     for row, probabilities in predict_rows(trained, texts, chunk_size, shard):
         count += 1
-        record = _format_row(row, probabilities, trained.label_names)
+        record = _format_row(trained, row, probabilities, output_format)
         if output_format == "csv":
             if writer is None:
                 writer = csv.DictWriter(output, fieldnames=list(record))

@@ -66,7 +66,7 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
     counting = config.model_copy(
         update={"data": config.data.model_copy(update={"bad_rows": "drop", "unseen_labels": "drop"})}
     )
-    loaded = load_data(counting.data, counting.seed)
+    loaded = load_data(counting.data, counting.seed, config.multilabel)
     tokenised = segment_loaded(loaded, counting, progress, capped=False)
     drop_tokenless(loaded, tokenised, counting)
     splits = tokenised.splits
@@ -103,10 +103,7 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
         source=str(config.data.source),
         rows={name: len(split) for name, split in loaded.splits.items()},
         label_names=loaded.label_names,
-        label_counts={
-            name: {label: Counter(split.labels)[label] for label in loaded.label_names}
-            for name, split in loaded.splits.items()
-        },
+        label_counts={name: _label_counts(split.labels, loaded.label_names) for name, split in loaded.splits.items()},
         rows_in=rows["rows_in"],
         rows_dropped=rows["rows_dropped"],
         sentences_per_document=_percentiles(sentence_counts),
@@ -118,6 +115,12 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
         documents_per_second=round(tokenised.documents / max(tokenised.seconds, 1e-9), 1),
         seconds=round(time.perf_counter() - begin, 2),
     )
+
+
+def _label_counts(labels: list, label_names: list[str]) -> dict[str, int]:
+    """Documents per label: a document with a label set counts once for each of its labels."""
+    counts = Counter(name for label in labels for name in ((label,) if isinstance(label, str) else label))
+    return {name: counts[name] for name in label_names}
 
 
 def _kept_sentence_mask(split, max_sentences: int) -> np.ndarray:

@@ -230,7 +230,7 @@ def _load_table_files(files: list[Path], config: DataConfig) -> SourceSplit:
     if builder == "csv":
         delimiter = csv_delimiter(files[0], config)
         for file in files:
-            check_csv_header(file, delimiter, [*config.text_columns, config.label_column])
+            check_csv_header(file, delimiter, [*config.text_columns, *config.label_source_columns])
         kwargs.update(
             delimiter=delimiter,
             # every column read as text: labels stay as written ("01" is not 1), numeric-looking text stays text

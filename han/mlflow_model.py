@@ -11,6 +11,11 @@ manifest), and `predict` scores texts exactly as `han predict` does.
     model.predict(pandas.DataFrame({"text": ["Shares rose ...", "The match ..."]}))
     # -> DataFrame: label, p_<class> for each class (float64), one row per text
 
+A multi-label run (task: multilabel) gives a `labels` string column instead of `label`: each text's
+predicted label set (at the run's thresholds, thresholds.json being among the copied files) joined by
+`han.inference.label_separator` (the run's `data.label_separator`, default ";"), exactly the "labels"
+cell `han predict` writes in CSV ("" for no label); the `p_<label>` columns are each label's own probability.
+
 Importing this module imports mlflow and pandas: only `han.tracking` (and MLflow) import it.
 """
 
@@ -26,7 +31,7 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from han.errors import DataError
-from han.inference import PREDICT_CHUNK_SIZE, predict_texts
+from han.inference import PREDICT_CHUNK_SIZE, label_separator, predict_texts
 from han.rundir import RunDir
 from han.trained import TrainedRun, load_trained_run
 
@@ -36,8 +41,10 @@ INPUT_EXAMPLE = pd.DataFrame({TEXT_COLUMN: ["A first document. Its second senten
 
 
 def run_files(run: RunDir) -> list[Path]:
-    """The files of a run directory that loading its best weights needs, as paths inside `run.root`."""
-    return [run.config_path, run.labels_path, run.vocab_path, run.manifest_path, run.best_weights_path]
+    """The files of a run directory that loading its best weights needs, as paths inside `run.root`
+    (with a multi-label run's thresholds.json)."""
+    files = [run.config_path, run.labels_path, run.vocab_path, run.manifest_path, run.best_weights_path]
+    return [*files, run.thresholds_path] if run.load_config().multilabel else files
 
 
 def copy_run_files(run: RunDir, target: Path) -> Path:
@@ -49,9 +56,15 @@ def copy_run_files(run: RunDir, target: Path) -> Path:
     return target
 
 
-def model_signature(classes: list[str]) -> ModelSignature:
-    """Input: a string column `text`; output: the predicted `label` and one `p_<class>` double column per class."""
-    outputs: list[ColSpec | TensorSpec] = [ColSpec("string", "label")]
+def label_column(multilabel: bool) -> str:
+    """The output column of the prediction: `label`, or `labels` (the joined label set) for a multi-label run."""
+    return "labels" if multilabel else "label"
+
+
+def model_signature(classes: list[str], multilabel: bool = False) -> ModelSignature:
+    """Input: a string column `text`; output: the predicted `label` (multi-label: `labels`, the joined label
+    set) and one `p_<class>` double column per class."""
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("string", label_column(multilabel))]
     outputs += [ColSpec("double", f"p_{name}") for name in classes]
     return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs))
 
@@ -80,17 +93,29 @@ def input_texts(model_input: Any) -> list[str]:
     return texts
 
 
-def prediction_frame(probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """A DataFrame of the most probable class (`label`) and every class's probability (`p_<class>`, float64)."""
-    probabilities = probabilities.astype(np.float64).reshape(-1, len(classes))
-    frame = pd.DataFrame({"label": [classes[i] for i in probabilities.argmax(axis=1)]})
+def prediction_frame(probabilities: np.ndarray, classes: list[str], trained: TrainedRun | None = None) -> pd.DataFrame:
+    """A DataFrame of the most probable class (`label`) and every class's probability (`p_<class>`, float64).
+
+    With a multi-label `trained` run: its predicted label sets at its thresholds instead, joined by its
+    label separator, in a `labels` column.
+    """
+    if trained is not None and trained.multilabel:  # the sets from the probabilities as scored, like `han predict`
+        chosen = trained.predicted_sets(probabilities.reshape(-1, len(classes)))
+        separator = label_separator(trained)
+        joined = [separator.join(classes[i] for i in np.flatnonzero(row)) for row in chosen]
+        probabilities = probabilities.astype(np.float64).reshape(-1, len(classes))
+        frame = pd.DataFrame({label_column(True): pd.Series(joined, dtype=object)})
+    else:
+        probabilities = probabilities.astype(np.float64).reshape(-1, len(classes))
+        frame = pd.DataFrame({"label": [classes[i] for i in probabilities.argmax(axis=1)]})
     for column, name in enumerate(classes):
         frame[f"p_{name}"] = probabilities[:, column]
     return frame
 
 
 class HanPyfuncModel(PythonModel):
-    """A han run directory served through MLflow's pyfunc interface: texts in, label and probabilities out."""
+    """A han run directory served through MLflow's pyfunc interface: texts in, label (multi-label: the joined
+    label set) and probabilities out."""
 
     trained: TrainedRun
 
@@ -101,12 +126,14 @@ class HanPyfuncModel(PythonModel):
     def predict(
         self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Label and class probabilities of each text (see `input_texts` for the accepted inputs)."""
+        """Label (multi-label: the joined label set) and class probabilities of each text (see `input_texts`
+        for the accepted inputs)."""
         texts = input_texts(model_input)
         classes = list(self.trained.label_names)
         if not texts:
-            return prediction_frame(np.zeros((0, len(classes))), classes)
-        return prediction_frame(np.stack(list(predict_texts(self.trained, texts, PREDICT_CHUNK_SIZE))), classes)
+            return prediction_frame(np.zeros((0, len(classes)), dtype=np.float32), classes, self.trained)
+        scored = np.stack(list(predict_texts(self.trained, texts, PREDICT_CHUNK_SIZE)))
+        return prediction_frame(scored, classes, self.trained)
 
 
 if __name__ not in ("han.mlflow_model", "__main__"):  # run by MLflow as the model's code (its own module name)

@@ -170,10 +170,15 @@ def build_model(
     sparse_embedding: bool = False,
     *,
     training: bool = False,
+    multilabel: bool = False,
 ) -> nn.Module:
     """A freshly initialised network of the configured kind and sizes, once `check_model_fits` has found memory.
 
     `training` (implied by `sparse_embedding`, which only training uses) also counts gradients and optimizer state.
+    `multilabel`: the logits are scored one sigmoid per label (han/scoring.py) rather than one softmax;
+    the network is the same, only `model.multilabel` says how its outputs are read.
     """
     check_model_fits(config, vocab_size, embedding_dim, num_classes, training=training or sparse_embedding)
-    return _construct(config, vocab_size, embedding_dim, num_classes, sparse_embedding)
+    model = _construct(config, vocab_size, embedding_dim, num_classes, sparse_embedding)
+    model.multilabel = multilabel  # type: ignore[assignment]  # a plain flag, read by han.scoring
+    return model

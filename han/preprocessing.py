@@ -56,6 +56,9 @@ class PreprocessSummary:
     cache_key: str = ""
     reused: bool = False  # True when the run directory's preprocessing was reused as is
     text_handling: dict[str, dict[str, int]] | None = None  # per split: documents truncated at max_chars / cleaned
+    task: str = "multiclass"
+    rare_labels: dict[str, int] | None = None  # multilabel: labels with few training documents -> their count
+    labels_per_document: dict[str, float] | None = None  # multilabel: mean label-set size per split
 
     def as_dict(self) -> dict:
         """The summary's fields as a dict (a shallow copy)."""
@@ -136,7 +139,9 @@ def preprocess(
     from han.data import load_data
 
     start = time.perf_counter()
-    loaded = load_data(config.data, config.seed)  # the new data is checked before anything is removed
+    loaded = load_data(
+        config.data, config.seed, config.multilabel
+    )  # the new data is checked before anything is removed
     seconds["load"] = time.perf_counter() - start
     run.claim(overwrite, keep=("shards",), inputs=source_paths(config))
     summary = _build(config, run, key, seconds, progress, segmented, loaded)
@@ -176,6 +181,7 @@ def _build_from_loaded(
 
     from han.corpus import build_corpus
     from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+    from han.label_sets import label_matrix
     from han.segmenting import drop_tokenless, segment_loaded, segmented_from_documents
 
     start = time.perf_counter()
@@ -203,8 +209,13 @@ def _build_from_loaded(
     documents, words, oov_rate = {}, {}, {}
     run.save_config(config)
     progress.start("encode", sum(len(loaded.splits[name].labels) for name in corpus.splits))
+    per_document: dict[str, float] = {}
     for name in list(corpus.splits):  # part by part: memory does not grow with the split
-        labels = np.fromiter((label_index[y] for y in loaded.splits[name].labels), dtype=np.int64)
+        if loaded.multilabel:
+            labels = label_matrix(loaded.splits[name].labels, loaded.label_names)
+            per_document[name] = round(float(labels.sum(axis=1).mean()), 4) if len(labels) else 0.0
+        else:
+            labels = np.fromiter((label_index[y] for y in loaded.splits[name].labels), dtype=np.int64)
         with atomic_dir(run.data_path(name)) as tmp:
             documents[name], words[name], unknown = corpus.write_encoded(name, labels, tmp)
         progress.advance(len(labels))
@@ -253,6 +264,9 @@ def _build_from_loaded(
         workers=segmented_data.workers,
         cache_key=key,
         text_handling={name: stats.as_dict() for name, stats in segmented_data.text_stats.items()},
+        task=config.task,
+        rare_labels=loaded.rare_labels if loaded.multilabel else None,
+        labels_per_document=per_document if loaded.multilabel else None,
     )
     run.update_manifest(carved_splits=loaded.carved)
     return summary

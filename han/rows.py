@@ -17,19 +17,22 @@ EMPTY_TEXT = "empty_text"
 MISSING_LABEL = "missing_label"
 UNSEEN_LABEL = "unseen_label"
 NO_TOKENS = "no_tokens"
+RARE_LABELS = "rare_labels"  # task multilabel: every label of the document was below data.min_label_count
 DROP_REASONS = (EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, NO_TOKENS)
 
 
 @dataclass
 class RawSplit:
-    """Documents of one split: texts (a list or a lazy `TextColumn`), string labels, source rows (1-based).
+    """Documents of one split: texts (a list or a lazy `TextColumn`), labels, source rows (1-based).
+
+    A label is a string (task multiclass) or a sorted tuple of strings, possibly empty (task multilabel).
 
     `row_names`, when set, describes each source row (index row - 1) for messages, e.g. "b.csv row 7"
     or "pos/3.txt"; otherwise rows are shown as numbers.
     """
 
     texts: Sequence[str]
-    labels: list[str]
+    labels: list[Any]
     rows: list[int]
     row_names: Sequence[str] | None = None
 
@@ -72,7 +75,7 @@ class RowCounts:
         totals = {reason: 0 for reason in DROP_REASONS}
         for by_reason in self.dropped.values():
             for reason, count in by_reason.items():
-                totals[reason] += count
+                totals[reason] = totals.get(reason, 0) + count
         return totals
 
     @property

@@ -10,6 +10,7 @@ Layout:
     model/best.safetensors, model/last.safetensors
     train_log.jsonl      one line per epoch
     metrics.json         {"<split>": {...}} from evaluate
+    thresholds.json      task multilabel: each label's decision threshold, chosen on validation after training
     checkpoints/step-<N>.safetensors   training checkpoints (han.checkpoint), the newest few
     shards/preprocess-<i>-of-<n>/   segmented shards of `han preprocess --shard i/n`, removed by the merge
 
@@ -81,6 +82,10 @@ class RunDir(Ownership):
     @property
     def metrics_path(self) -> Path:
         return self.root / "metrics.json"
+
+    @property
+    def thresholds_path(self) -> Path:
+        return self.root / "thresholds.json"
 
     @property
     def checkpoints_path(self) -> Path:

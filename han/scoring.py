@@ -1,5 +1,7 @@
 """The one loop that runs a model over an encoded split: class probabilities and, on request, attention.
 
+Multi-label models (`model.multilabel`, set by han/networks.py) give one sigmoid probability per label.
+
 Evaluation, validation during training, prediction, the reports and the faithfulness check all
 score through `score_split`. Batches go to the model's device, the forward pass runs under the
 configured autocast precision without autograd, and results come back to the CPU as float32 numpy
@@ -23,7 +25,7 @@ from han.progress import Progress
 class SplitScores:
     """Predictions of every document of a split, in split order, and (when asked for) both levels of attention."""
 
-    probabilities: np.ndarray  # (N_doc, C)
+    probabilities: np.ndarray  # (N_doc, C): each row sums to 1, or (multi-label) each label's own probability
     sentence_weights: np.ndarray | None = None  # (N_sent,) aligned with the split's sentences; each document's sum to 1
     word_weights: np.ndarray | None = None  # (T,) aligned with the split's tokens; each sentence's sum to 1
 
@@ -40,6 +42,17 @@ def num_classes(model: torch.nn.Module) -> int:
     classifier = model.get_submodule("classifier")
     assert isinstance(classifier, torch.nn.Linear)
     return classifier.out_features
+
+
+def is_multilabel(model: torch.nn.Module) -> bool:
+    """Whether the model's logits are read one sigmoid per label (task multilabel) rather than as one softmax."""
+    return bool(getattr(model, "multilabel", False))
+
+
+def probabilities_of(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities from a batch's logits (B, C): a softmax over classes, or a sigmoid per label (multi-label)."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if is_multilabel(model) else torch.softmax(logits, dim=-1)
 
 
 def sentence_ids_of(split: EncodedSplit, indices: np.ndarray) -> np.ndarray:
@@ -71,7 +84,7 @@ def score_split(
         batch = collate(split, indices).to(device)
         with autocast(device, precision):
             output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-        scores.probabilities[indices] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
+        scores.probabilities[indices] = probabilities_of(model, output.logits).cpu().numpy()
         if attention:
             _keep_attention(scores, split, indices, output)
         if progress is not None:

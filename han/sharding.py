@@ -10,7 +10,8 @@ encoding) once, so the run directory is the one a single process writes.
 Predict: shard i scores chunks k of the input with k % n == i (han.inference.predict_rows) into
 `OUTPUT`'s part file `<stem>.shard-i-of-n<suffix>`; the merge (`han merge-predictions OUTPUT --shards n`,
 or rank 0 under torchrun) interleaves the parts by row into OUTPUT, which is then byte for byte the
-single-process output, and removes the parts.
+single-process output, and removes the parts. A multi-label run's parts have a `labels` field (the
+label set) where a single-label run's have `label`; either merges the same way.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEGMENTED_TYPE = pa.list_(pa.list_(pa.string()))
+PREDICTION_FIELDS = (["row", "label"], ["row", "labels"])  # how a prediction record starts (multi-label: labels)
 
 
 def shard_wait_seconds() -> float:
@@ -85,7 +87,7 @@ def preprocess_shard(
     """Segment shard `shard` = (i, n) of every split into RUN_DIR/shards/; return its documents per split."""
     progress = progress or Progress()
     index, count = shard
-    loaded = load_data(config.data, config.seed)
+    loaded = load_data(config.data, config.seed, config.multilabel)
     nlp = build_pipeline(config.preprocess)
     run = RunDir(Path(run_dir))
     if run.is_han_run() and run.listed_artifacts():
@@ -197,7 +199,7 @@ def _part_records(path: Path, csv_format: bool, header: list[list[str]]) -> Iter
                 first = next(reader, None)
                 if first is None:
                     return
-                if first[:2] != ["row", "label"] or (header and first != header[0]):
+                if first[:2] not in PREDICTION_FIELDS or (header and first != header[0]):
                     raise DataError(f"{where} (its header {first[:4]} differs from the other parts')")
                 header.append(first)
                 for fields in reader:
@@ -219,7 +221,7 @@ def _part_records(path: Path, csv_format: bool, header: list[list[str]]) -> Iter
                         raise DataError(f"{where} (line {number} is not valid JSON)") from None
                     keys = list(record) if isinstance(record, dict) else []
                     row = record.get("row") if isinstance(record, dict) else None
-                    if keys[:2] != ["row", "label"] or not isinstance(row, int) or isinstance(row, bool):
+                    if keys[:2] not in PREDICTION_FIELDS or not isinstance(row, int) or isinstance(row, bool):
                         raise DataError(f"{where} (line {number} is not a prediction record)")
                     if (header and keys != header[0]) or row <= previous:
                         raise DataError(f"{where} (line {number}: other fields or rows than the other parts)")

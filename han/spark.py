@@ -32,6 +32,12 @@ Where the executors find the run directory:
 The driver checks the run directory against its manifest and reads its labels (the output schema);
 each executor loads and verifies its copy and refuses one whose weights or labels differ from the
 driver's. pyspark is imported only when `predict` runs; `import han` never imports it.
+
+A multi-label run (task: multilabel) gives a `labels` string column by default (`label_col`): each
+row's predicted label set at the run's thresholds, joined by `han.inference.label_separator` (the run's
+`data.label_separator`, default ";"), exactly the "labels" cell of `han predict`'s CSV ("" for no
+label); the probability columns are each label's own probability. The executors also check that their
+thresholds are the driver's.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class _Job:
     threads: int | None
     label_col: str
     prob_cols: tuple[str, ...]
+    thresholds_sha256: str | None = None  # a multi-label run's thresholds.json; None for a single-label run
 
 
 # Models loaded by this Python worker: (run path, weights, device, weights SHA-256) -> the loaded run.
@@ -87,13 +94,15 @@ def predict(
     threads: int | None = None,
     weights: str = "best",
     device: str | None = None,
-    label_col: str = "label",
+    label_col: str | None = None,
     prob_prefix: str = "p_",
 ) -> DataFrame:
     """`df` with the predicted label of each row and one probability column per class (lazy, like any transformation).
 
     The output holds every input column, then `label_col` (string) and `<prob_prefix><class>`
     (double) for each class of the run, in the run's class order; rows keep their partitions and order.
+    A multi-label run's `label_col` holds the predicted label set joined by the run's label separator
+    (see the module docstring).
 
     run_dir: the run directory, read by the driver and the executors at that path; with `shipped`,
         shipped with `sc.addFile(run_dir, recursive=True)` or `--archives` and found with `SparkFiles`
@@ -104,6 +113,7 @@ def predict(
     chunk_size: documents encoded and scored at a time (memory per task: one chunk).
     threads: torch CPU threads per task (default: the task's cores, `spark.task.cpus`).
     weights: best or last; device: cpu, cuda, cuda:N or auto (default: the run's `device`).
+    label_col: the prediction's column (default `label`; `labels` for a multi-label run).
     """
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -117,6 +127,14 @@ def predict(
     weights_path = run.verify_trained(weights)
     config = run.load_config()
     classes = run.load_labels()
+    listed = run.listed_artifacts()
+    thresholds_sha256 = None
+    if config.multilabel:
+        run.require(run.thresholds_path, hint="training chooses them at its end: train the run again (`han train`)")
+        run.verify_artifacts(run.thresholds_path)
+        thresholds_sha256 = str(listed[run.thresholds_path.relative_to(run.root).as_posix()]["sha256"])
+    if label_col is None:
+        label_col = "labels" if config.multilabel else "label"
     text_cols = (
         list(config.data.text_columns) if text_col is None else [text_col] if isinstance(text_col, str) else [*text_col]
     )
@@ -143,7 +161,8 @@ def predict(
         shipped=shipped,
         weights=weights,
         device=device,
-        weights_sha256=str(run.listed_artifacts()[weights_path.relative_to(run.root).as_posix()]["sha256"]),
+        weights_sha256=str(listed[weights_path.relative_to(run.root).as_posix()]["sha256"]),
+        thresholds_sha256=thresholds_sha256,
         classes=tuple(classes),
         text_cols=tuple(text_cols),
         separator=config.data.text_separator,
@@ -209,11 +228,22 @@ def _trained(job: _Job) -> TrainedRun:
         trained = load_trained_run(path, job.weights, job.device)
         run = trained.run
         weights_path = run.best_weights_path if job.weights == "best" else run.last_weights_path
-        found = run.listed_artifacts()[weights_path.relative_to(run.root).as_posix()]["sha256"]
-        if found != job.weights_sha256 or tuple(trained.label_names) != job.classes:
+        listed = run.listed_artifacts()
+        found = listed[weights_path.relative_to(run.root).as_posix()]["sha256"]
+        thresholds = listed.get(run.thresholds_path.relative_to(run.root).as_posix()) if trained.multilabel else None
+        differs = [
+            name
+            for name, same in (
+                ("weights", found == job.weights_sha256),
+                ("labels", tuple(trained.label_names) == job.classes),
+                ("thresholds", (thresholds or {}).get("sha256") == job.thresholds_sha256),
+            )
+            if not same
+        ]
+        if differs:
             raise RunDirError(
                 f"{path}: this executor's copy of the run directory is not the one the driver read "
-                f"(different {'weights' if found != job.weights_sha256 else 'labels'}); ship or sync the same run"
+                f"(different {differs[0]}); ship or sync the same run"
             )
         _MODELS[key] = trained
     return trained
@@ -257,7 +287,7 @@ def _score_frames(job: _Job, batches: Iterable[pd.DataFrame], partition: int | N
     import pandas as pd
 
     from han.device import set_threads
-    from han.inference import predict_texts
+    from han.inference import label_separator, predict_texts
     from han.records import join_text
 
     trained = None
@@ -274,7 +304,13 @@ def _score_frames(job: _Job, batches: Iterable[pd.DataFrame], partition: int | N
                 trained = _trained(job)
                 set_threads(_task_threads(job))
             probabilities = np.stack(list(predict_texts(trained, texts, len(texts)))).astype(np.float32)
-            added = {job.label_col: [job.classes[i] for i in probabilities.argmax(axis=1)]}
+            if trained.multilabel:  # the joined label set at the run's thresholds, as `han predict` writes it
+                separator = label_separator(trained)
+                chosen = trained.predicted_sets(probabilities)
+                labels = [separator.join(job.classes[i] for i in np.flatnonzero(row)) for row in chosen]
+            else:
+                labels = [job.classes[i] for i in probabilities.argmax(axis=1)]
+            added = {job.label_col: labels}
             added.update(zip(job.prob_cols, probabilities.astype(np.float64).T, strict=True))
             yield pd.concat([part, pd.DataFrame(added, index=part.index)], axis=1)
             seen += len(part)

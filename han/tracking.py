@@ -6,6 +6,9 @@ as params (dotted keys: `train.lr`, `model.kind`), each epoch's numbers as metri
 (`test_accuracy`, `test_macro_f1`, `test_loss`, `final_validation_*`), the run directory's manifest,
 config, metrics, train log and HTML reports as artifacts, and the model as a pyfunc model
 (`han/mlflow_model.py`, "models from code": safetensors weights, no pickle) under the name `model`.
+A multi-label run logs every number of its metrics the same way (`test_micro_f1`, `test_exact_match`,
+`test_hamming_loss`, ...; `test_accuracy` is its exact match; nested figures such as per-label ones are
+left to metrics.json), and its model also carries thresholds.json and predicts label sets.
 
 Where: the tracking URI MLflow itself would use when `MLFLOW_TRACKING_URI` is set (or `mlflow.set_tracking_uri`
 was called), else the file store `./mlruns` (absolute `file:` URI), so nothing needs a server. MLflow 3 keeps
@@ -199,7 +202,7 @@ def _log_model(mlflow: Any, run: RunDir, config: Config) -> str:
             name=MODEL_NAME,
             python_model=str(Path(mlflow_model.__file__)),
             artifacts={mlflow_model.ARTIFACT_KEY: str(files)},
-            signature=mlflow_model.model_signature(run.load_labels()),
+            signature=mlflow_model.model_signature(run.load_labels(), config.multilabel),
             input_example=mlflow_model.INPUT_EXAMPLE,  # MLflow checks it loads and predicts; serving_input_example.json
             pip_requirements=[requirement],
             tags={"han.model_kind": config.model.kind},

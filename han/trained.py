@@ -22,6 +22,7 @@ from han.errors import ConfigError
 from han.networks import build_model, has_attention
 from han.rundir import RunDir
 from han.segment import ChunkTokens, TextStats, build_pipeline, prepare_texts, segment_chunk
+from han.thresholds import load_thresholds, predict_label_sets
 from han.vocab import UNK_ID, Vocab
 from han.weights import load_weights
 
@@ -37,6 +38,23 @@ class TrainedRun:
     model: torch.nn.Module
     nlp: Language
     text_stats: TextStats = field(default_factory=TextStats)  # documents truncated / cleaned so far
+    thresholds: np.ndarray | None = None  # task multilabel: (C,) decision thresholds chosen on validation
+
+    @property
+    def multilabel(self) -> bool:
+        return self.config.multilabel
+
+    def predicted_sets(self, probabilities: np.ndarray) -> np.ndarray:
+        """(N, C) bool: the labels each document is predicted to have (multi-label runs), at the run's thresholds."""
+        assert self.thresholds is not None, "a multi-label run has thresholds"
+        return predict_label_sets(probabilities, self.thresholds, self.config.predict.at_least_one)
+
+    def require_multiclass(self, what: str) -> None:
+        """Raise `ConfigError` (one line) when `what` handles single-label runs only and this run is multi-label."""
+        if self.multilabel:
+            raise ConfigError(
+                f"{self.run.root}: {what} handles single-label runs (task: multiclass); this run is task: multilabel"
+            )
 
     def require_attention(self, command: str) -> None:
         """Raise `ConfigError` (one line) when the run's network has no attention weights for `command` to show."""
@@ -53,7 +71,7 @@ class TrainedRun:
         prepared = list(prepare_texts(texts, config, self.text_stats))
         return segment_chunk(self.nlp, prepared, config.lowercase, config.pipe_batch_size, surface)
 
-    def encode_segmented(self, chunk: ChunkTokens, labels: list[int] | None = None) -> EncodedSplit:
+    def encode_segmented(self, chunk: ChunkTokens, labels: list[int] | np.ndarray | None = None) -> EncodedSplit:
         """Cap segmented documents and map them to vocabulary ids; a document with no token becomes one unknown word."""
         config = self.config.preprocess
         split = SegmentedSplit(
@@ -69,14 +87,15 @@ class TrainedRun:
             lengths = np.insert(lengths, document_offsets[empty], 1)
             counts[empty] = 1
         n = len(counts)
+        label_array = np.asarray(labels if labels is not None else [-1] * n)
         return EncodedSplit(
             tokens.astype(np.int64),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            np.asarray(labels if labels is not None else [-1] * n, dtype=np.int64),
+            label_array.astype(np.int8 if label_array.ndim == 2 else np.int64),
         )
 
-    def encode(self, texts: list[str], labels: list[int] | None = None) -> EncodedSplit:
+    def encode(self, texts: list[str], labels: list[int] | np.ndarray | None = None) -> EncodedSplit:
         """Segment and encode raw texts like the training data; a text with no token becomes one unknown word."""
         return self.encode_segmented(self.segment(texts), labels)
 
@@ -92,9 +111,14 @@ def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = 
     vocab = run.load_vocab()
     label_names = run.load_labels()
     set_threads(threads_per_process(config.train.threads))  # shared by the processes of a torchrun node
-    model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names))
+    model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
     load_weights(model, weights_path)
     resolved = resolve_device(device or config.device)
     check_precision(resolved, config.precision)
     model.to(resolved).eval()
-    return TrainedRun(run, config, vocab, label_names, model, build_pipeline(config.preprocess))
+    thresholds = None
+    if config.multilabel:
+        run.require(run.thresholds_path, hint="training chooses them at its end: train the run again (`han train`)")
+        run.verify_artifacts(run.thresholds_path)
+        thresholds = load_thresholds(run.thresholds_path, label_names)
+    return TrainedRun(run, config, vocab, label_names, model, build_pipeline(config.preprocess), thresholds=thresholds)

@@ -19,6 +19,7 @@ from safetensors.numpy import load_file as load_numpy_file
 
 from han.atomic import write_text_atomic
 from han.batching import Batch, bucketed_batches, collate
+from han.calibrating import choose_run_thresholds
 from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
 from han.config import OUTPUT_NEUTRAL_SETTINGS, Config
 from han.device import autocast, check_precision, grad_scaler, set_threads, threads_per_process
@@ -66,8 +67,14 @@ def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool
     )
 
 
-def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = True) -> torch.nn.Module:
-    """The configured network with its embedding initialised from the run's vectors."""
+def build_initial_model(
+    config: Config, run: RunDir, sparse_gradients: bool = True, label_rates: np.ndarray | None = None
+) -> torch.nn.Module:
+    """The configured network with its embedding initialised from the run's vectors.
+
+    `label_rates` (multi-label: each label's share of training documents) start the classifier's biases
+    at the labels' log-odds, so the first steps learn what tells documents apart instead of pushing
+    every one of many rare labels' logits down from 0 (a probability of 0.5) first."""
     vocab = run.load_vocab()
     labels = run.load_labels()
     vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
@@ -76,14 +83,27 @@ def build_initial_model(config: Config, run: RunDir, sparse_gradients: bool = Tr
             f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
         )
     sparse = uses_sparse_embedding(config, sparse_gradients)
-    model = build_model(config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True)
+    model = build_model(
+        config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True, multilabel=config.multilabel
+    )
     model.load_embeddings(vectors)  # type: ignore[operator]
+    if label_rates is not None:
+        rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
+        classifier = model.get_submodule("classifier")
+        assert isinstance(classifier, torch.nn.Linear)
+        with torch.no_grad():
+            classifier.bias.copy_(torch.from_numpy(np.log(rates / (1 - rates))))
     return model
 
 
 def check_same_preprocessing(config: Config, run: RunDir) -> None:
     """Refuse to train with data, preprocess or embedding settings other than those the run was preprocessed with."""
     saved = run.load_config()
+    if saved.task != config.task:
+        raise RunDirError(
+            f"{run.root}: preprocessed for task {saved.task}, but this config's task is {config.task}; "
+            "a multi-label run and a single-label run cannot share a run directory: use another --run-dir"
+        )
     for section in ("data", "preprocess", "embeddings"):
         ours, theirs = getattr(config, section).model_dump(), getattr(saved, section).model_dump()
         neutral = OUTPUT_NEUTRAL_SETTINGS.get(section, set())
@@ -93,6 +113,19 @@ def check_same_preprocessing(config: Config, run: RunDir) -> None:
                 f"{run.root}: preprocessed with different settings ({', '.join(f'{section}.{k}' for k in changed)}); "
                 f"rerun `han preprocess` with this config or use another --run-dir"
             )
+
+
+POSITIVE_WEIGHT_CAP = 100.0  # train.positive_weight balanced: no label's positives weigh more than this
+
+
+def positive_weights(split: EncodedSplit, mode: str, device: torch.device) -> torch.Tensor | None:
+    """Per-label weights of positive documents in the binary cross-entropy (multi-label, `train.positive_weight`)."""
+    if not split.multilabel or mode == "none":
+        return None
+    positives = split.labels.sum(axis=0).astype(np.float64)  # (C,)
+    ratio = np.clip((len(split) - positives) / np.maximum(positives, 1.0), 1.0, POSITIVE_WEIGHT_CAP)
+    weights = np.sqrt(ratio) if mode == "sqrt" else ratio
+    return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
 @dataclass
@@ -163,10 +196,12 @@ class TrainingSession:
         self.train_split = EncodedSplit.load(run.data_path("train"))
         self.validation_split = EncodedSplit.load(run.data_path("validation"))
         self.label_names = run.load_labels()
-        self.model = build_initial_model(config, run, ctx.sparse_gradients).to(ctx.device)
+        rates = self.train_split.labels.mean(axis=0) if self.train_split.multilabel else None
+        self.model = build_initial_model(config, run, ctx.sparse_gradients, rates).to(ctx.device)
         self.train_model = wrap_model(self.model, ctx)  # [distributed] DistributedDataParallel when world > 1
         reseed_per_rank(config.seed, ctx)
         self.optimizer = make_optimizer(self.model, tc)
+        self.positive_weight = positive_weights(self.train_split, tc.positive_weight, ctx.device)
         self.scaler = grad_scaler(ctx.device, config.precision)
         total_steps = math.ceil(len(self.train_split) / tc.batch_size) * tc.max_epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -202,7 +237,7 @@ class TrainingSession:
         with autocast(ctx.device, config.precision):
             output = self.train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean
-        loss = batch_loss(output.logits, batch.labels, counted, global_size, ctx.world_size)
+        loss = batch_loss(output.logits, batch.labels, counted, global_size, ctx.world_size, self.positive_weight)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if config.train.grad_clip is not None:
@@ -273,6 +308,7 @@ class TrainingSession:
             "validation_loss": validation["loss"],
             "validation_accuracy": validation["accuracy"],
             "validation_macro_f1": validation["macro_f1"],
+            "validation_micro_f1": validation["micro_f1"],
             "lr": lr,
             "seconds": round(epoch_seconds, 3),
             "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
@@ -388,6 +424,8 @@ def _fit_without_gradients(config: Config, run: RunDir, progress: Progress) -> T
     )
     summary = {k: v for k, v in result.__dict__.items() if k != "history"}
     run.update_manifest(train={**summary, "world_size": 1, "device": "cpu"})
+    if config.multilabel:
+        choose_run_thresholds(config, run)
     return result
 
 
@@ -439,5 +477,7 @@ def train(
     if ctx.is_main:
         summary = {k: v for k, v in result.__dict__.items() if k != "history"}
         run.update_manifest(train={**summary, "world_size": ctx.world_size, "device": str(ctx.device)})
+        if config.multilabel:
+            choose_run_thresholds(config, run)
     barrier(ctx)  # [distributed] every rank returns once rank 0's files are written
     return result

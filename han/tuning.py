@@ -3,8 +3,9 @@
 DIR/data is preprocessed once; each trial is the base config plus the sampled settings, trained in
 its own run directory DIR/trials/trial-<number> (a hard-linked copy of DIR/data) by the same train
 stage as `han train`. After every epoch the trial reports its validation metric (`validation_<train.
-early_stopping_metric>`) to Optuna, whose median pruner may stop it there (state PRUNED); a finished
-trial's value is the best validation metric of its training. The study (TPE sampler seeded from the
+early_stopping_metric>`; for task: multilabel micro_f1 by default, at 0.5 per label as training measures
+it, before the run's thresholds are chosen) to Optuna, whose median pruner may stop it there (state
+PRUNED); a finished trial's value is the best validation metric of its training. The study (TPE sampler seeded from the
 config's seed, re-seeded per trial so that a resumed search samples what an uninterrupted one would)
 lives in DIR/study.journal. After each trial DIR/tune.json lists every trial and DIR/best.yaml holds
 the best trial's whole config, headed by the `han run` command that reproduces it (same seed, same

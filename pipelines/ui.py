@@ -197,8 +197,46 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
+def multilabel_table(split: str, metrics: dict[str, Any]) -> Table:
+    """A multi-label split's per-label rows (most frequent first), titled with its set metrics."""
+    table = Table(
+        title=f"{split}: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"samples-F1 {metrics['samples_f1']:.4f}  exact match {metrics['exact_match']:.4f}  "
+        f"Hamming loss {metrics['hamming_loss']:.4f}  ({metrics['documents']} documents)"
+    )
+    for column in ("label", "precision", "recall", "f1", "support", "threshold"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    rows = sorted(metrics["per_label"].items(), key=lambda item: -item[1]["support"])
+    for name, row in rows:
+        table.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+            f"{row['threshold']:.2f}",
+        )
+    return table
+
+
+def multilabel_summary(metrics: dict[str, Any]) -> str:
+    """The other set metrics of a multi-label split in one line."""
+    at_k = "  ".join(f"P@{k} {v:.4f}" for k, v in metrics["precision_at_k"].items())
+    lrap = metrics["label_ranking_average_precision"]
+    return (
+        f"weighted-F1 {metrics['weighted_f1']:.4f}  micro precision {metrics['micro_precision']:.4f}  "
+        f"micro recall {metrics['micro_recall']:.4f}  LRAP {lrap if lrap is None else round(lrap, 4)}  {at_k}  "
+        f"labels per document: true {metrics['labels_per_document']['true']:.2f}, "
+        f"predicted {metrics['labels_per_document']['predicted']:.2f}"
+    )
+
+
 def show_metrics(split: str, metrics: dict[str, Any]) -> None:
-    """Print a split's metrics table and its confusion matrix."""
+    """Print a split's metrics table and its confusion matrix (multi-label: per-label table and set metrics)."""
+    if "per_label" in metrics:
+        console.print(multilabel_table(split, metrics))
+        console.print(multilabel_summary(metrics))
+        return
     console.print(metrics_table(split, metrics))
     console.print(confusion_table(metrics))
 
@@ -239,6 +277,17 @@ def show_preprocess_summary(target: Any, summary: Any) -> None:
         f"[green]preprocessed[/] {target}: {docs}; {len(summary.label_names)} labels; vocabulary {summary.vocab_size} "
         f"({summary.vectors_found} with vectors); train OOV {summary.oov_rate['train']:.2%}"
     )
+    if summary.labels_per_document:
+        rare = summary.rare_labels or {}
+        rare_text = (
+            f"; {len(rare)} rare label(s) (fewer than 10 training documents): "
+            + ", ".join(f"{name} {n}" for name, n in list(rare.items())[:12])
+            + (" ..." if len(rare) > 12 else "")
+            if rare
+            else ""
+        )
+        per_document = ", ".join(f"{k} {v:.2f}" for k, v in summary.labels_per_document.items())
+        console.print(f"multi-label: labels per document {per_document}{rare_text}")
     console.print(
         f"rows in {summary.rows_in}, kept {summary.rows_kept}, dropped: {dropped_text}; "
         f"tokenised {summary.docs_per_second:,.0f} documents/s ({summary.tokens_per_second:,.0f} tokens/s, "
@@ -306,20 +355,19 @@ def show_data_report(report: Any) -> None:
 
 
 def show_comparison(result: dict[str, Any]) -> None:
-    """The `han compare` table: test accuracy and macro-F1 (mean ± std over seeds), cost, and the paired test."""
+    """The `han compare` table: test accuracy and macro-F1 (multi-label: micro-F1, macro-F1 and exact match;
+    mean ± std over seeds), cost, and the paired test."""
+    from han.reports.comparison import headline_columns
+
     tests = {entry["model"]: entry for entry in result["significance"]}
     table = Table(title=f"han compare: {result['title']} ({len(result['seeds'])} seed(s), test split)")
-    for name in (
-        "model",
-        "test acc",
-        "test macro-F1",
-        "vs best (pts)",
-        "train s",
-        "infer docs/s",
-        "params",
-        "peak MiB",
-    ):
-        table.add_column(name, justify="left" if name in ("model", "vs best (pts)") else "right")
+    quality = headline_columns(result)
+    multilabel = result.get("task") == "multilabel"
+    versus_header = "vs best (exact match, pts)" if multilabel else "vs best (pts)"
+    names = [header for _, header in quality] if multilabel else ["test acc", "test macro-F1"]
+    headers = ["model", *names, versus_header]
+    for name in [*headers, "train s", "infer docs/s", "params", "peak MiB"]:
+        table.add_column(name, justify="left" if name in ("model", versus_header) else "right")
 
     def mean_std(summary: dict[str, Any] | None, key: str) -> str:
         entry = (summary or {}).get(key)
@@ -341,8 +389,7 @@ def show_comparison(result: dict[str, Any]) -> None:
         parameters = f"{summary['parameters']:,}" if summary else "—"
         table.add_row(
             name,
-            mean_std(summary, "test_accuracy"),
-            mean_std(summary, "test_macro_f1"),
+            *(mean_std(summary, key) for key, _ in quality),
             versus,
             mean(summary, "train_seconds", digits=1),
             mean(summary, "inference_docs_per_s"),

@@ -82,13 +82,13 @@ def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run,
         predicted = np.array([[float(row[f"p_{name}"]) for name in labels] for row in csv.DictReader(handle)])
 
     scored = []
-    original = han.inference.classification_metrics
+    original = han.inference.split_metrics
 
-    def keep(labels_, probabilities, names):
+    def keep(labels_, probabilities, names, *more):
         scored.append(probabilities)
-        return original(labels_, probabilities, names)
+        return original(labels_, probabilities, names, *more)
 
-    monkeypatch.setattr(han.inference, "classification_metrics", keep)
+    monkeypatch.setattr(han.inference, "split_metrics", keep)
     result = runner.invoke(app, ["evaluate", str(run_dir), "--data", str(documents)])
     assert result.exit_code == 0, result.output
     (evaluated,) = scored
@@ -138,11 +138,11 @@ def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_te
     reported = np.array([[r["probabilities"][n] for n in names] for r in records])
 
     captured: dict[str, np.ndarray] = {}
-    metrics = han.inference.classification_metrics
+    metrics = han.inference.split_metrics
     monkeypatch.setattr(
         han.inference,
-        "classification_metrics",
-        lambda y, p, n: captured.setdefault("evaluate", p) is not None and metrics(y, p, n),
+        "split_metrics",
+        lambda y, p, n, *more: captured.setdefault("evaluate", p) is not None and metrics(y, p, n, *more),
     )
     assert runner.invoke(app, ["evaluate", str(trained_run), "--data", str(source)]).exit_code == 0
     scoring = han.reports.statistics.score_split

@@ -3,6 +3,11 @@
 Model names, descriptions, the title and the config path come from users: in the HTML every one goes
 through `esc`; in the Markdown `|` is escaped so a name cannot break the table, and `<`, `>`, `&` are
 escaped so a name cannot inject markup where the Markdown is rendered.
+
+A multi-label comparison (`"task": "multilabel"` in compare.json) shows test micro-F1, macro-F1 and
+exact match instead of accuracy and macro-F1, and its "vs best" column is the difference in exact match
+(`significance_metric`) to the model with the best micro-F1 (`metric`); `headline_columns` and `headers`
+give the table's figures for either kind of result.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from han.significance import SIGNIFICANCE_LEVEL
 DASH = "—"
 MINUS = "\u2212"
 CHARTS = (("test_accuracy", "test accuracy"), ("test_macro_f1", "test macro-F1"))
+MULTILABEL_CHARTS = (("test_micro_f1", "test micro-F1"), ("test_macro_f1", "test macro-F1"))
+MULTILABEL_COLUMNS = (
+    ("test_micro_f1", "test micro-F1"),
+    ("test_macro_f1", "test macro-F1"),
+    ("test_exact_match", "test exact match"),
+)
+METRIC_NAMES = {"accuracy": "accuracy", "micro_f1": "micro-F1", "macro_f1": "macro-F1", "exact_match": "exact match"}
 CSS = """
 .best td{font-weight:600}
 td,th{white-space:nowrap}
@@ -76,13 +88,35 @@ def _vs_best(row: dict[str, Any], result: dict[str, Any], tests: dict[str, dict[
     return text + (" *" if test.get("significant") else "")
 
 
+def _metric_name(name: object) -> str:
+    """A metric key as the page names it (micro_f1 -> micro-F1); an unknown one as it is."""
+    return METRIC_NAMES.get(str(name), str(name))
+
+
+def _multilabel(result: dict[str, Any]) -> bool:
+    return result.get("task") == "multilabel"
+
+
+def headline_columns(result: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The quality figures of the table, as (summary key, header): test accuracy and macro-F1, or for a
+    multi-label comparison test micro-F1, macro-F1 and exact match."""
+    return MULTILABEL_COLUMNS if _multilabel(result) else CHARTS
+
+
+def headers(result: dict[str, Any]) -> list[str]:
+    """The table's column headers for `result` (`HEADERS` for a single-label comparison)."""
+    if not _multilabel(result):
+        return HEADERS
+    versus = f"vs best ({_metric_name(result.get('significance_metric', 'exact_match'))})"
+    return ["model", *(header for _, header in headline_columns(result)), versus, *HEADERS[4:]]
+
+
 def _cells(row: dict[str, Any], result: dict[str, Any], tests: dict[str, dict[str, Any]]) -> list[str]:
     """The table's cells for one model after the name (raw text): the same in Markdown and HTML."""
     summary = row.get("summary")
     parameters = (summary or {}).get("parameters")
     return [
-        _mean_std(summary, "test_accuracy"),
-        _mean_std(summary, "test_macro_f1"),
+        *(_mean_std(summary, key) for key, _ in headline_columns(result)),
         _vs_best(row, result, tests),
         _number(_mean(summary, "train_seconds"), 1),
         _number(_mean(summary, "inference_docs_per_s"), 0),
@@ -111,6 +145,13 @@ def _splits(result: dict[str, Any]) -> str:
 def _legend(result: dict[str, Any], quote: Callable[[object], str]) -> str:
     """The line explaining the significance test and the *, with the result's strings passed through `quote`."""
     metric, best = result.get("metric", "accuracy"), result.get("best") or DASH
+    if _multilabel(result):
+        compared = _metric_name(result.get("significance_metric", "exact_match"))
+        return (
+            f"vs best: difference in {quote(compared)} to the best model by {quote(_metric_name(metric))} "
+            f"({quote(best)}) in percentage points; significance test: "
+            f"{quote(result.get('significance_test') or DASH)}; * marks p < {SIGNIFICANCE_LEVEL:g}."
+        )
     return (
         f"vs best: difference in {quote(metric)} to the best model ({quote(best)}) in percentage points; "
         f"significance test: {quote(result.get('significance_test') or DASH)}; * marks p < {SIGNIFICANCE_LEVEL:g}."
@@ -134,8 +175,8 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         f"Config {_md(result.get('config', ''))}; seeds {', '.join(_md(s) for s in seeds)}; "
         f"split sizes: {_md(_splits(result))}",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" + "---:|" * (len(HEADERS) - 1),
+        "| " + " | ".join(headers(result)) + " |",
+        "|" + "---|" + "---:|" * (len(headers(result)) - 1),
     ]
     for row in result.get("rows") or []:
         cells = [_md(_model_label(row, len(seeds))), *(_md(c) for c in _cells(row, result, tests))]
@@ -221,9 +262,23 @@ def _table(head: list[str], rows: list[tuple[list[str], bool]], numeric_from: in
     return "".join(out) + "</tbody></table>"
 
 
-def _per_seed(row: dict[str, Any]) -> str:
+PER_SEED = (
+    ("test_accuracy", "test acc"),
+    ("test_macro_f1", "test F1"),
+    ("validation_accuracy", "val acc"),
+    ("validation_macro_f1", "val F1"),
+)
+MULTILABEL_PER_SEED = tuple(
+    (f"{split}_{name}", f"{short} {label}")
+    for split, short in (("test", "test"), ("validation", "val"))
+    for name, label in (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("exact_match", "exact"))
+)
+
+
+def _per_seed(row: dict[str, Any], multilabel: bool = False) -> str:
     """The per-seed figures of one model."""
-    head = ["seed", "test acc", "test F1", "val acc", "val F1", "epochs", "train s", "docs/s", "peak MiB"]
+    figures = MULTILABEL_PER_SEED if multilabel else PER_SEED
+    head = ["seed", *(header for _, header in figures), "epochs", "train s", "docs/s", "peak MiB"]
     rows = []
     for run in row.get("runs") or []:
 
@@ -232,10 +287,7 @@ def _per_seed(row: dict[str, Any]) -> str:
 
         cells = [
             str(run.get("seed", DASH)),
-            fixed("test_accuracy"),
-            fixed("test_macro_f1"),
-            fixed("validation_accuracy"),
-            fixed("validation_macro_f1"),
+            *(fixed(key) for key, _ in figures),
             str(run.get("epochs", DASH)),
             _number(run.get("train_seconds"), 1),
             _number(run.get("inference_docs_per_s"), 0),
@@ -260,14 +312,14 @@ def comparison_html(result: dict[str, Any]) -> str:
         f'<header class="page"><h1>{esc(heading)}</h1>',
         f'<p class="meta">config {esc(result.get("config", ""))}</p>',
         f'<p class="meta">seeds {esc(", ".join(str(s) for s in seeds))}; split sizes: {esc(_splits(result))}; '
-        f"best by {esc(result.get('metric', 'accuracy'))}: {esc(result.get('best') or DASH)}</p></header><main>",
-        f'<section class="card"><h2>Results</h2>{_table(HEADERS, table_rows, 1)}',
+        f"best by {esc(_metric_name(result.get('metric', 'accuracy')))}: {esc(result.get('best') or DASH)}</p></header><main>",
+        f'<section class="card"><h2>Results</h2>{_table(headers(result), table_rows, 1)}',
         f'<p class="note">{_legend(result, esc).replace(" < ", " &lt; ")}</p></section>',
         '<section class="card"><h2>Charts</h2>',
-        *(_chart(result, key, label) for key, label in CHARTS),
+        *(_chart(result, key, label) for key, label in (MULTILABEL_CHARTS if _multilabel(result) else CHARTS)),
         "</section>",
         '<section class="card"><h2>Per seed</h2>',
-        *(_per_seed(row) for row in rows),
+        *(_per_seed(row, _multilabel(result)) for row in rows),
         '</section><section class="card"><h2>Models</h2><dl>',
         *(f"<dt>{esc(row['model'])}</dt><dd>{esc(row.get('description') or DASH)}</dd>" for row in rows),
         "</dl></section></main>",

@@ -1,5 +1,11 @@
 """The faithfulness check of attention: does removing the most-attended sentence change the prediction more
 than removing a random other sentence?
+
+Multiclass: the drop is the fall in the probability of the class predicted on the full document, and a flip
+is a change of the predicted class. Multi-label (a run's thresholds given): the drop is the mean, over the
+labels predicted on the full document (at the run's thresholds), of the fall in their probabilities, and a
+flip is any change of the predicted label set; documents predicted with no label have no drop to measure
+and are not eligible.
 """
 
 from __future__ import annotations
@@ -13,19 +19,24 @@ import torch
 from han.encoded import EncodedSplit
 from han.reports.documents import round6
 from han.scoring import SplitScores, predict_probabilities
+from han.thresholds import predict_label_sets
 
 
 @dataclass
 class Faithfulness:
-    """Change in the predicted class probability when one sentence is removed (positive: the model got less sure)."""
+    """Change in the predicted class probability when one sentence is removed (positive: the model got less sure).
+
+    Multi-label: the mean change over the labels predicted on the full document; a flip is a changed label set.
+    """
 
     documents: int  # documents checked (those with at least two sentences, sampled)
-    eligible: int  # documents with at least two sentences
+    eligible: int  # documents with at least two sentences (multi-label: and at least one predicted label)
     top_drop: np.ndarray  # removing the most-attended sentence
     random_drop: np.ndarray  # removing a random other sentence
     top_flips: int  # predictions that changed
     random_flips: int
     top_larger: int  # documents where removing the top sentence lowered the probability more
+    multilabel: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The figures as a dict: mean, median, p10, p90 and flips of both drops, and the top-drop-larger share."""
@@ -72,15 +83,28 @@ def faithfulness_check(
     seed: int,
     batch_size: int,
     precision: str = "fp32",
+    thresholds: np.ndarray | None = None,
+    at_least_one: bool = False,
 ) -> Faithfulness | None:
     """Remove the most-attended sentence, or a random other one, from sampled documents; measure the change.
 
     Only documents with at least two sentences are eligible (removing a sole sentence leaves nothing).
     The change is the drop in the probability of the class predicted on the full document.
+
+    With `thresholds` (a multi-label run's (C,) thresholds, applied with `at_least_one` as `han predict`
+    does), the change is the mean, over the labels predicted on the full document, of the drop in each
+    one's probability; a flip is any change of the predicted label set. Documents predicted with no label
+    are not eligible (there is no predicted label whose probability could drop).
     """
     rng = np.random.default_rng(seed)
     counts = split.sentence_counts
-    eligible = np.flatnonzero(counts >= 2)
+    multilabel = thresholds is not None
+    predicted_sets = None
+    if thresholds is not None:
+        predicted_sets = predict_label_sets(attention.probabilities, thresholds, at_least_one)
+        eligible = np.flatnonzero((counts >= 2) & predicted_sets.any(axis=1))
+    else:
+        eligible = np.flatnonzero(counts >= 2)
     if len(eligible) == 0 or documents == 0:
         return None
     sample = np.sort(rng.choice(eligible, size=min(documents, len(eligible)), replace=False))
@@ -107,10 +131,30 @@ def faithfulness_check(
         return EncodedSplit.from_documents(documents_left, split.labels[sample])
 
     before = attention.probabilities[sample]  # (n, C)
-    predicted = before.argmax(axis=1)
-    rows = np.arange(len(sample))
     after_top = predict_probabilities(model, without(top), batch_size, precision)
     after_random = predict_probabilities(model, without(random), batch_size, precision)
+    if predicted_sets is not None and thresholds is not None:
+        chosen = predicted_sets[sample]  # (n, C) bool, at least one label per row
+
+        def mean_drop(after: np.ndarray) -> np.ndarray:
+            return np.where(chosen, before - after, 0.0).sum(axis=1) / chosen.sum(axis=1)
+
+        def set_flips(after: np.ndarray) -> int:
+            return int((predict_label_sets(after, thresholds, at_least_one) != chosen).any(axis=1).sum())
+
+        top_drop, random_drop = mean_drop(after_top), mean_drop(after_random)
+        return Faithfulness(
+            documents=len(sample),
+            eligible=len(eligible),
+            top_drop=top_drop,
+            random_drop=random_drop,
+            top_flips=set_flips(after_top),
+            random_flips=set_flips(after_random),
+            top_larger=int((top_drop > random_drop).sum()),
+            multilabel=multilabel,
+        )
+    predicted = before.argmax(axis=1)
+    rows = np.arange(len(sample))
     top_drop = before[rows, predicted] - after_top[rows, predicted]
     random_drop = before[rows, predicted] - after_random[rows, predicted]
     return Faithfulness(

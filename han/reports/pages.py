@@ -5,6 +5,8 @@ Built from `han.reports.html`'s escaping and chart helpers; see there for the se
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from han.reports.documents import DocumentReport, DocumentView, SentenceView
@@ -38,6 +40,14 @@ li.sent.cut{background:repeating-linear-gradient(135deg,#fafafa,#fafafa 6px,#f1f
 .legend span.sample{padding:1px 5px;border-radius:2px}
 """
 
+MULTILABEL_CSS = """
+.prob .pbar span.thr{height:2px;left:-2px;width:11px;background:#c0392b}
+.prob.true .plabel{text-decoration:underline}
+.labelset .none,.diff{color:#666;font-size:.9em}
+.note{background:#eef3fb;border-left:3px solid #2b6cb0;padding:3px 8px}
+"""
+"""Styles of multi-label cards (threshold ticks, true labels), added to DOCUMENT_CSS on multi-label pages."""
+
 
 def _word_spans(sentence: SentenceView, scale: float, max_words: int, sentence_cut: bool) -> str:
     parts = []
@@ -60,8 +70,106 @@ def _word_spans(sentence: SentenceView, scale: float, max_words: int, sentence_c
     return "".join(parts)
 
 
+def _label_list(ids: list[int], names: list[str], cls: str, probabilities: list[float] | None = None) -> str:
+    """Labels as <b class="cls"> elements (with their probability when given), or "no label"."""
+    if not ids:
+        return '<span class="none">no label</span>'
+    return ", ".join(
+        f'<b class="{cls}">{esc(names[c])}</b>'
+        + ("" if probabilities is None else f" ({format_number(probabilities[c])})")
+        for c in ids
+    )
+
+
+def _names_attribute(ids: list[int], names: list[str]) -> str:
+    """A label set for a data- attribute: a JSON list of names, escaped."""
+    return esc(json.dumps([names[c] for c in ids], ensure_ascii=False))
+
+
+def _multilabel_card(view: DocumentView, report: DocumentReport, sentences: str) -> str:
+    """A multi-label document's card: the predicted and true label sets, every label's bar and threshold."""
+    names = report.label_names
+    thresholds = view.thresholds or [0.5] * len(names)
+    predicted = view.predicted_labels
+    true = view.true_labels
+    head = [f'<span class="row-id">#{view.row}</span>']
+    head.append(
+        f'<span class="labelset predicted">predicted {_label_list(predicted, names, "pred-label", view.probabilities)}</span>'
+    )
+    if true is not None:
+        head.append(f'<span class="labelset true">true {_label_list(true, names, "true-label")}</span>')
+        if view.correct:
+            head.append('<span class="badge ok">correct</span>')
+        else:
+            head.append('<span class="badge wrong">misclassified</span>')
+            differences = []
+            if view.missed:
+                differences.append(
+                    "missed " + ", ".join(f'<b class="missed-label">{esc(names[c])}</b>' for c in view.missed)
+                )
+            if view.extra:
+                differences.append(
+                    "extra " + ", ".join(f'<b class="extra-label">{esc(names[c])}</b>' for c in view.extra)
+                )
+            head.append(f'<span class="diff">{"; ".join(differences)}</span>')
+    head.append(f'<span class="meta">margin {format_number(view.margin)}</span>')
+    if view.sentences_cut:
+        head.append(
+            f'<span class="cutnote">{view.sentences_cut} sentences cut (max_sentences {report.max_sentences})</span>'
+        )
+    chosen, known = set(predicted), set(true or [])
+    probabilities = "".join(
+        f'<span class="prob{" pred" if c in chosen else ""}{" true" if c in known else ""}" data-label="{esc(name)}" '
+        f'data-p="{p:.6f}" data-threshold="{t:.6f}" title="threshold {t:.2f}">'
+        f'<span class="plabel">{esc(name)}</span><span class="pbar"><span style="height:{100 * p:.1f}%"></span>'
+        f'<span class="thr" style="bottom:{100 * t:.1f}%"></span></span>'
+        f"{format_number(p, 2)}</span>"
+        for c, (name, p, t) in enumerate(zip(names, view.probabilities, thresholds, strict=True))
+    )
+    correct = "" if view.correct is None else f' data-correct="{str(view.correct).lower()}"'
+    true_attribute = "" if true is None else f' data-true="{_names_attribute(true, names)}"'
+    return (
+        f'<article class="card doc" id="doc-{view.row}" data-row="{view.row}" '
+        f'data-predicted="{_names_attribute(predicted, names)}"{true_attribute}{correct}>'
+        f'<div class="doc-head">{"".join(head)}</div>'
+        f'<div class="probs">{probabilities}</div>'
+        f'<ol class="sentences">{sentences}</ol></article>'
+    )
+
+
+def _sentence_items(view: DocumentView, report: DocumentReport) -> str:
+    """A document's sentences as <li> items: weight bar and number, words shaded by their weights (all escaped)."""
+    scale = max(
+        (sqrt_scaled(w, s.weight) for s in view.sentences if s.weight is not None for w in s.word_weights),
+        default=0.0,
+    )
+    items = []
+    for sentence in view.sentences:
+        if sentence.weight is None:
+            items.append(
+                '<li class="sent cut" data-cut="max_sentences"><span class="sw">cut</span>'
+                f'<span class="text">{_word_spans(sentence, scale, report.max_words, True)}</span></li>'
+            )
+        else:
+            items.append(
+                f'<li class="sent" data-weight="{sentence.weight:.6f}"><span class="sw">'
+                f'<span class="sbar"><span style="width:{100 * sentence.weight:.1f}%"></span></span>'
+                f"{format_number(sentence.weight)}</span>"
+                f'<span class="text">{_word_spans(sentence, scale, report.max_words, False)}</span></li>'
+            )
+    if not view.sentences:
+        items.append('<li class="sent empty"><span class="sw"></span><span class="text">(no tokens)</span></li>')
+    return "".join(items)
+
+
 def document_card(view: DocumentView, report: DocumentReport) -> str:
-    """One document's card: prediction, probabilities, sentences and words shaded by their weights (all escaped)."""
+    """One document's card: prediction, probabilities, sentences and words shaded by their weights (all escaped).
+
+    Multi-label: the predicted label set (and the true one when known), every predicted label's bar marked,
+    each label's threshold drawn as a tick on its bar; data-predicted / data-true hold JSON lists of names.
+    """
+    if view.multilabel:
+        return _multilabel_card(view, report, _sentence_items(view, report))
     names = report.label_names
     predicted = view.predicted
     head = [f'<span class="row-id">#{view.row}</span>']
@@ -85,26 +193,6 @@ def document_card(view: DocumentView, report: DocumentReport) -> str:
         f"{format_number(p, 2)}</span>"
         for c, (name, p) in enumerate(zip(names, view.probabilities, strict=True))
     )
-    scale = max(
-        (sqrt_scaled(w, s.weight) for s in view.sentences if s.weight is not None for w in s.word_weights),
-        default=0.0,
-    )
-    items = []
-    for sentence in view.sentences:
-        if sentence.weight is None:
-            items.append(
-                '<li class="sent cut" data-cut="max_sentences"><span class="sw">cut</span>'
-                f'<span class="text">{_word_spans(sentence, scale, report.max_words, True)}</span></li>'
-            )
-        else:
-            items.append(
-                f'<li class="sent" data-weight="{sentence.weight:.6f}"><span class="sw">'
-                f'<span class="sbar"><span style="width:{100 * sentence.weight:.1f}%"></span></span>'
-                f"{format_number(sentence.weight)}</span>"
-                f'<span class="text">{_word_spans(sentence, scale, report.max_words, False)}</span></li>'
-            )
-    if not view.sentences:
-        items.append('<li class="sent empty"><span class="sw"></span><span class="text">(no tokens)</span></li>')
     correct = "" if view.correct is None else f' data-correct="{str(view.correct).lower()}"'
     true = "" if view.true_label is None else f' data-true="{esc(names[view.true_label])}"'
     return (
@@ -112,8 +200,19 @@ def document_card(view: DocumentView, report: DocumentReport) -> str:
         f'data-predicted="{esc(names[predicted])}"{true}{correct}>'
         f'<div class="doc-head">{"".join(head)}</div>'
         f'<div class="probs">{probabilities}</div>'
-        f'<ol class="sentences">{"".join(items)}</ol></article>'
+        f'<ol class="sentences">{_sentence_items(view, report)}</ol></article>'
     )
+
+
+MULTILABEL_NOTE = (
+    '<p class="meta note" id="shared-attention">Multi-label run: HAN\'s word and sentence weights are shared '
+    "across labels: the model computes one attention per document (not one per label), then scores each label "
+    "with its own sigmoid. The same highlighting therefore explains every predicted label; it does not show which "
+    "words support which label. A label is predicted when its probability is at or above its threshold (the "
+    "red tick on its bar, chosen on the validation split); predicted labels have a blue bar, true labels are "
+    "underlined. Misclassified: the predicted set differs from the true set. Margin: the smallest "
+    "|probability &minus; threshold| over the labels (sort by confidence shows the smallest first).</p>"
+)
 
 
 def render_document_report(report: DocumentReport) -> str:
@@ -121,8 +220,9 @@ def render_document_report(report: DocumentReport) -> str:
     options = report.options
     shown = report.documents
     labelled = [v for v in shown if v.correct is not None]
+    measure = "exact match (predicted set = true set)" if report.multilabel else "accuracy"
     accuracy = (
-        f"; accuracy of those shown {sum(bool(v.correct) for v in labelled) / len(labelled):.3f}" if labelled else ""
+        f"; {measure} of those shown {sum(bool(v.correct) for v in labelled) / len(labelled):.3f}" if labelled else ""
     )
     filters = [f"sort: {options.sort}", f"only: {options.only}"]
     if options.true_label is not None:
@@ -142,10 +242,12 @@ def render_document_report(report: DocumentReport) -> str:
         "hover a word for its weight. "
         f'<span class="w unk">dotted</span>: unknown to the vocabulary. <span class="w cut">struck-out grey</span>: '
         f"cut by the caps (max_sentences {report.max_sentences}, max_words {report.max_words}); the model did not read it.</p>"
-        "</header>"
+        + (MULTILABEL_NOTE if report.multilabel else "")
+        + "</header>"
     )
     cards = "\n".join(document_card(view, report) for view in shown)
-    return page("Attention report", DOCUMENT_CSS, f"{header}<main>\n{cards}\n</main>")
+    css = DOCUMENT_CSS + MULTILABEL_CSS if report.multilabel else DOCUMENT_CSS
+    return page("Attention report", css, f"{header}<main>\n{cards}\n</main>")
 
 
 # --- SVG plots -----------------------------------------------------------------------------------
@@ -170,6 +272,15 @@ def _top_words_section(stats: CorpusStatistics) -> str:
             f'<span class="meta">({stats.class_documents[c]} documents)</span></h3>'
             f'<table class="words"><tr><th>word</th><th></th><th class="num">mean</th><th class="num">count</th></tr>'
             f"{rows or '<tr><td colspan=4>(no word occurs often enough)</td></tr>'}</table></div>"
+        )
+    if stats.multilabel:
+        return (
+            '<section class="card" id="top-words"><h2>Most attended words per label</h2>'
+            '<p class="meta">Mean word attention weight (within its sentence) over the word\'s occurrences in the '
+            "documents that have the label; a document with several labels counts in each of their groups (the "
+            "attention is one per document, shared by its labels), a document with none in no group; words seen at "
+            f"least {stats.options.min_word_count} times; punctuation and unknown words left out.</p>"
+            f'<div class="grid">{"".join(blocks)}</div></section>'
         )
     return (
         '<section class="card" id="top-words"><h2>Most attended words per class</h2>'
@@ -209,7 +320,7 @@ def _positions_section(stats: CorpusStatistics) -> str:
         "(short documents give each sentence more weight, so the first positions lead), and where the most "
         "attended sentence sits.</p>"
         f'<div class="grid"><div>{lines}</div><div>{share_lines}</div></div>'
-        f"<table><tr><th>class</th>{header}</tr>{rows}</table></section>"
+        f"<table><tr><th>{'label' if stats.multilabel else 'class'}</th>{header}</tr>{rows}</table></section>"
     )
 
 
@@ -266,14 +377,27 @@ def _faithfulness_section(stats: CorpusStatistics) -> str:
             ("random_sentence_removed", "random other sentence"),
         )
     )
+    if check.multilabel:
+        explanation = (
+            f'<p class="meta">{check.documents} documents sampled (seed {stats.options.seed}) from the {check.eligible} '
+            "with at least two sentences and at least one predicted label. From each, the most attended sentence is "
+            "removed, or a random other sentence, and the model is run again. Drop = the mean, over the labels "
+            "predicted on the full document, of each label's probability before minus after (positive: the model "
+            "became less sure of its labels); a flip is any change of the predicted label set (at the run's "
+            "thresholds). If attention points at what the model uses, removing the top sentence should hurt more "
+            "than removing a random one.</p>"
+        )
+    else:
+        explanation = (
+            f'<p class="meta">{check.documents} documents sampled (seed {stats.options.seed}) from the {check.eligible} with at '
+            "least two sentences. From each, the most attended sentence is removed, or a random other sentence, and the "
+            "model is run again. Drop = probability of the originally predicted class before minus after "
+            "(positive: the model became less sure). If attention points at what the model uses, removing the top sentence "
+            "should hurt more than removing a random one.</p>"
+        )
     return (
-        '<section class="card" id="faithfulness"><h2>Faithfulness check</h2>'
-        f'<p class="meta">{check.documents} documents sampled (seed {stats.options.seed}) from the {check.eligible} with at '
-        "least two sentences. From each, the most attended sentence is removed, or a random other sentence, and the "
-        "model is run again. Drop = probability of the originally predicted class before minus after "
-        "(positive: the model became less sure). If attention points at what the model uses, removing the top sentence "
-        "should hurt more than removing a random one.</p>"
-        '<table><tr><th>removed</th><th class="num">mean drop</th><th class="num">median</th><th class="num">10th pct</th>'
+        '<section class="card" id="faithfulness"><h2>Faithfulness check</h2>' + explanation + "<table>"
+        '<tr><th>removed</th><th class="num">mean drop</th><th class="num">median</th><th class="num">10th pct</th>'
         f'<th class="num">90th pct</th><th class="num">prediction flips</th></tr>{rows}</table>'
         f"<p>Removing the top sentence lowered the probability more than removing a random one in "
         f'<b id="top-larger">{summary["top_drop_larger_share"]:.1%}</b> of the documents.</p>'
@@ -287,6 +411,12 @@ def render_corpus_report(stats: CorpusStatistics) -> str:
     """The corpus attention report (per-class words, positions, chosen words, faithfulness) as one HTML page."""
     accuracy = "" if stats.accuracy is None else f"; accuracy {stats.accuracy:.3f}"
     grouping = "true label" if stats.group_by == "true" else "predicted label"
+    if stats.multilabel:
+        accuracy = "" if stats.accuracy is None else f"; exact match (predicted set = true set) {stats.accuracy:.3f}"
+        grouping = (
+            f"{grouping} set: a document counts in the group of each label it has "
+            f"({stats.unlabelled_documents} documents without any label count in none)"
+        )
     header = (
         '<header class="page"><h1>Attention over a corpus</h1>'
         f'<p class="meta">run <code>{esc(stats.run)}</code>; documents <code>{esc(stats.source)}</code></p>'

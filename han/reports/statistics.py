@@ -1,6 +1,11 @@
 """Corpus attention statistics of a split: per class the words with the highest mean attention, attention
 over sentence positions, and the weight distributions of chosen words (Yang et al. 2016, Fig. 3/4),
 with the faithfulness check on a sample of the documents.
+
+Multi-label runs (task: multilabel): the statistics are grouped by each label, and a document counts in the
+group of every label it has (its true label set with group_by true, its predicted set, at the run's
+thresholds, with group_by predicted). A document with two labels counts in both groups; a document with
+no label counts in none (and is counted in `unlabelled_documents`). "accuracy" is then exact match.
 """
 
 from __future__ import annotations
@@ -64,15 +69,21 @@ class CorpusStatistics:
     chosen_words: dict[str, list[WeightDistribution] | None]  # None: not in the vocabulary
     faithfulness: Faithfulness | None
     options: CorpusReportConfig = field(default_factory=CorpusReportConfig)
+    multilabel: bool = False  # groups are labels; a document counts in each label it has
+    unlabelled_documents: int = 0  # multi-label: documents in no group (an empty label set)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         names = self.label_names
+        task: dict[str, Any] = (
+            {"task": "multilabel", "documents_without_label": self.unlabelled_documents} if self.multilabel else {}
+        )
         return {
             "run": self.run,
             "source": self.source,
             "group_by": self.group_by,
             "documents": self.documents,
+            **task,
             "accuracy": None if self.accuracy is None else round6(self.accuracy),
             "classes": {
                 name: {
@@ -127,7 +138,10 @@ def corpus_statistics(
     source: str = "",
     progress: Progress | None = None,
 ) -> CorpusStatistics:
-    """Per-class attention statistics of an encoded split, and the faithfulness check on a sample of it."""
+    """Per-class attention statistics of an encoded split, and the faithfulness check on a sample of it.
+
+    Multi-label runs: per label, over the documents that have it (true or predicted set, see the module doc).
+    """
     trained.require_attention("han corpus-report")
     label_names = trained.label_names
     num_classes = len(label_names)
@@ -135,23 +149,33 @@ def corpus_statistics(
         trained.model, split, trained.config.train.eval_batch_size, trained.config.precision, True, progress
     )
     assert attention.sentence_weights is not None and attention.word_weights is not None
+    multilabel = trained.multilabel
     predicted = attention.probabilities.argmax(axis=1)
-    has_labels = bool(len(split)) and bool((split.labels >= 0).all())
+    predicted_sets = trained.predicted_sets(attention.probabilities) if multilabel else None
+    # An input without labels is encoded with -1 labels (one per document, or a row of them when multi-label).
+    has_labels = bool(len(split)) and bool((split.labels >= 0).all()) and (split.labels.ndim == 2) == multilabel
     if options.group_by == "true" and not has_labels:
         log.info("the documents have no true labels; grouping by the predicted class")
     group_by = options.group_by if has_labels else "predicted"
-    document_class = split.labels if group_by == "true" else predicted
+    # membership[d, c]: document d is in the group of class c (one class per document unless multi-label)
+    if predicted_sets is not None:
+        membership = split.labels.astype(bool) if group_by == "true" else predicted_sets
+    else:
+        document_class = split.labels if group_by == "true" else predicted
+        membership = document_class[:, None] == np.arange(num_classes)[None, :]
     document_of_sentence, position, sentence_of_token = split_structure(split)
-    sentence_class = document_class[document_of_sentence]
-    token_class = sentence_class[sentence_of_token]
+    document_of_token = document_of_sentence[sentence_of_token]
     vocab_words = trained.vocab.words
     vocab_size = len(vocab_words)
     listable = np.array([_is_word(w) for w in vocab_words], dtype=bool)
     listable[[PAD_ID, UNK_ID]] = False
 
+    def tokens_in(c: int) -> np.ndarray:
+        return membership[:, c][document_of_token]
+
     top_words: list[list[WordAttention]] = []
     for c in range(num_classes):
-        mask = token_class == c
+        mask = tokens_in(c)
         counts = np.bincount(split.tokens[mask], minlength=vocab_size)
         sums = np.bincount(split.tokens[mask], weights=attention.word_weights[mask], minlength=vocab_size)
         means = np.divide(sums, counts, out=np.zeros(vocab_size), where=counts > 0)
@@ -164,12 +188,12 @@ def corpus_statistics(
     top = top_sentences(split, attention.sentence_weights, document_of_sentence)
     position_mean, position_documents, top_position_share = [], [], []
     for c in range(num_classes):
-        mask = (sentence_class == c) & (position < positions)
+        mask = membership[:, c][document_of_sentence] & (position < positions)
         n = np.bincount(position[mask], minlength=positions)
         sums = np.bincount(position[mask], weights=attention.sentence_weights[mask], minlength=positions)
         position_mean.append([float(s / k) if k else None for s, k in zip(sums, n, strict=True)])
         position_documents.append(n.tolist())
-        in_class = document_class == c
+        in_class = membership[:, c]
         top_counts = np.bincount(clipped[top[in_class]], minlength=positions)
         total = int(in_class.sum())
         top_position_share.append([float(k / total) if total else 0.0 for k in top_counts])
@@ -190,7 +214,7 @@ def corpus_statistics(
         occurrences = split.tokens == word_id
         distributions = []
         for c in range(num_classes):
-            values = attention.word_weights[occurrences & (token_class == c)]
+            values = attention.word_weights[occurrences & tokens_in(c)]
             histogram, _ = np.histogram(values, bins=edges)
             distributions.append(
                 WeightDistribution(
@@ -210,15 +234,23 @@ def corpus_statistics(
         options.seed,
         trained.config.train.eval_batch_size,
         trained.config.precision,
+        thresholds=trained.thresholds,
+        at_least_one=trained.config.predict.at_least_one,
     )
+    if not has_labels:
+        accuracy = None
+    elif predicted_sets is not None:  # exact match: the predicted set is the true set
+        accuracy = float((predicted_sets == split.labels.astype(bool)).all(axis=1).mean())
+    else:
+        accuracy = float((predicted == split.labels).mean())
     return CorpusStatistics(
         label_names=label_names,
         group_by=group_by,
         source=source,
         run=str(trained.run.root),
         documents=len(split),
-        class_documents=np.bincount(document_class, minlength=num_classes).tolist(),
-        accuracy=float((predicted == split.labels).mean()) if has_labels else None,
+        class_documents=[int(k) for k in membership.sum(axis=0)],
+        accuracy=accuracy,
         top_words=top_words,
         positions=positions,
         position_mean=position_mean,
@@ -228,4 +260,6 @@ def corpus_statistics(
         chosen_words=chosen,
         faithfulness=faithfulness,
         options=options,
+        multilabel=multilabel,
+        unlabelled_documents=int((~membership.any(axis=1)).sum()) if multilabel else 0,
     )
