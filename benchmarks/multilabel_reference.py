@@ -62,7 +62,11 @@ def han_run(config: Config) -> dict[str, Any]:
         run_all(config, run_dir)
         test = json.loads((run_dir / "metrics.json").read_text())["test"]
         manifest = json.loads((run_dir / "manifest.json").read_text())
-    return {**{key: test[key] for key in REPORTED}, "thresholds": manifest["thresholds"], "documents": test["documents"]}
+    return {
+        **{key: test[key] for key in REPORTED},
+        "thresholds": manifest["thresholds"],
+        "documents": test["documents"],
+    }
 
 
 def main() -> None:
