@@ -337,3 +337,14 @@ def test_two_processes_train_a_multilabel_run_like_one(overrides, tmp_path):
         assert np.abs(expected[key] - got[key]).max() <= 1e-5, key
     assert json.loads((double / "manifest.json").read_text())["train"]["world_size"] == 2
     assert set(json.loads((double / "thresholds.json").read_text())["per_label"]) == set(NAMES)
+
+
+def test_show_page_of_a_multilabel_run_counts_documents_per_label(trained, tmp_path):
+    page = tmp_path / "show.html"
+    result = CliRunner().invoke(app, ["show", str(trained), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text(encoding="utf-8")
+    assert "Per-label scores" in text and "Documents per label and split" in text
+    train_rows = [row for row in make_rows(300) if row["split"] == "train"]
+    sport = sum("sport" in row["topics"].split(";") for row in train_rows)
+    assert f"<td>sport</td><td>{sport:,} " in text.replace('<td class="num">', "<td>")

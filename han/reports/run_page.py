@@ -110,7 +110,10 @@ def load_run(path: Path, name: str) -> RunView:
     counts = {}
     for split in sorted(run.splits(), key=lambda name: (SPLIT_ORDER.get(name, len(SPLIT_ORDER)), name)):
         ids = run.load_split(split).labels
-        counts[split] = np.bincount(ids[(ids >= 0) & (ids < len(labels))], minlength=len(labels)).tolist()
+        if ids.ndim == 2:  # multi-label: documents having each label (a document counts once per label)
+            counts[split] = np.clip(ids, 0, 1).sum(axis=0).astype(int).tolist()
+        else:
+            counts[split] = np.bincount(ids[(ids >= 0) & (ids < len(labels))], minlength=len(labels)).tolist()
     return RunView(
         name=name,
         config=run.load_config().model_dump(mode="json"),
@@ -289,11 +292,15 @@ def _best_epoch(run: RunView) -> Any:
 
 
 def _summary(runs: Sequence[RunView]) -> str:
-    head = ["run", "kind", "epochs", "best epoch", "test accuracy", "test macro-F1", "validation accuracy"]
+    multilabel = any(_is_multilabel(run) for run in runs)
+    first = "micro_f1" if multilabel else "accuracy"
+    name = "micro-F1 / accuracy" if multilabel else "accuracy"  # multi-label: micro-F1; single-label: accuracy
+    head = ["run", "kind", "epochs", "best epoch", f"test {name}", "test macro-F1", f"validation {name}"]
     head += ["validation macro-F1", "train docs/s"]
     rows = []
     for run in runs:
         test, validation = _dict(run.metrics.get("test")), _dict(run.metrics.get("validation"))
+        key = first if _is_multilabel(run) else "accuracy"
         speed = _number(_dict(run.manifest.get("train")).get("docs_per_second"))
         speeds = [v for v in (_number(rec.get("docs_per_s")) for rec in run.log) if v is not None]
         speed = speed if speed is not None else (sum(speeds) / len(speeds) if speeds else None)
@@ -301,11 +308,15 @@ def _summary(runs: Sequence[RunView]) -> str:
         rows.append(
             [
                 *(esc(run.name), esc(kind), str(len(run.log)), esc(_best_epoch(run) or DASH)),
-                *(_fixed(test.get("accuracy")), _fixed(test.get("macro_f1"))),
-                *(_fixed(validation.get("accuracy")), _fixed(validation.get("macro_f1")), _fixed(speed, 0)),
+                *(_fixed(test.get(key)), _fixed(test.get("macro_f1"))),
+                *(_fixed(validation.get(key)), _fixed(validation.get("macro_f1")), _fixed(speed, 0)),
             ]
         )
     return f'<section class="card" id="summary"><h2>Final metrics</h2>{_table(head, rows, 2)}</section>'
+
+
+def _is_multilabel(run: RunView) -> bool:
+    return run.config.get("task") == "multilabel"
 
 
 def _counts(matrix: Any, n: int) -> list[list[int]] | None:
@@ -318,13 +329,15 @@ def _counts(matrix: Any, n: int) -> list[list[int]] | None:
 def _evaluation(run: RunView) -> str:
     if not run.metrics:
         return '<p class="note">No metrics.json: run `han evaluate` for the confusion matrix and per-class scores.</p>'
-    scores = ("accuracy", "macro_f1", "loss")
+    multilabel = _is_multilabel(run)
+    scores = ("micro_f1", "macro_f1", "exact_match", "loss") if multilabel else ("accuracy", "macro_f1", "loss")
     rows = [
         [esc(key), esc(m.get("documents", DASH)), *(_fixed(m.get(s)) for s in scores)]
         for key, m in run.metrics.items()
         if isinstance(m, dict)
     ]
-    out = [_table(["evaluated on", "documents", "accuracy", "macro-F1", "loss"], rows)]
+    names = ["micro-F1", "macro-F1", "exact match", "loss"] if multilabel else ["accuracy", "macro-F1", "loss"]
+    out = [_table(["evaluated on", "documents", *names], rows)]
     split = "test" if isinstance(run.metrics.get("test"), dict) else "validation"
     chosen = _dict(run.metrics.get(split))
     confusion = _dict(chosen.get("confusion_matrix"))
@@ -339,6 +352,11 @@ def _evaluation(run: RunView) -> str:
         out.append(
             f"<h3>Per-class scores ({esc(split)}; support in brackets)</h3>{_per_class_chart(chosen['per_class'])}"
         )
+    if _dict(chosen.get("per_label")):  # multi-label: no confusion matrix; per-label scores at the run's thresholds
+        out.append(
+            f"<h3>Per-label scores ({esc(split)}, at the run's thresholds; support in brackets)</h3>"
+            f"{_per_class_chart(chosen['per_label'])}"
+        )
     return "".join(out)
 
 
@@ -346,18 +364,22 @@ def _distribution(run: RunView) -> str:
     if not run.split_counts:
         return ""
     splits = list(run.split_counts)
-    head = ["class"] + [f"{esc(s)} ({sum(run.split_counts[s]):,})" for s in splits]
+    multilabel = _is_multilabel(run)
+    sizes = _dict(_dict(run.manifest.get("preprocess")).get("documents"))
+    head = ["label" if multilabel else "class"]
+    head += [f"{esc(s)} ({(sizes.get(s) if multilabel else sum(run.split_counts[s])) or 0:,})" for s in splits]
     rows = []
     for c, label in enumerate(run.labels):
         row = [esc(label)]
         for s in splits:
-            total = sum(run.split_counts[s]) or 1
+            total = (sizes.get(s) if multilabel else sum(run.split_counts[s])) or 1
             count = run.split_counts[s][c]
             row.append(
                 f'{count:,} <span class="bar" style="width:{60 * count / total:.1f}px"></span> {count / total:6.1%}'
             )
         rows.append(row)
-    return f"<h3>Documents per class and split</h3>{_table(head, rows)}"
+    title = "Documents per label and split (a document counts for each of its labels)" if multilabel else ""
+    return f"<h3>{title or 'Documents per class and split'}</h3>{_table(head, rows)}"
 
 
 def _preprocessing(run: RunView) -> str:
