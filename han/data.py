@@ -23,7 +23,7 @@ from han.carving import carve, carve_multilabel
 from han.config import DataConfig
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
-from han.label_sets import check_label_sets, drop_rare_labels, label_set_names, rare_labels, read_label_sets
+from han.label_sets import check_label_sets, drop_rare_labels, label_set_names, label_text, rare_labels, read_label_sets
 from han.loading import SourceSplit, load_source
 from han.records import BATCH_ROWS, TextColumn, non_text_kind, text_batches, text_part
 from han.rows import EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, RawSplit, RowCounts, rows_text
@@ -47,15 +47,6 @@ def _label_names(feature: Any, labels: list[str]) -> list[str]:
         return sorted(distinct)
 
 
-def _label_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value).strip()
-    return text or None
-
-
 def _read_labels(dataset: datasets.Dataset, column: str) -> list[str | None]:
     feature = dataset.features[column]
     values = dataset.select_columns([column]).with_format("arrow")[:][column].to_pylist()
@@ -63,7 +54,7 @@ def _read_labels(dataset: datasets.Dataset, column: str) -> list[str | None]:
     if isinstance(feature, datasets.ClassLabel):
         labels = [feature.int2str(v) if v is not None and v >= 0 else None for v in values]
     else:
-        labels = [_label_text(v) for v in values]
+        labels = [label_text(v) for v in values]
     return [None if label is None else interned.setdefault(label, label) for label in labels]
 
 

@@ -22,22 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from han.config import MULTILABEL_ONLY, OUTPUT_NEUTRAL_SETTINGS, Config, DataConfig
-from han.hashing import file_sha256
+from han.hashing import file_sha256, folder_digest
 from han.sources import expand_files, is_glob, resolve_source
 
 PREPROCESS_FORMAT = 2  # bump when the preprocess stage changes what it writes for the same inputs
-
-
-def folder_digest(folder: Path) -> str:
-    """SHA-256 over the relative path and content of every non-hidden file under `folder`."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        digest.update(f"{relative.as_posix()}\0{path.stat().st_size}\0".encode())
-        digest.update(bytes.fromhex(file_sha256(path)))
-    return digest.hexdigest()
 
 
 def _files_digest(files: list[Path]) -> list[str]:

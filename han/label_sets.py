@@ -29,7 +29,8 @@ FALSE_TEXT = {"", "0", "0.0", "false", "no"}
 RARE_LABEL_DOCUMENTS = 10  # labels with fewer training documents are listed as rare in the summary
 
 
-def _label_text(value: Any) -> str | None:
+def label_text(value: Any) -> str | None:
+    """A label cell as stripped text (integral floats without ".0"); None when missing or empty."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -84,11 +85,11 @@ def read_label_sets(
     if item is not None:
         if isinstance(item, datasets.ClassLabel):
             return [_as_set([item.int2str(v) for v in (vs or []) if v is not None and v >= 0]) for vs in values]
-        return [_as_set([_label_text(v) for v in (vs or [])]) for vs in values]
+        return [_as_set([label_text(v) for v in (vs or [])]) for vs in values]
     if isinstance(feature, datasets.ClassLabel):
         return [_as_set([feature.int2str(v)]) if v is not None and v >= 0 else () for v in values]
     separator = config.label_separator
-    texts = [_label_text(v) for v in values]
+    texts = [label_text(v) for v in values]
     if separator is None:
         return [_as_set([text]) for text in texts]
     return [_as_set([part.strip() for part in text.split(separator)]) if text else () for text in texts]

@@ -25,6 +25,7 @@ import datasets
 
 from han.config import DataConfig
 from han.errors import DataError
+from han.hashing import folder_digest
 from han.inputs import check_csv_header, check_input_file, check_regular_file
 from han.records import csv_delimiter
 from han.sources import FILE_BUILDERS, expand_files, is_glob, resolve_source
@@ -270,7 +271,11 @@ def load_source(config: DataConfig) -> dict[str, SourceSplit]:
         return {name: SourceSplit(split) for name, split in loaded.items()}
     if path.is_dir():
         if _is_hub_layout(path):
-            loaded = _load_with_datasets(str(path), name=config.name)
+            # datasets keys the cache of a local folder by the folder's name and README configs, not by its
+            # content: another folder of the same name, or this one with new files, would be read from the
+            # stale cached copy. A cache folder per content digest keeps each version apart.
+            cache = Path(datasets.config.HF_DATASETS_CACHE) / "han-local-folders" / folder_digest(path)[:32]
+            loaded = _load_with_datasets(str(path), name=config.name, cache_dir=str(cache))
             return {name: SourceSplit(split) for name, split in loaded.items()}
         return _load_class_folders(path, config)
     return {"train": _load_table_files([path], config)}

@@ -50,6 +50,31 @@ def make_corpus(n: int, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+def make_multilabel_document(rng: random.Random, topics: list[str]) -> str:
+    """A few sentences of filler words, each with a word of every one of `topics`."""
+    sentences = []
+    for _ in range(rng.randint(2, 6)):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
+        for topic in topics:
+            words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[topic]))
+        sentences.append(" ".join(words).capitalize() + ".")
+    return " ".join(sentences)
+
+
+def make_multilabel_corpus(n: int, seed: int = 0, split: bool = True) -> list[dict[str, str]]:
+    """Documents of one or two topics (every third has two), `topics` joined by ';', and (with `split`) a
+    train/validation/test `split` column (70/15/15 in order)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topics = sorted(rng.sample(sorted(TOPICS), 2 if i % 3 == 0 else 1))
+        row = {"text": make_multilabel_document(rng, topics), "topics": ";".join(topics)}
+        if split:
+            row["split"] = "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test")
+        rows.append(row)
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)

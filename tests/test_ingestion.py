@@ -311,3 +311,21 @@ def test_a_split_left_empty_is_an_error(tmp_path):
     write_csv(path, [{"text": " ", "label": "ab"[i % 2]} for i in range(10)])
     with pytest.raises(DataError, match=r"the train split has no documents"):
         load_data(DataConfig(source=str(path), bad_rows="drop"), seed=0)
+
+
+def test_hub_layout_folders_of_the_same_name_read_their_own_content(tmp_path):
+    """datasets keys a local folder's cache by its name and README: han keys it by content, so no stale copy."""
+    corpora = [make_corpus(60, seed=1), make_corpus(90, seed=2), make_corpus(80, seed=3)]
+    first = make_hub_repo(tmp_path / "one" / "repo", corpora[0])
+    second = make_hub_repo(tmp_path / "two" / "repo", corpora[1])
+
+    def texts(repo):
+        loaded = load_data(DataConfig(source=str(repo), splits={"validation": None}), seed=0)
+        return {text for split in loaded.splits.values() for text in split.texts}
+
+    assert texts(first) == {r["text"] for r in corpora[0]}
+    assert texts(second) == {r["text"] for r in corpora[1]}
+    shutil.rmtree(first / "data")
+    make_hub_repo(tmp_path / "again", corpora[2])
+    shutil.move(str(tmp_path / "again" / "data"), str(first / "data"))  # the same folder, new files
+    assert texts(first) == {r["text"] for r in corpora[2]}

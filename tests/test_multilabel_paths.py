@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FILLER, TINY_CONFIG, TOPICS, write_csv
+from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
 from han.config import Config, load_config
 from han.encoded import EncodedSplit
 from han.runner import run_all
@@ -23,28 +22,6 @@ from pipelines.cli import app
 
 NAMES = sorted(TOPICS)  # food, sport, tech
 runner = CliRunner()
-
-
-def make_multilabel_document(rng: random.Random, topics: list[str]) -> str:
-    """A few sentences of filler words, each with a word of every one of `topics`."""
-    sentences = []
-    for _ in range(rng.randint(2, 6)):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
-        for topic in topics:
-            words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[topic]))
-        sentences.append(" ".join(words).capitalize() + ".")
-    return " ".join(sentences)
-
-
-def make_multilabel_corpus(n: int, seed: int = 0) -> list[dict[str, str]]:
-    """Documents of one or two topics (every third has two), `topics` joined by ';', and a `split` column."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        topics = sorted(rng.sample(NAMES, 2 if i % 3 == 0 else 1))
-        split = "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test")
-        rows.append({"text": make_multilabel_document(rng, topics), "topics": ";".join(topics), "split": split})
-    return rows
 
 
 def invoke(*args: object) -> str:

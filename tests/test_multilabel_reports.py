@@ -4,7 +4,6 @@ statistics (a document counts in every label it has), and the faithfulness check
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import FILLER, TINY_CONFIG, TOPICS, write_csv
+from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
 from han.config import CorpusReportConfig, DocumentReportConfig
 from han.encoded import EncodedSplit
 from han.errors import ConfigError
@@ -36,33 +35,6 @@ from pipelines.cli import app
 LABELS = sorted(TOPICS)  # food, sport, tech
 HOSTILE = "Nice <script>alert('x')</script> goal & <img src=x onerror=alert(1)> chef."
 runner = CliRunner()
-
-
-def make_multilabel_document(rng: random.Random, labels: list[str]) -> str:
-    """A few sentences mixing filler words with the words of the document's topics."""
-    sentences = []
-    for _ in range(rng.randint(1, 6)):
-        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
-        for _ in range(rng.randint(1, 2)):
-            words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[rng.choice(labels)]))
-        sentences.append(" ".join(words).capitalize() + ".")
-    return " ".join(sentences)
-
-
-def make_multilabel_corpus(n: int, seed: int = 0) -> list[dict[str, str]]:
-    """`n` documents with one or two topics each, `topics` joined by ";", and a train/validation/test split."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        labels = sorted(rng.sample(LABELS, 1 + i % 2))
-        rows.append(
-            {
-                "text": make_multilabel_document(rng, labels),
-                "topics": ";".join(labels),
-                "split": "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test"),
-            }
-        )
-    return rows
 
 
 @pytest.fixture(scope="module")
