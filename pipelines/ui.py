@@ -197,8 +197,11 @@ def confusion_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def multilabel_table(split: str, metrics: dict[str, Any]) -> Table:
-    """A multi-label split's per-label rows (most frequent first), titled with its set metrics."""
+MULTILABEL_ROWS_SHOWN = 25  # per-label rows printed (most frequent labels); metrics.json has them all
+
+
+def multilabel_table(split: str, metrics: dict[str, Any], limit: int = MULTILABEL_ROWS_SHOWN) -> Table:
+    """A multi-label split's per-label rows (the `limit` most frequent), titled with its set metrics."""
     table = Table(
         title=f"{split}: micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
         f"samples-F1 {metrics['samples_f1']:.4f}  exact match {metrics['exact_match']:.4f}  "
@@ -207,7 +210,9 @@ def multilabel_table(split: str, metrics: dict[str, Any]) -> Table:
     for column in ("label", "precision", "recall", "f1", "support", "threshold"):
         table.add_column(column, justify="left" if column == "label" else "right")
     rows = sorted(metrics["per_label"].items(), key=lambda item: -item[1]["support"])
-    for name, row in rows:
+    if len(rows) > limit:
+        table.caption = f"the {limit} most frequent of {len(rows)} labels; every label is in metrics.json"
+    for name, row in rows[:limit]:
         table.add_row(
             name,
             f"{row['precision']:.3f}",

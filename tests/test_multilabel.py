@@ -338,3 +338,17 @@ def test_show_page_of_a_multilabel_run_counts_documents_per_label(trained, tmp_p
     train_rows = [row for row in make_rows(300) if row["split"] == "train"]
     sport = sum("sport" in row["topics"].split(";") for row in train_rows)
     assert f"<td>sport</td><td>{sport:,} " in text.replace('<td class="num">', "<td>")
+
+
+def test_the_printed_table_shows_the_most_frequent_labels_and_says_the_rest_are_in_metrics_json():
+    from han.evaluation import multilabel_metrics
+    from pipelines.ui import multilabel_table
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 30)) < np.linspace(0.02, 0.6, 30)).astype(np.int8)
+    names = [f"topic{i}" for i in range(30)]
+    metrics = multilabel_metrics(labels, rng.random((200, 30)), names, np.full(30, 0.5))
+    table = multilabel_table("test", metrics, limit=5)
+    assert table.row_count == 5 and "5 most frequent of 30 labels" in str(table.caption)
+    shown = list(table.columns[0].cells)
+    assert shown == [f"topic{i}" for i in sorted(range(30), key=lambda i: -labels[:, i].sum())[:5]]
