@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from han.errors import DataError
-from han.rows import RawSplit
+from han.rows import RawSplit, names_text
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,12 @@ def carve(
             keep, carved = train_test_split(rest, test_size=wanted, random_state=seed)
     absent = sorted(set(counts) - {split.labels[i] for i in carved})
     if absent:
-        shown = ", ".join(map(repr, absent[:20])) + (f" and {len(absent) - 20} more" if len(absent) > 20 else "")
         log.warning(
             "%s: %d class(es) too small to appear in the carved %s split (train keeps at least one document of each): %s",
             where,
             len(absent),
             name,
-            shown,
+            names_text(absent),
         )
     return split.subset(sorted([*kept, *keep])), split.subset(sorted(carved))
 
@@ -90,10 +89,6 @@ def carve_plainly(split: RawSplit, fraction: float, seed: int, where: str) -> tu
 def _label_sets(split: RawSplit) -> list[tuple[str, ...]]:
     """Each document's labels as a tuple without repeats (a plain string label counts as a one-label tuple)."""
     return [(labels,) if isinstance(labels, str) else tuple(dict.fromkeys(labels)) for labels in split.labels]
-
-
-def _shown(labels: list[str]) -> str:
-    return ", ".join(map(repr, labels[:20])) + (f" and {len(labels) - 20} more" if len(labels) > 20 else "")
 
 
 def carve_multilabel(
@@ -219,7 +214,7 @@ def carve_multilabel(
     carved = [i for i in range(n) if side[i] == 1]
     lost = sorted(set(names) - {label for i in keep for label in sets[i]})
     if lost:  # only when train could not hold one document per label
-        log.warning("%s: %d label(s) could not be kept in train: %s", where, len(lost), _shown(lost))
+        log.warning("%s: %d label(s) could not be kept in train: %s", where, len(lost), names_text(lost))
     absent = sorted(set(names) - {label for i in carved for label in sets[i]})
     if absent:
         log.warning(
@@ -227,6 +222,6 @@ def carve_multilabel(
             where,
             len(absent),
             name,
-            _shown(absent),
+            names_text(absent),
         )
     return split.subset(keep), split.subset(carved)

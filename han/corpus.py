@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from han.config import PreprocessConfig
-from han.encoded import EncodedSplit, EncodedSplitWriter
+from han.encoded import EncodedSplit, EncodedSplitWriter, label_array
 from han.segment import ChunkTokens, TextStats
 from han.vocab import UNK_ID, Vocab
 
@@ -207,8 +207,7 @@ class Corpus:
     def encoded(self, name: str, labels: Sequence[int] | np.ndarray | None = None) -> EncodedSplit:
         """A split as an `EncodedSplit` of vocabulary ids (labels -1 when not given)."""
         split = self.splits[name]
-        ids = np.full(len(split), -1, dtype=np.int64) if labels is None else np.asarray(labels)
-        ids = ids.astype(np.int8 if ids.ndim == 2 else np.int64)
+        ids = label_array(labels, len(split))
         return EncodedSplit(self.lookup[split.ids], split.sentence_offsets, split.document_offsets, ids)
 
     def sentences(self, name: str) -> SplitSentences:

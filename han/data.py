@@ -23,7 +23,15 @@ from han.carving import carve, carve_multilabel
 from han.config import DataConfig
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
-from han.label_sets import check_label_sets, drop_rare_labels, label_set_names, label_text, rare_labels, read_label_sets
+from han.label_sets import (
+    check_label_sets,
+    drop_rare_labels,
+    label_set_names,
+    label_text,
+    rare_labels,
+    read_label_sets,
+    sorted_names,
+)
 from han.loading import SourceSplit, load_source
 from han.records import BATCH_ROWS, TextColumn, non_text_kind, text_batches, text_part
 from han.rows import EMPTY_TEXT, MISSING_LABEL, UNSEEN_LABEL, RawSplit, RowCounts, rows_text
@@ -40,11 +48,7 @@ TEXT_DTYPES = {"string", "large_string", "string_view", "null"}  # Arrow types o
 def _label_names(feature: Any, labels: list[str]) -> list[str]:
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    distinct = set(labels)
-    try:
-        return sorted(distinct, key=float)  # numeric labels ("1".."5") in numeric order
-    except ValueError:
-        return sorted(distinct)
+    return sorted_names(set(labels))
 
 
 def _read_labels(dataset: datasets.Dataset, column: str) -> list[str | None]:

@@ -32,6 +32,12 @@ def encoded_schema(num_labels: int | None = None) -> pa.Schema:
     return pa.schema([ids, pa.field("label", pa.list_(pa.int8(), num_labels))])
 
 
+def label_array(labels: Sequence[int] | np.ndarray | None, documents: int) -> np.ndarray:
+    """Labels as stored: (N,) int64 class ids, or an (N, C) int8 0/1 matrix for label sets; -1s when not given."""
+    array = np.full(documents, -1, dtype=np.int64) if labels is None else np.asarray(labels)
+    return array.astype(np.int8 if array.ndim == 2 else np.int64)
+
+
 @dataclass
 class EncodedSplit:
     """Token ids of a split's documents in flat arrays."""
@@ -72,9 +78,7 @@ class EncodedSplit:
         np.cumsum(sentence_lengths, out=sentence_offsets[1:])
         document_offsets = np.zeros(len(documents) + 1, dtype=np.int64)
         np.cumsum([len(doc) for doc in documents], out=document_offsets[1:])
-        label_array = np.asarray(labels)
-        label_array = label_array.astype(np.int8 if label_array.ndim == 2 else np.int64)
-        return cls(tokens, sentence_offsets, document_offsets, label_array)
+        return cls(tokens, sentence_offsets, document_offsets, label_array(labels, len(documents)))
 
     def arrow_table(self) -> pa.Table:
         """One row per document: nested ids and label, in the schema of `encoded_schema`."""

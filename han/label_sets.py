@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
+import numpy as np
 
 from han.config import DataConfig
 from han.errors import DataError
-from han.rows import RARE_LABELS, UNSEEN_LABEL, RawSplit, RowCounts
+from han.rows import RARE_LABELS, UNSEEN_LABEL, RawSplit, RowCounts, names_text
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,14 @@ def read_label_sets(
     return [_as_set([part.strip() for part in text.split(separator)]) if text else () for text in texts]
 
 
+def sorted_names(distinct: set[str]) -> list[str]:
+    """Label names in order: numerically when every name is a number ("1".."5"), else as text."""
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct)
+
+
 def label_set_names(feature: Any, config: DataConfig, train_sets: list[LabelSet]) -> list[str]:
     """Label order: data.label_columns, else the ClassLabel names of a list column, else sorted (numerically if numbers)."""
     if config.label_columns:
@@ -104,11 +113,7 @@ def label_set_names(feature: Any, config: DataConfig, train_sets: list[LabelSet]
         return list(item.names)
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    distinct = {name for labels in train_sets for name in labels}
-    try:
-        return sorted(distinct, key=float)
-    except ValueError:
-        return sorted(distinct)
+    return sorted_names({name for labels in train_sets for name in labels})
 
 
 def _without(split: RawSplit, remove: set[str]) -> tuple[RawSplit, list[int]]:
@@ -143,8 +148,7 @@ def check_label_sets(
     if not unseen:
         return split
     pruned, touched = _without(split, set(unseen))
-    shown = ", ".join(map(repr, unseen[:20])) + (f" and {len(unseen) - 20} more" if len(unseen) > 20 else "")
-    message = f"label(s) {shown} {reason_text}, at {split.describe_rows([split.rows[i] for i in touched])}"
+    message = f"label(s) {names_text(unseen)} {reason_text}, at {split.describe_rows([split.rows[i] for i in touched])}"
     if config.unseen_labels == "error":
         raise DataError(f"{where} [{name}]: {message}; set data.unseen_labels=drop to remove them, or fix the data")
     log.warning("%s [%s]: removed %s from %d document(s)", where, name, message, len(touched))
@@ -170,7 +174,7 @@ def drop_rare_labels(
         where,
         len(rare),
         config.min_label_count,
-        ", ".join(sorted(rare)[:20]) + (f" and {len(rare) - 20} more" if len(rare) > 20 else ""),
+        names_text(sorted(rare)),
     )
     for name, split in splits.items():
         pruned, touched = _without(split, rare)
@@ -184,10 +188,8 @@ def rare_labels(train: RawSplit, label_names: list[str]) -> dict[str, int]:
     return {name: per_label[name] for name in label_names if per_label[name] < RARE_LABEL_DOCUMENTS}
 
 
-def label_matrix(label_sets: Sequence[LabelSet], label_names: list[str]) -> Any:
+def label_matrix(label_sets: Sequence[LabelSet], label_names: list[str]) -> np.ndarray:
     """An (N, C) int8 0/1 matrix of label sets over `label_names` (labels outside them are ignored)."""
-    import numpy as np
-
     index = {name: i for i, name in enumerate(label_names)}
     matrix = np.zeros((len(label_sets), len(label_names)), dtype=np.int8)
     for row, labels in enumerate(label_sets):

@@ -57,6 +57,12 @@ def rows_text(rows: Sequence[int], row_names: Sequence[str] | None = None, limit
     return ("" if row_names is not None else "row(s) ") + ", ".join(shown) + more
 
 
+def names_text(names: Sequence[str], limit: int = 20) -> str:
+    """ "'a', 'b'" for the first `limit` names (quoted), then "and N more"."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(map(repr, names[:limit])) + more
+
+
 @dataclass
 class RowCounts:
     """Rows read and rows dropped, by reason and by split."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from han.atomic import read_json, write_json_atomic
 from han.errors import RunDirError
+from han.rows import names_text
 
 THRESHOLD_GRID: np.ndarray = np.round(np.arange(1, 20) * 0.05, 2)
 """Candidate thresholds: 0.05, 0.10, ..., 0.95 (0.5 exactly among them), ascending."""
@@ -202,11 +203,6 @@ def _is_probability(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
-def _names(names: list[str]) -> str:
-    shown = ", ".join(repr(name) for name in names[:5])
-    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-
 def load_thresholds(path: Path, label_names: list[str]) -> np.ndarray:
     """The per-label thresholds saved at `path`, in the order of `label_names` ((C,) float64).
 
@@ -220,12 +216,14 @@ def load_thresholds(path: Path, label_names: list[str]) -> np.ndarray:
     per_label: dict[str, Any] = data["per_label"]
     missing = [name for name in label_names if name not in per_label]
     if missing:
-        raise RunDirError(f"{path}: no threshold for label {_names(missing)}; the file does not match this run")
+        raise RunDirError(f"{path}: no threshold for label {names_text(missing, 5)}; the file does not match this run")
     known = set(label_names)
     unknown = [name for name in per_label if name not in known]
     if unknown:
-        raise RunDirError(f"{path}: threshold for unknown label {_names(unknown)}; the file does not match this run")
+        raise RunDirError(
+            f"{path}: threshold for unknown label {names_text(unknown, 5)}; the file does not match this run"
+        )
     bad = [name for name in label_names if not _is_probability(per_label[name])]
     if bad:
-        raise RunDirError(f"{path}: threshold of label {_names(bad)} is not a number in [0, 1]")
+        raise RunDirError(f"{path}: threshold of label {names_text(bad, 5)} is not a number in [0, 1]")
     return np.array([float(per_label[name]) for name in label_names], dtype=np.float64)

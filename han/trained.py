@@ -17,7 +17,7 @@ from spacy.language import Language
 from han.config import Config
 from han.corpus import SegmentedSplit, vocab_lookup
 from han.device import check_precision, resolve_device, set_threads, threads_per_process
-from han.encoded import EncodedSplit
+from han.encoded import EncodedSplit, label_array
 from han.errors import ConfigError
 from han.networks import build_model, has_attention
 from han.rundir import RunDir
@@ -86,13 +86,11 @@ class TrainedRun:
             tokens = np.insert(tokens, sentence_offsets[document_offsets[empty]], UNK_ID)
             lengths = np.insert(lengths, document_offsets[empty], 1)
             counts[empty] = 1
-        n = len(counts)
-        label_array = np.asarray(labels if labels is not None else [-1] * n)
         return EncodedSplit(
             tokens.astype(np.int64),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            label_array.astype(np.int8 if label_array.ndim == 2 else np.int64),
+            label_array(labels, len(counts)),
         )
 
     def encode(self, texts: list[str], labels: list[int] | np.ndarray | None = None) -> EncodedSplit:

@@ -292,15 +292,14 @@ def _best_epoch(run: RunView) -> Any:
 
 
 def _summary(runs: Sequence[RunView]) -> str:
-    multilabel = any(_is_multilabel(run) for run in runs)
-    first = "micro_f1" if multilabel else "accuracy"
-    name = "micro-F1 / accuracy" if multilabel else "accuracy"  # multi-label: micro-F1; single-label: accuracy
+    # a multi-label run shows micro-F1 where a single-label run shows accuracy
+    name = "micro-F1 / accuracy" if any(_is_multilabel(run) for run in runs) else "accuracy"
     head = ["run", "kind", "epochs", "best epoch", f"test {name}", "test macro-F1", f"validation {name}"]
     head += ["validation macro-F1", "train docs/s"]
     rows = []
     for run in runs:
         test, validation = _dict(run.metrics.get("test")), _dict(run.metrics.get("validation"))
-        key = first if _is_multilabel(run) else "accuracy"
+        key = "micro_f1" if _is_multilabel(run) else "accuracy"
         speed = _number(_dict(run.manifest.get("train")).get("docs_per_second"))
         speeds = [v for v in (_number(rec.get("docs_per_s")) for rec in run.log) if v is not None]
         speed = speed if speed is not None else (sum(speeds) / len(speeds) if speeds else None)
