@@ -11,7 +11,6 @@ so they are distinct documents. One JSON line per size. Needs ../shared/data/clo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -21,20 +20,10 @@ import time
 from pathlib import Path
 
 from benchmarks.common import emit, load_average
+from benchmarks.standin import write_copies
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "data" / "clothing_reviews.csv"
-
-
-def write_copies(target: Path, copies: int) -> None:
-    with open(SOURCE, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    with open(target, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for copy in range(copies):
-            for row in rows:
-                writer.writerow({**row, "text": row["text"] + (f" Copy {copy}." if copy else "")})
 
 
 def child(source: str, run_dir: str) -> None:

@@ -78,10 +78,10 @@ def spark_rates(master: str, run_dir: Path, texts: list[str], partitions: int, r
 def in_process_rate(run_dir: Path, texts: list[str], reps: int) -> dict[str, Any]:
     """docs/s of han.load(...).predict_proba in this process on one torch thread."""
     import han
-    from han.device import set_threads
+    from han.cpus import use_threads
 
     classifier = han.load(run_dir)
-    set_threads(1)
+    use_threads(1)
     seconds = timed_passes(lambda: classifier.predict_proba(texts), reps)
     return {"seconds": seconds, **rate(len(texts), seconds)}
 

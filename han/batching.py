@@ -61,20 +61,35 @@ def collate(split: EncodedSplit, indices: np.ndarray) -> Batch:
 
 
 def bucketed_batches(
-    split: EncodedSplit, batch_size: int, rng: np.random.Generator | None, pool_batches: int = 50
+    split: EncodedSplit,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    pool_batches: int = 50,
+    max_tokens: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Index arrays of batches of documents of similar length.
 
     With `rng`, documents are shuffled, sorted by length within pools of `pool_batches` batches
     and the batch order is shuffled (seeded, different every epoch). Without it, batches follow
-    length order, which is deterministic and fastest for evaluation.
+    length order, which is deterministic and fastest for evaluation; `max_tokens` then also ends a
+    batch before its tokens pass that many (a batch holds at least one document).
     """
     n = len(split)
     # Sort key: sentences per document, then tokens per document.
     key = split.sentence_counts * 100_000 + split.document_lengths
     if rng is None:
         order = np.argsort(key, kind="stable")
-        yield from (order[i : i + batch_size] for i in range(0, n, batch_size))
+        if max_tokens is None:
+            yield from (order[i : i + batch_size] for i in range(0, n, batch_size))
+            return
+        start, tokens = 0, 0
+        for i, length in enumerate(split.document_lengths[order].tolist()):
+            if i > start and (i - start == batch_size or tokens + length > max_tokens):
+                yield order[start:i]
+                start, tokens = i, 0
+            tokens += length
+        if start < n:
+            yield order[start:]
         return
     order = rng.permutation(n)
     pool = batch_size * pool_batches

@@ -60,13 +60,3 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     if hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler("cuda", enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)  # torch 2.2
-
-
-def threads_per_process(threads: int | None) -> int:
-    """torch CPU threads: the configured number, or the cores shared evenly by this node's processes ($LOCAL_WORLD_SIZE)."""
-    return threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-
-
-def set_threads(threads: int | None) -> None:
-    """Set torch's CPU threads (None: every core)."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)

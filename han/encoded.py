@@ -7,28 +7,29 @@ On disk it is an Arrow dataset (`datasets.save_to_disk`), one row per document: 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pyarrow as pa
 
 from han.atomic import TEMPORARY_MARK
 from han.errors import RunDirError
 
-ENCODED_FEATURES = datasets.Features(
-    {"ids": datasets.List(datasets.List(datasets.Value("int32"))), "label": datasets.Value("int64")}
-)
-
 
 def encoded_schema(num_labels: int | None = None) -> pa.Schema:
     """The Arrow schema of an encoded split: one class id per document, or (multi-label, `num_labels` given)
     a fixed-size list of `num_labels` 0/1 flags."""
+    import datasets  # only writing a split needs it (for its features metadata); reading is pyarrow alone
+
+    features = datasets.Features(
+        {"ids": datasets.List(datasets.List(datasets.Value("int32"))), "label": datasets.Value("int64")}
+    )
     if num_labels is None:
-        return ENCODED_FEATURES.arrow_schema
-    ids = ENCODED_FEATURES.arrow_schema.field("ids")
+        return features.arrow_schema
+    ids = features.arrow_schema.field("ids")
     return pa.schema([ids, pa.field("label", pa.list_(pa.int8(), num_labels))])
 
 
@@ -92,20 +93,32 @@ class EncodedSplit:
             label = pa.FixedSizeListArray.from_arrays(flat, width)
             return pa.table({"ids": documents, "label": label}).cast(encoded_schema(width))
         table = pa.table({"ids": documents, "label": pa.array(self.labels, pa.int64())})
-        return table.cast(ENCODED_FEATURES.arrow_schema)
+        return table.cast(encoded_schema())
 
     def save(self, path: Path) -> None:
         """Write as an Arrow dataset (one row per document: nested ids and label)."""
+        import datasets
+
         datasets.Dataset(self.arrow_table()).save_to_disk(str(path))
 
     @classmethod
     def load(cls, path: Path) -> EncodedSplit:
         """Read a split saved as a dataset folder; a missing folder raises `RunDirError`."""
+        # The folder `datasets.save_to_disk` wrote: state.json names the Arrow stream files, read here
+        # with pyarrow alone (memory-mapped), so scoring a split does not import `datasets`.
         try:
-            dataset = datasets.load_from_disk(str(path))
+            state = json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
+            tables = [
+                pa.ipc.open_stream(pa.memory_map(str(Path(path) / entry["filename"]))).read_all()
+                for entry in state["_data_files"]
+            ]
         except FileNotFoundError:
             raise RunDirError(f"{path}: encoded split missing; run `han preprocess` first") from None
-        table = dataset.with_format("arrow")[:]
+        except (ValueError, KeyError, TypeError, pa.ArrowInvalid) as error:
+            raise RunDirError(
+                f"{path}: not a readable encoded split ({error}); run `han preprocess --overwrite`"
+            ) from None
+        table = pa.concat_tables(tables)
         documents = table.column("ids").combine_chunks()
         sentences = documents.flatten()
         tokens = sentences.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
@@ -144,6 +157,8 @@ class EncodedSplitWriter:
         self.writer.close()
         try:
             if exc_type is None:
+                import datasets
+
                 datasets.Dataset.from_file(str(self.stream_path)).save_to_disk(str(self.path))
         finally:
             self.stream_path.unlink(missing_ok=True)

@@ -10,17 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import sparse
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    hamming_loss,
-    label_ranking_average_precision_score,
-    precision_recall_fscore_support,
-    precision_score,
-    recall_score,
-)
 
 from han.thresholds import as_label_matrix, predict_label_sets
 
@@ -29,16 +18,28 @@ _BCE_CLIP = 1e-7
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> dict[str, Any]:
-    """Accuracy, micro- and macro-F1, log loss, per-class precision/recall/F1/support and the confusion matrix."""
-    classes = list(range(len(label_names)))
+    """Accuracy, micro- and macro-F1, log loss, per-class precision/recall/F1/support and the confusion matrix.
+
+    Computed from the confusion matrix in numpy with scikit-learn's definitions (zero_division=0;
+    tests/test_evaluation.py holds them equal), so scoring a split never imports scikit-learn.
+    """
+    num_classes = len(label_names)
     predicted = probabilities.argmax(axis=1)
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
+    confusion = np.bincount(
+        np.asarray(labels, dtype=np.int64) * num_classes + predicted, minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)  # (C, C): rows true, columns predicted
+    hits = np.diag(confusion).astype(np.float64)
+    support, predicted_count = confusion.sum(axis=1), confusion.sum(axis=0)
+    precision = _ratio(hits, predicted_count)
+    recall = _ratio(hits, support)
+    f1 = _ratio(2 * hits, support + predicted_count)  # 2tp / (2tp + fp + fn)
+    accuracy = float(hits.sum() / max(len(labels), 1))
     picked = probabilities[np.arange(len(labels)), labels]
     return {
         "documents": len(labels),
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "micro_f1": float(f1_score(labels, predicted, labels=classes, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        "accuracy": accuracy,
+        "micro_f1": accuracy,  # one true and one predicted class per document: micro-F1 is accuracy
+        "macro_f1": float(f1.mean()),
         "loss": float(-np.mean(np.log(np.clip(picked, 1e-12, None)))),
         "per_class": {
             name: {
@@ -51,9 +52,14 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, label_
         },
         "confusion_matrix": {
             "labels": label_names,
-            "rows_true_columns_predicted": confusion_matrix(labels, predicted, labels=classes).tolist(),
+            "rows_true_columns_predicted": confusion.tolist(),
         },
     }
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
 
 
 def precision_at_k(truth: np.ndarray, probabilities: np.ndarray, ks: tuple[int, ...] = PRECISION_AT) -> dict[str, Any]:
@@ -105,6 +111,17 @@ def multilabel_metrics(
     likewise (see `precision_at_k`). "loss" is the mean over documents of the sum over labels of the
     binary cross-entropy, probabilities clipped to [1e-7, 1 - 1e-7].
     """
+    from scipy import sparse
+    from sklearn.metrics import (  # imported here: single-label scoring does without scikit-learn
+        accuracy_score,
+        f1_score,
+        hamming_loss,
+        label_ranking_average_precision_score,
+        precision_recall_fscore_support,
+        precision_score,
+        recall_score,
+    )
+
     probabilities = np.asarray(probabilities)
     truth = as_label_matrix(labels, probabilities)
     documents, classes = truth.shape

@@ -76,27 +76,32 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
         # inputs (U, D); weight_ih (6H, D); bias_ih (6H,); weight_hh (2, 3H, H); bias_hh (2, 3H); rows, mirror (P,)
         positions, hidden = rows.numel(), weight_hh.size(2)
         mirror_rows = rows[mirror]
-        projected = torch.addmm(bias_ih, inputs, weight_ih.t())  # (U, 6H): both directions
+        # The h-side biases of r and z only ever add to the x side's: folded into the projection once, so
+        # each step's recurrent matmul needs no bias (b_hn stays inside: it is multiplied by r).
+        folded = bias_hh.clone()  # (2, 3H)
+        folded[:, 2 * hidden :] = 0
+        projected = torch.addmm(bias_ih + folded.reshape(-1), inputs, weight_ih.t())  # (U, 6H): both directions
         gates_x = inputs.new_empty(2, positions, 3 * hidden)  # x-side pre-activations, then r, z, n
         torch.index_select(projected[:, : 3 * hidden], 0, rows, out=gates_x[0])
         torch.index_select(projected[:, 3 * hidden :], 0, mirror_rows, out=gates_x[1])
         del projected
         # Per-step results get tensors of their own: a matmul writing into a strided slice of a
         # larger buffer would go through a hidden copy at every step.
-        gates_h = []  # (2, n, 3H) per step: h W_hh^T + b_hh
+        gates_h = []  # (2, n, 3H) per step: h W_hh^T (+ b_hn in the n part; the r, z parts are overwritten in backward)
         step_states = []  # (2, n, H) per step
-        weight_hh_t, bias = weight_hh.transpose(1, 2), bias_hh.unsqueeze(1)  # (2, H, 3H), (2, 1, 3H)
+        weight_hh_t, bias_n = weight_hh.transpose(1, 2), bias_hh[:, None, 2 * hidden :]  # (2, H, 3H), (2, 1, H)
         previous = inputs.new_zeros(2, batch_sizes[0], hidden)
         offset = 0
         for size in batch_sizes:
             previous = previous[:, :size]  # sequences still running are the first `size` rows
             gx = gates_x[:, offset : offset + size]
-            gh = torch.baddbmm(bias, previous, weight_hh_t)  # (2, n, 3H)
+            gh = torch.bmm(previous, weight_hh_t)  # (2, n, 3H): h W_hh^T
+            gh[..., 2 * hidden :].add_(bias_n)  # + b_hn
             rz = gx[..., : 2 * hidden]
             rz.add_(gh[..., : 2 * hidden]).sigmoid_()  # r, z
             n = gx[..., 2 * hidden :]
             n.addcmul_(rz[..., :hidden], gh[..., 2 * hidden :]).tanh_()  # n
-            previous = torch.sub(previous, n).mul_(rz[..., hidden:]).add_(n)  # h' = n + z (h - n)
+            previous = torch.lerp(n, previous, rz[..., hidden:])  # h' = n + z (h - n)
             gates_h.append(gh)
             step_states.append(previous)
             offset += size
@@ -122,13 +127,13 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
         offsets = [0]
         for size in batch_sizes:
             offsets.append(offsets[-1] + size)
-        grad_state = grad_output.new_zeros(2, batch_sizes[-1], hidden)  # dL/dh flowing back in time
+        grad_state = None  # dL/dh_t flowing back in time from step t + 1: (2, batch_sizes[t + 1], H)
         for t in range(len(batch_sizes) - 1, -1, -1):
             size, offset = batch_sizes[t], offsets[t]
             step = slice(offset, offset + size)
-            if grad_state.size(1) < size:  # sequences whose last step is t join with zero gradient
-                grad_state = torch.cat([grad_state, grad_state.new_zeros(2, size - grad_state.size(1), hidden)], dim=1)
-            d = grad_state.add_(grad_states[:, step])  # dL/dh_t
+            d = grad_states[:, step]  # dL/dh_t: the output's gradient, plus (below) what flows back
+            if grad_state is not None:  # sequences whose last step is t get nothing from t + 1
+                d[:, : grad_state.size(1)].add_(grad_state)
             gx, gh = gates_x[:, step], gates_h[t]
             r, z, n = gx[..., :hidden], gx[..., hidden : 2 * hidden], gx[..., 2 * hidden :]
             dn = grad_candidate[:, step]

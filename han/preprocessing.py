@@ -59,6 +59,7 @@ class PreprocessSummary:
     task: str = "multiclass"
     rare_labels: dict[str, int] | None = None  # multilabel: labels with few training documents -> their count
     labels_per_document: dict[str, float] | None = None  # multilabel: mean label-set size per split
+    word2vec: dict[str, int] | None = None  # embeddings.source word2vec: the epochs and worker threads it ran
 
     def as_dict(self) -> dict:
         """The summary's fields as a dict (a shallow copy)."""
@@ -180,7 +181,13 @@ def _build_from_loaded(
     from safetensors.numpy import save
 
     from han.corpus import build_corpus
-    from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+    from han.embeddings import (
+        embedding_matrix,
+        load_vectors_file,
+        train_word2vec,
+        word2vec_epochs,
+        word2vec_workers,
+    )
     from han.label_sets import label_matrix
     from han.segmenting import drop_tokenless, segment_loaded, segmented_from_documents
 
@@ -227,8 +234,10 @@ def _build_from_loaded(
 
     start = time.perf_counter()
     emb = config.embeddings
+    word2vec = None
     if emb.source == "word2vec":
-        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed, progress)
+        word2vec = {"epochs": word2vec_epochs(emb.epochs, words["train"]), "workers": word2vec_workers(emb.workers)}
+        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed, progress, words["train"])
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:
@@ -267,6 +276,7 @@ def _build_from_loaded(
         task=config.task,
         rare_labels=loaded.rare_labels if loaded.multilabel else None,
         labels_per_document=per_document if loaded.multilabel else None,
+        word2vec=word2vec,
     )
     run.update_manifest(carved_splits=loaded.carved)
     return summary

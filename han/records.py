@@ -15,13 +15,14 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
-
-import datasets
+from typing import IO, TYPE_CHECKING, Any
 
 from han.config import DataConfig
 from han.errors import DataError
 from han.inputs import check_csv_header, check_input_file
+
+if TYPE_CHECKING:  # reading input files for predict does not need `datasets`
+    import datasets
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,15 @@ import numpy as np
 import torch
 
 from han.batching import bucketed_batches, collate
+from han.cpus import adjust_threads
 from han.device import autocast
 from han.encoded import EncodedSplit
 from han.progress import Progress
+
+# A scoring batch ends at `train.eval_batch_size` documents or at this many tokens, whichever comes
+# first: the packed GRU runs fastest when a batch's gates stay this small (measured on 2 cores: short
+# reviews score 20% faster in batches of 256 than of 64; ~260-token documents no faster past 64).
+SCORE_BATCH_TOKENS = 16_384
 
 
 @dataclass
@@ -80,8 +86,9 @@ def score_split(
         scores.word_weights = np.zeros(len(split.tokens), dtype=np.float32)
     if progress is not None:
         progress.start("score", len(split))
-    for indices in bucketed_batches(split, batch_size, rng=None):
+    for indices in bucketed_batches(split, batch_size, rng=None, max_tokens=SCORE_BATCH_TOKENS):
         batch = collate(split, indices).to(device)
+        adjust_threads()
         with autocast(device, precision):
             output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         scores.probabilities[indices] = probabilities_of(model, output.logits).cpu().numpy()

@@ -23,14 +23,15 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
-import spacy
-from spacy.attrs import IS_SPACE, LOWER, ORTH, SENT_START, SPACY
-from spacy.language import Language
 
 from han.config import PreprocessConfig
 from han.errors import ConfigError
+
+if TYPE_CHECKING:  # spaCy is imported where text is segmented: scoring an encoded split never pays for it
+    from spacy.language import Language
 
 Document = list[list[str]]  # sentences of tokens
 
@@ -87,6 +88,8 @@ def prepare_texts(texts: Iterable[str], config: PreprocessConfig, stats: TextSta
 
 def build_pipeline(config: PreprocessConfig) -> Language:
     """The spaCy pipeline that splits documents into sentences and tokens."""
+    import spacy
+
     if config.spacy_model is None:
         try:
             nlp = spacy.blank(config.lang)
@@ -138,6 +141,8 @@ def segment_chunk(
     One `Doc.to_array` call per document reads every token's form, whitespace flag and sentence
     start; numpy then drops whitespace tokens and empty sentences and numbers the distinct words.
     """
+    from spacy.attrs import IS_SPACE, LOWER, ORTH, SENT_START, SPACY
+
     attributes = [LOWER if lowercase else ORTH, IS_SPACE, SENT_START] + ([ORTH, SPACY] if surface else [])
     arrays = []
     token_counts = np.zeros(len(texts), dtype=np.int64)

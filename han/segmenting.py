@@ -15,26 +15,29 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
-import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from spacy.language import Language
 
 from han.config import Config, PreprocessConfig
 from han.corpus import Corpus, SegmentedSplit, WordTable, _MemoryArrays, _SpilledArrays, build_corpus, tally_cuts
-from han.data import LoadedData
+from han.cpus import available_cores
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
 from han.progress import Progress
 from han.records import text_batches
 from han.rows import NO_TOKENS
 from han.segment import ChunkTokens, Document, TextStats, build_pipeline, prepare_texts, segment_chunk
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+
+    from han.data import LoadedData
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,6 @@ def _init_worker(config: dict[str, Any]) -> None:
 def _segment_in_worker(texts: list[str]) -> ChunkTokens:
     config: PreprocessConfig = _worker_state["config"]
     return segment_chunk(_worker_state["nlp"], texts, config.lowercase, config.pipe_batch_size)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity on Linux, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_workers(workers: int | None, documents: int) -> int:

@@ -286,7 +286,7 @@ def _score_frames(job: _Job, batches: Iterable[pd.DataFrame], partition: int | N
     import numpy as np
     import pandas as pd
 
-    from han.device import set_threads
+    from han.cpus import use_threads
     from han.inference import label_separator, predict_texts
     from han.records import join_text
 
@@ -302,7 +302,7 @@ def _score_frames(job: _Job, batches: Iterable[pd.DataFrame], partition: int | N
             texts = [join_text(values, job.separator) for values in zip(*columns, strict=True)]
             if trained is None:
                 trained = _trained(job)
-                set_threads(_task_threads(job))
+                use_threads(_task_threads(job))
             probabilities = np.stack(list(predict_texts(trained, texts, len(texts)))).astype(np.float32)
             if trained.multilabel:  # the joined label set at the run's thresholds, as `han predict` writes it
                 separator = label_separator(trained)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from spacy.language import Language
 
 from han.config import Config
 from han.corpus import SegmentedSplit, vocab_lookup
-from han.device import check_precision, resolve_device, set_threads, threads_per_process
+from han.cpus import use_threads
+from han.device import check_precision, resolve_device
 from han.encoded import EncodedSplit, label_array
 from han.errors import ConfigError
 from han.networks import build_model, has_attention
@@ -25,6 +26,9 @@ from han.segment import ChunkTokens, TextStats, build_pipeline, prepare_texts, s
 from han.thresholds import load_thresholds, predict_label_sets
 from han.vocab import UNK_ID, Vocab
 from han.weights import load_weights
+
+if TYPE_CHECKING:
+    from spacy.language import Language
 
 
 @dataclass
@@ -36,7 +40,7 @@ class TrainedRun:
     vocab: Vocab
     label_names: list[str]
     model: torch.nn.Module
-    nlp: Language
+    _nlp: Language | None = None  # the spaCy pipeline, built on first use (scoring encoded splits needs none)
     text_stats: TextStats = field(default_factory=TextStats)  # documents truncated / cleaned so far
     thresholds: np.ndarray | None = None  # task multilabel: (C,) decision thresholds chosen on validation
 
@@ -64,6 +68,13 @@ class TrainedRun:
                 f"model.pooling attention) has; this run is model.kind {self.config.model.kind} "
                 f"(use `han predict` or `han evaluate` for it)"
             )
+
+    @property
+    def nlp(self) -> Language:
+        """The run's spaCy pipeline (built once, on first use)."""
+        if self._nlp is None:
+            self._nlp = build_pipeline(self.config.preprocess)
+        return self._nlp
 
     def segment(self, texts: list[str], surface: bool = False) -> ChunkTokens:
         """Clean, cut at `max_chars` and segment `texts` (uncapped); with `surface`, keep tokens as written."""
@@ -108,7 +119,7 @@ def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = 
     config = run.load_config()
     vocab = run.load_vocab()
     label_names = run.load_labels()
-    set_threads(threads_per_process(config.train.threads))  # shared by the processes of a torchrun node
+    use_threads(config.train.threads)  # the free cores, or shared evenly by the processes of a torchrun node
     model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
     load_weights(model, weights_path)
     resolved = resolve_device(device or config.device)
@@ -119,4 +130,4 @@ def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = 
         run.require(run.thresholds_path, hint="training chooses them at its end: train the run again (`han train`)")
         run.verify_artifacts(run.thresholds_path)
         thresholds = load_thresholds(run.thresholds_path, label_names)
-    return TrainedRun(run, config, vocab, label_names, model, build_pipeline(config.preprocess), thresholds=thresholds)
+    return TrainedRun(run, config, vocab, label_names, model, thresholds=thresholds)

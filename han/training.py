@@ -22,7 +22,8 @@ from han.batching import Batch, bucketed_batches, collate
 from han.calibrating import choose_run_thresholds
 from han.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint, save_checkpoint
 from han.config import OUTPUT_NEUTRAL_SETTINGS, Config
-from han.device import autocast, check_precision, grad_scaler, set_threads, threads_per_process
+from han.cpus import adjust_threads, threads_report, use_threads
+from han.device import autocast, check_precision, grad_scaler
 from han.distributed import (
     DistContext,
     all_reduce_sum,
@@ -192,7 +193,7 @@ class TrainingSession:
         self.on_epoch = on_epoch  # called with each epoch's record at the end of `finish_epoch`
         tc = config.train
         seed_everything(config.seed)
-        set_threads(threads_per_process(tc.threads))
+        use_threads(tc.threads)
         self.train_split = EncodedSplit.load(run.data_path("train"))
         self.validation_split = EncodedSplit.load(run.data_path("validation"))
         self.label_names = run.load_labels()
@@ -261,6 +262,7 @@ class TrainingSession:
         for global_indices in batches[loop.batches_done :]:
             indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
             batch = collate(self.train_split, indices).to(ctx.device)
+            adjust_threads()  # follows the cores other processes leave free (unless train.threads is set)
             loss = self.step(batch, counted, len(global_indices))
             if not math.isfinite(loss):
                 self.check_divergence(loss)  # raises unless fp16's loss scaler skipped the step
@@ -476,7 +478,9 @@ def train(
     result = session.result()
     if ctx.is_main:
         summary = {k: v for k, v in result.__dict__.items() if k != "history"}
-        run.update_manifest(train={**summary, "world_size": ctx.world_size, "device": str(ctx.device)})
+        run.update_manifest(
+            train={**summary, "world_size": ctx.world_size, "device": str(ctx.device), "threads": threads_report()}
+        )
         if config.multilabel:
             choose_run_thresholds(config, run)
     barrier(ctx)  # [distributed] every rank returns once rank 0's files are written

@@ -298,6 +298,12 @@ def show_preprocess_summary(target: Any, summary: Any) -> None:
         f"tokenised {summary.docs_per_second:,.0f} documents/s ({summary.tokens_per_second:,.0f} tokens/s, "
         f"{summary.workers} worker(s))"
     )
+    if summary.word2vec:
+        seconds = summary.seconds.get("embeddings", 0.0)
+        console.print(
+            f"word2vec: {summary.word2vec['epochs']} epoch(s) over {summary.words.get('train', 0):,} training words, "
+            f"{summary.word2vec['workers']} thread(s), {seconds:.1f}s"
+        )
 
 
 def show_data_report(report: Any) -> None:

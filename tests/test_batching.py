@@ -60,3 +60,24 @@ def test_shuffle_is_seeded_and_changes_between_epochs():
     epoch1 = [b.tolist() for b in bucketed_batches(split, 16, rng)]
     epoch2 = [b.tolist() for b in bucketed_batches(split, 16, rng)]
     assert epoch1 != epoch2
+
+
+def test_scoring_batches_end_at_a_token_budget_or_a_document_count():
+    rng = np.random.default_rng(4)
+    documents = [
+        [list(range(2, 2 + int(rng.integers(1, 40)))) for _ in range(int(rng.integers(1, 8)))] for _ in range(300)
+    ]
+    documents.append([list(range(2, 302))])  # one document longer than the budget: a batch of its own
+    split = EncodedSplit.from_documents(documents, [0] * len(documents))
+    lengths = split.document_lengths
+    batches = list(bucketed_batches(split, 20, rng=None, max_tokens=250))
+    order = np.concatenate(batches)
+    key = split.sentence_counts * 100_000 + lengths
+    assert sorted(order.tolist()) == list(range(len(documents)))
+    assert order.tolist() == np.argsort(key, kind="stable").tolist()  # length order, as without a budget
+    for batch, following in zip(batches, [*batches[1:], None], strict=True):
+        assert 1 <= len(batch) <= 20
+        assert len(batch) == 1 or lengths[batch].sum() <= 250
+        if following is not None and len(batch) < 20:  # a batch ends only when the next document would not fit
+            assert lengths[batch].sum() + lengths[following[0]] > 250
+    assert [len(b) for b in batches if lengths[b].sum() > 250] == [1]

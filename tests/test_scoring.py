@@ -1,10 +1,12 @@
 """The one scoring loop: batches follow the model's device, results come back to the CPU in split order."""
 
+import random
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from conftest import make_document
 from han.encoded import EncodedSplit
 from han.scoring import score_split
 
@@ -50,3 +52,23 @@ def test_batches_follow_the_model_device_and_results_come_back_to_the_cpu(monkey
     assert scores.word_weights is not None and scores.word_weights.shape == (10,)
     assert np.all(scores.word_weights == np.float32(0.25))
     assert model.training  # restored after scoring in eval mode
+
+
+def test_scoring_chunks_in_worker_processes_gives_the_same_rows_and_probabilities(trained_run):
+    from han.inference import predict_rows
+    from han.trained import load_trained_run
+
+    rng = random.Random(3)
+    texts = [make_document(rng, label) for label in ["sport", "tech", "food"] * 12]
+    texts[5] = "word " * 300_000  # longer than max_chars: cut, and counted, in this process
+    texts[9] = ""  # no token: one unknown word
+    here = load_trained_run(trained_run)
+    ahead = load_trained_run(trained_run)
+    in_process = list(predict_rows(here, texts, chunk_size=5))
+    with_worker = list(predict_rows(ahead, texts, chunk_size=5, processes=2))
+    assert [row for row, _ in with_worker] == list(range(1, len(texts) + 1))
+    assert [row for row, _ in in_process] == [row for row, _ in with_worker]
+    np.testing.assert_array_equal(np.stack([p for _, p in in_process]), np.stack([p for _, p in with_worker]))
+    assert ahead.text_stats.as_dict() == here.text_stats.as_dict() and ahead.text_stats.truncated == 1
+    shard = list(predict_rows(ahead, texts, chunk_size=5, shard=(1, 2), processes=2))
+    assert [row for row, _ in shard] == [r for r, _ in in_process if ((r - 1) // 5) % 2 == 1]

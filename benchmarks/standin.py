@@ -1,0 +1,101 @@
+"""Real-text stand-ins for corpora that are not on this machine (IMDB-sized reviews, clothing x10).
+
+    python -m benchmarks.standin imdb OUT.csv        # 25k train / 25k test reviews of IMDB length
+    python -m benchmarks.standin copies OUT.csv 10   # the clothing reviews 10 times over
+
+`imdb`: each document joins clothing reviews (../shared/data/clothing_reviews.csv) that share one
+star rating, in a random order, until it reaches a word count drawn from a log-normal fitted to
+IMDB's review lengths (median ~175 words, mean ~230, long tail to ~2,500); its label is that rating
+(5 classes, the clothing reviews' proportions). The reviews are first shared out to the splits
+(45% train, 10% validation, 45% test), so no review is in two splits; 22,500 train, 2,500
+validation and 25,000 test documents. Seeded: the same seed writes the same file.
+
+`copies`: the clothing reviews N times, each copy's texts with " Copy i." appended so the copies
+are distinct documents (the corpus of the preprocessing benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOTHING = ROOT.parent / "shared" / "data" / "clothing_reviews.csv"
+IMDB_LOG_MEAN, IMDB_LOG_SIGMA = 5.16, 0.72  # log-normal of IMDB review word counts (median e^5.16 ~ 174)
+MIN_WORDS, MAX_WORDS = 30, 2500
+
+
+def read_clothing() -> list[dict[str, str]]:
+    with open(CLOTHING, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _documents(pool: dict[str, list[str]], labels: list[str], count: int, rng: random.Random) -> list[tuple[str, str]]:
+    """`count` documents: a label drawn with the pool's proportions, then reviews of that label up to a target length."""
+    documents = []
+    for _ in range(count):
+        label = rng.choice(labels)
+        target = min(MAX_WORDS, max(MIN_WORDS, int(rng.lognormvariate(IMDB_LOG_MEAN, IMDB_LOG_SIGMA))))
+        parts: list[str] = []
+        words = 0
+        while words < target:
+            review = rng.choice(pool[label])
+            parts.append(review)
+            words += len(review.split())
+        documents.append(("\n\n".join(parts), label))
+    return documents
+
+
+def write_imdb(target: Path, train: int = 25_000, test: int = 25_000, seed: int = 0) -> None:
+    """The IMDB-sized stand-in: `train` + `test` documents (10% of train as validation) in a CSV.
+
+    The reviews are shared out 45% / 10% / 45% to the train, validation and test documents, so no
+    review appears in two splits (validation then measures what test measures).
+    """
+    rng = random.Random(seed)
+    rows = read_clothing()
+    rng.shuffle(rows)
+    cut_validation, cut_test = int(len(rows) * 0.45), int(len(rows) * 0.55)
+    pools = rows[:cut_validation], rows[cut_validation:cut_test], rows[cut_test:]
+    validation = train // 10
+    counts = (train - validation, validation, test)
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "split"])
+        for name, pool_rows, count in zip(("train", "validation", "test"), pools, counts, strict=True):
+            pool: dict[str, list[str]] = {}
+            for row in pool_rows:
+                pool.setdefault(row["label"], []).append(row["text"])
+            labels = [row["label"] for row in pool_rows]  # drawing from this list keeps the rating proportions
+            for text, label in _documents(pool, labels, count, rng):
+                writer.writerow([text, label, name])
+
+
+def write_copies(target: Path, copies: int) -> None:
+    """The clothing reviews `copies` times, copy i's texts ending in " Copy i." (copy 0 unchanged)."""
+    rows = read_clothing()
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for copy in range(copies):
+            for row in rows:
+                writer.writerow({**row, "text": row["text"] + (f" Copy {copy}." if copy else "")})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["imdb", "copies"])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("copies", type=int, nargs="?", default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.kind == "imdb":
+        write_imdb(args.out, seed=args.seed)
+    else:
+        write_copies(args.out, args.copies)
+
+
+if __name__ == "__main__":
+    main()

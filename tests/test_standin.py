@@ -1,0 +1,47 @@
+"""The IMDB-sized stand-in of the benchmarks (benchmarks/standin.py): splits share no review, labels hold."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+
+import pytest
+
+from benchmarks.standin import CLOTHING, read_clothing, write_imdb
+
+pytestmark = pytest.mark.skipif(not CLOTHING.exists(), reason="needs ../shared/data/clothing_reviews.csv")
+
+
+def reviews_in(text: str, known: dict[str, set[str]]) -> list[str]:
+    """The reviews a document joins with blank lines (a review may hold a blank line itself)."""
+    reviews, current = [], None
+    for part in text.split("\n\n"):
+        current = part if current is None else current + "\n\n" + part
+        if current in known:
+            reviews.append(current)
+            current = None
+    assert current is None, f"not made of whole reviews: {text[:80]!r}"
+    return reviews
+
+
+def test_imdb_stand_in_splits_share_no_review_and_keep_one_rating_per_document(tmp_path):
+    target = tmp_path / "imdb.csv"
+    write_imdb(target, train=400, test=300, seed=1)
+    with open(target, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert Counter(row["split"] for row in rows) == {"train": 360, "validation": 40, "test": 300}
+    rating_of: dict[str, set[str]] = {}
+    for review in read_clothing():
+        rating_of.setdefault(review["text"], set()).add(review["label"])
+    reviews_by_split: dict[str, set[str]] = {}
+    for row in rows:
+        parts = reviews_in(row["text"], rating_of)
+        assert all(row["label"] in rating_of[part] for part in parts)  # every review has the document's rating
+        assert len(row["text"].split()) >= 30
+        reviews_by_split.setdefault(row["split"], set()).update(parts)
+    train, validation, test = (reviews_by_split[name] for name in ("train", "validation", "test"))
+    duplicated = {text for text, count in Counter(r["text"] for r in read_clothing()).items() if count > 1}
+    assert not (train & test) - duplicated and not (train & validation) - duplicated
+    again = tmp_path / "again.csv"
+    write_imdb(again, train=400, test=300, seed=1)
+    assert again.read_bytes() == target.read_bytes()
