@@ -152,16 +152,20 @@ class ThreadGovernor:
 _governor = ThreadGovernor(fixed=None, limit=available_cores())
 
 
-def use_threads(threads: int | None, processes_per_node: int | None = None) -> ThreadGovernor:
+def cores_per_process() -> int:
+    """This process's share of the cores: all of them, or under torchrun ($LOCAL_WORLD_SIZE) an even share."""
+    return max(1, available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def use_threads(threads: int | None) -> ThreadGovernor:
     """Set torch's CPU threads for this process: `threads`, or (None) the free cores, re-checked by `adjust_threads`.
 
     Under torchrun ($LOCAL_WORLD_SIZE > 1) the node's cores are shared evenly and fixed: the other
     ranks are not "other processes" to make room for.
     """
     global _governor
-    local_world = processes_per_node or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if threads is None and local_world > 1:
-        threads = max(1, available_cores() // local_world)
+    if threads is None and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        threads = cores_per_process()
     _governor = ThreadGovernor(fixed=threads, limit=available_cores())
     _governor.start()
     return _governor

@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from han.atomic import read_json, write_json_atomic
-from han.cpus import available_cores, use_threads
+from han.cpus import cores_per_process, use_threads
 from han.errors import DataError, RunDirError
 from han.evaluation import split_metrics
 from han.outputs import check_output, output_path
@@ -241,7 +241,7 @@ def write_predictions(
     progress.start("predict", None)
     writer = None
     count = 0
-    processes = available_cores()
+    processes = cores_per_process()  # under torchrun, the node's cores shared by its ranks
     for row, probabilities in predict_rows(trained, texts, chunk_size, shard, processes):
         count += 1
         record = _format_row(trained, row, probabilities, output_format)
