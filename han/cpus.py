@@ -30,12 +30,17 @@ SAMPLE_SECONDS = 0.1  # the first measurement's interval
 BUSY_SHARE = 0.4  # another process using this much of a core takes that core
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity on Linux, else the machine's count)."""
+def _cores() -> set[int]:
+    """The CPU cores this process may run on (its affinity on Linux, else every core of the machine)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return os.sched_getaffinity(0)
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return set(range(os.cpu_count() or 1))
+
+
+def available_cores() -> int:
+    """How many CPU cores this process may run on."""
+    return len(_cores())
 
 
 @dataclass(frozen=True)
@@ -67,12 +72,8 @@ def _machine_busy_seconds(cores: set[int]) -> float | None:
 
 def sample() -> CpuSample:
     """The machine's and this process's busy CPU seconds now."""
-    try:
-        cores = os.sched_getaffinity(0)
-    except AttributeError:
-        cores = set(range(os.cpu_count() or 1))
     times = os.times()
-    return CpuSample(time.monotonic(), _machine_busy_seconds(cores), times.user + times.system)
+    return CpuSample(time.monotonic(), _machine_busy_seconds(_cores()), times.user + times.system)
 
 
 def others_busy(before: CpuSample, after: CpuSample) -> float:

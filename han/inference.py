@@ -127,24 +127,26 @@ def predict_rows(
             first_row += len(chunk)
             chunk_number += 1
 
-    chunks = my_chunks()
+    def prepared_chunks() -> Iterator[tuple[int, list[str]]]:
+        # Cleaned and cut at max_chars here, in this process, so `text_stats` counts every text once.
+        for first_row, chunk in my_chunks():
+            yield first_row, list(prepare_texts(chunk, trained.config.preprocess, trained.text_stats))
+
+    chunks = prepared_chunks()
     head = list(islice(chunks, 2))  # one chunk is scored here: starting workers would cost more than it saves
     parallel = processes > 1 and len(head) > 1 and model_device(trained.model).type == "cpu"
     if parallel and "fork" in mp.get_all_start_methods():
         scored = _scored_in_workers(trained, chain(head, chunks), processes)
     else:
-        scored = ((first_row, _score_texts(trained, chunk)) for first_row, chunk in chain(head, chunks))
+        scored = ((first_row, _score_prepared(trained, chunk)) for first_row, chunk in chain(head, chunks))
     for first_row, probabilities in scored:
         yield from zip(range(first_row, first_row + len(probabilities)), probabilities, strict=True)
 
 
-def _score_texts(trained: TrainedRun, texts: list[str], prepared: bool = False) -> np.ndarray:
-    """Class probabilities of a chunk of texts (`prepared`: already cleaned and cut at max_chars)."""
+def _score_prepared(trained: TrainedRun, texts: list[str]) -> np.ndarray:
+    """Class probabilities of a chunk of texts already cleaned and cut at max_chars (`prepare_texts`)."""
     config = trained.config.preprocess
-    if prepared:
-        tokens = segment_chunk(trained.nlp, texts, config.lowercase, config.pipe_batch_size)
-    else:
-        tokens = trained.segment(texts)
+    tokens = segment_chunk(trained.nlp, texts, config.lowercase, config.pipe_batch_size)
     encoded = trained.encode_segmented(tokens)
     return predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision)
 
@@ -157,7 +159,7 @@ def _one_thread() -> None:
 
 
 def _score_in_worker(first_row: int, texts: list[str]) -> tuple[int, np.ndarray]:
-    return first_row, _score_texts(_FORKED["trained"], texts, prepared=True)
+    return first_row, _score_prepared(_FORKED["trained"], texts)
 
 
 def _scored_in_workers(
@@ -171,14 +173,12 @@ def _scored_in_workers(
     cut here, so `text_stats` counts them as in one process; at most `2 * processes` chunks are in
     flight, so memory stays flat.
     """
-    config = trained.config.preprocess
     _FORKED["trained"] = trained
     pool = mp.get_context("fork").Pool(processes, initializer=_one_thread)
     pending: deque = deque()
     try:
         for first_row, texts in chunks:
-            prepared = list(prepare_texts(texts, config, trained.text_stats))
-            pending.append(pool.apply_async(_score_in_worker, (first_row, prepared)))
+            pending.append(pool.apply_async(_score_in_worker, (first_row, texts)))
             if len(pending) >= 2 * processes:
                 yield pending.popleft().get()
         while pending:

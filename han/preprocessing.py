@@ -235,9 +235,9 @@ def _build_from_loaded(
     start = time.perf_counter()
     emb = config.embeddings
     word2vec = None
-    if emb.source == "word2vec":
+    if emb.source == "word2vec":  # `auto` settings resolved once: what trains is what the manifest records
         word2vec = {"epochs": word2vec_epochs(emb.epochs, words["train"]), "workers": word2vec_workers(emb.workers)}
-        vectors = train_word2vec(corpus.sentences("train"), emb, config.seed, progress, words["train"])
+        vectors = train_word2vec(corpus.sentences("train"), emb.model_copy(update=word2vec), config.seed, progress)
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:
