@@ -24,7 +24,7 @@ from torch import nn
 
 from han.config import ModelConfig
 from han.model import PAD_ID, AdditiveAttention, HANOutput, ModelOutput, RecurrentEncoder, pool_segments
-from han.packed import pack_layout
+from han.packed import distinct_rows, pack_layout
 
 
 @dataclass
@@ -131,7 +131,7 @@ class FlatRecurrentNetwork(_Embedded):
         layout = pack_layout(docs.lengths).to(word_ids.device)  # documents as sequences of tokens
         starts = torch.cumsum(docs.lengths, 0) - docs.lengths  # (B,)
         flat_index = starts[layout.sequence] + layout.position  # (P,) packed position -> token
-        distinct, rows = torch.unique(docs.tokens[flat_index], return_inverse=True)  # (U,), (P,)
+        distinct, rows = distinct_rows(docs.tokens[flat_index])  # (U,), rows of P
         states = self.encoder(self.embedding(distinct), layout, rows)  # (P, D*H)
         num_docs = docs.lengths.numel()
         if self.pooling == "attention":

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from han.config import ModelConfig
-from han.packed import PackedLayout, fused_bidirectional_gru, pack_layout
+from han.packed import PackedLayout, SharedRows, distinct_rows, fused_bidirectional_gru, pack_layout
 
 # The vocabulary keeps id 0 for padding (han.vocab.PAD_ID; tests/test_layout.py holds the two equal). The
 # model imports no text module, so it states the id itself.
@@ -100,15 +100,15 @@ class RecurrentEncoder(nn.Module):
         self.fusable = cell == "gru" and bidirectional  # the fused kernel is a bidirectional GRU
         self.backend = backend
 
-    def forward(self, inputs: torch.Tensor, layout: PackedLayout, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Run the recurrence over packed `inputs` (or `inputs[rows]`); return the (P, D*H) packed states."""
-        # inputs (P, In) in packed order, or distinct rows (U, In) that position p reads as inputs[rows[p]]
+    def forward(self, inputs: torch.Tensor, layout: PackedLayout, rows: SharedRows | None = None) -> torch.Tensor:
+        """Run the recurrence over packed `inputs` (or `inputs[rows.index]`); return the (P, D*H) packed states."""
+        # inputs (P, In) in packed order, or distinct rows (U, In) that position p reads as inputs[rows.index[p]]
         module = self.get_submodule(self.cell)
         backend = self.backend if self.backend != "auto" else ("torch" if inputs.is_cuda else "fused")
         if backend == "fused" and self.fusable:
             assert isinstance(module, nn.GRU)
             return fused_bidirectional_gru(inputs, layout, module, rows)  # (P, 2H)
-        packed_inputs = inputs if rows is None else inputs[rows]  # (P, In)
+        packed_inputs = inputs if rows is None else inputs[rows.index]  # (P, In)
         states, _ = module(PackedSequence(packed_inputs, layout.batch_sizes))
         return states.data  # (P, D*H), D = 2 if bidirectional else 1
 
@@ -210,9 +210,7 @@ class HierarchicalAttentionNetwork(nn.Module):
         first_sentence = torch.cumsum(sentence_counts, 0) - sentence_counts  # (B,)
 
         # Each distinct word of the batch is embedded (and projected into the GRU) once.
-        distinct_words, word_rows = torch.unique(
-            word_ids[words.sequence, words.position], return_inverse=True
-        )  # (U,), (P_w,)
+        distinct_words, word_rows = distinct_rows(word_ids[words.sequence, words.position])  # (U,), rows of P_w
         embedded = self.embedding(distinct_words)  # (U, E)
         word_states = self.word_encoder(embedded, words, word_rows)  # (P_w, 2H_w)
         if self.pooling == "attention":

@@ -8,12 +8,16 @@ sequence, faster on CPU:
 - the input projections of every token, both directions, are one matrix multiply;
 - the reverse direction runs on a mirrored copy of the packing, so both directions advance in
   lock-step with one batched matmul per time step;
-- the backward pass is written by hand: per step only elementwise work and one small batched matmul,
-  and the recurrent weight gradient is one large matmul at the end instead of one per step.
+- the backward pass is written by hand: per step only elementwise work (torch's fused sigmoid/tanh
+  backward kernels, written straight into one gradient buffer) and one small batched matmul; the
+  recurrent weight gradient is one large matmul at the end instead of one per step, and the
+  gradients of positions that read the same input row are summed by one sparse (CSR) matmul per
+  direction, grouped by the same sort that found the distinct rows (`distinct_rows`).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -60,10 +64,62 @@ def pack_layout(lengths: torch.Tensor) -> PackedLayout:
     return PackedLayout(active.sum(1), order[rank], position, mirror, count)
 
 
+@dataclass(frozen=True)
+class SharedRows:
+    """Which of U distinct input rows each of P packed positions reads, with the positions grouped by row.
+
+    The grouping (`order`, `row_starts`) is what sums the positions' gradients back into their rows.
+    """
+
+    index: torch.Tensor  # (P,) row read at each packed position
+    order: torch.Tensor  # (P,) positions sorted by row; ties keep position order
+    row_starts: torch.Tensor  # (U + 1,) row u's positions are order[row_starts[u] : row_starts[u + 1]]
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.row_starts.numel()) - 1
+
+    def sums(self, positions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The (U, P) CSR matrix with a one at (index[p], p) for the given column order of positions.
+
+        Multiplying a (P, K) tensor by it sums the rows of each group. `positions` is `order`, or a
+        relabelling of it (the reverse direction reads position mirror[p]).
+        """
+        with warnings.catch_warnings():  # torch flags CSR support as beta; matmul by it is all han uses
+            warnings.simplefilter("ignore")
+            return torch.sparse_csr_tensor(
+                self.row_starts,
+                positions,
+                positions.new_ones(positions.numel(), dtype=dtype),
+                (self.num_rows, positions.numel()),
+                check_invariants=False,
+            )
+
+
+def shared_rows(index: torch.Tensor, num_rows: int) -> SharedRows:
+    """Group the packed positions of `index` (values in [0, num_rows)) by the row they read."""
+    order = torch.argsort(index, stable=True)
+    row_starts = torch.zeros(num_rows + 1, dtype=torch.int64, device=index.device)
+    torch.cumsum(torch.bincount(index, minlength=num_rows), 0, out=row_starts[1:])
+    return SharedRows(index, order, row_starts)
+
+
+def distinct_rows(values: torch.Tensor) -> tuple[torch.Tensor, SharedRows]:
+    """The sorted distinct values (U,) of the (P,) `values`, and which of them each position reads (torch.unique's
+    inverse), grouped: one sort serves both."""
+    sorted_values, order = torch.sort(values, stable=True)
+    distinct, counts = torch.unique_consecutive(sorted_values, return_counts=True)  # (U,), (U,)
+    row_starts = torch.zeros(distinct.numel() + 1, dtype=torch.int64, device=values.device)
+    torch.cumsum(counts, 0, out=row_starts[1:])
+    index = torch.empty_like(order)
+    index[order] = torch.repeat_interleave(torch.arange(distinct.numel(), device=values.device), counts)
+    return distinct, SharedRows(index, order, row_starts)
+
+
 class _FusedBidirectionalGRU(torch.autograd.Function):
     """Input projection, both recurrences and the output of a bidirectional GRU in one autograd node.
 
-    Packed position p reads input row `rows[p]`: the word encoder passes each distinct word of the
+    Packed position p reads input row `rows.index[p]` (all rows when `rows` is None): the word encoder passes each distinct word of the
     batch once, so the input projection costs U (distinct words) rows instead of P (tokens).
     Direction 1 runs over the mirrored packing (`mirror`), so at every time step the same rows of
     both directions are active and one batched matmul serves both. Gate order is nn.GRU's:
@@ -73,22 +129,26 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs, weight_ih, bias_ih, weight_hh, bias_hh, batch_sizes, rows, mirror):
-        # inputs (U, D); weight_ih (6H, D); bias_ih (6H,); weight_hh (2, 3H, H); bias_hh (2, 3H); rows, mirror (P,)
-        positions, hidden = rows.numel(), weight_hh.size(2)
-        mirror_rows = rows[mirror]
+        # inputs (U, D), or (P, D) when rows is None; weight_ih (6H, D); bias_ih (6H,); weight_hh (2, 3H, H);
+        # bias_hh (2, 3H); rows None or (P,); mirror (P,)
+        positions, hidden = mirror.numel(), weight_hh.size(2)
         # The h-side biases of r and z only ever add to the x side's: folded into the projection once, so
         # each step's recurrent matmul needs no bias (b_hn stays inside: it is multiplied by r).
         folded = bias_hh.clone()  # (2, 3H)
         folded[:, 2 * hidden :] = 0
         projected = torch.addmm(bias_ih + folded.reshape(-1), inputs, weight_ih.t())  # (U, 6H): both directions
         gates_x = inputs.new_empty(2, positions, 3 * hidden)  # x-side pre-activations, then r, z, n
-        torch.index_select(projected[:, : 3 * hidden], 0, rows, out=gates_x[0])
-        torch.index_select(projected[:, 3 * hidden :], 0, mirror_rows, out=gates_x[1])
+        if rows is None:  # one input row per position
+            gates_x[0] = projected[:, : 3 * hidden]
+            torch.index_select(projected[:, 3 * hidden :], 0, mirror, out=gates_x[1])
+        else:
+            torch.index_select(projected[:, : 3 * hidden], 0, rows.index, out=gates_x[0])
+            torch.index_select(projected[:, 3 * hidden :], 0, rows.index[mirror], out=gates_x[1])
         del projected
-        # Per-step results get tensors of their own: a matmul writing into a strided slice of a
-        # larger buffer would go through a hidden copy at every step.
-        gates_h = []  # (2, n, 3H) per step: h W_hh^T (+ b_hn in the n part; the r, z parts are overwritten in backward)
-        step_states = []  # (2, n, H) per step
+        # Each step's recurrent matmul gets a tensor of its own (a matmul writing into a strided slice of a
+        # larger buffer would go through a hidden copy); elementwise results go straight into `states`.
+        gates_h = []  # (2, n, 3H) per step: h W_hh^T (+ b_hn in the n part)
+        states = inputs.new_empty(2, positions, hidden)  # (2, P, H): h_t of every position, both directions
         weight_hh_t, bias_n = weight_hh.transpose(1, 2), bias_hh[:, None, 2 * hidden :]  # (2, H, 3H), (2, 1, H)
         previous = inputs.new_zeros(2, batch_sizes[0], hidden)
         offset = 0
@@ -101,12 +161,13 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
             rz.add_(gh[..., : 2 * hidden]).sigmoid_()  # r, z
             n = gx[..., 2 * hidden :]
             n.addcmul_(rz[..., :hidden], gh[..., 2 * hidden :]).tanh_()  # n
-            previous = torch.lerp(n, previous, rz[..., hidden:])  # h' = n + z (h - n)
+            current = states[:, offset : offset + size]
+            torch.lerp(n, previous, rz[..., hidden:], out=current)  # h' = n + z (h - n)
+            previous = current
             gates_h.append(gh)
-            step_states.append(previous)
             offset += size
-        states = torch.cat(step_states, dim=1)  # (2, P, H)
-        ctx.save_for_backward(inputs, weight_ih, weight_hh, gates_x, states, rows, mirror, mirror_rows)
+        ctx.save_for_backward(inputs, weight_ih, weight_hh, gates_x, states, mirror)
+        ctx.rows = rows
         ctx.gates_h = gates_h
         ctx.batch_sizes = batch_sizes
         output = inputs.new_empty(positions, 2 * hidden)  # (P, 2H): forward | reverse, packed order
@@ -116,14 +177,17 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        inputs, weight_ih, weight_hh, gates_x, states, rows, mirror, mirror_rows = ctx.saved_tensors
-        gates_h, batch_sizes = ctx.gates_h, ctx.batch_sizes
-        ctx.gates_h = None
-        positions, hidden = rows.numel(), weight_hh.size(2)
+        inputs, weight_ih, weight_hh, gates_x, states, mirror = ctx.saved_tensors
+        gates_h, batch_sizes, rows = ctx.gates_h, ctx.batch_sizes, ctx.rows
+        ctx.gates_h = ctx.rows = None
+        positions, hidden = mirror.numel(), weight_hh.size(2)
         grad_states = grad_output.new_empty(2, positions, hidden)
         grad_states[0] = grad_output[:, :hidden]
         grad_states[1] = grad_output[:, hidden:].index_select(0, mirror)
-        grad_candidate = grad_output.new_empty(2, positions, hidden)  # dL/d(x_n + r h_n)
+        # Per position, the gradients of the pre-activations in the order [h_n, r, z, n]: the h side reads the
+        # first three (its weight rows reordered to match), the x side the last three (r, z, n: its own order).
+        grads = grad_output.new_empty(2, positions, 4 * hidden)
+        weight_hh_nrz = torch.cat([weight_hh[:, 2 * hidden :], weight_hh[:, : 2 * hidden]], dim=1)  # (2, 3H, H)
         offsets = [0]
         for size in batch_sizes:
             offsets.append(offsets[-1] + size)
@@ -134,38 +198,58 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
             d = grad_states[:, step]  # dL/dh_t: the output's gradient, plus (below) what flows back
             if grad_state is not None:  # sequences whose last step is t get nothing from t + 1
                 d[:, : grad_state.size(1)].add_(grad_state)
-            gx, gh = gates_x[:, step], gates_h[t]
+            gx, gh, g = gates_x[:, step], gates_h[t], grads[:, step]
             r, z, n = gx[..., :hidden], gx[..., hidden : 2 * hidden], gx[..., 2 * hidden :]
-            dn = grad_candidate[:, step]
-            torch.mul(d, 1 - z, out=dn).mul_(1 - n * n)
-            # gh becomes dL/d(h-side pre-activations): dr, dz, d(h_n); each read before it is overwritten
-            dz = gh[..., hidden : 2 * hidden]
+            d_hn, dr, dz, dn = (
+                g[..., :hidden],
+                g[..., hidden : 2 * hidden],
+                g[..., 2 * hidden : 3 * hidden],
+                g[..., 3 * hidden :],
+            )
+            # Fewest passes over the step's rows: torch's sigmoid/tanh backward kernels fuse s(1 - s) and 1 - n^2.
+            carried = d * z  # the part of dL/dh_t that reaches h_{t-1} directly
+            _tanh_backward(torch.sub(d, carried, out=dn), n, grad_input=dn)  # dL/d(x_n + r h_n) = d (1 - z)(1 - n^2)
             if t > 0:
                 torch.sub(states[:, offsets[t - 1] : offsets[t - 1] + size], n, out=dz)
             else:
                 torch.neg(n, out=dz)  # h_{-1} = 0
-            dz.mul_(d).mul_(z * (1 - z))
-            torch.mul(dn, gh[..., 2 * hidden :], out=gh[..., :hidden]).mul_(r * (1 - r))
-            torch.mul(dn, r, out=gh[..., 2 * hidden :])
-            grad_state = torch.baddbmm(d * z, gh, weight_hh)  # dL/dh_{t-1}, (2, n, H)
-        grad_gates_h = torch.cat(gates_h, dim=1)  # (2, P, 3H)
+            _sigmoid_backward(dz.mul_(d), z, grad_input=dz)  # d (h_{t-1} - n) z (1 - z)
+            _sigmoid_backward(torch.mul(dn, gh[..., 2 * hidden :], out=dr), r, grad_input=dr)  # dn h_n r (1 - r)
+            torch.mul(dn, r, out=d_hn)
+            grad_state = torch.baddbmm(carried, g[..., : 3 * hidden], weight_hh_nrz)  # dL/dh_{t-1}, (2, n, H)
 
         # h_{t-1} at every position: the same sequence one step earlier (zero at t = 0)
         steps_before = torch.repeat_interleave(torch.tensor([0, *batch_sizes[:-1]]), torch.tensor(batch_sizes))
         previous_states = states[:, torch.arange(positions) - steps_before]
         previous_states[:, : batch_sizes[0]] = 0
-        grad_weight_hh = torch.bmm(grad_gates_h.transpose(1, 2), previous_states)  # (2, 3H, H), one matmul
-        grad_bias_hh = grad_gates_h.sum(1)
+        grad_h = grads[..., : 3 * hidden]  # (2, P, 3H) in n, r, z order
+        grad_weight_nrz = torch.bmm(grad_h.transpose(1, 2), previous_states)  # (2, 3H, H), one matmul
+        grad_weight_hh = torch.cat([grad_weight_nrz[:, hidden:], grad_weight_nrz[:, :hidden]], dim=1)
+        grad_bias_nrz = grad_h.sum(1)  # (2, 3H)
+        grad_bias_hh = torch.cat([grad_bias_nrz[:, hidden:], grad_bias_nrz[:, :hidden]], dim=1)
 
-        # x side: the r and z parts equal the h side's, the n part is grad_candidate; summed per input row
-        grad_projected = grad_output.new_zeros(inputs.size(0), 6 * hidden)  # (U, 6H)
-        forward_part, reverse_part = grad_projected[:, : 3 * hidden], grad_projected[:, 3 * hidden :]
-        forward_part.index_add_(0, rows, torch.cat([grad_gates_h[0, :, : 2 * hidden], grad_candidate[0]], dim=1))
-        reverse_part.index_add_(0, mirror_rows, torch.cat([grad_gates_h[1, :, : 2 * hidden], grad_candidate[1]], dim=1))
+        # x side: each direction's (r, z, n) gradients summed per input row. Direction 1 ran over the mirrored
+        # packing, so its position p read row index[mirror[p]]: its grouping is `order` relabelled by mirror
+        # (mirror is its own inverse).
+        forward_x, reverse_x = grads[0, :, hidden:], grads[1, :, hidden:]  # (P, 3H) each
+        if rows is None:  # one input row per position
+            grad_projected = torch.cat([forward_x, reverse_x.index_select(0, mirror)], dim=1)  # (P, 6H)
+        else:
+            grad_projected = torch.cat(
+                [
+                    rows.sums(rows.order, forward_x.dtype) @ forward_x,
+                    rows.sums(mirror[rows.order], forward_x.dtype) @ reverse_x,
+                ],
+                dim=1,
+            )  # (U, 6H)
         grad_inputs = grad_projected @ weight_ih if ctx.needs_input_grad[0] else None  # (U, D)
         grad_weight_ih = grad_projected.t() @ inputs  # (6H, D)
         grad_bias_ih = grad_projected.sum(0)
         return grad_inputs, grad_weight_ih, grad_bias_ih, grad_weight_hh, grad_bias_hh, None, None, None
+
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * s (1 - s), written to grad_input
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - t^2), written to grad_input
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -176,15 +260,13 @@ def _autocast_enabled(device_type: str) -> bool:
 
 
 def fused_bidirectional_gru(
-    inputs: torch.Tensor, layout: PackedLayout, gru: nn.GRU, rows: torch.Tensor | None = None
+    inputs: torch.Tensor, layout: PackedLayout, gru: nn.GRU, rows: SharedRows | None = None
 ) -> torch.Tensor:
     """Outputs (P, 2H) of the single-layer bidirectional `gru` on packed inputs, as nn.GRU would give.
 
-    `inputs` (P, D) holds one row per packed position, or, with `rows` (P,), the distinct rows
-    (U, D) that packed position p reads as `inputs[rows[p]]`.
+    `inputs` (P, D) holds one row per packed position, or, with `rows`, the distinct rows (U, D) that
+    packed position p reads as `inputs[rows.index[p]]`.
     """
-    if rows is None:
-        rows = torch.arange(layout.num_positions, device=inputs.device)
     if _autocast_enabled(inputs.device.type):
         # The kernel writes into preallocated buffers of one dtype: it runs in fp32 under autocast.
         with torch.autocast(inputs.device.type, enabled=False):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from han.allocator import keep_freed_memory
 from han.config import Config
 from han.corpus import SegmentedSplit, vocab_lookup
 from han.cpus import use_threads
@@ -119,6 +120,7 @@ def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = 
     config = run.load_config()
     vocab = run.load_vocab()
     label_names = run.load_labels()
+    keep_freed_memory()  # scoring batches reuse the last batch's pages (han/allocator.py)
     use_threads(config.train.threads)  # the free cores, or shared evenly by the processes of a torchrun node
     model = build_model(config.model, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
     load_weights(model, weights_path)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy_file
 
+from han.allocator import keep_freed_memory
 from han.atomic import write_text_atomic
 from han.batching import Batch, bucketed_batches, collate
 from han.calibrating import choose_run_thresholds
@@ -194,6 +195,7 @@ class TrainingSession:
         tc = config.train
         seed_everything(config.seed)
         use_threads(tc.threads)
+        keep_freed_memory()  # each step's large tensors reuse the last step's pages (han/allocator.py)
         self.train_split = EncodedSplit.load(run.data_path("train"))
         self.validation_split = EncodedSplit.load(run.data_path("validation"))
         self.label_names = run.load_labels()

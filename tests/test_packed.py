@@ -10,7 +10,7 @@ from han.batching import collate
 from han.config import ModelConfig
 from han.encoded import EncodedSplit
 from han.networks import build_model
-from han.packed import fused_bidirectional_gru, pack_layout
+from han.packed import distinct_rows, fused_bidirectional_gru, pack_layout, shared_rows
 
 LENGTH_CASES = {
     "random": list(np.random.default_rng(0).integers(1, 13, size=17)),
@@ -95,7 +95,7 @@ def test_fused_gru_reading_shared_rows_equals_nn_gru():
     upstream = torch.randn(layout.num_positions, 8, dtype=torch.float64)
     expected, _ = gru(PackedSequence(distinct[rows], layout.batch_sizes))
     expected_grads = torch.autograd.grad((expected.data * upstream).sum(), [distinct, *gru.parameters()])
-    actual = fused_bidirectional_gru(distinct, layout, gru, rows)
+    actual = fused_bidirectional_gru(distinct, layout, gru, shared_rows(rows, 5))
     actual_grads = torch.autograd.grad((actual * upstream).sum(), [distinct, *gru.parameters()])
     assert relative_error(actual, expected.data) <= 1e-6
     for got, want in zip(actual_grads, expected_grads, strict=True):
@@ -113,3 +113,17 @@ def test_fused_gru_with_inputs_that_need_no_gradient():
     actual_grads = torch.autograd.grad(fused_bidirectional_gru(inputs, layout, gru).sum(), list(gru.parameters()))
     for got, want in zip(actual_grads, expected_grads, strict=True):
         assert relative_error(got, want) <= 1e-6
+
+
+def test_distinct_rows_equal_torch_unique_and_group_positions_by_row():
+    """One sort gives torch.unique's values and inverse, and each row's positions in position order."""
+    values = torch.tensor([7, 3, 7, 9, 3, 3, 1, 7])
+    distinct, rows = distinct_rows(values)
+    expected, inverse = torch.unique(values, return_inverse=True)
+    assert torch.equal(distinct, expected) and torch.equal(rows.index, inverse)
+    for row in range(rows.num_rows):
+        group = rows.order[rows.row_starts[row] : rows.row_starts[row + 1]]
+        assert torch.equal(group, torch.nonzero(inverse == row).flatten())
+    assert torch.equal(rows.row_starts, shared_rows(inverse, distinct.numel()).row_starts)
+    summed = rows.sums(rows.order, torch.float64) @ torch.arange(8.0, dtype=torch.float64)[:, None]
+    assert summed.flatten().tolist() == [6.0, 1.0 + 4 + 5, 0.0 + 2 + 7, 3.0]
