@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from benchmarks.common import emit, load_average, peak_rss_mb, rate, timed_passes
 from benchmarks.reference_model import PaddedHAN
 from benchmarks.synthetic import encoded_split, id_documents
+from han.allocator import keep_freed_memory
 from han.batching import bucketed_batches, collate
 from han.config import ModelConfig
 from han.encoded import EncodedSplit
@@ -85,6 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `han train` and `han evaluate` do (han/allocator.py)
     torch.manual_seed(args.seed)
     documents = id_documents(args.docs, VOCAB, seed=args.seed)
     extra = round(args.docs * args.long_share)
