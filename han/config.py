@@ -228,6 +228,10 @@ class ModelConfig(_Schema):
     linear_sublinear_tf: bool = False
     # all: every token; words: tokens of 2+ word characters (scikit-learn's default token pattern)
     linear_tokens: Literal["all", "words"] = "all"
+    # Wide and deep (kinds han, han_avg, han_max): class scores linear in the document's TF-IDF n-grams (the
+    # linear kind's features: linear_ngrams, linear_tokens, linear_sublinear_tf), learnt with the network from
+    # zero and added to its logits (han/ngrams.py); their learning rate is train.wide_lr.
+    wide: bool = False
 
 
 class TrainConfig(_Schema):
@@ -238,6 +242,7 @@ class TrainConfig(_Schema):
     # semantics for the embedding); much faster with large vocabularies. False: plain dense Adam.
     lazy_embedding_updates: bool = True
     lr: float = Field(2e-3, gt=0.0)
+    wide_lr: float = Field(2e-2, gt=0.0)  # the wide channel's weights (model.wide), under the same schedule
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(64, ge=1)

@@ -19,12 +19,13 @@ import torch
 from scipy.sparse import csr_matrix
 
 from han.atomic import write_text_atomic
-from han.config import Config
+from han.config import Config, ModelConfig
 from han.encoded import EncodedSplit
 from han.errors import DataError
 from han.evaluation import split_metrics
-from han.linear import TfidfLinearModel, ngram_keys
+from han.linear import TfidfLinearModel
 from han.networks import build_model
+from han.ngrams import ngram_keys
 from han.progress import Progress
 from han.rundir import RunDir
 from han.scoring import predict_probabilities
@@ -64,6 +65,27 @@ def split_ngrams(split: EncodedSplit, keep: torch.Tensor, vocab_size: int, max_n
     return ngram_keys(tokens[kept], torch.from_numpy(document)[kept], vocab_size, max_n)
 
 
+@dataclass
+class NgramTable:
+    """The n-grams of a training split: which tokens are read, every occurrence, and the fitted table with its idf."""
+
+    keep: torch.Tensor  # (V,) vocabulary ids the features read
+    document: torch.Tensor  # (K,) document of each n-gram occurrence
+    key: torch.Tensor  # (K,) its n-gram key
+    keys: torch.Tensor  # (F,) sorted distinct keys: the features
+    idf: torch.Tensor  # (F,) float64, scikit-learn's smoothed idf
+
+
+def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> NgramTable:
+    """Every n-gram of the training split (model.linear_ngrams, linear_tokens) and the TF-IDF table they make."""
+    keep = kept_tokens(vocab, config.linear_tokens)
+    document, key = split_ngrams(train, keep, len(vocab), config.linear_ngrams)
+    pairs = torch.unique(torch.stack([key, document]), dim=1)  # each (n-gram, document) once
+    keys, document_frequency = torch.unique(pairs[0], return_counts=True)  # (F,), (F,)
+    idf = torch.log((1 + len(train)) / (1 + document_frequency.double())) + 1  # scikit-learn's smoothed idf
+    return NgramTable(keep, document, key, keys, idf)
+
+
 def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     """Fit TF-IDF + a linear classifier on the train split, validate, write best/last weights and the train log."""
     start = time.perf_counter()
@@ -71,11 +93,8 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     vocab, label_names = run.load_vocab(), run.load_labels()
     train, validation = EncodedSplit.load(run.data_path("train")), EncodedSplit.load(run.data_path("validation"))
     progress.start("TF-IDF features", len(train))
-    keep = kept_tokens(vocab, mc.linear_tokens)
-    document, key = split_ngrams(train, keep, len(vocab), mc.linear_ngrams)
-    pairs = torch.unique(torch.stack([key, document]), dim=1)  # each (n-gram, document) once
-    feature_keys, document_frequency = torch.unique(pairs[0], return_counts=True)  # (F,), (F,)
-    idf = torch.log((1 + len(train)) / (1 + document_frequency.double())) + 1  # scikit-learn's smoothed idf
+    table = ngram_table(train, vocab, mc)
+    keep, document, key, feature_keys, idf = table.keep, table.document, table.key, table.keys, table.idf
     model = build_model(mc, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
     assert isinstance(model, TfidfLinearModel)
     num_classes, num_features = len(label_names), feature_keys.numel()

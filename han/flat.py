@@ -16,50 +16,13 @@ batch, L tokens of the longest document, E embedding size, H hidden size, C clas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
 from han.config import ModelConfig
 from han.model import PAD_ID, AdditiveAttention, HANOutput, ModelOutput, RecurrentEncoder, pool_segments
-from han.packed import distinct_rows, pack_layout
-
-
-@dataclass
-class FlatDocuments:
-    """A batch's documents as flat token sequences (sentences concatenated in order)."""
-
-    tokens: torch.Tensor  # (T,) token ids, document after document
-    document: torch.Tensor  # (T,) the document of each token
-    position: torch.Tensor  # (T,) the token's position in its document
-    lengths: torch.Tensor  # (B,) tokens per document (>= 1)
-
-    def padded(self, width: int) -> torch.Tensor:
-        """(B, max(L, width)) token ids, PAD_ID after each document's end."""
-        grid = self.tokens.new_full((self.lengths.numel(), max(int(self.lengths.max()), width)), PAD_ID)
-        grid[self.document, self.position] = self.tokens
-        return grid
-
-
-def flatten_documents(
-    word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
-) -> FlatDocuments:
-    """Concatenate each document's sentences into one token sequence."""
-    # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,)
-    device = word_ids.device
-    real = torch.arange(word_ids.size(1), device=device)[None, :] < sentence_lengths[:, None]  # (N_s, W)
-    tokens = word_ids[real]  # (T,) row-major: sentence after sentence, so document after document
-    num_docs = sentence_counts.numel()
-    sentence_document = torch.repeat_interleave(torch.arange(num_docs, device=device), sentence_counts)  # (N_s,)
-    document = torch.repeat_interleave(sentence_document, sentence_lengths)  # (T,)
-    lengths = torch.zeros(num_docs, dtype=torch.int64, device=device).index_add(
-        0, sentence_document, sentence_lengths
-    )  # (B,)
-    starts = torch.cumsum(lengths, 0) - lengths  # (B,)
-    position = torch.arange(tokens.numel(), device=device) - starts[document]  # (T,)
-    return FlatDocuments(tokens, document, position, lengths)
+from han.packed import distinct_rows, flatten_documents, pack_layout
 
 
 def as_two_levels(
@@ -172,7 +135,7 @@ class ConvolutionalNetwork(_Embedded):
         widest = max(self.widths)
         # A document shorter than the widest filter is read padded to that width (the padding vector is
         # zero), so every filter has at least one window and no window ever depends on the batch.
-        grid = docs.padded(widest)  # (B, L')
+        grid = docs.padded(widest, PAD_ID)  # (B, L')
         readable = torch.clamp(docs.lengths, min=widest)  # (B,) positions a window may cover
         embedded = self.embedding(grid).transpose(1, 2)  # (B, E, L')
         pooled = []

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from han.config import ModelConfig
+from han.ngrams import WideChannel
 from han.packed import PackedLayout, SharedRows, distinct_rows, fused_bidirectional_gru, pack_layout
 
 # The vocabulary keeps id 0 for padding (han.vocab.PAD_ID; tests/test_layout.py holds the two equal). The
@@ -50,6 +51,7 @@ class HANOutput:
     sentences: PackedLayout  # documents as sequences of sentences
     sentence_counts: torch.Tensor  # (B,)
     max_words: int
+    wide_logits: torch.Tensor | None = None  # (B, C) the wide channel's part of `logits` (model.wide), else None
 
     @cached_property
     def sentence_attention(self) -> torch.Tensor:
@@ -192,6 +194,12 @@ class HierarchicalAttentionNetwork(nn.Module):
             self.sentence_attention = AdditiveAttention(2 * config.sentence_hidden, config.attention_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.sentence_hidden, num_classes)
+        # Wide and deep: n-gram scores added to the logits (their table is fitted on the training split before training)
+        self.wide = (
+            WideChannel(vocab_size, num_classes, config.linear_ngrams, config.linear_sublinear_tf, sparse_embedding)
+            if config.wide
+            else None
+        )
 
     def load_embeddings(self, vectors: np.ndarray) -> None:
         """Initialise the embedding table from a (vocab_size, embedding_dim) array."""
@@ -224,12 +232,18 @@ class HierarchicalAttentionNetwork(nn.Module):
             first_sentence[sentences.sequence] + sentences.position
         ]  # (P_s, 2H_w)
         sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
+        wide_logits = None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts)  # (B, C)
         if self.pooling != "attention":
             document_vectors = pool_segments(sentence_states, sentences.sequence, num_docs, self.pooling)  # (B, 2H_s)
-            return ModelOutput(self.classifier(self.dropout(document_vectors)))  # (B, C)
+            logits = self.classifier(self.dropout(document_vectors))  # (B, C)
+            return ModelOutput(logits if wide_logits is None else logits + wide_logits)
         document_vectors, sentence_weights = self.sentence_attention(
             sentence_states, sentences.sequence, num_docs
         )  # (B, 2H_s), (P_s,)
         logits = self.classifier(self.dropout(document_vectors))  # (B, C)
+        if wide_logits is not None:
+            logits = logits + wide_logits
 
-        return HANOutput(logits, word_weights, sentence_weights, words, sentences, sentence_counts, word_ids.size(1))
+        return HANOutput(
+            logits, word_weights, sentence_weights, words, sentences, sentence_counts, word_ids.size(1), wide_logits
+        )

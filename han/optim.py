@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -21,7 +22,7 @@ class LazyAdam(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[torch.nn.Parameter],
+        params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -94,11 +95,15 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters (a wide channel's at its own rate)."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    wide = [p for name, p in named if name.startswith("wide.")]  # model.wide's n-gram weights: train.wide_lr
+    groups: list[dict[str, Any]] = [{"params": [p for name, p in named if not name.startswith("wide.")]}]
+    if wide:
+        groups.append({"params": wide, "lr": config.wide_lr})
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return LazyAdam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return LazyAdam(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:

@@ -3,6 +3,9 @@
 `PackedLayout` describes variable-length sequences packed time-major, longest first: the order of
 `torch.nn.utils.rnn.PackedSequence`, so `nn.GRU` and `fused_bidirectional_gru` read the same data.
 
+`flatten_documents` lays a batch of documents (sentences of words) out as one token sequence each,
+for the flat networks and the bag of n-grams.
+
 `fused_bidirectional_gru` computes exactly what `nn.GRU(bidirectional=True)` computes on a packed
 sequence, faster on CPU:
 - the input projections of every token, both directions, are one matrix multiply;
@@ -114,6 +117,41 @@ def distinct_rows(values: torch.Tensor) -> tuple[torch.Tensor, SharedRows]:
     index = torch.empty_like(order)
     index[order] = torch.repeat_interleave(torch.arange(distinct.numel(), device=values.device), counts)
     return distinct, SharedRows(index, order, row_starts)
+
+
+@dataclass
+class FlatDocuments:
+    """A batch's documents as flat token sequences (sentences concatenated in order)."""
+
+    tokens: torch.Tensor  # (T,) token ids, document after document
+    document: torch.Tensor  # (T,) the document of each token
+    position: torch.Tensor  # (T,) the token's position in its document
+    lengths: torch.Tensor  # (B,) tokens per document (>= 1)
+
+    def padded(self, width: int, pad_id: int) -> torch.Tensor:
+        """(B, max(L, width)) token ids, `pad_id` after each document's end."""
+        grid = self.tokens.new_full((self.lengths.numel(), max(int(self.lengths.max()), width)), pad_id)
+        grid[self.document, self.position] = self.tokens
+        return grid
+
+
+def flatten_documents(
+    word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+) -> FlatDocuments:
+    """Concatenate each document's sentences into one token sequence."""
+    # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,)
+    device = word_ids.device
+    real = torch.arange(word_ids.size(1), device=device)[None, :] < sentence_lengths[:, None]  # (N_s, W)
+    tokens = word_ids[real]  # (T,) row-major: sentence after sentence, so document after document
+    num_docs = sentence_counts.numel()
+    sentence_document = torch.repeat_interleave(torch.arange(num_docs, device=device), sentence_counts)  # (N_s,)
+    document = torch.repeat_interleave(sentence_document, sentence_lengths)  # (T,)
+    lengths = torch.zeros(num_docs, dtype=torch.int64, device=device).index_add(
+        0, sentence_document, sentence_lengths
+    )  # (B,)
+    starts = torch.cumsum(lengths, 0) - lengths  # (B,)
+    position = torch.arange(tokens.numel(), device=device) - starts[document]  # (T,)
+    return FlatDocuments(tokens, document, position, lengths)
 
 
 class _FusedBidirectionalGRU(torch.autograd.Function):

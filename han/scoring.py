@@ -34,6 +34,8 @@ class SplitScores:
     probabilities: np.ndarray  # (N_doc, C): each row sums to 1, or (multi-label) each label's own probability
     sentence_weights: np.ndarray | None = None  # (N_sent,) aligned with the split's sentences; each document's sum to 1
     word_weights: np.ndarray | None = None  # (T,) aligned with the split's tokens; each sentence's sum to 1
+    # model.wide: the attention path's share of each document's decision (`attention_share`), else None
+    attention_share: np.ndarray | None = None  # (N_doc,) in [0, 1]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -102,12 +104,32 @@ def score_split(
     return scores
 
 
+def attention_share(logits: torch.Tensor, wide_logits: torch.Tensor) -> torch.Tensor:
+    """(B,) the attention path's share of each document's decision when a wide n-gram channel adds to its logits.
+
+    For the top class c, each path's push is how far it moves c's score from its own mean over the classes (a
+    softmax ignores a shift common to all classes): share = |deep_c - mean(deep)| / (that + |wide_c - mean(wide)|),
+    with deep = logits - wide_logits. 1: the n-grams did not move the decision; 0: the attention path did not.
+    """
+    logits, wide_logits = logits.float(), wide_logits.float()  # (B, C) each
+    top = logits.argmax(1, keepdim=True)  # (B, 1)
+    deep = logits - wide_logits
+    deep_push = (deep.gather(1, top) - deep.mean(1, keepdim=True)).abs().squeeze(1)  # (B,)
+    wide_push = (wide_logits.gather(1, top) - wide_logits.mean(1, keepdim=True)).abs().squeeze(1)  # (B,)
+    return deep_push / (deep_push + wide_push).clamp_min(1e-12)
+
+
 def _keep_attention(scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object) -> None:
     """Copy a batch's attention weights into the split-aligned flat arrays of `scores`.
 
     Lengths come from the split (on the CPU), never back from the device."""
     if not hasattr(output, "sentence_attention"):
         raise TypeError(f"{type(output).__name__} carries no attention weights (model.kind han has them)")
+    wide_logits = getattr(output, "wide_logits", None)
+    if wide_logits is not None:
+        if scores.attention_share is None:
+            scores.attention_share = np.full(len(split), np.nan, dtype=np.float32)
+        scores.attention_share[indices] = attention_share(output.logits, wide_logits).cpu().numpy()  # type: ignore[attr-defined]
     sentence_attention = output.sentence_attention.float().cpu()  # (B, S)
     word_attention = output.word_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S, W)
     counts = torch.from_numpy(np.diff(split.document_offsets)[indices])  # (B,)

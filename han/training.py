@@ -38,8 +38,9 @@ from han.distributed import (
 )
 from han.encoded import EncodedSplit
 from han.errors import ConfigError, RunDirError, StorageError, TrainingDiverged, TrainingStopped
-from han.fitting import fit_linear
+from han.fitting import fit_linear, ngram_table
 from han.networks import build_model, check_model_fits, trains_by_gradient
+from han.ngrams import WideChannel
 from han.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.progress import Progress
 from han.rundir import RunDir
@@ -89,6 +90,11 @@ def build_initial_model(
         config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True, multilabel=config.multilabel
     )
     model.load_embeddings(vectors)  # type: ignore[operator]
+    wide = getattr(model, "wide", None)
+    if isinstance(wide, WideChannel):  # model.wide: the n-gram table of the training split, weights from zero
+        table = ngram_table(EncodedSplit.load(run.data_path("train")), vocab, config.model)
+        wide.set_table(table.keep, table.keys, table.idf)
+        log.info("wide channel: %d n-gram features", wide.num_features)
     if label_rates is not None:
         rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
         classifier = model.get_submodule("classifier")

@@ -50,10 +50,13 @@ def test_han_never_imports_pipelines():
 
 def test_the_model_imports_no_data_text_or_training_module():
     graph = import_graph()
-    assert graph["han.model"] <= {"han.config", "han.packed", "han.errors"}
+    # the model's own layers: packed sequences and the GRU kernel, TF-IDF n-grams of token ids (the wide channel)
+    own_layers = {"han.config", "han.packed", "han.ngrams", "han.errors"}
+    assert graph["han.model"] <= own_layers
+    assert graph["han.ngrams"] <= {"han.packed"} and graph["han.packed"] == set()
     network_modules = {"han.model", "han.flat", "han.linear", "han.networks"}
     for module in network_modules:  # the other kinds too: only each other and the model's own layers
-        assert graph[module] <= network_modules | {"han.config", "han.packed", "han.errors"}, module
+        assert graph[module] <= network_modules | own_layers, module
     assert han.model.PAD_ID == han.vocab.PAD_ID
 
 

@@ -64,6 +64,7 @@ class DocumentView:
     predicted_set: list[int] | None = None  # multi-label: ids of the labels at or above their thresholds
     true_set: list[int] | None = None  # multi-label: ids of the true labels, when known
     thresholds: list[float] | None = None  # multi-label: each label's decision threshold
+    attention_share: float | None = None  # model.wide: the attention path's share of the decision (han/scoring.py)
 
     @property
     def multilabel(self) -> bool:
@@ -267,6 +268,7 @@ def document_views(
                     predicted_set=np.flatnonzero(predicted_sets[d]).tolist(),
                     true_set=None if true_sets is None else np.flatnonzero(true_sets[d]).tolist(),
                     thresholds=thresholds,
+                    attention_share=_share(scores.attention_share, d),
                 )
             )
             continue
@@ -276,10 +278,15 @@ def document_views(
                 sentences=sentence_views,
                 probabilities=scores.probabilities[d].tolist(),
                 true_label=None if class_ids is None else class_ids[d],
+                attention_share=_share(scores.attention_share, d),
             )
         )
     del model_words
     return views
+
+
+def _share(shares: np.ndarray | None, document: int) -> float | None:
+    return None if shares is None else float(shares[document])
 
 
 def check_selection(options: DocumentReportConfig, has_labels: bool, label_names: list[str]) -> None:
@@ -398,6 +405,8 @@ def document_record(view: DocumentView, label_names: list[str]) -> dict[str, Any
             "correct": view.correct,
             "confidence": round6(view.confidence),
         }
+    if view.attention_share is not None:  # model.wide: how much of the decision the attention path made
+        head["attention_share"] = round6(view.attention_share)
     return {
         **head,
         "probabilities": {name: round6(p) for name, p in zip(label_names, view.probabilities, strict=True)},

@@ -113,6 +113,7 @@ def _multilabel_card(view: DocumentView, report: DocumentReport, sentences: str)
                 )
             head.append(f'<span class="diff">{"; ".join(differences)}</span>')
     head.append(f'<span class="meta">margin {format_number(view.margin)}</span>')
+    head += _share_note(view)
     if view.sentences_cut:
         head.append(
             f'<span class="cutnote">{view.sentences_cut} sentences cut (max_sentences {report.max_sentences})</span>'
@@ -162,6 +163,14 @@ def _sentence_items(view: DocumentView, report: DocumentReport) -> str:
     return "".join(items)
 
 
+def _share_note(view: DocumentView) -> list[str]:
+    """model.wide: the attention path's share of the decision (the rest came from the n-gram channel)."""
+    if view.attention_share is None:
+        return []
+    share = round(100 * view.attention_share)
+    return [f'<span class="share">attention path {share}% of the decision, n-grams {100 - share}%</span>']
+
+
 def document_card(view: DocumentView, report: DocumentReport) -> str:
     """One document's card: prediction, probabilities, sentences and words shaded by their weights (all escaped).
 
@@ -187,6 +196,7 @@ def document_card(view: DocumentView, report: DocumentReport) -> str:
         head.append(
             f'<span class="cutnote">{view.sentences_cut} sentences cut (max_sentences {report.max_sentences})</span>'
         )
+    head += _share_note(view)
     probabilities = "".join(
         f'<span class="prob{" pred" if c == predicted else ""}" data-label="{esc(name)}" data-p="{p:.6f}">'
         f'<span class="plabel">{esc(name)}</span><span class="pbar"><span style="height:{100 * p:.1f}%"></span></span>'

@@ -1,0 +1,157 @@
+"""Wide and deep (`model.wide`): TF-IDF n-gram scores learnt beside the HAN and added to its logits (han/ngrams.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_CONFIG
+from han.config import ModelConfig, TrainConfig, load_config
+from han.linear import TfidfLinearModel
+from han.model import HANOutput, HierarchicalAttentionNetwork
+from han.ngrams import WideChannel, ngram_keys
+from han.optim import LazyAdam, make_optimizer
+from han.weights import load_weights, save_weights
+
+VOCAB, CLASSES = 40, 3
+SMALL = {"word_hidden": 5, "sentence_hidden": 4, "attention_dim": 3, "dropout": 0.0}
+
+
+def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Four documents of 1-3 sentences of 1-6 words (ids 1..VOCAB-1), padded with 0."""
+    rng = np.random.default_rng(seed)
+    counts = torch.tensor([2, 1, 3, 2])
+    lengths = torch.from_numpy(rng.integers(1, 7, int(counts.sum())))
+    word_ids = torch.zeros(len(lengths), 6, dtype=torch.int64)
+    for i, n in enumerate(lengths.tolist()):
+        word_ids[i, :n] = torch.from_numpy(rng.integers(1, VOCAB, n))
+    return word_ids, lengths, counts
+
+
+def fitted_table(word_ids: torch.Tensor, lengths: torch.Tensor, counts: torch.Tensor, max_n: int = 2):
+    """A table holding every n-gram of the batch, with made-up idf values."""
+    real = torch.arange(word_ids.size(1))[None] < lengths[:, None]
+    document = torch.repeat_interleave(torch.repeat_interleave(torch.arange(counts.numel()), counts), lengths)
+    _, keys = ngram_keys(word_ids[real], document, VOCAB, max_n)
+    keys = torch.unique(keys)
+    idf = 1 + torch.arange(keys.numel(), dtype=torch.float64) / keys.numel()
+    return torch.ones(VOCAB, dtype=torch.bool), keys, idf
+
+
+def test_wide_scores_are_the_linear_kinds_tfidf_times_the_weights():
+    word_ids, lengths, counts = batch()
+    keep, keys, idf = fitted_table(word_ids, lengths, counts)
+    weight = torch.randn(CLASSES, keys.numel())
+    linear = TfidfLinearModel(VOCAB, CLASSES, ModelConfig(kind="linear"))
+    linear.set_fitted(keep, keys, idf, weight, torch.zeros(CLASSES))
+    wide = WideChannel(VOCAB, CLASSES, max_n=2, sublinear_tf=False)
+    wide.set_table(keep, keys, idf)
+    with torch.no_grad():
+        wide.scores.weight.copy_(weight.t())
+    assert torch.allclose(wide(word_ids, lengths, counts), linear(word_ids, lengths, counts).logits, atol=1e-6)
+
+
+def test_wide_gradient_touches_only_the_batchs_ngrams():
+    word_ids, lengths, counts = batch()
+    keep, keys, idf = fitted_table(word_ids[:3], lengths[:3], torch.tensor([2, 1]))  # the table knows 2 documents
+    extra = torch.tensor([10**9, 10**9 + 1])  # two n-grams no document holds
+    wide = WideChannel(VOCAB, CLASSES, max_n=2, sublinear_tf=False, sparse=True)
+    wide.set_table(keep, torch.cat([keys, extra]), torch.cat([idf, torch.ones(2, dtype=torch.float64)]))
+    wide(word_ids, lengths, counts).sum().backward()
+    grad = wide.scores.weight.grad
+    assert grad is not None and grad.is_sparse
+    touched = set(grad.coalesce().indices()[0].tolist())
+    assert touched and not touched & {keys.numel(), keys.numel() + 1}  # the unseen n-grams get no gradient
+
+
+def test_han_with_a_zero_wide_channel_is_the_han_and_reports_the_wide_part():
+    word_ids, lengths, counts = batch(1)
+    torch.manual_seed(3)
+    plain = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, ModelConfig(**SMALL)).eval()
+    torch.manual_seed(3)
+    wide = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, ModelConfig(**SMALL, wide=True)).eval()
+    assert wide.wide is not None
+    wide.wide.set_table(*fitted_table(word_ids, lengths, counts))
+    out_plain, out_wide = plain(word_ids, lengths, counts), wide(word_ids, lengths, counts)
+    assert isinstance(out_plain, HANOutput) and isinstance(out_wide, HANOutput)
+    assert torch.equal(out_plain.logits, out_wide.logits)  # same draws at init; the wide weights start at zero
+    with torch.no_grad():
+        wide.wide.scores.weight.normal_()
+    out_wide = wide(word_ids, lengths, counts)
+    assert out_wide.wide_logits is not None and out_wide.wide_logits.abs().sum() > 0
+    assert torch.allclose(out_wide.logits, out_plain.logits + out_wide.wide_logits)
+
+
+def test_wide_weights_load_into_a_fresh_model(tmp_path: Path):
+    word_ids, lengths, counts = batch(2)
+    config = ModelConfig(**SMALL, wide=True)
+    model = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, config).eval()
+    assert model.wide is not None
+    model.wide.set_table(*fitted_table(word_ids, lengths, counts))
+    with torch.no_grad():
+        model.wide.scores.weight.normal_()
+    save_weights(model, tmp_path / "w.safetensors")
+    fresh = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, config).eval()  # knows no n-gram yet
+    load_weights(fresh, tmp_path / "w.safetensors")
+    assert torch.equal(fresh(word_ids, lengths, counts).logits, model(word_ids, lengths, counts).logits)
+
+
+def test_wide_weights_get_their_own_learning_rate():
+    model = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, ModelConfig(**SMALL, wide=True), sparse_embedding=True)
+    optimizer = make_optimizer(model, TrainConfig(lr=0.001, wide_lr=0.05))
+    assert isinstance(optimizer, LazyAdam)
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert model.wide is not None and rates[id(model.wide.scores.weight)] == 0.05
+    assert rates[id(model.classifier.weight)] == 0.001 and len(rates) == len(list(model.parameters()))
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory, tiny_overrides) -> Path:
+    from han.runner import run_all
+
+    run_dir = tmp_path_factory.mktemp("wide") / "run"
+    run_all(load_config(TINY_CONFIG, [*tiny_overrides, "model.wide=true"]), run_dir)
+    return run_dir
+
+
+def test_a_wide_run_trains_its_ngram_weights_and_evaluates_from_its_directory(wide_run: Path):
+    from safetensors.torch import load_file
+
+    from han.scoring import predict_probabilities
+    from han.trained import load_trained_run
+
+    weights = load_file(str(wide_run / "model" / "best.safetensors"))
+    assert weights["wide.feature_keys"].numel() > 100 and weights["wide.scores.weight"].abs().max() > 0
+    trained = load_trained_run(wide_run)
+    split = trained.run.load_split("test")
+    probabilities = predict_probabilities(trained.model, split, 64)
+    accuracy = float((probabilities.argmax(1) == split.labels).mean())
+    metrics = json.loads((wide_run / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_attention_share_is_each_paths_push_on_the_top_class():
+    from han.scoring import attention_share
+
+    wide = torch.tensor([[0.0, 0.0, 0.0], [2.0, -1.0, -1.0], [1.0, -0.5, -0.5]])
+    deep = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, -0.5, -0.5]])
+    shares = attention_share(deep + wide, wide)
+    assert shares.tolist() == pytest.approx([1.0, 0.0, 0.5])  # attention alone; n-grams alone; half each
+
+
+def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
+    from han.reports.documents import document_record, document_views
+    from han.reports.pages import _share_note
+    from han.trained import load_trained_run
+
+    trained = load_trained_run(wide_run)
+    views = document_views(trained, ["Stocks fell as the bank raised rates.", "The team won the cup final."], None)
+    for view in views:
+        assert view.attention_share is not None and 0.0 <= view.attention_share <= 1.0
+        record = document_record(view, trained.label_names)
+        assert record["attention_share"] == pytest.approx(view.attention_share, abs=1e-6)
+        assert "attention path" in _share_note(view)[0]
