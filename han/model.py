@@ -2,6 +2,7 @@
 
 words --embedding--> word BiGRU --attention--> sentence vectors
 sentence vectors --> sentence BiGRU --attention--> document vector --> linear --> logits
+(model.wide)       document's TF-IDF n-grams --> linear (han/ngrams.py) --> + logits
 
 Input is a batch of real sentences only (no empty padding sentences): `word_ids` (N_s, W) with
 each sentence's length, and the number of sentences of each of the B documents, in order.
