@@ -44,7 +44,9 @@ def measure(overrides: list[str], zero_bias: bool) -> dict[str, Any]:
     config = load_config(CONFIG, overrides)
     original = training.build_initial_model
     if zero_bias:
-        training.build_initial_model = lambda config, run, sparse=True, rates=None: original(config, run, sparse, None)  # type: ignore[assignment]
+        training.build_initial_model = lambda config, run, sparse=True, rates=None, train=None: original(
+            config, run, sparse, None, train
+        )  # type: ignore[assignment]
     try:
         with tempfile.TemporaryDirectory() as folder:
             run_dir = Path(folder) / "run"

@@ -99,12 +99,17 @@ class SharedRows:
             )
 
 
+def _starts(counts: torch.Tensor) -> torch.Tensor:
+    """(U + 1,) where each of U consecutive groups of the given sizes starts, and the total at the end."""
+    starts = torch.zeros(counts.numel() + 1, dtype=torch.int64, device=counts.device)
+    torch.cumsum(counts, 0, out=starts[1:])
+    return starts
+
+
 def shared_rows(index: torch.Tensor, num_rows: int) -> SharedRows:
     """Group the packed positions of `index` (values in [0, num_rows)) by the row they read."""
     order = torch.argsort(index, stable=True)
-    row_starts = torch.zeros(num_rows + 1, dtype=torch.int64, device=index.device)
-    torch.cumsum(torch.bincount(index, minlength=num_rows), 0, out=row_starts[1:])
-    return SharedRows(index, order, row_starts)
+    return SharedRows(index, order, _starts(torch.bincount(index, minlength=num_rows)))
 
 
 def distinct_rows(values: torch.Tensor) -> tuple[torch.Tensor, SharedRows]:
@@ -112,11 +117,9 @@ def distinct_rows(values: torch.Tensor) -> tuple[torch.Tensor, SharedRows]:
     inverse), grouped: one sort serves both."""
     sorted_values, order = torch.sort(values, stable=True)
     distinct, counts = torch.unique_consecutive(sorted_values, return_counts=True)  # (U,), (U,)
-    row_starts = torch.zeros(distinct.numel() + 1, dtype=torch.int64, device=values.device)
-    torch.cumsum(counts, 0, out=row_starts[1:])
     index = torch.empty_like(order)
     index[order] = torch.repeat_interleave(torch.arange(distinct.numel(), device=values.device), counts)
-    return distinct, SharedRows(index, order, row_starts)
+    return distinct, SharedRows(index, order, _starts(counts))
 
 
 @dataclass
@@ -168,7 +171,7 @@ class _FusedBidirectionalGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs, weight_ih, bias_ih, weight_hh, bias_hh, batch_sizes, rows, mirror):
         # inputs (U, D), or (P, D) when rows is None; weight_ih (6H, D); bias_ih (6H,); weight_hh (2, 3H, H);
-        # bias_hh (2, 3H); rows None or (P,); mirror (P,)
+        # bias_hh (2, 3H); rows a SharedRows over P positions, or None; mirror (P,)
         positions, hidden = mirror.numel(), weight_hh.size(2)
         # The h-side biases of r and z only ever add to the x side's: folded into the projection once, so
         # each step's recurrent matmul needs no bias (b_hn stays inside: it is multiplied by r).

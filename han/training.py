@@ -71,13 +71,18 @@ def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool
 
 
 def build_initial_model(
-    config: Config, run: RunDir, sparse_gradients: bool = True, label_rates: np.ndarray | None = None
+    config: Config,
+    run: RunDir,
+    sparse_gradients: bool = True,
+    label_rates: np.ndarray | None = None,
+    train_split: EncodedSplit | None = None,
 ) -> torch.nn.Module:
     """The configured network with its embedding initialised from the run's vectors.
 
     `label_rates` (multi-label: each label's share of training documents) start the classifier's biases
     at the labels' log-odds, so the first steps learn what tells documents apart instead of pushing
-    every one of many rare labels' logits down from 0 (a probability of 0.5) first."""
+    every one of many rare labels' logits down from 0 (a probability of 0.5) first. `train_split`: the
+    run's training split when the caller has it loaded (`model.wide` fits its n-gram table on it)."""
     vocab = run.load_vocab()
     labels = run.load_labels()
     vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
@@ -92,7 +97,8 @@ def build_initial_model(
     model.load_embeddings(vectors)  # type: ignore[operator]
     wide = getattr(model, "wide", None)
     if isinstance(wide, WideChannel):  # model.wide: the n-gram table of the training split, weights from zero
-        table = ngram_table(EncodedSplit.load(run.data_path("train")), vocab, config.model)
+        train = train_split if train_split is not None else EncodedSplit.load(run.data_path("train"))
+        table = ngram_table(train, vocab, config.model)
         wide.set_table(table.keep, table.keys, table.idf)
         log.info("wide channel: %d n-gram features", wide.num_features)
     if label_rates is not None:
@@ -206,7 +212,7 @@ class TrainingSession:
         self.validation_split = EncodedSplit.load(run.data_path("validation"))
         self.label_names = run.load_labels()
         rates = self.train_split.labels.mean(axis=0) if self.train_split.multilabel else None
-        self.model = build_initial_model(config, run, ctx.sparse_gradients, rates).to(ctx.device)
+        self.model = build_initial_model(config, run, ctx.sparse_gradients, rates, self.train_split).to(ctx.device)
         self.train_model = wrap_model(self.model, ctx)  # [distributed] DistributedDataParallel when world > 1
         reseed_per_rank(config.seed, ctx)
         self.optimizer = make_optimizer(self.model, tc)
