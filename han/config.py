@@ -212,6 +212,9 @@ class ModelConfig(_Schema):
     sentence_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
     attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # Kinds han*: in training, each distinct word of a batch is left out (its vector zeroed everywhere in the
+    # batch) with this probability: embedding dropout by word type (Gal & Ghahramani 2016).
+    word_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     freeze_embeddings: bool = False
     # GRU implementation: "fused" is the lock-step CPU kernel (han/packed.py), "torch" is nn.GRU on
     # packed sequences (cuDNN on CUDA); "auto" picks fused on CPU and torch on CUDA. Same weights.
@@ -229,9 +232,12 @@ class ModelConfig(_Schema):
     # all: every token; words: tokens of 2+ word characters (scikit-learn's default token pattern)
     linear_tokens: Literal["all", "words"] = "all"
     # Wide and deep (kinds han, han_avg, han_max): class scores linear in the document's TF-IDF n-grams (the
-    # linear kind's features: linear_ngrams, linear_tokens, linear_sublinear_tf), learnt with the network from
-    # zero and added to its logits (han/ngrams.py); their learning rate is train.wide_lr.
+    # linear kind's features: linear_ngrams, linear_tokens, linear_sublinear_tf) added to the network's logits
+    # (han/ngrams.py). wide_weights learnt: from zero with the network, at train.wide_lr; fitted: the linear
+    # kind's classifier (linear_classifier, linear_c) fitted on the training split before training and held
+    # fixed, so the network learns what the n-grams miss (better on many rare classes, README "Wide and deep").
     wide: bool = False
+    wide_weights: Literal["learnt", "fitted"] = "learnt"
 
 
 class TrainConfig(_Schema):
@@ -242,7 +248,7 @@ class TrainConfig(_Schema):
     # semantics for the embedding); much faster with large vocabularies. False: plain dense Adam.
     lazy_embedding_updates: bool = True
     lr: float = Field(2e-3, gt=0.0)
-    wide_lr: float = Field(2e-2, gt=0.0)  # the wide channel's weights (model.wide), under the same schedule
+    wide_lr: float = Field(2e-2, gt=0.0)  # the wide channel's weights (model.wide_weights: learnt), same schedule
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(64, ge=1)

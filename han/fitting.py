@@ -25,7 +25,7 @@ from han.errors import DataError
 from han.evaluation import split_metrics
 from han.linear import TfidfLinearModel
 from han.networks import build_model
-from han.ngrams import ngram_keys
+from han.ngrams import TfidfFeatures, ngram_keys
 from han.progress import Progress
 from han.rundir import RunDir
 from han.scoring import predict_probabilities
@@ -86,6 +86,18 @@ def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> Ngram
     return NgramTable(keep, document, key, keys, idf)
 
 
+def fit_ngram_classifier(
+    features: TfidfFeatures, table: NgramTable, train: EncodedSplit, num_classes: int, config: Config, run: RunDir
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear classifier of `model.linear_classifier` fitted on the training split's TF-IDF rows, as read by
+    `features` (which holds `table`): (weight (C, F), bias (C,)) float64; one-vs-rest for label sets."""
+    row, column, value = features.tfidf(table.document, table.key, len(train))
+    rows = csr_matrix((value.numpy(), (row.numpy(), column.numpy())), shape=(len(train), features.num_features))
+    if train.multilabel:
+        return _fit_one_vs_rest(rows, train.labels, config)
+    return _fit_classes(rows, train.labels, num_classes, config, run)
+
+
 def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     """Fit TF-IDF + a linear classifier on the train split, validate, write best/last weights and the train log."""
     start = time.perf_counter()
@@ -94,20 +106,15 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     train, validation = EncodedSplit.load(run.data_path("train")), EncodedSplit.load(run.data_path("validation"))
     progress.start("TF-IDF features", len(train))
     table = ngram_table(train, vocab, mc)
-    keep, document, key, feature_keys, idf = table.keep, table.document, table.key, table.keys, table.idf
+    keep, feature_keys, idf = table.keep, table.keys, table.idf
     model = build_model(mc, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
     assert isinstance(model, TfidfLinearModel)
     num_classes, num_features = len(label_names), feature_keys.numel()
     model.set_fitted(keep, feature_keys, idf, torch.zeros(num_classes, num_features), torch.zeros(num_classes))
-    row, column, value = model.tfidf(document, key, len(train))
-    features = csr_matrix((value.numpy(), (row.numpy(), column.numpy())), shape=(len(train), num_features))
     progress.advance(len(train))
     progress.stop()
     log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), num_features, mc.linear_classifier)
-    if train.multilabel:
-        full_weight, full_bias = _fit_one_vs_rest(features, train.labels, config)
-    else:
-        full_weight, full_bias = _fit_classes(features, train.labels, num_classes, config, run)
+    full_weight, full_bias = fit_ngram_classifier(model, table, train, num_classes, config, run)
     model.set_fitted(keep, feature_keys, idf, full_weight, full_bias)
     seconds = time.perf_counter() - start
     metrics = split_metrics(

@@ -194,6 +194,7 @@ class HierarchicalAttentionNetwork(nn.Module):
         if attention:
             self.sentence_attention = AdditiveAttention(2 * config.sentence_hidden, config.attention_dim)
         self.dropout = nn.Dropout(config.dropout)
+        self.word_dropout = config.word_dropout
         self.classifier = nn.Linear(2 * config.sentence_hidden, num_classes)
         # Wide and deep: n-gram scores added to the logits (their table is fitted on the training split before training)
         self.wide = (
@@ -221,6 +222,9 @@ class HierarchicalAttentionNetwork(nn.Module):
         # Each distinct word of the batch is embedded (and projected into the GRU) once.
         distinct_words, word_rows = distinct_rows(word_ids[words.sequence, words.position])  # (U,), rows of P_w
         embedded = self.embedding(distinct_words)  # (U, E)
+        if self.training and self.word_dropout > 0:  # a word left out is left out at every position in the batch
+            kept = torch.rand(embedded.size(0), 1, device=device) >= self.word_dropout  # (U, 1)
+            embedded = embedded * kept / (1 - self.word_dropout)  # (U, E)
         word_states = self.word_encoder(embedded, words, word_rows)  # (P_w, 2H_w)
         if self.pooling == "attention":
             sentence_vectors, word_weights = self.word_attention(

@@ -114,7 +114,8 @@ class WideChannel(TfidfFeatures):
 
     The weights are an `nn.EmbeddingBag` (F, C) summing each document's features weighted by their TF-IDF
     values: with `sparse` its gradient touches only the rows of the n-grams a batch holds (han.optim.LazyAdam).
-    They start at zero, so the network begins as the HAN alone.
+    Learnt, they start at zero, so the network begins as the HAN alone; fitted (`hold_weights`), they are a
+    linear classifier's and stay fixed.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, max_n: int, sublinear_tf: bool, sparse: bool = False) -> None:
@@ -131,6 +132,12 @@ class WideChannel(TfidfFeatures):
         """Install the fitted table; the per-n-gram class weights restart at zero."""
         super().set_table(kept_tokens, keys, idf)
         self.scores = self._bag(self.num_features).to(self.idf.device)
+
+    def hold_weights(self, weight: torch.Tensor) -> None:
+        """Install fitted class weights (C, F) of the table's n-grams and keep them out of training."""
+        with torch.no_grad():
+            self.scores.weight.copy_(weight.T)
+        self.scores.weight.requires_grad_(False)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         saved = state_dict.get(prefix + "scores.weight")

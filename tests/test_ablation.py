@@ -1,0 +1,29 @@
+"""The ablation benchmark (benchmarks/ablation.py): every cell's config loads, and its table reads compare.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.ablation import CORPORA, ROOT, SETTINGS, summary
+from han.config import load_config
+
+
+@pytest.mark.parametrize("corpus", sorted(CORPORA))
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
+    config, *overrides = (part.format(dir=tmp_path) for part in CORPORA[corpus])
+    loaded = load_config(ROOT / config, [*overrides, *SETTINGS[setting]])
+    if setting.startswith(("learnt", "fitted")):
+        assert loaded.model.wide and loaded.model.wide_weights == setting.split("+")[0]
+    assert loaded.model.word_dropout == (0.2 if setting.endswith("+word_dropout") else 0.0)
+
+
+def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):
+    runs = [
+        {"validation_accuracy": v, "test_accuracy": t, "test_macro_f1": f}
+        for v, t, f in [(0.9, 0.8, 0.5), (1.0, 0.9, 0.7), (0.8, 1.0, 0.6)]
+    ]
+    (tmp_path / "compare.json").write_text(json.dumps({"rows": [{"runs": runs}]}))
+    assert summary(tmp_path) == {"validation": "0.900 ± 0.100", "test": "0.900 ± 0.100", "f1": "0.600"}
