@@ -12,8 +12,8 @@ DIR/ablation.md.
 Corpora: the shipped BBC News, Reuters R8 and clothing configs, and two long-document stand-ins with
 time-like splits built from the shared data (benchmarks/standin.py: `bbc_time`, `reuters_time`, written
 into DIR on first use) and read with the BBC and R8 configs. Settings override the config's model
-(`off`, `learnt`, `fitted`: model.wide and model.wide_weights; `linear`: kind linear), optionally
-with `+word_dropout` (model.word_dropout=0.2).
+(`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
+linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ CORPORA = {
     "reuters_time": ["configs/reuters_r8.yaml", "data.source={dir}/reuters_time.csv"],
 }
 STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time}
+NO_WORD_DROPOUT = "model.word_dropout=0"
 SETTINGS = {
-    "off": ["model.wide=false"],
-    "learnt": ["model.wide=true", "model.wide_weights=learnt"],
-    "fitted": ["model.wide=true", "model.wide_weights=fitted"],
+    "off": ["model.wide=false", NO_WORD_DROPOUT],
+    "learnt": ["model.wide=true", "model.wide_weights=learnt", NO_WORD_DROPOUT],
+    "fitted": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT],
+    "off+word_dropout": ["model.wide=false", "model.word_dropout=0.2"],
     "learnt+word_dropout": ["model.wide=true", "model.wide_weights=learnt", "model.word_dropout=0.2"],
     "fitted+word_dropout": ["model.wide=true", "model.wide_weights=fitted", "model.word_dropout=0.2"],
+    "learnt+word_dropout_0.4": ["model.wide=true", "model.wide_weights=learnt", "model.word_dropout=0.4"],
     "linear": [],
 }
 
@@ -50,6 +53,7 @@ def run_cell(corpus: str, setting: str, seeds: int, root: Path) -> Path:
     target = root / corpus / setting
     if (target / "compare.json").exists():
         return target
+    root.mkdir(parents=True, exist_ok=True)
     if corpus in STAND_INS and not (root / f"{corpus}.csv").exists():
         STAND_INS[corpus](root / f"{corpus}.csv")
     config, *overrides = (part.format(dir=root.resolve()) for part in CORPORA[corpus])

@@ -213,8 +213,9 @@ class ModelConfig(_Schema):
     attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     # Kinds han*: in training, each distinct word of a batch is left out (its vector zeroed everywhere in the
-    # batch) with this probability: embedding dropout by word type (Gal & Ghahramani 2016).
-    word_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # batch) with this probability: embedding dropout by word type (Gal & Ghahramani 2016). 0.2 raised
+    # validation accuracy on BBC News, R8 and the clothing reviews (README "What closes the gap").
+    word_dropout: float = Field(0.2, ge=0.0, lt=1.0)
     freeze_embeddings: bool = False
     # GRU implementation: "fused" is the lock-step CPU kernel (han/packed.py), "torch" is nn.GRU on
     # packed sequences (cuDNN on CUDA); "auto" picks fused on CPU and torch on CUDA. Same weights.

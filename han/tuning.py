@@ -17,6 +17,7 @@ dotted setting -> a list of choices, or {low, high, log}):
   train.weight_decay     log-uniform 1e-7 .. 1e-3
   train.batch_size       16, 32 or 64
   model.dropout          uniform 0.0 .. 0.5
+  model.word_dropout     uniform 0.0 .. 0.5
   model.word_hidden      25, 50 or 100
   model.sentence_hidden  25, 50 or 100
 
@@ -55,6 +56,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "train.weight_decay": {"low": 1e-7, "high": 1e-3, "log": True},
     "train.batch_size": [16, 32, 64],
     "model.dropout": {"low": 0.0, "high": 0.5, "log": False},
+    "model.word_dropout": {"low": 0.0, "high": 0.5, "log": False},
     "model.word_hidden": [25, 50, 100],
     "model.sentence_hidden": [25, 50, 100],
 }

@@ -352,3 +352,19 @@ def test_the_printed_table_shows_the_most_frequent_labels_and_says_the_rest_are_
     assert table.row_count == 5 and "5 most frequent of 30 labels" in str(table.caption)
     shown = list(table.columns[0].cells)
     assert shown == [f"topic{i}" for i in sorted(range(30), key=lambda i: -labels[:, i].sum())[:5]]
+
+
+def test_a_fitted_wide_channel_holds_one_binary_classifier_per_label(tmp_path, overrides):
+    from safetensors.torch import load_file
+
+    fitted, linear = tmp_path / "fitted", tmp_path / "linear"
+    run_all(
+        load_config(TINY_CONFIG, [*overrides, "train.max_epochs=2", "model.wide=true", "model.wide_weights=fitted"]),
+        fitted,
+    )
+    run_all(load_config(TINY_CONFIG, [*overrides, "model.kind=linear"]), linear)
+    wide, plain = (load_file(str(run / "model" / "best.safetensors")) for run in (fitted, linear))
+    assert torch.equal(wide["wide.scores.weight"], plain["weight"].T)  # the linear kind's one-vs-rest fit, unmoved
+    assert wide["wide.scores.weight"].shape[1] == len(json.loads((fitted / "labels.json").read_text())["labels"])
+    metrics = json.loads((fitted / "metrics.json").read_text())["test"]
+    assert 0.0 < metrics["micro_f1"] <= 1.0
