@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,11 +182,17 @@ def save_checkpoint(
     schedulers: Mapping[str, torch.optim.lr_scheduler.LRScheduler],
     config: dict[str, Any],
     keep: int,
+    rank_rng_states: Sequence[torch.Tensor] = (),
 ) -> Path:
-    """Write a checkpoint of the current training state atomically; keep the newest `keep`."""
+    """Write a checkpoint of the current training state atomically; keep the newest `keep`.
+
+    `rank_rng_states` [distributed]: every rank's torch generator state (rank 0's is the process's own)."""
     tensors: dict[str, torch.Tensor] = {
         f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()
     }
+    for rank, state in enumerate(rank_rng_states):
+        if rank:
+            tensors[f"rng.torch.rank{rank}"] = state.contiguous()
     payload = {
         "format": FORMAT,
         "loop": asdict(loop),
@@ -247,8 +253,11 @@ def load_latest_checkpoint(
     optimizers: Mapping[str, torch.optim.Optimizer],
     schedulers: Mapping[str, torch.optim.lr_scheduler.LRScheduler],
     config: dict[str, Any],
+    rank: int = 0,
 ) -> tuple[LoopState, Path] | None:
     """Restore model, optimizers, schedulers and RNGs from the newest intact checkpoint.
+
+    [distributed] `rank` > 0 takes its own torch generator state when the checkpoint holds one.
 
     Damaged checkpoints are skipped with a warning; None when there is none at all. A checkpoint
     written with other settings (beyond thread count and checkpoint cadence) is an error.
@@ -279,6 +288,8 @@ def load_latest_checkpoint(
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise RunDirError(f"{path}: does not fit the configured model and optimizer ({first})") from None
         _restore_rng(payload["rng"], tensors)
+        if f"rng.torch.rank{rank}" in tensors and rank:
+            torch.set_rng_state(tensors[f"rng.torch.rank{rank}"])
         return LoopState(**payload["loop"]), path
     if problems:
         raise RunDirError(

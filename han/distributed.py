@@ -169,6 +169,14 @@ def reseed_per_rank(seed: int, ctx: DistContext) -> None:
         torch.manual_seed(seed + 1_000_003 * ctx.rank)
 
 
+def gather_rng_states(ctx: DistContext) -> list[torch.Tensor]:
+    """[distributed] every rank's torch CPU generator state, in rank order (on every rank): a checkpoint
+    keeps them all, so each rank resumes its own dropout stream."""
+    states: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(states, torch.get_rng_state())
+    return [torch.as_tensor(state, dtype=torch.uint8) for state in states]
+
+
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     """Element-wise sums over ranks of a few numbers (epoch loss sums, document counts)."""
     if not ctx.enabled:

@@ -31,6 +31,7 @@ from han.distributed import (
     barrier,
     batch_loss,
     evaluate_across_ranks,
+    gather_rng_states,
     local_batch,
     reseed_per_rank,
     setup,
@@ -273,7 +274,12 @@ class TrainingSession:
 
     def _restore(self) -> None:
         restored = load_latest_checkpoint(
-            self.run.checkpoints_path, self.model, {"model": self.optimizer}, {"lr": self.scheduler}, self.config_json
+            self.run.checkpoints_path,
+            self.model,
+            {"model": self.optimizer},
+            {"lr": self.scheduler},
+            self.config_json,
+            self.ctx.rank,
         )
         if restored is None:
             log.info("%s: no checkpoint yet; training from the start", self.run.checkpoints_path)
@@ -398,9 +404,11 @@ class TrainingSession:
         """Write a checkpoint of the loop (rank 0); returns its path (None on other ranks)."""
         loop, ctx = self.loop, self.ctx
         loop.train_seconds = self.seconds_before + time.perf_counter() - self.session_start
+        rank_rng_states: list[torch.Tensor] = []
         if ctx.world_size > 1:  # [distributed] keep the epoch's loss sum over all ranks, on rank 0
             total = all_reduce_sum([loop.loss_sum], ctx)[0]
             loop.loss_sum = total if ctx.is_main else 0.0
+            rank_rng_states = gather_rng_states(ctx)  # each rank's dropout stream
         if not ctx.is_main:  # [distributed] rank 0 writes the checkpoint of all ranks
             return None
         return save_checkpoint(
@@ -411,6 +419,7 @@ class TrainingSession:
             {"lr": self.scheduler},
             self.config_json,
             self.config.train.keep_checkpoints,
+            rank_rng_states,
         )
 
     def stop_agreed(self) -> bool:

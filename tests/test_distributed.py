@@ -97,9 +97,11 @@ def copy_preprocessed(source: Path, target: Path) -> Path:
 
 
 def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_path, single_process, dp_overrides):
-    """A SIGTERM on rank 0 stops both ranks at the same step; resuming under torchrun ends bit-identical."""
+    """A SIGTERM on rank 0 stops both ranks at the same step; resuming under torchrun ends bit-identical,
+    dropout included (each rank resumes its own random stream from the checkpoint)."""
     single_dir, _ = single_process
-    overrides = [*dp_overrides, "train.max_epochs=2", "train.checkpoint_every_steps=5"]
+    dropout = ["model.dropout=0.3", "model.word_dropout=0.2"]
+    overrides = [*dp_overrides, "train.max_epochs=2", "train.checkpoint_every_steps=5", *dropout]
     whole = copy_preprocessed(single_dir, tmp_path / "whole")
     launch(torchrun(str(WORKER), str(TINY_CONFIG), str(whole), str(tmp_path), *overrides))
     interrupted = copy_preprocessed(single_dir, tmp_path / "interrupted")
