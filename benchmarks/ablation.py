@@ -13,7 +13,9 @@ Corpora: the shipped BBC News, Reuters R8 and clothing configs, and two long-doc
 time-like splits built from the shared data (benchmarks/standin.py: `bbc_time`, `reuters_time`, written
 into DIR on first use) and read with the BBC and R8 configs. Settings override the config's model
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
-linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`.
+linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
+corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
+(embeddings.extra_text.splits, never their labels).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ CORPORA = {
 }
 STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time}
 NO_WORD_DROPOUT = "model.word_dropout=0"
+EXTRA_TEXT = "embeddings.extra_text.splits=[validation,test]"  # word2vec also reads those splits' text
 SETTINGS = {
     "off": ["model.wide=false", NO_WORD_DROPOUT],
     "learnt": ["model.wide=true", "model.wide_weights=learnt", NO_WORD_DROPOUT],
@@ -44,6 +47,9 @@ SETTINGS = {
     "learnt+word_dropout": ["model.wide=true", "model.wide_weights=learnt", "model.word_dropout=0.2"],
     "fitted+word_dropout": ["model.wide=true", "model.wide_weights=fitted", "model.word_dropout=0.2"],
     "learnt+word_dropout_0.4": ["model.wide=true", "model.wide_weights=learnt", "model.word_dropout=0.4"],
+    "shipped": [],  # the corpus's config as it is
+    "shipped+extra_text": [EXTRA_TEXT],
+    "fitted+extra_text": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, EXTRA_TEXT],
     "linear": [],
 }
 

@@ -167,6 +167,21 @@ class PreprocessConfig(_Schema):
     cache: bool = True
 
 
+class ExtraTextConfig(_Schema):
+    """Text word2vec reads besides the training split's (embeddings.source word2vec only; never any labels)."""
+
+    # The text of these splits of the data (their labels are never read): more in-domain text for the vectors.
+    # With test, test figures are transductive: the test text, not its labels, was seen before testing.
+    splits: list[Literal["validation", "test"]] = Field([], max_length=2)
+
+    @field_validator("splits")
+    @classmethod
+    def _once_each(cls, splits: list[str]) -> list[str]:
+        if len(set(splits)) != len(splits):
+            raise ValueError(f"a split is named twice: {splits}")
+        return splits
+
+
 class EmbeddingsConfig(_Schema):
     """Initial word vectors: word2vec trained on the training text, a vectors file, or random."""
 
@@ -184,6 +199,7 @@ class EmbeddingsConfig(_Schema):
     workers: int | None = Field(None, ge=1)
     path: str | None = None  # vectors file, for source: file
     format: Literal["word2vec", "word2vec_binary", "glove"] = "word2vec"
+    extra_text: ExtraTextConfig = ExtraTextConfig()
 
     @model_validator(mode="after")
     def _path_for_file(self) -> EmbeddingsConfig:

@@ -59,6 +59,8 @@ def settings_fingerprint(config: Config) -> dict[str, Any]:
         if not config.multilabel:  # multiclass keys stay what they were before multi-label settings existed
             for key in MULTILABEL_ONLY.get(section, ()):
                 values.pop(key, None)
+        if section == "embeddings" and values["extra_text"] == {"splits": []}:
+            del values["extra_text"]  # keys of runs made before word2vec could read other splits stay as they were
         settings[section] = values
     if config.multilabel:
         settings["task"] = config.task

@@ -59,7 +59,8 @@ class PreprocessSummary:
     task: str = "multiclass"
     rare_labels: dict[str, int] | None = None  # multilabel: labels with few training documents -> their count
     labels_per_document: dict[str, float] | None = None  # multilabel: mean label-set size per split
-    word2vec: dict[str, int] | None = None  # embeddings.source word2vec: the epochs and worker threads it ran
+    # embeddings.source word2vec: the epochs and worker threads it ran, the splits whose text it read and their words
+    word2vec: dict[str, Any] | None = None
 
     def as_dict(self) -> dict:
         """The summary's fields as a dict (a shallow copy)."""
@@ -216,6 +217,8 @@ def _build_from_loaded(
     documents, words, oov_rate = {}, {}, {}
     run.save_config(config)
     progress.start("encode", sum(len(loaded.splits[name].labels) for name in corpus.splits))
+    emb = config.embeddings
+    word2vec_splits = ["train", *emb.extra_text.splits] if emb.source == "word2vec" else []
     per_document: dict[str, float] = {}
     for name in list(corpus.splits):  # part by part: memory does not grow with the split
         if loaded.multilabel:
@@ -227,17 +230,19 @@ def _build_from_loaded(
             documents[name], words[name], unknown = corpus.write_encoded(name, labels, tmp)
         progress.advance(len(labels))
         oov_rate[name] = unknown / words[name] if words[name] else 0.0
-        if name != "train":
-            del corpus.splits[name]  # word2vec needs only the training split
+        if name not in word2vec_splits:
+            del corpus.splits[name]  # word2vec reads only the training split and embeddings.extra_text's
     progress.stop()
     seconds["encode"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    emb = config.embeddings
-    word2vec = None
+    word2vec: dict[str, Any] | None = None
     if emb.source == "word2vec":  # `auto` settings resolved once: what trains is what the manifest records
-        word2vec = {"epochs": word2vec_epochs(emb.epochs, words["train"]), "workers": word2vec_workers(emb.workers)}
-        vectors = train_word2vec(corpus.sentences("train"), emb.model_copy(update=word2vec), config.seed, progress)
+        text_words = sum(words[name] for name in word2vec_splits)
+        passes = {"epochs": word2vec_epochs(emb.epochs, text_words), "workers": word2vec_workers(emb.workers)}
+        sentences = corpus.sentences(*word2vec_splits)  # text only: the splits' labels are never read
+        vectors = train_word2vec(sentences, emb.model_copy(update=passes), config.seed, progress)
+        word2vec = {**passes, "splits": word2vec_splits, "words": text_words}
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:

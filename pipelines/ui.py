@@ -300,8 +300,11 @@ def show_preprocess_summary(target: Any, summary: Any) -> None:
     )
     if summary.word2vec:
         seconds = summary.seconds.get("embeddings", 0.0)
+        splits = summary.word2vec.get("splits", ["train"])
+        text_words = summary.word2vec.get("words", summary.words.get("train", 0))
+        read = "training words" if splits == ["train"] else f"words of the {' + '.join(splits)} text (no labels)"
         console.print(
-            f"word2vec: {summary.word2vec['epochs']} epoch(s) over {summary.words.get('train', 0):,} training words, "
+            f"word2vec: {summary.word2vec['epochs']} epoch(s) over {text_words:,} {read}, "
             f"{summary.word2vec['workers']} thread(s), {seconds:.1f}s"
         )
 

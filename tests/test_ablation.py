@@ -17,9 +17,12 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     loaded = load_config(ROOT / config, [*overrides, *SETTINGS[setting]])
     if setting.startswith(("learnt", "fitted")):
         assert loaded.model.wide and loaded.model.wide_weights == setting.split("+")[0]
-    if setting != "linear":
+    if setting != "linear" and not setting.startswith("shipped"):
         expected = 0.4 if setting.endswith("_0.4") else 0.2 if setting.endswith("+word_dropout") else 0.0
         assert loaded.model.word_dropout == expected
+    if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
+        assert loaded.model == load_config(ROOT / config, overrides).model
+    assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
 
 
 def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):

@@ -342,3 +342,56 @@ def test_the_manifest_counts_what_the_caps_cut(tmp_path, workers):
         expected = {"tokens": tokens, "tokens_cut": tokens - kept, "capped_documents": touched}
         expected["sentences_cut"] = sum(max(0, len(d) - 2) for d in documents)
         assert {k: handling[name][k] for k in expected} == expected, name
+
+
+# --- word2vec's text ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["validation", "test"], ["test"]])
+def test_word2vec_reads_the_training_text_and_the_extra_splits_text(tmp_path, tiny_overrides, monkeypatch, extra):
+    import han.embeddings
+
+    read: list[list[str]] = []
+    real = han.embeddings.train_word2vec
+
+    def spy(sentences, *args, **kwargs):
+        read.extend(sentences)
+        return real(sentences, *args, **kwargs)
+
+    monkeypatch.setattr(han.embeddings, "train_word2vec", spy)
+    overrides = [*tiny_overrides, f"embeddings.extra_text.splits={json.dumps(extra)}"]
+    summary = preprocess(load_config(TINY_CONFIG, overrides), tmp_path)
+
+    splits = ["train", *extra]
+    vocab = Vocab.load(tmp_path / "vocab.json")
+    encoded = [EncodedSplit.load(tmp_path / "data" / name) for name in splits]
+    expected = [
+        split.tokens[a:b].tolist()
+        for split in encoded
+        for a, b in zip(split.sentence_offsets[:-1], split.sentence_offsets[1:], strict=True)
+    ]
+    # every sentence of those splits, in order, as the words they were encoded from, and nothing else
+    assert [vocab.encode(sentence) for sentence in read] == expected
+    assert summary.word2vec is not None and summary.word2vec["splits"] == splits
+    assert summary.word2vec["words"] == sum(summary.words[name] for name in splits) == sum(map(len, read))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["preprocess"]["word2vec"]["splits"] == splits
+
+
+def test_extra_text_changes_the_vectors_and_the_cache_key(tmp_path, tiny_overrides):
+    alone = preprocess(load_config(TINY_CONFIG, tiny_overrides), tmp_path / "alone")
+    more = preprocess(
+        load_config(TINY_CONFIG, [*tiny_overrides, "embeddings.extra_text.splits=[test]"]), tmp_path / "more"
+    )
+    assert more.cache_key != alone.cache_key
+    assert (tmp_path / "alone" / "vocab.json").read_text() == (tmp_path / "more" / "vocab.json").read_text()
+    vectors = [load_file(str(tmp_path / name / "embeddings.safetensors"))["embeddings"] for name in ("alone", "more")]
+    assert not np.allclose(*vectors)  # the vocabulary is the training split's; its vectors saw more text
+
+
+@pytest.mark.parametrize("splits", ["[train]", "[test, test]", "[predict]"])
+def test_extra_text_names_other_splits_once(tiny_overrides, splits):
+    from han.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="extra_text"):
+        load_config(TINY_CONFIG, [*tiny_overrides, f"embeddings.extra_text.splits={splits}"])
