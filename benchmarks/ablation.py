@@ -15,7 +15,7 @@ into DIR on first use) and read with the BBC and R8 configs. Settings override t
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
-(embeddings.extra_text.splits, never their labels).
+(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ SETTINGS = {
     "shipped": [],  # the corpus's config as it is
     "shipped+extra_text": [EXTRA_TEXT],
     "fitted+extra_text": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, EXTRA_TEXT],
+    "shipped+subwords": ["embeddings.subwords=true"],
+    "fitted+subwords": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "embeddings.subwords=true"],
     "linear": [],
 }
 

@@ -198,7 +198,12 @@ class EmbeddingsConfig(_Schema):
     # bit-for-bit repeatable: set 1 for identical vectors from identical input).
     workers: int | None = Field(None, ge=1)
     path: str | None = None  # vectors file, for source: file
-    format: Literal["word2vec", "word2vec_binary", "glove"] = "word2vec"
+    # word2vec: the text format (fastText's .vec files too); word2vec_binary; glove: text without a header line;
+    # fasttext_binary: a fastText .bin model, whose subword n-grams give vectors to words the file does not list
+    format: Literal["word2vec", "word2vec_binary", "glove", "fasttext_binary"] = "word2vec"
+    # source word2vec: train gensim FastText instead (word2vec that also learns character 3-6-grams, so rare and
+    # misspelt words get vectors from their pieces; Bojanowski et al. 2017)
+    subwords: bool = False
     extra_text: ExtraTextConfig = ExtraTextConfig()
 
     @model_validator(mode="after")

@@ -1,21 +1,24 @@
-"""Initial word vectors: gensim word2vec on the training sentences, or a word2vec/GloVe vectors file."""
+"""Initial word vectors: gensim word2vec (or FastText) on the training sentences, or a word2vec/GloVe/fastText
+vectors file."""
 
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from gensim.models import KeyedVectors, Word2Vec
+from gensim.models import FastText, KeyedVectors, Word2Vec
+from gensim.models.fasttext import FastTextKeyedVectors, load_facebook_vectors
 from gensim.models.callbacks import CallbackAny2Vec
 
 from han.config import EmbeddingsConfig
 from han.cpus import available_cores
 from han.errors import DataError
 from han.progress import Progress
-from han.vocab import PAD_ID, Vocab
+from han.vocab import PAD_ID, UNK_ID, Vocab
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ class _EpochProgress(CallbackAny2Vec):
         self.progress, self.epochs, self.started = progress, epochs, 0.0
 
     def on_train_begin(self, model: Word2Vec) -> None:
-        self.progress.start("word2vec", self.epochs, unit="epochs")
+        self.progress.start(type(model).__name__.lower(), self.epochs, unit="epochs")  # word2vec or fasttext
 
     def on_epoch_begin(self, model: Word2Vec) -> None:
         self.started = time.perf_counter()
@@ -73,7 +76,7 @@ def train_word2vec(
     `train_words` (the training split's token count) sets the passes of `epochs: auto`.
     """
     epochs = word2vec_epochs(config.epochs, train_words)
-    model = Word2Vec(
+    model = (FastText if config.subwords else Word2Vec)(
         callbacks=[_EpochProgress(progress, epochs)] if progress is not None else (),
         sentences=sentences,
         vector_size=config.dim,
@@ -89,18 +92,21 @@ def train_word2vec(
 
 
 def load_vectors_file(path: str | Path, file_format: str) -> KeyedVectors:
-    """Read vectors in word2vec text/binary format or GloVe's header-less text format."""
+    """Read vectors in word2vec text/binary format, GloVe's header-less text format or a fastText .bin model (its
+    own binary layout, read field by field: nothing is unpickled)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: vectors file not found (embeddings.path)")
     try:
+        if file_format == "fasttext_binary":
+            return load_facebook_vectors(str(path))
         return KeyedVectors.load_word2vec_format(
             str(path),
             binary=file_format == "word2vec_binary",
             no_header=file_format == "glove",
             unicode_errors="replace",
         )
-    except (ValueError, UnicodeDecodeError, EOFError) as error:
+    except (ValueError, UnicodeDecodeError, EOFError, struct.error, NotImplementedError, MemoryError) as error:
         raise DataError(f"{path}: not a {file_format} vectors file ({error}); check embeddings.format") from None
 
 
@@ -118,10 +124,14 @@ def embedding_matrix(vocab: Vocab, vectors: KeyedVectors | None, dim: int, seed:
     matrix = rng.normal(0.0, scale, size=(len(vocab), dim)).astype(np.float32)
     found = 0
     if vectors is not None:
+        subwords = isinstance(vectors, FastTextKeyedVectors) and vectors.bucket > 0
         for i, word in enumerate(vocab.words):
             j = vectors.key_to_index.get(word)
             if j is not None:
                 matrix[i] = vectors.vectors[j]
+                found += 1
+            elif subwords and i not in (PAD_ID, UNK_ID):  # FastText: an unlisted word gets its n-grams' vectors
+                matrix[i] = vectors.get_vector(word)
                 found += 1
     matrix[PAD_ID] = 0.0
     return matrix, found

@@ -243,6 +243,8 @@ def _build_from_loaded(
         sentences = corpus.sentences(*word2vec_splits)  # text only: the splits' labels are never read
         vectors = train_word2vec(sentences, emb.model_copy(update=passes), config.seed, progress)
         word2vec = {**passes, "splits": word2vec_splits, "words": text_words}
+        if emb.subwords:
+            word2vec["model"] = "fasttext"
     elif emb.source == "file":
         vectors = load_vectors_file(emb.path, emb.format)  # type: ignore[arg-type]
     else:

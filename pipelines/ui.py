@@ -304,7 +304,7 @@ def show_preprocess_summary(target: Any, summary: Any) -> None:
         text_words = summary.word2vec.get("words", summary.words.get("train", 0))
         read = "training words" if splits == ["train"] else f"words of the {' + '.join(splits)} text (no labels)"
         console.print(
-            f"word2vec: {summary.word2vec['epochs']} epoch(s) over {text_words:,} {read}, "
+            f"{summary.word2vec.get('model', 'word2vec')}: {summary.word2vec['epochs']} epoch(s) over {text_words:,} {read}, "
             f"{summary.word2vec['workers']} thread(s), {seconds:.1f}s"
         )
 

@@ -22,6 +22,7 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
         assert loaded.model.word_dropout == expected
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
         assert loaded.model == load_config(ROOT / config, overrides).model
+    assert loaded.embeddings.subwords == setting.endswith("+subwords")
     assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
 
 

@@ -77,3 +77,47 @@ def test_vector_dimension_mismatch_and_missing_file(tmp_path):
         embedding_matrix(Vocab([PAD, UNK]), vectors, 5, seed=0)
     with pytest.raises(DataError, match="not found"):
         load_vectors_file(tmp_path / "none.txt", "word2vec")
+
+
+SUBWORD_SENTENCES = [["the", "cat", "sat", "on", "the", "mat"], ["a", "dog", "sat", "on", "a", "log"]] * 40
+
+
+def test_fasttext_bin_gives_listed_words_their_vectors_and_unlisted_words_their_ngrams(tmp_path):
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    model = FastText(sentences=SUBWORD_SENTENCES, vector_size=4, min_count=1, epochs=2, workers=1, seed=1, bucket=500)
+    save_facebook_model(model, str(tmp_path / "model.bin"))
+    vectors = load_vectors_file(tmp_path / "model.bin", "fasttext_binary")
+    vocab = Vocab([PAD, UNK, "cat", "cats"])  # "cats" is not in the model's list: its n-grams are
+    matrix, found = embedding_matrix(vocab, vectors, 4, seed=0)
+    assert found == 2 and np.allclose(matrix[2], model.wv["cat"], atol=1e-6)
+    assert np.allclose(matrix[3], model.wv["cats"], atol=1e-6) and not np.allclose(matrix[3], matrix[2])
+    assert np.all(matrix[PAD_ID] == 0)
+    # the same vocabulary from the word2vec text format (fastText's .vec): no n-grams, "cats" stays random
+    model.wv.save_word2vec_format(str(tmp_path / "model.vec"))
+    matrix_vec, found_vec = embedding_matrix(vocab, load_vectors_file(tmp_path / "model.vec", "word2vec"), 4, seed=0)
+    assert found_vec == 1 and np.allclose(matrix_vec[2], model.wv["cat"], atol=1e-5)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10])
+def test_a_bad_fasttext_bin_is_a_data_error_naming_the_file(tmp_path, content):
+    (tmp_path / "bad.bin").write_bytes(content)
+    with pytest.raises(DataError, match=r"bad\.bin: not a fasttext_binary vectors file"):
+        load_vectors_file(tmp_path / "bad.bin", "fasttext_binary")
+
+
+def test_subwords_trains_fasttext_whose_ngrams_reach_rare_words():
+    config = EmbeddingsConfig(dim=8, epochs=2, min_count=2, workers=1, subwords=True)
+    sentences = [*SUBWORD_SENTENCES, ["the", "cats", "sat"]]  # "cats" once: under min_count, not listed
+    vectors = train_word2vec(sentences, config, seed=1)
+    assert "cats" not in vectors.key_to_index and "cat" in vectors.key_to_index
+    matrix, found = embedding_matrix(Vocab([PAD, UNK, "cat", "cats"]), vectors, 8, seed=0)
+    assert found == 2 and np.allclose(matrix[3], vectors.get_vector("cats"))
+    plain, plain_found = embedding_matrix(
+        Vocab([PAD, UNK, "cat", "cats"]),
+        train_word2vec(sentences, config.model_copy(update={"subwords": False}), 1),
+        8,
+        0,
+    )
+    assert plain_found == 1  # plain word2vec knows no vector for the rare word
