@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 from gensim.models import FastText, KeyedVectors, Word2Vec
-from gensim.models.fasttext import FastTextKeyedVectors, load_facebook_vectors
 from gensim.models.callbacks import CallbackAny2Vec
+from gensim.models.fasttext import FastTextKeyedVectors, load_facebook_vectors
 
 from han.config import EmbeddingsConfig
 from han.cpus import available_cores
