@@ -114,7 +114,7 @@ def test_subwords_trains_fasttext_whose_ngrams_reach_rare_words():
     assert "cats" not in vectors.key_to_index and "cat" in vectors.key_to_index
     matrix, found = embedding_matrix(Vocab([PAD, UNK, "cat", "cats"]), vectors, 8, seed=0)
     assert found == 2 and np.allclose(matrix[3], vectors.get_vector("cats"))
-    plain, plain_found = embedding_matrix(
+    _, plain_found = embedding_matrix(
         Vocab([PAD, UNK, "cat", "cats"]),
         train_word2vec(sentences, config.model_copy(update={"subwords": False}), 1),
         8,
