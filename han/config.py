@@ -173,6 +173,9 @@ class ExtraTextConfig(_Schema):
     # The text of these splits of the data (their labels are never read): more in-domain text for the vectors.
     # With test, test figures are transductive: the test text, not its labels, was seen before testing.
     splits: list[Literal["validation", "test"]] = Field([], max_length=2)
+    # Unlabelled text files (paths or globs), read like `han predict`'s input: .txt one document a line, or
+    # CSV/TSV/JSONL/Parquet with data.text_column. Read after the splits, cut at preprocess.max_chars, uncapped.
+    files: list[str] = Field([], max_length=1000)
 
     @field_validator("splits")
     @classmethod

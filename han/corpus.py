@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +195,17 @@ class SplitSentences:
             offsets, ids = split.sentence_offsets, split.ids
             for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
                 yield table[ids[a:b]].tolist()
+
+
+class ChainedSentences:
+    """Several sentence iterables one after the other; iterable many times if each of them is."""
+
+    def __init__(self, parts: Sequence[Iterable[Sequence[str]]]) -> None:
+        self.parts = list(parts)
+
+    def __iter__(self) -> Iterator[Sequence[str]]:
+        for part in self.parts:
+            yield from part
 
 
 @dataclass

@@ -59,7 +59,7 @@ def settings_fingerprint(config: Config) -> dict[str, Any]:
         if not config.multilabel:  # multiclass keys stay what they were before multi-label settings existed
             for key in MULTILABEL_ONLY.get(section, ()):
                 values.pop(key, None)
-        if section == "embeddings" and values["extra_text"] == {"splits": []}:
+        if section == "embeddings" and values["extra_text"] == {"splits": [], "files": []}:
             del values["extra_text"]  # keys of runs made before word2vec could read other splits stay as they were
         settings[section] = values
     if config.multilabel:
@@ -84,6 +84,10 @@ def preprocess_key(config: Config) -> str:
     }
     if config.embeddings.source == "file" and config.embeddings.path and os.path.isfile(config.embeddings.path):
         parts["vectors"] = _files_digest([Path(config.embeddings.path)])
+    if config.embeddings.source == "word2vec" and config.embeddings.extra_text.files:
+        parts["extra_text"] = _files_digest(
+            expand_files(config.embeddings.extra_text.files, "embeddings.extra_text.files")
+        )
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,17 @@ def source_paths(config: Config) -> list[Path]:
     return [path] if path is not None else []
 
 
+def extra_text_files(config: Config) -> list[Path]:
+    """The files of `embeddings.extra_text.files` (globs expanded), when word2vec reads them; a DataError names a
+    missing one."""
+    from han.sources import expand_files
+
+    files = config.embeddings.extra_text.files
+    if config.embeddings.source != "word2vec" or not files:
+        return []
+    return expand_files(files, "embeddings.extra_text.files")
+
+
 def _cached_summary(run: RunDir, key: str) -> PreprocessSummary | None:
     manifest = run.read_manifest()
     if manifest.get("preprocess_key") != key or not isinstance(manifest.get("preprocess"), dict):
@@ -124,6 +136,7 @@ def preprocess(
     run = RunDir(Path(run_dir))
     if config.embeddings.source == "file" and not Path(config.embeddings.path or "").is_file():
         raise DataError(f"{config.embeddings.path}: vectors file not found (embeddings.path)")  # before hours of work
+    extra_files = extra_text_files(config)  # a missing file is named now, before hours of work
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -145,7 +158,7 @@ def preprocess(
         config.data, config.seed, config.multilabel
     )  # the new data is checked before anything is removed
     seconds["load"] = time.perf_counter() - start
-    run.claim(overwrite, keep=("shards",), inputs=source_paths(config))
+    run.claim(overwrite, keep=("shards",), inputs=[*source_paths(config), *extra_files])
     summary = _build(config, run, key, seconds, progress, segmented, loaded)
     run.update_manifest(
         seed=config.seed,
@@ -181,7 +194,7 @@ def _build_from_loaded(
 ) -> PreprocessSummary:
     from safetensors.numpy import save
 
-    from han.corpus import build_corpus
+    from han.corpus import ChainedSentences, SplitSentences, build_corpus
     from han.embeddings import (
         embedding_matrix,
         load_vectors_file,
@@ -190,7 +203,7 @@ def _build_from_loaded(
         word2vec_workers,
     )
     from han.label_sets import label_matrix
-    from han.segmenting import drop_tokenless, segment_loaded, segmented_from_documents
+    from han.segmenting import drop_tokenless, segment_loaded, segment_text_files, segmented_from_documents
 
     start = time.perf_counter()
     if segmented is None:
@@ -238,11 +251,18 @@ def _build_from_loaded(
     start = time.perf_counter()
     word2vec: dict[str, Any] | None = None
     if emb.source == "word2vec":  # `auto` settings resolved once: what trains is what the manifest records
+        sentences: Iterable[Sequence[str]] = corpus.sentences(*word2vec_splits)  # text only, never labels
         text_words = sum(words[name] for name in word2vec_splits)
+        files = extra_text_files(config)
+        if files:  # embeddings.extra_text.files, after the splits
+            file_words, file_split = segment_text_files(files, config, progress, spill)
+            sentences = ChainedSentences([sentences, SplitSentences([file_split], file_words)])
+            text_words += len(file_split.ids)
         passes = {"epochs": word2vec_epochs(emb.epochs, text_words), "workers": word2vec_workers(emb.workers)}
-        sentences = corpus.sentences(*word2vec_splits)  # text only: the splits' labels are never read
         vectors = train_word2vec(sentences, emb.model_copy(update=passes), config.seed, progress)
         word2vec = {**passes, "splits": word2vec_splits, "words": text_words}
+        if files:
+            word2vec["files"] = [str(path) for path in files]
         if emb.subwords:
             word2vec["model"] = "fasttext"
     elif emb.source == "file":

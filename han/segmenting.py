@@ -30,7 +30,7 @@ from han.cpus import available_cores
 from han.errors import DataError
 from han.fingerprint import SplitDigest, combine_digests
 from han.progress import Progress
-from han.records import text_batches
+from han.records import iter_input_texts, text_batches
 from han.rows import NO_TOKENS
 from han.segment import ChunkTokens, Document, TextStats, build_pipeline, prepare_texts, segment_chunk
 
@@ -315,3 +315,22 @@ def drop_tokenless(loaded: LoadedData, segmented: SegmentedData, config: Config)
         loaded.splits[name] = raw.subset(np.flatnonzero(~empty).tolist())
         if len(loaded.splits[name]) == 0:
             raise DataError(f"{where}: no documents left after dropping the ones without tokens")
+
+
+def segment_text_files(
+    paths: Sequence[Path], config: Config, progress: Progress | None = None, spill: Path | None = None
+) -> tuple[list[str], SegmentedSplit]:
+    """Unlabelled documents of text files (`embeddings.extra_text.files`), read as `han predict` reads its input
+    (.txt one document a line, or the run's text columns), cut at max_chars and cleaned, tokenised uncapped: their
+    word table and `SegmentedSplit`."""
+    stats = TextStats()
+
+    def chunks() -> Iterator[list[str]]:
+        for path in paths:
+            texts = iter_input_texts(path, config.data, max_chars=config.preprocess.max_chars)
+            for texts_chunk in chunked(texts, CHUNK_DOCUMENTS):
+                yield list(prepare_texts(texts_chunk, config.preprocess, stats))
+
+    workers = resolve_workers(config.preprocess.workers, PARALLEL_MIN_DOCUMENTS)  # the size is not known before
+    words, splits = segment_splits({"extra text": chunks()}, config.preprocess, workers, None, progress, spill=spill)
+    return words, splits["extra text"]

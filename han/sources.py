@@ -59,8 +59,8 @@ def resolve_source(source: str) -> Path | None:
     return None
 
 
-def expand_files(patterns: str | list[str]) -> list[Path]:
-    """Files named by a path, a glob or a list of them, in order (each glob sorted)."""
+def expand_files(patterns: str | list[str], setting: str = "data.source") -> list[Path]:
+    """Files named by a path, a glob or a list of them, in order (each glob sorted); `setting` names them in errors."""
     files: list[Path] = []
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
         if is_glob(pattern):
@@ -69,12 +69,12 @@ def expand_files(patterns: str | list[str]) -> list[Path]:
                 check_regular_file(Path(match))
             matches = [m for m in matches if Path(m).is_file()]
             if not matches:
-                raise DataError(f"data.source {pattern!r}: the pattern matches no file")
+                raise DataError(f"{setting} {pattern!r}: the pattern matches no file")
             files.extend(Path(m) for m in matches)
         else:
             path = Path(pattern).expanduser()
             check_regular_file(path)
             if not path.is_file():
-                raise DataError(f"data.source {pattern!r}: no such file")
+                raise DataError(f"{setting} {pattern!r}: no such file")
             files.append(path)
     return files

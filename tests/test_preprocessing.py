@@ -347,8 +347,8 @@ def test_the_manifest_counts_what_the_caps_cut(tmp_path, workers):
 # --- word2vec's text ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra", [[], ["validation", "test"], ["test"]])
-def test_word2vec_reads_the_training_text_and_the_extra_splits_text(tmp_path, tiny_overrides, monkeypatch, extra):
+def spy_on_word2vec(monkeypatch) -> list[list[str]]:
+    """Every sentence word2vec (or FastText) is trained on, in order, in the list returned."""
     import han.embeddings
 
     read: list[list[str]] = []
@@ -359,6 +359,12 @@ def test_word2vec_reads_the_training_text_and_the_extra_splits_text(tmp_path, ti
         return real(sentences, *args, **kwargs)
 
     monkeypatch.setattr(han.embeddings, "train_word2vec", spy)
+    return read
+
+
+@pytest.mark.parametrize("extra", [[], ["validation", "test"], ["test"]])
+def test_word2vec_reads_the_training_text_and_the_extra_splits_text(tmp_path, tiny_overrides, monkeypatch, extra):
+    read = spy_on_word2vec(monkeypatch)
     overrides = [*tiny_overrides, f"embeddings.extra_text.splits={json.dumps(extra)}"]
     summary = preprocess(load_config(TINY_CONFIG, overrides), tmp_path)
 
@@ -395,3 +401,42 @@ def test_extra_text_names_other_splits_once(tiny_overrides, splits):
 
     with pytest.raises(ConfigError, match="extra_text"):
         load_config(TINY_CONFIG, [*tiny_overrides, f"embeddings.extra_text.splits={splits}"])
+
+
+def test_word2vec_reads_extra_text_files_after_the_splits(tmp_path, tiny_overrides, monkeypatch):
+    read = spy_on_word2vec(monkeypatch)
+    lines = ["Zebra crossings are new. The zebra was here.", "", "Quokka data today!"]
+    (tmp_path / "more.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records = [{"text": "A quokka and a zebra.", "label": "never read"}, {"text": "Network chip."}]
+    (tmp_path / "more.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    files = f"[{tmp_path / 'more.txt'}, {tmp_path / 'more.jsonl'}]"
+    config = load_config(TINY_CONFIG, [*tiny_overrides, f"embeddings.extra_text.files={files}"])
+    summary = preprocess(config, tmp_path / "run")
+
+    train = EncodedSplit.load(tmp_path / "run" / "data" / "train")
+    from_files = read[len(train.sentence_offsets) - 1 :]  # after every training sentence
+    nlp = build_pipeline(config.preprocess)
+    texts = [*lines, *(r["text"] for r in records)]
+    assert from_files == [sentence for doc in segment(nlp, texts, config.preprocess) for sentence in doc]
+    assert ["the", "zebra", "was", "here", "."] in from_files
+    assert summary.word2vec["files"] == [str(tmp_path / "more.txt"), str(tmp_path / "more.jsonl")]
+    assert summary.word2vec["words"] == summary.words["train"] + sum(map(len, from_files))
+    assert "zebra" not in Vocab.load(tmp_path / "run" / "vocab.json").index  # the vocabulary stays the training split's
+
+
+def test_extra_text_files_are_part_of_the_cache_key_and_a_missing_one_is_named(tmp_path, tiny_overrides):
+    extra = tmp_path / "more.txt"
+    extra.write_text("Zebra crossings are new.\n", encoding="utf-8")
+    overrides = [*tiny_overrides, f"embeddings.extra_text.files=[{extra}]"]
+    first = preprocess(load_config(TINY_CONFIG, overrides), tmp_path / "run")
+    assert preprocess(load_config(TINY_CONFIG, overrides), tmp_path / "run").reused
+    extra.write_text("Zebra crossings are old.\n", encoding="utf-8")  # the text changed: the vectors are rebuilt
+    second = preprocess(load_config(TINY_CONFIG, overrides), tmp_path / "run", overwrite=True)
+    assert not second.reused and second.cache_key != first.cache_key
+
+    missing = [*tiny_overrides, f"embeddings.extra_text.files=[{tmp_path / 'gone.txt'}]"]
+    with pytest.raises(DataError, match=r"embeddings\.extra_text\.files .*gone\.txt.*: no such file"):
+        preprocess(load_config(TINY_CONFIG, missing), tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # refused before anything was written
+    result = CliRunner().invoke(app, ["preprocess", str(TINY_CONFIG), *missing, "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "gone.txt" in result.output and "Traceback" not in result.output
