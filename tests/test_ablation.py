@@ -14,7 +14,9 @@ from han.config import load_config
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     config, *overrides = (part.format(dir=tmp_path) for part in CORPORA[corpus])
-    loaded = load_config(ROOT / config, [*overrides, *SETTINGS[setting]])
+    loaded = load_config(
+        ROOT / config, [*overrides, *(part.format(dir=tmp_path, corpus=corpus) for part in SETTINGS[setting])]
+    )
     if setting.startswith(("learnt", "fitted")):
         assert loaded.model.wide and loaded.model.wide_weights == setting.split("+")[0]
     if setting != "linear" and not setting.startswith("shipped"):
@@ -23,6 +25,8 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
         assert loaded.model == load_config(ROOT / config, overrides).model
     assert loaded.embeddings.subwords == setting.endswith("+subwords")
+    unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if setting.endswith("+unlabelled") else []
+    assert loaded.embeddings.extra_text.files == unlabelled
     assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 
 import pytest
@@ -11,10 +12,12 @@ from benchmarks.standin import (
     CLOTHING,
     MIN_TOPIC_TRAIN,
     MODAPTE,
+    R8,
     read_clothing,
     write_bbc_time,
     write_imdb,
     write_reuters_time,
+    write_reuters_unlabelled,
 )
 
 pytestmark = pytest.mark.skipif(not CLOTHING.exists(), reason="needs ../shared/data/clothing_reviews.csv")
@@ -71,6 +74,22 @@ def test_reuters_time_stand_in_is_split_by_time_and_keeps_only_learnable_topics(
     assert min(trained.values()) >= MIN_TOPIC_TRAIN and {r["label"] for r in rows} == set(trained)
     counts = Counter(r["split"] for r in rows)
     assert counts["train"] > 3 * counts["test"] > 3 * counts["validation"] > 0
+
+
+def test_reuters_unlabelled_holds_reuters_text_outside_reuters_time_and_no_label(tmp_path):
+    write_reuters_time(tmp_path / "reuters_time.csv")
+    write_reuters_unlabelled(tmp_path / "unlabelled.jsonl")
+    with open(tmp_path / "reuters_time.csv", newline="", encoding="utf-8") as handle:
+        stand_in = {(row["title"], row["text"]) for row in csv.DictReader(handle)}
+    records = [json.loads(line) for line in (tmp_path / "unlabelled.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(set(record) == {"title", "text"} for record in records)  # text only
+    texts = {(record["title"], record["text"]) for record in records}
+    assert not texts & stand_in  # no article of the stand-in's splits
+    with open(MODAPTE, newline="", encoding="utf-8") as handle:
+        modapte = {(row["title"], row["text"]) for row in csv.DictReader(handle)}
+    with open(R8, newline="", encoding="utf-8") as handle:
+        r8_test = {(row["title"], row["text"]) for row in csv.DictReader(handle) if row["split"] == "test"}
+    assert r8_test - stand_in <= texts <= modapte | r8_test and len(texts) > len(r8_test) + 1000
 
 
 def test_bbc_time_stand_in_splits_each_topic_by_article_number(tmp_path):
