@@ -25,6 +25,7 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
         assert loaded.model == load_config(ROOT / config, overrides).model
     assert loaded.embeddings.subwords == setting.endswith("+subwords")
+    assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else 0.0)
     unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if setting.endswith("+unlabelled") else []
     assert loaded.embeddings.extra_text.files == unlabelled
     assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
