@@ -15,7 +15,7 @@ into DIR on first use) and read with the BBC and R8 configs. Settings override t
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
-(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+unlabelled`: word2vec also reads in-domain text outside the corpus
+(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+unlabelled`: word2vec also reads in-domain text outside the corpus
 (embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
@@ -61,6 +61,9 @@ SETTINGS = {
     "shipped+weight_decay_1e-5": ["train.weight_decay=1e-5"],
     "shipped+weight_decay_3e-5": ["train.weight_decay=3e-5"],
     "shipped+weight_decay_1e-4": ["train.weight_decay=1e-4"],
+    "shipped+frozen_embeddings": ["model.freeze_embeddings=true"],
+    "shipped+lr_0.001": ["train.lr=0.001"],
+    "shipped+lr_0.004": ["train.lr=0.004"],
     "fitted+subwords": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "embeddings.subwords=true"],
     "linear": [],
 }

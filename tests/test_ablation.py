@@ -23,8 +23,12 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
         expected = 0.4 if setting.endswith("_0.4") else 0.2 if setting.endswith("+word_dropout") else 0.0
         assert loaded.model.word_dropout == expected
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
-        assert loaded.model == load_config(ROOT / config, overrides).model
+        shipped = load_config(ROOT / config, overrides).model
+        assert loaded.model == shipped.model_copy(update={"freeze_embeddings": setting.endswith("+frozen_embeddings")})
     assert loaded.embeddings.subwords == setting.endswith("+subwords")
+    assert loaded.model.freeze_embeddings == setting.endswith("+frozen_embeddings")
+    if "+lr_" in setting:
+        assert loaded.train.lr == float(setting.split("_")[-1])
     assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else 0.0)
     unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if setting.endswith("+unlabelled") else []
     assert loaded.embeddings.extra_text.files == unlabelled
