@@ -29,7 +29,8 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     assert loaded.model.freeze_embeddings == setting.endswith("+frozen_embeddings")
     if "+lr_" in setting:
         assert loaded.train.lr == float(setting.split("_")[-1])
-    assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else 0.0)
+    own = load_config(ROOT / config, overrides).train.weight_decay  # the corpus's config's own, unless the setting's
+    assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else own)
     unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if setting.endswith("+unlabelled") else []
     assert loaded.embeddings.extra_text.files == unlabelled
     assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
