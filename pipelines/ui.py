@@ -302,7 +302,9 @@ def show_preprocess_summary(target: Any, summary: Any) -> None:
         seconds = summary.seconds.get("embeddings", 0.0)
         splits = summary.word2vec.get("splits", ["train"])
         text_words = summary.word2vec.get("words", summary.words.get("train", 0))
-        read = "training words" if splits == ["train"] else f"words of the {' + '.join(splits)} text (no labels)"
+        files = summary.word2vec.get("files", [])
+        sources = [*splits, *([f"{len(files)} file(s)"] if files else [])]
+        read = "training words" if sources == ["train"] else f"words of the {' + '.join(sources)} text (no labels)"
         console.print(
             f"{summary.word2vec.get('model', 'word2vec')}: {summary.word2vec['epochs']} epoch(s) over {text_words:,} {read}, "
             f"{summary.word2vec['workers']} thread(s), {seconds:.1f}s"

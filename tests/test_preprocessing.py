@@ -434,6 +434,9 @@ def test_extra_text_files_are_part_of_the_cache_key_and_a_missing_one_is_named(t
     second = preprocess(load_config(TINY_CONFIG, overrides), tmp_path / "run", overwrite=True)
     assert not second.reused and second.cache_key != first.cache_key
 
+    shown = CliRunner().invoke(app, ["preprocess", str(TINY_CONFIG), *overrides, "--run-dir", str(tmp_path / "cli")])
+    assert shown.exit_code == 0 and "words of the train + 1 file(s) text (no labels)" in " ".join(shown.output.split())
+
     missing = [*tiny_overrides, f"embeddings.extra_text.files=[{tmp_path / 'gone.txt'}]"]
     with pytest.raises(DataError, match=r"embeddings\.extra_text\.files .*gone\.txt.*: no such file"):
         preprocess(load_config(TINY_CONFIG, missing), tmp_path / "other")
