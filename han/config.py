@@ -205,7 +205,8 @@ class EmbeddingsConfig(_Schema):
     # fasttext_binary: a fastText .bin model, whose subword n-grams give vectors to words the file does not list
     format: Literal["word2vec", "word2vec_binary", "glove", "fasttext_binary"] = "word2vec"
     # source word2vec: train gensim FastText instead (word2vec that also learns character 3-6-grams, so rare and
-    # misspelt words get vectors from their pieces; Bojanowski et al. 2017)
+    # misspelt words get vectors from their pieces; Bojanowski et al. 2017). Its n-gram table is gensim's 2M buckets
+    # x dim floats: 1.6 GB at dim 200, while preprocessing.
     subwords: bool = False
     extra_text: ExtraTextConfig = ExtraTextConfig()
 
