@@ -403,6 +403,18 @@ def test_extra_text_names_other_splits_once(tiny_overrides, splits):
         load_config(TINY_CONFIG, [*tiny_overrides, f"embeddings.extra_text.splits={splits}"])
 
 
+@pytest.mark.parametrize(
+    "setting",
+    ["embeddings.extra_text.splits=[test]", "embeddings.extra_text.files=[a.txt]", "embeddings.subwords=true"],
+)
+def test_settings_of_trained_vectors_are_refused_with_other_sources(tiny_overrides, setting):
+    from han.errors import ConfigError
+
+    load_config(TINY_CONFIG, [*tiny_overrides, setting])  # word2vec: fine
+    with pytest.raises(ConfigError, match=r"embeddings\.(extra_text|subwords) is for vectors han trains"):
+        load_config(TINY_CONFIG, [*tiny_overrides, setting, "embeddings.source=random"])
+
+
 def test_word2vec_reads_extra_text_files_after_the_splits(tmp_path, tiny_overrides, monkeypatch):
     read = spy_on_word2vec(monkeypatch)
     lines = ["Zebra crossings are new. The zebra was here.", "", "Quokka data today!"]
