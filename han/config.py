@@ -214,16 +214,11 @@ class EmbeddingsConfig(_Schema):
     def _path_for_file(self) -> EmbeddingsConfig:
         if self.source == "file" and not self.path:
             raise ValueError("embeddings.source is 'file' but embeddings.path is not set")
-        trained_only = [
-            name
-            for name, on in (("subwords", self.subwords), ("extra_text", self.extra_text != ExtraTextConfig()))
-            if on
-        ]
-        if self.source != "word2vec" and trained_only:
-            raise ValueError(
-                f"embeddings.{trained_only[0]} is for vectors han trains (embeddings.source word2vec), not source "
-                f"{self.source}"
-            )
+        for name, used in (("subwords", self.subwords), ("extra_text", self.extra_text != ExtraTextConfig())):
+            if used and self.source != "word2vec":
+                raise ValueError(
+                    f"embeddings.{name} is for vectors han trains (embeddings.source word2vec), not {self.source}"
+                )
         return self
 
 

@@ -179,22 +179,20 @@ def vocab_lookup(vocab: Vocab, words: Sequence[str]) -> np.ndarray:
 
 
 class SplitSentences:
-    """The sentences of one or more splits, in order, as lists of word strings; iterable many times (what gensim
-    needs)."""
+    """The sentences of a split as lists of word strings; iterable many times (what gensim needs)."""
 
-    def __init__(self, splits: Sequence[SegmentedSplit], words: Sequence[str]) -> None:
-        self.splits = list(splits)
+    def __init__(self, split: SegmentedSplit, words: Sequence[str]) -> None:
+        self.split = split
         self.table = np.asarray(words, dtype=object)
 
     def __len__(self) -> int:
-        return sum(len(split.sentence_lengths) for split in self.splits)
+        return len(self.split.sentence_lengths)
 
     def __iter__(self) -> Iterator[list[str]]:
-        table = self.table
-        for split in self.splits:
-            offsets, ids = split.sentence_offsets, split.ids
-            for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
-                yield table[ids[a:b]].tolist()
+        offsets = self.split.sentence_offsets
+        ids, table = self.split.ids, self.table
+        for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            yield table[ids[a:b]].tolist()
 
 
 class ChainedSentences:
@@ -223,10 +221,10 @@ class Corpus:
         ids = label_array(labels, len(split))
         return EncodedSplit(self.lookup[split.ids], split.sentence_offsets, split.document_offsets, ids)
 
-    def sentences(self, *names: str) -> SplitSentences:
+    def sentences(self, *names: str) -> ChainedSentences:
         """The sentences of splits `names`, one after the other, as lists of word strings, iterable many times (for
         gensim)."""
-        return SplitSentences([self.splits[name] for name in names], self.words)
+        return ChainedSentences([SplitSentences(self.splits[name], self.words) for name in names])
 
     def write_encoded(
         self, name: str, labels: np.ndarray, path: Path, part_documents: int = 50_000

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,7 +158,7 @@ def preprocess(
     )  # the new data is checked before anything is removed
     seconds["load"] = time.perf_counter() - start
     run.claim(overwrite, keep=("shards",), inputs=[*source_paths(config), *extra_files])
-    summary = _build(config, run, key, seconds, progress, segmented, loaded)
+    summary = _build(config, run, key, seconds, progress, segmented, loaded, extra_files)
     run.update_manifest(
         seed=config.seed,
         data_fingerprint=summary.data_fingerprint,
@@ -177,9 +176,10 @@ def _build(
     progress: Progress,
     segmented: dict[str, list[Document]] | None,
     loaded: LoadedData,
+    extra_files: list[Path],
 ) -> PreprocessSummary:
     with tempfile.TemporaryDirectory(prefix=f".tokens{TEMPORARY_MARK}", suffix=".tmp", dir=run.root) as spill:
-        return _build_from_loaded(config, run, key, seconds, progress, segmented, loaded, Path(spill))
+        return _build_from_loaded(config, run, key, seconds, progress, segmented, loaded, extra_files, Path(spill))
 
 
 def _build_from_loaded(
@@ -190,11 +190,12 @@ def _build_from_loaded(
     progress: Progress,
     segmented: dict[str, list[Document]] | None,
     loaded: LoadedData,
+    extra_files: list[Path],  # embeddings.extra_text.files, expanded
     spill: Path,
 ) -> PreprocessSummary:
     from safetensors.numpy import save
 
-    from han.corpus import ChainedSentences, SplitSentences, build_corpus
+    from han.corpus import SplitSentences, build_corpus
     from han.embeddings import (
         embedding_matrix,
         load_vectors_file,
@@ -251,18 +252,17 @@ def _build_from_loaded(
     start = time.perf_counter()
     word2vec: dict[str, Any] | None = None
     if emb.source == "word2vec":  # `auto` settings resolved once: what trains is what the manifest records
-        sentences: Iterable[Sequence[str]] = corpus.sentences(*word2vec_splits)  # text only, never labels
+        sentences = corpus.sentences(*word2vec_splits)  # text only, never labels
         text_words = sum(words[name] for name in word2vec_splits)
-        files = extra_text_files(config)
-        if files:  # embeddings.extra_text.files, after the splits
-            file_words, file_split = segment_text_files(files, config, progress, spill)
-            sentences = ChainedSentences([sentences, SplitSentences([file_split], file_words)])
+        if extra_files:  # embeddings.extra_text.files, after the splits
+            file_words, file_split = segment_text_files(extra_files, config, progress, spill)
+            sentences.parts.append(SplitSentences(file_split, file_words))
             text_words += len(file_split.ids)
         passes = {"epochs": word2vec_epochs(emb.epochs, text_words), "workers": word2vec_workers(emb.workers)}
         vectors = train_word2vec(sentences, emb.model_copy(update=passes), config.seed, progress)
         word2vec = {**passes, "splits": word2vec_splits, "words": text_words}
-        if files:
-            word2vec["files"] = [str(path) for path in files]
+        if extra_files:
+            word2vec["files"] = [str(path) for path in extra_files]
         if emb.subwords:
             word2vec["model"] = "fasttext"
     elif emb.source == "file":
