@@ -15,7 +15,7 @@ into DIR on first use) and read with the BBC and R8 configs. Settings override t
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
-(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+unlabelled`: word2vec also reads in-domain text outside the corpus
+(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+unlabelled`: word2vec also reads in-domain text outside the corpus
 (embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
@@ -65,6 +65,15 @@ SETTINGS = {
     "shipped+lr_0.001": ["train.lr=0.001"],
     "shipped+lr_0.004": ["train.lr=0.004"],
     "fitted+subwords": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "embeddings.subwords=true"],
+    "shipped+ensemble_3": ["model.ensemble=3"],
+    "fitted+ensemble_3": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "model.ensemble=3"],
+    "fitted+unlabelled+ensemble_3": [
+        "model.wide=true",
+        "model.wide_weights=fitted",
+        NO_WORD_DROPOUT,
+        UNLABELLED_FILE,
+        "model.ensemble=3",
+    ],
     "linear": [],
 }
 
@@ -77,7 +86,7 @@ def run_cell(corpus: str, setting: str, seeds: int, root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if corpus in STAND_INS and not (root / f"{corpus}.csv").exists():
         STAND_INS[corpus](root / f"{corpus}.csv")
-    if setting.endswith("+unlabelled"):
+    if "+unlabelled" in setting:
         if corpus not in UNLABELLED:
             raise SystemExit(f"{setting}: no unlabelled text for {corpus} (only {', '.join(UNLABELLED)})")
         if not (root / f"{corpus}_unlabelled.jsonl").exists():

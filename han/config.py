@@ -269,6 +269,18 @@ class ModelConfig(_Schema):
     # fixed, so the network learns what the n-grams miss (better on many rare classes, README "Wide and deep").
     wide: bool = False
     wide_weights: Literal["learnt", "fitted"] = "learnt"
+    # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
+    # trained together on the same batches, each on its own loss; they score as the mean of their logits and
+    # attention (han/ensemble.py). Each costs one network's training and scoring time and memory.
+    ensemble: int = Field(1, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _check_ensemble(self) -> ModelConfig:
+        if self.ensemble > 1 and self.kind == "linear":
+            raise ValueError(
+                "model.ensemble applies to the networks han trains; kind linear is one fitted model (set 1)"
+            )
+        return self
 
 
 class TrainConfig(_Schema):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from han.config import ModelConfig
+from han.ensemble import Ensemble, members
 from han.errors import ConfigError
 from han.flat import ConvolutionalNetwork, FlatRecurrentNetwork, MeanEmbeddingNetwork
 from han.linear import TfidfLinearModel
@@ -32,7 +33,7 @@ KINDS = ("han", "han_avg", "han_max", "rnn", "cnn", "mean", "linear")
 def describe(config: ModelConfig) -> str:
     """One line naming the configured network."""
     cell = config.cell.upper() if config.cell != "rnn" else "RNN"
-    return {
+    network = {
         "han": f"HN-ATT: word and sentence bi{cell} with attention (Yang et al. 2016)",
         "han_avg": f"HN-AVE: word and sentence bi{cell}, mean pooling",
         "han_max": f"HN-MAX: word and sentence bi{cell}, max pooling",
@@ -43,6 +44,7 @@ def describe(config: ModelConfig) -> str:
         "linear": f"TF-IDF 1-{config.linear_ngrams}-grams + "
         f"{'linear SVM' if config.linear_classifier == 'svm' else 'logistic regression'} (scikit-learn)",
     }[config.kind]
+    return network if config.ensemble == 1 else f"{network}; an ensemble of {config.ensemble}"
 
 
 def has_attention(config: ModelConfig) -> bool:
@@ -59,6 +61,16 @@ def trains_by_gradient(config: ModelConfig) -> bool:
 
 
 def _construct(
+    config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int, sparse_embedding: bool
+) -> nn.Module:
+    if config.ensemble == 1:
+        return _construct_one(config, vocab_size, embedding_dim, num_classes, sparse_embedding)
+    return Ensemble(
+        lambda: _construct_one(config, vocab_size, embedding_dim, num_classes, sparse_embedding), config.ensemble
+    )
+
+
+def _construct_one(
     config: ModelConfig, vocab_size: int, embedding_dim: int, num_classes: int, sparse_embedding: bool
 ) -> nn.Module:
     if config.kind in ("han", "han_avg", "han_max"):
@@ -109,9 +121,10 @@ def parameter_counts(config: ModelConfig, vocab_size: int, embedding_dim: int, n
     with torch.device("meta"), _shapes_only():
         network = _construct(config, vocab_size, embedding_dim, num_classes, sparse_embedding=False)
     counts: dict[str, int] = {}
-    for name, part in network.named_children():
-        setting = _SETTING_OF_PART.get(name, "model")
-        counts[setting] = counts.get(setting, 0) + sum(p.numel() for p in part.parameters())
+    for member in members(network):  # model.ensemble: every member's parts count
+        for name, part in member.named_children():
+            setting = _SETTING_OF_PART.get(name, "model")
+            counts[setting] = counts.get(setting, 0) + sum(p.numel() for p in part.parameters())
     return counts
 
 
@@ -168,10 +181,11 @@ def check_model_fits(
         "model.cnn_maps": f"the convolutions, model.cnn_maps={config.cnn_maps}",
     }
     what = "weights, gradients and optimizer state" if training else "weights"
+    ensemble = f", or model.ensemble ({config.ensemble} networks)" if config.ensemble > 1 else ""
     raise ConfigError(
         f"the model would need {_size(needed)} ({what} of {total:,} parameters) but only "
         f"{_size(max(available, 0))} of memory is available; lower {largest} "
-        f"({parts.get(largest, largest)}, is the largest part)"
+        f"({parts.get(largest, largest)}, is the largest part){ensemble}"
     )
 
 

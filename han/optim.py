@@ -97,13 +97,18 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters (a wide channel's at its own rate)."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    wide = [p for name, p in named if name.startswith("wide.")]  # model.wide's n-gram weights: train.wide_lr
-    groups: list[dict[str, Any]] = [{"params": [p for name, p in named if not name.startswith("wide.")]}]
+    # model.wide's n-gram weights (an ensemble member's too: members.K.wide.*) train at train.wide_lr
+    wide = [p for name, p in named if _is_wide(name)]
+    groups: list[dict[str, Any]] = [{"params": [p for name, p in named if not _is_wide(name)]}]
     if wide:
         groups.append({"params": wide, "lr": config.wide_lr})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return LazyAdam(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _is_wide(name: str) -> bool:
+    return name.startswith("wide.") or ".wide." in name
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:

@@ -19,6 +19,7 @@ from han.batching import bucketed_batches, collate
 from han.cpus import adjust_threads
 from han.device import autocast
 from han.encoded import EncodedSplit
+from han.ensemble import members
 from han.progress import Progress
 
 # A scoring batch ends at `train.eval_batch_size` documents or at this many tokens, whichever comes
@@ -47,7 +48,7 @@ def num_classes(model: torch.nn.Module) -> int:
     """The classes the model scores (the width of its classifier, or its `num_classes` when it has none)."""
     if isinstance(getattr(model, "num_classes", None), int):
         return int(model.num_classes)  # type: ignore[arg-type]
-    classifier = model.get_submodule("classifier")
+    classifier = members(model)[0].get_submodule("classifier")  # model.ensemble: every member scores the classes
     assert isinstance(classifier, torch.nn.Linear)
     return classifier.out_features
 

@@ -38,6 +38,7 @@ from han.distributed import (
     wrap_model,
 )
 from han.encoded import EncodedSplit
+from han.ensemble import members
 from han.errors import ConfigError, RunDirError, StorageError, TrainingDiverged, TrainingStopped
 from han.fitting import NgramTable, fit_linear, fit_ngram_classifier, ngram_table
 from han.networks import build_model, check_model_fits, trains_by_gradient
@@ -97,27 +98,35 @@ def build_initial_model(
         config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True, multilabel=config.multilabel
     )
     model.load_embeddings(vectors)  # type: ignore[operator]
-    wide = getattr(model, "wide", None)
-    if isinstance(wide, WideChannel):  # model.wide: the n-gram table of the training split
+    networks = members(model)  # model.ensemble: each member gets the same table, fitted weights and biases
+    wides = [wide for wide in (getattr(network, "wide", None) for network in networks) if isinstance(wide, WideChannel)]
+    if wides:  # model.wide: the n-gram table of the training split
         train = train_split if train_split is not None else EncodedSplit.load(run.data_path("train"))
         table = ngram_table(train, vocab, config.model)
-        wide.set_table(table.keep, table.keys, table.idf)
-        log.info("wide channel: %d n-gram features", wide.num_features)
+        for wide in wides:  # each its own copy: safetensors saves no tensor twice
+            wide.set_table(table.keep.clone(), table.keys.clone(), table.idf.clone())
+        log.info("wide channel: %d n-gram features", wides[0].num_features)
         if config.model.wide_weights == "fitted":
-            hold_fitted_wide_weights(model, wide, table, train, len(labels), config, run)
+            hold_fitted_wide_weights(networks, wides, table, train, len(labels), config, run)
             label_rates = None  # the fitted intercepts already hold each label's base rate
     if label_rates is not None:
         rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
-        classifier = model.get_submodule("classifier")
-        assert isinstance(classifier, torch.nn.Linear)
-        with torch.no_grad():
-            classifier.bias.copy_(torch.from_numpy(np.log(rates / (1 - rates))))
+        for network in networks:
+            start_class_biases(network, torch.from_numpy(np.log(rates / (1 - rates))))
     return model
 
 
+def start_class_biases(network: torch.nn.Module, bias: torch.Tensor) -> None:
+    """Set a network's output layer biases (its `classifier`) to `bias`."""
+    classifier = network.get_submodule("classifier")
+    assert isinstance(classifier, torch.nn.Linear)
+    with torch.no_grad():
+        classifier.bias.copy_(bias)
+
+
 def hold_fitted_wide_weights(
-    model: torch.nn.Module,
-    wide: WideChannel,
+    networks: list[torch.nn.Module],
+    wides: list[WideChannel],
     table: NgramTable,
     train: EncodedSplit,
     num_classes: int,
@@ -125,16 +134,14 @@ def hold_fitted_wide_weights(
     run: RunDir,
 ) -> None:
     """model.wide_weights fitted: the linear kind's classifier, fitted on the training split, becomes the wide
-    channel's fixed weights and its intercepts the network's starting class biases, so training starts from the
-    linear model's scores and the network learns what they miss."""
+    channels' fixed weights and its intercepts the networks' starting class biases, so training starts from the
+    linear model's scores and the networks learn what they miss."""
     start = time.perf_counter()
-    weight, bias = fit_ngram_classifier(wide, table, train, num_classes, config, run)
-    wide.hold_weights(weight.float())
-    classifier = model.get_submodule("classifier")
-    assert isinstance(classifier, torch.nn.Linear)
-    with torch.no_grad():
+    weight, bias = fit_ngram_classifier(wides[0], table, train, num_classes, config, run)
+    for network, wide in zip(networks, wides, strict=True):
+        wide.hold_weights(weight.float())
         # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
-        classifier.bias.copy_(bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
+        start_class_biases(network, bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
     log.info(
         "wide channel: %s fitted in %.1f s, held fixed", config.model.linear_classifier, time.perf_counter() - start
     )
@@ -296,16 +303,23 @@ class TrainingSession:
         with autocast(ctx.device, config.precision):
             output = self.train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean
-        loss = batch_loss(output.logits, batch.labels, counted, global_size, ctx.world_size, self.positive_weight)
+        # model.ensemble: the sum of the members' own losses, so each member's gradient is the one it gets alone
+        member_logits = [output.logits] if output.member_logits is None else list(output.member_logits)
+        loss = sum(
+            batch_loss(logits, batch.labels, counted, global_size, ctx.world_size, self.positive_weight)
+            for logits in member_logits
+        )
+        assert isinstance(loss, torch.Tensor)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if config.train.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            clip_grad_norm(self.model.parameters(), config.train.grad_clip)
+            for network in members(self.model):  # each member clipped as it would be alone
+                clip_grad_norm(network.parameters(), config.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.item() / ctx.world_size
+        return loss.item() / ctx.world_size / len(member_logits)  # a member's mean loss
 
     def run_epoch(self) -> None:
         """Train the rest of the current epoch, validate, checkpoint; raise `TrainingStopped` on a stop request."""

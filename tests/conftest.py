@@ -6,6 +6,7 @@ import csv
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,6 +74,20 @@ def make_multilabel_corpus(n: int, seed: int = 0, split: bool = True) -> list[di
             row["split"] = "train" if i < 0.7 * n else ("validation" if i < 0.85 * n else "test")
         rows.append(row)
     return rows
+
+
+def random_batch(vocab_size: int, seed: int = 0) -> tuple[Any, Any, Any]:
+    """Four documents of 1-3 sentences of 1-6 words (ids 1..vocab_size-1), padded with 0: the model's inputs."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    counts = torch.tensor([2, 1, 3, 2])
+    lengths = torch.from_numpy(rng.integers(1, 7, int(counts.sum())))
+    word_ids = torch.zeros(len(lengths), 6, dtype=torch.int64)
+    for i, n in enumerate(lengths.tolist()):
+        word_ids[i, :n] = torch.from_numpy(rng.integers(1, vocab_size, n))
+    return word_ids, lengths, counts
 
 
 def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:

@@ -24,14 +24,16 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
         assert loaded.model.word_dropout == expected
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
         shipped = load_config(ROOT / config, overrides).model
-        assert loaded.model == shipped.model_copy(update={"freeze_embeddings": setting.endswith("+frozen_embeddings")})
+        frozen, ensemble = setting.endswith("+frozen_embeddings"), 3 if setting.endswith("+ensemble_3") else 1
+        assert loaded.model == shipped.model_copy(update={"freeze_embeddings": frozen, "ensemble": ensemble})
     assert loaded.embeddings.subwords == setting.endswith("+subwords")
     assert loaded.model.freeze_embeddings == setting.endswith("+frozen_embeddings")
     if "+lr_" in setting:
         assert loaded.train.lr == float(setting.split("_")[-1])
     own = load_config(ROOT / config, overrides).train.weight_decay  # the corpus's config's own, unless the setting's
     assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else own)
-    unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if setting.endswith("+unlabelled") else []
+    assert loaded.model.ensemble == (3 if setting.endswith("+ensemble_3") else 1)
+    unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if "+unlabelled" in setting else []
     assert loaded.embeddings.extra_text.files == unlabelled
     assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, random_batch
 from han.config import ModelConfig, TrainConfig, load_config
 from han.linear import TfidfLinearModel
 from han.model import HANOutput, HierarchicalAttentionNetwork
@@ -23,14 +22,7 @@ SMALL = {"word_hidden": 5, "sentence_hidden": 4, "attention_dim": 3, "dropout": 
 
 
 def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Four documents of 1-3 sentences of 1-6 words (ids 1..VOCAB-1), padded with 0."""
-    rng = np.random.default_rng(seed)
-    counts = torch.tensor([2, 1, 3, 2])
-    lengths = torch.from_numpy(rng.integers(1, 7, int(counts.sum())))
-    word_ids = torch.zeros(len(lengths), 6, dtype=torch.int64)
-    for i, n in enumerate(lengths.tolist()):
-        word_ids[i, :n] = torch.from_numpy(rng.integers(1, VOCAB, n))
-    return word_ids, lengths, counts
+    return random_batch(VOCAB, seed)
 
 
 def fitted_table(word_ids: torch.Tensor, lengths: torch.Tensor, counts: torch.Tensor, max_n: int = 2):
