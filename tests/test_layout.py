@@ -54,7 +54,7 @@ def test_the_model_imports_no_data_text_or_training_module():
     own_layers = {"han.config", "han.packed", "han.ngrams", "han.errors"}
     assert graph["han.model"] <= own_layers
     assert graph["han.ngrams"] <= {"han.packed"} and graph["han.packed"] == set()
-    network_modules = {"han.model", "han.flat", "han.linear", "han.networks"}
+    network_modules = {"han.model", "han.flat", "han.linear", "han.ensemble", "han.networks"}
     for module in network_modules:  # the other kinds too: only each other and the model's own layers
         assert graph[module] <= network_modules | own_layers, module
     assert han.model.PAD_ID == han.vocab.PAD_ID
