@@ -1,9 +1,10 @@
 """An ensemble of independently initialised networks of one kind (`model.ensemble`), read as one network.
 
 Each member is a whole network (its own embedding table, encoders, attention and wide channel), built one
-after another from the run's seed, so member 0 is the network `model.ensemble: 1` builds. Training
-sums the members' own losses (`member_logits`), so each member gets exactly the gradient it would get
-alone on the same batches; what differs between them is their initial weights and dropout draws.
+after another from the run's seed, so member 0 is the network `model.ensemble: 1` builds. In training,
+each step gives every member a batch of its own (the epoch's batches in an order of its own; member 0
+in the single network's order) and sums the members' own losses, so each member gets exactly the gradient
+it would get alone: they differ by their initial weights, their batch order and their dropout draws.
 The ensemble's logits are the mean of the members' logits (for softmax, the normalised geometric mean
 of their probabilities), and its attention weights are the mean of theirs: still a distribution over
 each sentence's words and each document's sentences, so reports read them as they read one network's.
@@ -36,15 +37,24 @@ class Ensemble(nn.Module):
             member.load_embeddings(vectors)  # type: ignore[operator]
 
     def forward(
-        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+        self,
+        word_ids: torch.Tensor,
+        sentence_lengths: torch.Tensor,
+        sentence_counts: torch.Tensor,
+        member_documents: list[int] | None = None,
     ) -> HANOutput | ModelOutput:
-        """Every member's output on the batch, combined: mean logits (and attention), the members' logits kept."""
+        """Every member's output on the batch, combined: mean logits (and attention).
+
+        `member_documents` (training): the batch is the members' own batches one after another, this many
+        documents each; every member reads only its own, and the logits are theirs, in batch order.
+        """
+        if member_documents is not None:
+            return ModelOutput(self._own_batches(word_ids, sentence_lengths, sentence_counts, member_documents))
         outputs = [member(word_ids, sentence_lengths, sentence_counts) for member in self.members]
-        member_logits = torch.stack([output.logits for output in outputs])  # (K, B, C)
-        logits = member_logits.mean(0)  # (B, C)
+        logits = torch.stack([output.logits for output in outputs]).mean(0)  # (K, B, C) -> (B, C)
         first = outputs[0]
         if not isinstance(first, HANOutput):
-            return ModelOutput(logits, member_logits)
+            return ModelOutput(logits)
         wide = [output.wide_logits for output in outputs]
         return dataclasses.replace(
             first,
@@ -53,8 +63,28 @@ class Ensemble(nn.Module):
             word_weights=torch.stack([output.word_weights for output in outputs]).mean(0),  # (P_w,)
             sentence_weights=torch.stack([output.sentence_weights for output in outputs]).mean(0),  # (P_s,)
             wide_logits=None if wide[0] is None else torch.stack(wide).mean(0),  # (B, C)
-            member_logits=member_logits,
         )
+
+    def _own_batches(
+        self,
+        word_ids: torch.Tensor,
+        sentence_lengths: torch.Tensor,
+        sentence_counts: torch.Tensor,
+        member_documents: list[int],
+    ) -> torch.Tensor:
+        # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,) with B = sum(member_documents)
+        sentence_ends = torch.cumsum(sentence_counts, 0).tolist()  # (B,)
+        logits, first_document, first_sentence = [], 0, 0
+        for member, documents in zip(self.members, member_documents, strict=True):
+            last_document = first_document + documents
+            last_sentence = sentence_ends[last_document - 1]
+            own = slice(first_sentence, last_sentence)
+            lengths = sentence_lengths[own]  # (N_s_k,)
+            width = int(lengths.max())  # the member's own batch as collate would pad it
+            output = member(word_ids[own, :width], lengths, sentence_counts[first_document:last_document])
+            logits.append(output.logits)  # (documents, C)
+            first_document, first_sentence = last_document, last_sentence
+        return torch.cat(logits)  # (B, C)
 
 
 def members(model: nn.Module) -> list[nn.Module]:

@@ -53,7 +53,6 @@ class HANOutput:
     sentence_counts: torch.Tensor  # (B,)
     max_words: int
     wide_logits: torch.Tensor | None = None  # (B, C) the wide channel's part of `logits` (model.wide), else None
-    member_logits: torch.Tensor | None = None  # (K, B, C) each member's logits (model.ensemble > 1, han/ensemble.py)
 
     @cached_property
     def sentence_attention(self) -> torch.Tensor:
@@ -83,7 +82,6 @@ class ModelOutput:
     """Logits of a batch of documents, for networks without attention weights to show."""
 
     logits: torch.Tensor  # (B, C)
-    member_logits: torch.Tensor | None = None  # (K, B, C) each member's logits (model.ensemble > 1, han/ensemble.py)
 
 
 RECURRENT_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}

@@ -179,6 +179,26 @@ def positive_weights(split: EncodedSplit, mode: str, device: torch.device) -> to
     return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
+def member_batch_orders(num_members: int, num_batches: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """model.ensemble: the order each member reads an epoch's batches in; member 0 (a single network) in theirs.
+
+    The other members' orders come from the seed and the epoch alone, not from the batching generator, so
+    member 0 trains exactly as the single network of the seed would, and a resumed epoch has the same orders."""
+    orders = [np.arange(num_batches)]
+    for member in range(1, num_members):
+        orders.append(np.random.default_rng([seed, epoch, member]).permutation(num_batches))
+    return orders
+
+
+@dataclass(frozen=True)
+class MemberPart:
+    """One ensemble member's share of a training batch (a single network is the one member)."""
+
+    documents: int  # this rank's documents of the member's batch, in the collated batch
+    counted: int  # how many of them count (0: a rank's placeholder document, han.distributed.local_batch)
+    global_size: int  # the member's whole batch, over all ranks
+
+
 @dataclass
 class TrainResult:
     """Outcome of training: epochs run, the best epoch and its metric, time, speed and the per-epoch log."""
@@ -297,19 +317,26 @@ class TrainingSession:
             self.loop.loss_sum = 0.0
 
     # --- one step, one epoch ------------------------------------------------------------------
-    def step(self, batch: Batch, counted: int, global_size: int) -> float:
-        """One optimizer step on this rank's part of a global batch; returns the global batch's mean loss share."""
+    def step(self, batch: Batch, parts: list[MemberPart]) -> float:
+        """One optimizer step on this rank's part of a global batch; returns the global batch's mean loss share.
+
+        model.ensemble: `batch` is the members' own batches one after another (`parts`, one per member)."""
         config, ctx = self.config, self.ctx
+        inputs = (batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         with autocast(ctx.device, config.precision):
-            output = self.train_model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-        # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean
+            if len(parts) == 1:
+                logits = self.train_model(*inputs).logits  # (B, C)
+            else:
+                logits = self.train_model(*inputs, [part.documents for part in parts]).logits  # (B, C)
+        # [distributed] weighted so that DDP's gradient average is the gradient of the global batch mean;
         # model.ensemble: the sum of the members' own losses, so each member's gradient is the one it gets alone
-        member_logits = [output.logits] if output.member_logits is None else list(output.member_logits)
-        loss = sum(
-            batch_loss(logits, batch.labels, counted, global_size, ctx.world_size, self.positive_weight)
-            for logits in member_logits
-        )
-        assert isinstance(loss, torch.Tensor)
+        loss, first = logits.new_zeros(()), 0
+        for part in parts:
+            own = slice(first, first + part.documents)
+            loss = loss + batch_loss(
+                logits[own], batch.labels[own], part.counted, part.global_size, ctx.world_size, self.positive_weight
+            )
+            first = own.stop
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if config.train.grad_clip is not None:
@@ -319,23 +346,29 @@ class TrainingSession:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.item() / ctx.world_size / len(member_logits)  # a member's mean loss
+        return loss.item() / ctx.world_size / len(parts)  # a member's mean loss
 
     def run_epoch(self) -> None:
         """Train the rest of the current epoch, validate, checkpoint; raise `TrainingStopped` on a stop request."""
         loop, tc, ctx, progress = self.loop, self.config.train, self.ctx, self.progress
         self.rng.bit_generator.state = loop.epoch_rng_state
         batches = list(bucketed_batches(self.train_split, tc.batch_size, self.rng))
+        orders = member_batch_orders(len(members(self.model)), len(batches), self.config.seed, loop.epoch)
         self.model.train()
         epoch_start, session_docs = time.perf_counter(), 0
         progress.start(f"epoch {loop.epoch}/{tc.max_epochs}", len(self.train_split))
         if loop.seen:
             progress.advance(loop.seen)
-        for global_indices in batches[loop.batches_done :]:
-            indices, counted = local_batch(global_indices, ctx)  # [distributed] this rank's part
-            batch = collate(self.train_split, indices).to(ctx.device)
+        for position in range(loop.batches_done, len(batches)):
+            global_indices = batches[position]  # member 0's (the single network's) batch counts the epoch
+            parts, local = [], []
+            for order in orders:
+                indices, counted = local_batch(batches[order[position]], ctx)  # [distributed] this rank's part
+                parts.append(MemberPart(len(indices), counted, len(batches[order[position]])))
+                local.append(indices)
+            batch = collate(self.train_split, np.concatenate(local)).to(ctx.device)
             adjust_threads()  # follows the cores other processes leave free (unless train.threads is set)
-            loss = self.step(batch, counted, len(global_indices))
+            loss = self.step(batch, parts)
             if not math.isfinite(loss):
                 self.check_divergence(loss)  # raises unless fp16's loss scaler skipped the step
                 loss = 0.0  # a skipped step adds no loss to the epoch's mean

@@ -41,10 +41,7 @@ def test_the_ensemble_scores_the_mean_of_its_members_logits_and_attention():
     word_ids, lengths, counts = batch()
     output = ensemble(word_ids, lengths, counts)
     alone = [member(word_ids, lengths, counts) for member in members(ensemble)]
-    assert isinstance(output, HANOutput) and output.member_logits is not None
-    assert output.member_logits.shape == (3, 4, CLASSES)
-    for k, member_output in enumerate(alone):
-        assert torch.allclose(output.member_logits[k], member_output.logits)
+    assert isinstance(output, HANOutput)
     assert torch.allclose(output.logits, torch.stack([o.logits for o in alone]).mean(0))
     mean_words = torch.stack([o.word_attention for o in alone]).mean(0)
     assert torch.allclose(output.word_attention, mean_words)
@@ -52,6 +49,24 @@ def test_the_ensemble_scores_the_mean_of_its_members_logits_and_attention():
     # still a distribution over each document's sentences
     assert torch.allclose(output.sentence_attention.sum(1), torch.ones(4))
     assert not torch.allclose(alone[0].logits, alone[1].logits)
+
+
+def test_in_training_each_member_reads_only_its_own_batch():
+    ensemble = build_model(ModelConfig(**SMALL, ensemble=2), VOCAB, 6, CLASSES).eval()
+    first, second = batch(1), batch(2)
+    counts = (2, 4)  # the second batch's first four documents
+    sentences = (int(first[2][:2].sum()), int(second[2][:4].sum()))
+    word_ids = torch.zeros(sum(sentences), 6, dtype=torch.int64)
+    word_ids[: sentences[0]] = first[0][: sentences[0]]
+    word_ids[sentences[0] :] = second[0][: sentences[1]]
+    lengths = torch.cat([first[1][: sentences[0]], second[1][: sentences[1]]])
+    document_counts = torch.cat([first[2][:2], second[2][:4]])
+    logits = ensemble(word_ids, lengths, document_counts, list(counts)).logits
+    member_zero, member_one = members(ensemble)
+    alone_zero = member_zero(first[0][: sentences[0]], first[1][: sentences[0]], first[2][:2]).logits
+    alone_one = member_one(second[0][: sentences[1]], second[1][: sentences[1]], second[2][:4]).logits
+    assert logits.shape == (6, CLASSES)
+    assert torch.allclose(logits[:2], alone_zero, atol=1e-6) and torch.allclose(logits[2:], alone_one, atol=1e-6)
 
 
 def test_ensemble_parameters_and_memory_count_every_member():
@@ -93,3 +108,92 @@ def test_an_ensemble_run_trains_each_member_and_evaluates_from_its_directory(ens
     accuracy = float((probabilities.argmax(1) == split.labels).mean())
     metrics = json.loads((ensemble_run / "metrics.json").read_text())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"]) and accuracy > 0.8
+
+
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, tiny_overrides):
+    """Every member's weights and optimizer state (its learnt n-gram weights too) survive a stop and resume."""
+    import os
+    import shutil
+    import signal
+
+    from test_resume import RESUME_OVERRIDES, Hook, assert_same_results
+
+    from han.errors import TrainingStopped
+    from han.preprocessing import preprocess
+    from han.training import train
+
+    config = load_config(TINY_CONFIG, [*tiny_overrides, *RESUME_OVERRIDES, "model.ensemble=2", "model.wide=true"])
+    preprocessed, straight, stopped = tmp_path / "preprocessed", tmp_path / "straight", tmp_path / "stopped"
+    preprocess(config, preprocessed)
+    shutil.copytree(preprocessed, straight)
+    shutil.copytree(preprocessed, stopped)
+    train(config, straight)
+
+    def interrupt(step: int) -> None:
+        if step == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingStopped):
+        train(config, stopped, Hook(interrupt))
+    train(config, stopped, resume=True)
+    assert_same_results(stopped, straight)
+
+
+def test_an_ensemble_runs_report_shows_the_members_mean_attention(ensemble_run: Path):
+    from han.reports.documents import document_views
+    from han.trained import load_trained_run
+
+    trained = load_trained_run(ensemble_run)
+    text = "Stocks fell as the bank raised rates. The team won the cup final."
+    (view,) = document_views(trained, [text], None)
+    networks = members(trained.model)
+    assert view.attention_share is not None and 0.0 <= view.attention_share <= 1.0
+    sentence_weights = [sentence.weight for sentence in view.sentences]
+    assert sum(sentence_weights) == pytest.approx(1.0, abs=1e-5) and len(networks) == 2
+
+
+def test_member_zero_trains_exactly_as_the_single_network_and_the_others_read_other_orders(
+    tmp_path, tiny_overrides, monkeypatch
+):
+    """Without dropout, an ensemble's first member ends with the single network's weights: each member gets the
+    gradient it would get alone. The others read the epoch's batches in orders of their own."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    import han.training
+    from han.preprocessing import preprocess
+    from han.training import member_batch_orders, train
+
+    collated: list[list[int]] = []
+
+    def spy(split, indices):
+        collated.append(indices.tolist())
+        return han.batching.collate(split, indices)
+
+    monkeypatch.setattr(han.training, "collate", spy)
+
+    plain = [*tiny_overrides, "model.dropout=0", "model.word_dropout=0", "model.wide=true"]
+    single, ensemble = tmp_path / "single", tmp_path / "ensemble"
+    preprocess(load_config(TINY_CONFIG, plain), single)
+    shutil.copytree(single, ensemble)
+    train(load_config(TINY_CONFIG, plain), single)
+    single_batches, collated[:] = list(collated), []
+    train(load_config(TINY_CONFIG, [*plain, "model.ensemble=3"]), ensemble)
+    # each step's batch is the three members' batches one after another; member 0's is the single network's
+    assert len(collated) == len(single_batches)
+    for step, (ours, theirs) in enumerate(zip(collated, single_batches, strict=True)):
+        assert ours[: len(theirs)] == theirs, step
+    rest = [ours[len(theirs) :] for ours, theirs in zip(collated, single_batches, strict=True)]
+    assert sum(r != theirs[: len(r)] for r, theirs in zip(rest, single_batches, strict=True)) > len(rest) // 2
+    assert all(len(r) >= 2 for r in rest)  # two more members' batches
+    alone = load_file(str(single / "model" / "last.safetensors"))
+    together = load_file(str(ensemble / "model" / "last.safetensors"))
+    for name, tensor in alone.items():
+        assert torch.equal(together[f"members.0.{name}"], tensor), name
+    assert not torch.equal(together["members.1.classifier.weight"], together["members.2.classifier.weight"])
+    orders = member_batch_orders(3, 20, seed=0, epoch=1)
+    assert orders[0].tolist() == list(range(20)) and sorted(orders[1].tolist()) == list(range(20))
+    assert orders[1].tolist() != orders[2].tolist() != list(range(20))
+    assert [o.tolist() for o in orders] == [o.tolist() for o in member_batch_orders(3, 20, seed=0, epoch=1)]
+    assert orders[1].tolist() != member_batch_orders(3, 20, seed=0, epoch=2)[1].tolist()
