@@ -1,6 +1,6 @@
 """Training-step and inference throughput of the HAN on synthetic IMDB-like documents.
 
-    python -m benchmarks.train --variant fused|torch|reference [--infer] [--docs 1280] [--reps 3]
+    python -m benchmarks.train --variant fused|torch|reference [--infer] [--docs 1280] [--reps 3] [--ensemble K]
 
 Paper configuration: vocabulary 50k, embedding 200, GRU 50 per direction, attention 100, 5 classes,
 batch 64. A training pass is one epoch over the documents through the real loop (length-bucketed
@@ -8,7 +8,8 @@ batches, collation, forward, backward, clipping, optimizer step). Variants:
   fused      han's model with the fused CPU GRU (`model.rnn: fused`) and LazyAdam (the defaults)
   torch      han's model with nn.GRU on packed sequences (`model.rnn: torch`) and LazyAdam
   reference  a straightforward HAN: nn.GRU over padded real sentences, dense Adam (benchmarks/reference_model.py)
-Prints one JSON line.
+`--ensemble K` (fused, torch): K networks (`model.ensemble`), each step every member on a batch of its own,
+as han's training loop gives them (han.training.member_batch_orders). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -26,18 +27,46 @@ from han.allocator import keep_freed_memory
 from han.batching import bucketed_batches, collate
 from han.config import ModelConfig
 from han.encoded import EncodedSplit
+from han.ensemble import members
 from han.networks import build_model
 from han.optim import LazyAdam, clip_grad_norm
 from han.scoring import predict_probabilities
+from han.training import member_batch_orders
 
 VOCAB, EMBEDDING, HIDDEN, ATTENTION, CLASSES, BATCH = 50_000, 200, 50, 100, 5, 64
 
 
-def make_model(variant: str) -> torch.nn.Module:
+def make_model(variant: str, ensemble: int = 1) -> torch.nn.Module:
     if variant == "reference":
         return PaddedHAN(VOCAB, EMBEDDING, HIDDEN, ATTENTION, CLASSES)
-    config = ModelConfig(word_hidden=HIDDEN, sentence_hidden=HIDDEN, attention_dim=ATTENTION, dropout=0.0, rnn=variant)
+    config = ModelConfig(
+        word_hidden=HIDDEN, sentence_hidden=HIDDEN, attention_dim=ATTENTION, dropout=0.0, rnn=variant, ensemble=ensemble
+    )
     return build_model(config, VOCAB, EMBEDDING, CLASSES, sparse_embedding=True)
+
+
+def ensemble_training_pass(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, split: EncodedSplit, rng: np.random.Generator, epoch: int
+) -> None:
+    """One epoch of an ensemble as han's loop runs it: each step, every member's own batch, their losses summed."""
+    model.train()
+    networks = members(model)
+    batches = list(bucketed_batches(split, BATCH, rng))
+    orders = member_batch_orders(len(networks), len(batches), seed=0, epoch=epoch)
+    for position in range(len(batches)):
+        own = [batches[order[position]] for order in orders]
+        batch = collate(split, np.concatenate(own))
+        sizes = [len(indices) for indices in own]
+        logits = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts, sizes).logits
+        loss = sum(
+            F.cross_entropy(part, labels)
+            for part, labels in zip(logits.split(sizes), batch.labels.split(sizes), strict=True)
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        for network in networks:
+            clip_grad_norm(network.parameters(), 5.0)
+        optimizer.step()
 
 
 def training_pass(
@@ -83,7 +112,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--long-share", type=float, default=0.0, help="share of extra documents 10x longer (tail test)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble", type=int, default=1, help="networks in the model (model.ensemble)")
     args = parser.parse_args()
+    if args.ensemble > 1 and args.variant == "reference":
+        parser.error("--ensemble applies to han's variants (fused, torch)")
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as `han train` and `han evaluate` do (han/allocator.py)
@@ -94,7 +126,7 @@ def main() -> None:
         documents += id_documents(extra, VOCAB, seed=args.seed + 1, length_scale=10.0)
     split = encoded_split(documents, CLASSES, seed=args.seed)
     tokens = int(split.tokens.size)
-    model = make_model(args.variant)
+    model = make_model(args.variant, args.ensemble)
     if args.infer:
         seconds = timed_passes(lambda: inference_pass(model, split, args.variant), args.reps)
     else:
@@ -103,12 +135,19 @@ def main() -> None:
         else:
             optimizer = LazyAdam(model.parameters(), lr=1e-3)
         rng = np.random.default_rng(args.seed)
-        seconds = timed_passes(lambda: training_pass(model, optimizer, split, args.variant, rng), args.reps)
+        if args.ensemble > 1:
+            epochs = iter(range(1, 10**6))
+            seconds = timed_passes(
+                lambda: ensemble_training_pass(model, optimizer, split, rng, next(epochs)), args.reps
+            )
+        else:
+            seconds = timed_passes(lambda: training_pass(model, optimizer, split, args.variant, rng), args.reps)
     docs_rate, tokens_rate = rate(len(split), seconds), rate(tokens, seconds)
     emit(
         {
             "bench": "infer" if args.infer else "train",
             "variant": args.variant,
+            "ensemble": args.ensemble,
             "threads": args.threads,
             "docs": len(split),
             "long_docs": extra,

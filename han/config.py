@@ -270,8 +270,8 @@ class ModelConfig(_Schema):
     wide: bool = False
     wide_weights: Literal["learnt", "fitted"] = "learnt"
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
-    # trained together on the same batches, each on its own loss; they score as the mean of their logits and
-    # attention (han/ensemble.py). Each costs one network's training and scoring time and memory.
+    # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
+    # of their logits and attention (han/ensemble.py). Each costs one network's training and scoring time and memory.
     ensemble: int = Field(1, ge=1, le=32)
 
     @model_validator(mode="after")

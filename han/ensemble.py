@@ -9,8 +9,9 @@ The ensemble's logits are the mean of the members' logits (for softmax, the norm
 of their probabilities), and its attention weights are the mean of theirs: still a distribution over
 each sentence's words and each document's sentences, so reports read them as they read one network's.
 
-Why: networks of different seeds err on different documents. On the long-document stand-ins most of
-each seed's errors are its own (README "What closes the gap"), so their mean errs less than any one.
+Why: where networks of different seeds err on different documents (many rare classes: the `reuters_time`
+stand-in, README "Ensembles"), their mean errs less than any one of them; where they all miss the same
+documents it buys nothing.
 """
 
 from __future__ import annotations
