@@ -153,6 +153,24 @@ def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_override
     assert not list(run_dir.rglob("*.tmp"))
 
 
+def test_two_gloo_processes_train_an_ensemble_like_one(tmp_path, single_process, dp_overrides):
+    """model.ensemble under DDP: every member's own batch is split over the ranks (a one-document batch leaves a
+    rank a placeholder), and the ranks end with the single process's weights."""
+    from safetensors.torch import load_file as load_tensors
+
+    overrides = [*dp_overrides, "model.ensemble=2"]
+    single_dir = copy_preprocessed(single_process[0], tmp_path / "single")
+    training.train(load_config(TINY_CONFIG, overrides), single_dir)
+    run_dir = copy_preprocessed(single_process[0], tmp_path / "ddp")
+    launch(torchrun(str(WORKER), str(TINY_CONFIG), str(run_dir), str(tmp_path), *overrides))
+    ours = load_tensors(str(run_dir / "model" / "last.safetensors"))
+    theirs = load_tensors(str(single_dir / "model" / "last.safetensors"))
+    assert ours.keys() == theirs.keys() and any(name.startswith("members.1.") for name in ours)
+    worst = max(float((ours[name].double() - theirs[name].double()).abs().max()) for name in ours)
+    assert worst <= 1e-5, f"max |ddp - single| = {worst:.3g}"
+    assert not torch.equal(ours["members.0.classifier.weight"], ours["members.1.classifier.weight"])
+
+
 def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides):
     single_dir, _ = single_process
     run_dir = copy_preprocessed(single_dir, tmp_path / "nproc")
