@@ -112,13 +112,10 @@ def test_an_ensemble_run_trains_each_member_and_evaluates_from_its_directory(ens
 
 def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, tiny_overrides):
     """Every member's weights and optimizer state (its learnt n-gram weights too) survive a stop and resume."""
-    import os
     import shutil
-    import signal
 
-    from test_resume import RESUME_OVERRIDES, Hook, assert_same_results
+    from test_resume import RESUME_OVERRIDES, assert_same_results, stop_by_sigint_after_step
 
-    from han.errors import TrainingStopped
     from han.preprocessing import preprocess
     from han.training import train
 
@@ -128,13 +125,7 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, 
     shutil.copytree(preprocessed, straight)
     shutil.copytree(preprocessed, stopped)
     train(config, straight)
-
-    def interrupt(step: int) -> None:
-        if step == 30:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(TrainingStopped):
-        train(config, stopped, Hook(interrupt))
+    stop_by_sigint_after_step(config, stopped, 30)
     train(config, stopped, resume=True)
     assert_same_results(stopped, straight)
 

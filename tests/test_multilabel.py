@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
+from test_resume import stop_by_sigint_after_step
 from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
@@ -23,10 +22,9 @@ from han.config import load_config
 from han.data import load_data
 from han.distributed import batch_loss
 from han.encoded import EncodedSplit
-from han.errors import ConfigError, DataError, RunDirError, TrainingStopped
+from han.errors import ConfigError, DataError, RunDirError
 from han.label_sets import label_matrix
 from han.preprocessing import preprocess
-from han.progress import Progress
 from han.runner import run_all
 from han.training import train
 from pipelines.cli import app
@@ -246,18 +244,6 @@ def test_a_run_directory_of_one_task_is_refused_by_the_other(trained, corpus, tm
     assert result.exit_code != 0 and "task multiclass" in result.output and "Traceback" not in result.output
 
 
-class Hook(Progress):
-    """Calls `action(step)` after every training step."""
-
-    def __init__(self, action) -> None:  # type: ignore[no-untyped-def]
-        self.step, self.action = 0, action
-
-    def advance(self, amount: int = 1, **info: object) -> None:
-        if info:
-            self.step += 1
-            self.action(self.step)
-
-
 def test_an_interrupted_multilabel_training_resumes_bit_identical(overrides, tmp_path):
     config = load_config(
         TINY_CONFIG, [*overrides, "model.dropout=0.3", "train.checkpoint_every_steps=5", "train.max_epochs=3"]
@@ -266,13 +252,7 @@ def test_an_interrupted_multilabel_training_resumes_bit_identical(overrides, tmp
     preprocess(config, straight)
     shutil.copytree(straight, stopped)
     train(config, straight)
-
-    def interrupt(step: int) -> None:
-        if step == 13:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(TrainingStopped):
-        train(config, stopped, Hook(interrupt))
+    stop_by_sigint_after_step(config, stopped, 13)
     assert not (stopped / "thresholds.json").exists()
     train(config, stopped, resume=True)
     for name in ("best", "last"):

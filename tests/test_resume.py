@@ -89,6 +89,17 @@ class Hook(Progress):
             self.action(self.step)
 
 
+def stop_by_sigint_after_step(config: Any, run_dir: Path, step: int) -> None:
+    """Train in `run_dir` until a SIGINT sent after training step `step` stops it at a checkpoint."""
+
+    def interrupt(seen: int) -> None:
+        if seen == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingStopped):
+        train(config, run_dir, Hook(interrupt))
+
+
 def test_sigkill_at_random_steps_then_resume_gives_identical_weights(preprocessed, straight, overrides, tmp_path):
     run_dir = copy_of(preprocessed, tmp_path)
     worker = subprocess.Popen(
