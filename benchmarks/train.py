@@ -45,10 +45,15 @@ def make_model(variant: str, ensemble: int = 1) -> torch.nn.Module:
     return build_model(config, VOCAB, EMBEDDING, CLASSES, sparse_embedding=True)
 
 
-def ensemble_training_pass(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, split: EncodedSplit, rng: np.random.Generator, epoch: int
+def training_pass(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: EncodedSplit,
+    variant: str,
+    rng: np.random.Generator,
+    epoch: int,
 ) -> None:
-    """One epoch of an ensemble as han's loop runs it: each step, every member's own batch, their losses summed."""
+    """One epoch as han's loop runs it; an ensemble's members each on a batch of their own, their losses summed."""
     model.train()
     networks = members(model)
     batches = list(bucketed_batches(split, BATCH, rng))
@@ -57,7 +62,12 @@ def ensemble_training_pass(
         own = [batches[order[position]] for order in orders]
         batch = collate(split, np.concatenate(own))
         sizes = [len(indices) for indices in own]
-        logits = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts, sizes).logits
+        if variant == "reference":
+            logits = model(batch)
+        elif len(networks) == 1:
+            logits = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts).logits
+        else:
+            logits = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts, sizes).logits
         loss = sum(
             F.cross_entropy(part, labels)
             for part, labels in zip(logits.split(sizes), batch.labels.split(sizes), strict=True)
@@ -65,31 +75,10 @@ def ensemble_training_pass(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[union-attr]
         for network in networks:
-            clip_grad_norm(network.parameters(), 5.0)
-        optimizer.step()
-
-
-def training_pass(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    split: EncodedSplit,
-    variant: str,
-    rng: np.random.Generator,
-) -> None:
-    model.train()
-    for indices in bucketed_batches(split, BATCH, rng):
-        batch = collate(split, indices)
-        if variant == "reference":
-            logits = model(batch)
-        else:
-            logits = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts).logits
-        loss = F.cross_entropy(logits, batch.labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if variant == "reference":
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        else:
-            clip_grad_norm(model.parameters(), 5.0)
+            if variant == "reference":
+                torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+            else:
+                clip_grad_norm(network.parameters(), 5.0)
         optimizer.step()
 
 
@@ -134,14 +123,10 @@ def main() -> None:
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         else:
             optimizer = LazyAdam(model.parameters(), lr=1e-3)
-        rng = np.random.default_rng(args.seed)
-        if args.ensemble > 1:
-            epochs = iter(range(1, 10**6))
-            seconds = timed_passes(
-                lambda: ensemble_training_pass(model, optimizer, split, rng, next(epochs)), args.reps
-            )
-        else:
-            seconds = timed_passes(lambda: training_pass(model, optimizer, split, args.variant, rng), args.reps)
+        rng, epochs = np.random.default_rng(args.seed), iter(range(1, 10**6))
+        seconds = timed_passes(
+            lambda: training_pass(model, optimizer, split, args.variant, rng, next(epochs)), args.reps
+        )
     docs_rate, tokens_rate = rate(len(split), seconds), rate(tokens, seconds)
     emit(
         {

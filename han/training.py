@@ -99,7 +99,10 @@ def build_initial_model(
     )
     model.load_embeddings(vectors)  # type: ignore[operator]
     networks = members(model)  # model.ensemble: each member gets the same table, fitted weights and biases
-    wides = [wide for wide in (getattr(network, "wide", None) for network in networks) if isinstance(wide, WideChannel)]
+    wides: list[WideChannel] = []
+    for network in networks:
+        if isinstance(wide := getattr(network, "wide", None), WideChannel):
+            wides.append(wide)
     if wides:  # model.wide: the n-gram table of the training split
         train = train_split if train_split is not None else EncodedSplit.load(run.data_path("train"))
         table = ngram_table(train, vocab, config.model)
@@ -362,9 +365,9 @@ class TrainingSession:
         for position in range(loop.batches_done, len(batches)):
             global_indices = batches[position]  # member 0's (the single network's) batch counts the epoch
             parts, local = [], []
-            for order in orders:
-                indices, counted = local_batch(batches[order[position]], ctx)  # [distributed] this rank's part
-                parts.append(MemberPart(len(indices), counted, len(batches[order[position]])))
+            for member_batch in (batches[order[position]] for order in orders):
+                indices, counted = local_batch(member_batch, ctx)  # [distributed] this rank's part
+                parts.append(MemberPart(len(indices), counted, len(member_batch)))
                 local.append(indices)
             batch = collate(self.train_split, np.concatenate(local)).to(ctx.device)
             adjust_threads()  # follows the cores other processes leave free (unless train.threads is set)
