@@ -11,11 +11,14 @@ DIR/ablation.md.
 
 Corpora: the shipped BBC News, Reuters R8 and clothing configs, and two long-document stand-ins with
 time-like splits built from the shared data (benchmarks/standin.py: `bbc_time`, `reuters_time`, written
-into DIR on first use) and read with the BBC and R8 configs. Settings override the config's model
+into DIR on first use) and read with the BBC and R8 configs, and `imdb`, the IMDB-sized stand-in of the
+README's "Performance" (clothing reviews of one rating joined to IMDB's length) read with the clothing config. Settings override the config's model
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
-(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+unlabelled`: word2vec also reads in-domain text outside the corpus
+(embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+wide`,
+`+wide_fitted`: the n-gram channel on (model.wide) with its weights learnt or fitted; `+wide_lr_X`: on and learnt at
+train.wide_lr=X; `+unlabelled`: word2vec also reads in-domain text outside the corpus
 (embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
@@ -28,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.standin import ROOT, write_bbc_time, write_reuters_time, write_reuters_unlabelled
+from benchmarks.standin import ROOT, write_bbc_time, write_imdb, write_reuters_time, write_reuters_unlabelled
 
 CORPORA = {
     "bbc": ["configs/bbc.yaml"],
@@ -36,8 +39,15 @@ CORPORA = {
     "clothing": ["configs/clothing.yaml"],
     "bbc_time": ["configs/bbc.yaml", "data.source={dir}/bbc_time.csv", "data.split_column=split"],
     "reuters_time": ["configs/reuters_r8.yaml", "data.source={dir}/reuters_time.csv"],
+    # read as benchmarks.realtext reads it: the clothing config, 30 sentences
+    "imdb": [
+        "configs/clothing.yaml",
+        "data.source={dir}/imdb.csv",
+        "data.text_column=text",
+        "preprocess.max_sentences=30",
+    ],
 }
-STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time}
+STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time, "imdb": write_imdb}
 UNLABELLED = {
     "reuters_time": write_reuters_unlabelled
 }  # in-domain text outside the corpus: DIR/<corpus>_unlabelled.jsonl
@@ -66,6 +76,9 @@ SETTINGS = {
     "shipped+lr_0.004": ["train.lr=0.004"],
     "fitted+subwords": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "embeddings.subwords=true"],
     "shipped+ensemble_3": ["model.ensemble=3"],
+    "shipped+wide": ["model.wide=true"],  # the n-gram channel, learnt, on top of the corpus's config
+    "shipped+wide_lr_0.002": ["model.wide=true", "train.wide_lr=0.002"],
+    "shipped+wide_fitted": ["model.wide=true", "model.wide_weights=fitted"],
     "fitted+ensemble_3": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "model.ensemble=3"],
     "fitted+unlabelled+ensemble_3": [
         "model.wide=true",

@@ -25,7 +25,12 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
         shipped = load_config(ROOT / config, overrides).model
         frozen, ensemble = setting.endswith("+frozen_embeddings"), 3 if setting.endswith("+ensemble_3") else 1
-        assert loaded.model == shipped.model_copy(update={"freeze_embeddings": frozen, "ensemble": ensemble})
+        update = {"freeze_embeddings": frozen, "ensemble": ensemble}
+        if "+wide" in setting:  # the n-gram channel on, learnt unless the setting says fitted
+            update |= {"wide": True, "wide_weights": "fitted" if setting.endswith("_fitted") else "learnt"}
+        assert loaded.model == shipped.model_copy(update=update)
+    own_wide_lr = load_config(ROOT / config, overrides).train.wide_lr
+    assert loaded.train.wide_lr == (float(setting.split("_")[-1]) if "+wide_lr_" in setting else own_wide_lr)
     assert loaded.embeddings.subwords == setting.endswith("+subwords")
     assert loaded.model.freeze_embeddings == setting.endswith("+frozen_embeddings")
     if "+lr_" in setting:
