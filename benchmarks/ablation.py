@@ -18,7 +18,7 @@ linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
 (embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+wide`,
 `+wide_fitted`: the n-gram channel on (model.wide) with its weights learnt or fitted; `+wide_lr_X`: on and learnt at
-train.wide_lr=X; `+unlabelled`: word2vec also reads in-domain text outside the corpus
+train.wide_lr=X (`auto`: 1 / the steps of an epoch); `+unlabelled`: word2vec also reads in-domain text outside the corpus
 (embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
@@ -79,6 +79,7 @@ SETTINGS = {
     "shipped+wide": ["model.wide=true"],  # the n-gram channel, learnt, on top of the corpus's config
     "shipped+wide_lr_0.002": ["model.wide=true", "train.wide_lr=0.002"],
     "shipped+wide_fitted": ["model.wide=true", "model.wide_weights=fitted"],
+    "shipped+wide_lr_auto": ["model.wide=true", "train.wide_lr=auto"],  # 1 / the steps of an epoch
     "fitted+ensemble_3": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "model.ensemble=3"],
     "fitted+unlabelled+ensemble_3": [
         "model.wide=true",

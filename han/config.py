@@ -291,7 +291,10 @@ class TrainConfig(_Schema):
     # semantics for the embedding); much faster with large vocabularies. False: plain dense Adam.
     lazy_embedding_updates: bool = True
     lr: float = Field(2e-3, gt=0.0)
-    wide_lr: float = Field(2e-2, gt=0.0)  # the wide channel's weights (model.wide_weights: learnt), same schedule
+    # The wide channel's weights (model.wide_weights: learnt), same schedule. auto: 1 / the steps of an epoch
+    # (ceil(training documents / batch_size); han.optim.wide_learning_rate): Adam moves a weight about the
+    # learning rate a step, so an n-gram in every batch moves about 1 an epoch whatever the corpus's size.
+    wide_lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = 2e-2
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(64, ge=1)

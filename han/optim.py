@@ -8,6 +8,7 @@ two moment tables through memory every step. Dense parameters get exactly `torch
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 
 from han.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -94,14 +97,27 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
     return float(total)
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters (a wide channel's at its own rate)."""
+def wide_learning_rate(config: TrainConfig, train_documents: int) -> float:
+    """train.wide_lr, with `auto` resolved to 1 / the steps of an epoch over `train_documents` documents."""
+    if config.wide_lr == "auto":
+        return 1.0 / math.ceil(train_documents / config.batch_size)
+    return config.wide_lr
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, train_documents: int) -> torch.optim.Optimizer:
+    """SGD with momentum, or `LazyAdam` for adam, over the model's trainable parameters (a wide channel's at its own rate).
+
+    `train_documents`, the training split's size, resolves `train.wide_lr: auto`."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     # model.wide's n-gram weights (an ensemble member's too: members.K.wide.*) train at train.wide_lr
     wide = [p for name, p in named if _is_wide(name)]
     groups: list[dict[str, Any]] = [{"params": [p for name, p in named if not _is_wide(name)]}]
     if wide:
-        groups.append({"params": wide, "lr": config.wide_lr})
+        rate = wide_learning_rate(config, train_documents)
+        log.info(
+            "wide channel learning rate %.4g%s", rate, " (auto: 1 / steps an epoch)" if config.wide_lr == "auto" else ""
+        )
+        groups.append({"params": wide, "lr": rate})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return LazyAdam(groups, lr=config.lr, weight_decay=config.weight_decay)

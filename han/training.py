@@ -284,7 +284,7 @@ class TrainingSession:
         self.model = build_initial_model(config, run, ctx.sparse_gradients, rates, self.train_split).to(ctx.device)
         self.train_model = wrap_model(self.model, ctx)  # [distributed] DistributedDataParallel when world > 1
         reseed_per_rank(config.seed, ctx)
-        self.optimizer = make_optimizer(self.model, tc)
+        self.optimizer = make_optimizer(self.model, tc, len(self.train_split))
         self.positive_weight = positive_weights(self.train_split, tc.positive_weight, ctx.device)
         self.scaler = grad_scaler(ctx.device, config.precision)
         total_steps = math.ceil(len(self.train_split) / tc.batch_size) * tc.max_epochs

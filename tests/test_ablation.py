@@ -30,7 +30,9 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
             update |= {"wide": True, "wide_weights": "fitted" if setting.endswith("_fitted") else "learnt"}
         assert loaded.model == shipped.model_copy(update=update)
     own_wide_lr = load_config(ROOT / config, overrides).train.wide_lr
-    assert loaded.train.wide_lr == (float(setting.split("_")[-1]) if "+wide_lr_" in setting else own_wide_lr)
+    rate = setting.split("_")[-1]
+    expected_rate = (rate if rate == "auto" else float(rate)) if "+wide_lr_" in setting else own_wide_lr
+    assert loaded.train.wide_lr == expected_rate
     assert loaded.embeddings.subwords == setting.endswith("+subwords")
     assert loaded.model.freeze_embeddings == setting.endswith("+frozen_embeddings")
     if "+lr_" in setting:

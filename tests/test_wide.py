@@ -4,6 +4,8 @@ classifier fitted before training and held fixed (`model.wide_weights: fitted`) 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,11 @@ import torch
 
 from conftest import TINY_CONFIG, random_batch
 from han.config import ModelConfig, TrainConfig, load_config
+from han.errors import ConfigError
 from han.linear import TfidfLinearModel
 from han.model import HANOutput, HierarchicalAttentionNetwork
 from han.ngrams import WideChannel, ngram_keys
-from han.optim import LazyAdam, make_optimizer
+from han.optim import LazyAdam, make_optimizer, wide_learning_rate
 from han.weights import load_weights, save_weights
 
 VOCAB, CLASSES = 40, 3
@@ -95,11 +98,34 @@ def test_wide_weights_load_into_a_fresh_model(tmp_path: Path):
 
 def test_wide_weights_get_their_own_learning_rate():
     model = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, ModelConfig(**SMALL, wide=True), sparse_embedding=True)
-    optimizer = make_optimizer(model, TrainConfig(lr=0.001, wide_lr=0.05))
+    optimizer = make_optimizer(model, TrainConfig(lr=0.001, wide_lr=0.05), 100)
     assert isinstance(optimizer, LazyAdam)
     rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert model.wide is not None and rates[id(model.wide.scores.weight)] == 0.05
     assert rates[id(model.classifier.weight)] == 0.001 and len(rates) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("documents", "batch_size", "steps"), [(4_936, 32, 155), (1_602, 32, 51), (64, 64, 1), (65, 64, 2), (1, 8, 1)]
+)
+def test_auto_wide_learning_rate_is_one_over_the_steps_of_an_epoch(documents, batch_size, steps):
+    config = TrainConfig(lr=0.001, wide_lr="auto", batch_size=batch_size)
+    assert wide_learning_rate(config, documents) == 1.0 / steps
+    assert wide_learning_rate(TrainConfig(wide_lr=0.05, batch_size=batch_size), documents) == 0.05  # a number is kept
+    model = HierarchicalAttentionNetwork(VOCAB, 6, CLASSES, ModelConfig(**SMALL, wide=True), sparse_embedding=True)
+    rates = {
+        id(p): group["lr"] for group in make_optimizer(model, config, documents).param_groups for p in group["params"]
+    }
+    assert model.wide is not None and rates[id(model.wide.scores.weight)] == 1.0 / steps
+    assert rates[id(model.classifier.weight)] == 0.001
+
+
+def test_wide_lr_setting_takes_auto_or_a_positive_number():
+    assert load_config(TINY_CONFIG, ["train.wide_lr=auto"]).train.wide_lr == "auto"
+    assert load_config(TINY_CONFIG, ["train.wide_lr=0.003"]).train.wide_lr == 0.003
+    for bad in ("0", "-0.1", "fast"):
+        with pytest.raises(ConfigError, match="wide_lr"):
+            load_config(TINY_CONFIG, [f"train.wide_lr={bad}"])
 
 
 def test_held_wide_weights_are_left_out_of_the_optimizer():
@@ -109,7 +135,7 @@ def test_held_wide_weights_are_left_out_of_the_optimizer():
     fitted = torch.randn(CLASSES, model.wide.num_features)
     model.wide.hold_weights(fitted)
     assert torch.equal(model.wide.scores.weight, fitted.T) and not model.wide.scores.weight.requires_grad
-    optimizer = make_optimizer(model, TrainConfig(lr=0.001, wide_lr=0.05))
+    optimizer = make_optimizer(model, TrainConfig(lr=0.001, wide_lr=0.05), 100)
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert id(model.wide.scores.weight) not in optimized and len(optimizer.param_groups) == 1
     assert optimized == {id(p) for name, p in model.named_parameters() if not name.startswith("wide.")}
@@ -178,3 +204,14 @@ def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
         record = document_record(view, trained.label_names)
         assert record["attention_share"] == pytest.approx(view.attention_share, abs=1e-6)
         assert "attention path" in _share_note(view)[0]
+
+
+def test_a_run_resolves_auto_from_its_training_split(tmp_path_factory, tiny_overrides, caplog):
+    with caplog.at_level(logging.INFO, logger="han.optim"):
+        run_dir = run_tiny(tmp_path_factory, tiny_overrides, "auto", "model.wide=true", "train.wide_lr=auto")
+    documents = json.loads((run_dir / "manifest.json").read_text())["preprocess"]["documents"]["train"]
+    train = json.loads((run_dir / "config.json").read_text())["train"]  # the resolved config keeps the setting
+    batch_size = train["batch_size"]
+    assert train["wide_lr"] == "auto" and documents > batch_size
+    expected = 1.0 / math.ceil(documents / batch_size)
+    assert f"wide channel learning rate {expected:.4g} (auto: 1 / steps an epoch)" in caplog.text
