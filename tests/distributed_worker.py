@@ -45,8 +45,8 @@ def record_steps(snapshots: list[np.ndarray]):
     """Make `han.training.make_optimizer` append the model's weights to `snapshots` after every step; return the original."""
     original = training.make_optimizer
 
-    def make_optimizer(model: torch.nn.Module, config):
-        optimizer = original(model, config)
+    def make_optimizer(model: torch.nn.Module, config, train_documents: int):
+        optimizer = original(model, config, train_documents)
         optimizer.register_step_post_hook(lambda *_: snapshots.append(flat_weights(model)))
         return optimizer
 
