@@ -40,7 +40,13 @@ def make_model(variant: str, ensemble: int = 1) -> torch.nn.Module:
     if variant == "reference":
         return PaddedHAN(VOCAB, EMBEDDING, HIDDEN, ATTENTION, CLASSES)
     config = ModelConfig(
-        word_hidden=HIDDEN, sentence_hidden=HIDDEN, attention_dim=ATTENTION, dropout=0.0, rnn=variant, ensemble=ensemble
+        word_hidden=HIDDEN,
+        sentence_hidden=HIDDEN,
+        attention_dim=ATTENTION,
+        dropout=0.0,
+        rnn=variant,
+        ensemble=ensemble,
+        wide=False,  # the network's kernels alone (the n-gram channel needs a fitted table)
     )
     return build_model(config, VOCAB, EMBEDDING, CLASSES, sparse_embedding=True)
 

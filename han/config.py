@@ -267,7 +267,9 @@ class ModelConfig(_Schema):
     # (han/ngrams.py). wide_weights learnt: from zero with the network, at train.wide_lr; fitted: the linear
     # kind's classifier (linear_classifier, linear_c) fitted on the training split before training and held
     # fixed, so the network learns what the n-grams miss (better on many rare classes, README "Wide and deep").
-    wide: bool = False
+    # On by default: with train.wide_lr auto it raised validation accuracy on every single-label corpus measured
+    # (README "Wide and deep"); false leaves every decision to the attention path.
+    wide: bool = True
     wide_weights: Literal["learnt", "fitted"] = "learnt"
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
@@ -294,7 +296,7 @@ class TrainConfig(_Schema):
     # The wide channel's weights (model.wide_weights: learnt), same schedule. auto: 1 / the steps of an epoch
     # (ceil(training documents / batch_size); han.optim.wide_learning_rate): Adam moves a weight about the
     # learning rate a step, so an n-gram in every batch moves about 1 an epoch whatever the corpus's size.
-    wide_lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = 2e-2
+    wide_lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = "auto"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
     batch_size: int = Field(64, ge=1)

@@ -7,7 +7,7 @@ from han.config import ModelConfig
 from han.encoded import EncodedSplit
 from han.networks import build_model
 
-CONFIG = ModelConfig(word_hidden=6, sentence_hidden=5, attention_dim=7, dropout=0.0)
+CONFIG = ModelConfig(word_hidden=6, sentence_hidden=5, attention_dim=7, dropout=0.0, wide=False)
 
 
 def random_documents(rng: np.random.Generator, n: int, max_sentences: int, max_words: int, vocab: int):
