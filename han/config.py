@@ -295,7 +295,8 @@ class TrainConfig(_Schema):
     lr: float = Field(2e-3, gt=0.0)
     # The wide channel's weights (model.wide_weights: learnt), same schedule. auto: 1 / the steps of an epoch
     # (ceil(training documents / batch_size); han.optim.wide_learning_rate): Adam moves a weight about the
-    # learning rate a step, so an n-gram in every batch moves about 1 an epoch whatever the corpus's size.
+    # learning rate a step, so an n-gram in every batch moves about 1 an epoch whatever the corpus's size (that
+    # reasoning is Adam's: with optimizer sgd, give a number).
     wide_lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = "auto"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
