@@ -8,7 +8,6 @@ two moment tables through memory every step. Dense parameters get exactly `torch
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -16,8 +15,6 @@ from typing import Any
 import torch
 
 from han.config import TrainConfig
-
-log = logging.getLogger(__name__)
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -113,11 +110,7 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, train_documents:
     wide = [p for name, p in named if _is_wide(name)]
     groups: list[dict[str, Any]] = [{"params": [p for name, p in named if not _is_wide(name)]}]
     if wide:
-        rate = wide_learning_rate(config, train_documents)
-        log.info(
-            "wide channel learning rate %.4g%s", rate, " (auto: 1 / steps an epoch)" if config.wide_lr == "auto" else ""
-        )
-        groups.append({"params": wide, "lr": rate})
+        groups.append({"params": wide, "lr": wide_learning_rate(config, train_documents)})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return LazyAdam(groups, lr=config.lr, weight_decay=config.weight_decay)

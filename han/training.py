@@ -285,6 +285,9 @@ class TrainingSession:
         self.train_model = wrap_model(self.model, ctx)  # [distributed] DistributedDataParallel when world > 1
         reseed_per_rank(config.seed, ctx)
         self.optimizer = make_optimizer(self.model, tc, len(self.train_split))
+        for group in self.optimizer.param_groups[1:]:  # model.wide's learnt n-gram weights: their own rate
+            auto = " (auto: 1 / steps an epoch)" if tc.wide_lr == "auto" else ""
+            log.info("wide channel learning rate %.4g%s", group["lr"], auto)
         self.positive_weight = positive_weights(self.train_split, tc.positive_weight, ctx.device)
         self.scaler = grad_scaler(ctx.device, config.precision)
         total_steps = math.ceil(len(self.train_split) / tc.batch_size) * tc.max_epochs

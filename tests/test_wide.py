@@ -207,7 +207,7 @@ def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
 
 
 def test_a_run_resolves_auto_from_its_training_split(tmp_path_factory, tiny_overrides, caplog):
-    with caplog.at_level(logging.INFO, logger="han.optim"):
+    with caplog.at_level(logging.INFO, logger="han.training"):
         run_dir = run_tiny(tmp_path_factory, tiny_overrides, "auto", "model.wide=true", "train.wide_lr=auto")
     documents = json.loads((run_dir / "manifest.json").read_text())["preprocess"]["documents"]["train"]
     train = json.loads((run_dir / "config.json").read_text())["train"]  # the resolved config keeps the setting
