@@ -29,10 +29,10 @@ from safetensors.numpy import load_file, save_file
 
 from benchmarks.common import emit, load_average
 from benchmarks.synthetic import encoded_split, id_documents
-from han.atomic import write_json_atomic
 from han.config import config_from_dict
-from han.rundir import RunDir
-from han.vocab import PAD, UNK, Vocab
+from han.store.rundir import RunDir
+from han.store.vocab import PAD, UNK, Vocab
+from han.util.atomic import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, EMBEDDING, HIDDEN, ATTENTION, CLASSES, BATCH = 50_000, 200, 50, 100, 5, 64

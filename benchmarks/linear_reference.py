@@ -19,8 +19,8 @@ import numpy as np
 
 from benchmarks.common import emit
 from han.config import load_config
-from han.data import load_data
-from han.runner import run_all
+from han.data.splits import load_data
+from han.workflows.run import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

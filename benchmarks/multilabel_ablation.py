@@ -16,13 +16,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import han.training.train as training
 from benchmarks.common import emit
-from han import training
 from han.config import load_config
-from han.evaluation import split_metrics
-from han.runner import run_all
-from han.scoring import predict_probabilities
-from han.trained import load_trained_run
+from han.evaluation.metrics import split_metrics
+from han.evaluation.scoring import predict_probabilities
+from han.serving.trained import load_trained_run
+from han.workflows.run import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "reuters_modapte.yaml"

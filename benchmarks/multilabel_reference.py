@@ -8,7 +8,7 @@ runs the shipped config. On exactly those documents, scikit-learn's `TfidfVector
 + `OneVsRestClassifier(LinearSVC())` (the reference of ../shared/data/README.md: micro-F1 0.854 on a
 random 80/20 split) is fitted on the raw text of train + validation (the 80% han also sees: han uses
 validation for early stopping and thresholds) and, for a like-for-like view, on train alone. Both are
-scored by han's own metric function (`han.evaluation.multilabel_metrics`), the baseline at its
+scored by han's own metric function (`han.evaluation.metrics.multilabel_metrics`), the baseline at its
 decision margin 0. One JSON line per seed, then one with means and standard deviations.
 """
 
@@ -25,10 +25,10 @@ import numpy as np
 
 from benchmarks.common import emit
 from han.config import Config, load_config
-from han.data import load_data
-from han.evaluation import multilabel_metrics
-from han.label_sets import label_matrix
-from han.runner import run_all
+from han.data.label_sets import label_matrix
+from han.data.splits import load_data
+from han.evaluation.metrics import multilabel_metrics
+from han.workflows.run import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "reuters_modapte.yaml"

@@ -26,12 +26,12 @@ def build_run_dir(root: Path) -> Path:
     import torch
 
     from benchmarks.synthetic import words_for
-    from han.atomic import write_json_atomic
     from han.config import config_from_dict
-    from han.networks import build_model
-    from han.rundir import RunDir
-    from han.vocab import PAD, UNK, Vocab
-    from han.weights import save_weights
+    from han.models.build import build_model
+    from han.store.rundir import RunDir
+    from han.store.vocab import PAD, UNK, Vocab
+    from han.store.weights import save_weights
+    from han.util.atomic import write_json_atomic
 
     run = RunDir(root / "run")
     config = config_from_dict({"data": {"source": "synthetic"}, "train": {"threads": 2}})
@@ -60,8 +60,8 @@ def write_inputs(path: Path, count: int) -> None:
 
 
 def child(run_dir: str, input_path: str, output_path: str) -> None:
-    from han.inference import predict_file
-    from han.trained import load_trained_run
+    from han.serving.inference import predict_file
+    from han.serving.trained import load_trained_run
 
     trained = load_trained_run(Path(run_dir))
     start = time.perf_counter()

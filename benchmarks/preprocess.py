@@ -2,7 +2,7 @@
 
     python -m benchmarks.preprocess [--docs 4000] [--reps 3] [--workers 1 2]
 
-Runs han's preprocessing path (`han.segmenting.segment_and_encode`: spaCy blank('en') +
+Runs han's preprocessing path (`han.text.segment_datasets.segment_and_encode`: spaCy blank('en') +
 sentencizer in `workers` processes, vocabulary, encoding to int ids) on synthetic IMDB-like text.
 Rates count the whitespace-separated words of the input. One JSON line per worker count.
 """
@@ -14,7 +14,7 @@ import argparse
 from benchmarks.common import emit, load_average, peak_rss_mb, rate, timed_passes
 from benchmarks.synthetic import text_documents
 from han.config import PreprocessConfig
-from han.segmenting import segment_and_encode
+from han.text.segment_datasets import segment_and_encode
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def child(source: str, run_dir: str) -> None:
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     from han.config import load_config
-    from han.preprocessing import preprocess
+    from han.text.preprocess import preprocess
 
     overrides = [f"data.source={source}", "embeddings.source=random", "preprocess.workers=1"]
     start = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from han.batching import Batch
+from han.text.batching import Batch
 
 
 class MaskedAttention(nn.Module):

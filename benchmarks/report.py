@@ -24,7 +24,7 @@ from pathlib import Path
 from han.config import DocumentReportConfig
 from han.reports.documents import document_report
 from han.reports.output import write_document_report
-from han.trained import load_trained_run
+from han.serving.trained import load_trained_run
 
 
 def main() -> None:

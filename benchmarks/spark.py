@@ -78,7 +78,7 @@ def spark_rates(master: str, run_dir: Path, texts: list[str], partitions: int, r
 def in_process_rate(run_dir: Path, texts: list[str], reps: int) -> dict[str, Any]:
     """docs/s of han.load(...).predict_proba in this process on one torch thread."""
     import han
-    from han.cpus import use_threads
+    from han.util.cpus import use_threads
 
     classifier = han.load(run_dir)
     use_threads(1)

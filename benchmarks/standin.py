@@ -45,7 +45,7 @@ import json
 import random
 from pathlib import Path
 
-from han.atomic import atomic_path
+from han.util.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOTHING = ROOT.parent / "shared" / "data" / "clothing_reviews.csv"

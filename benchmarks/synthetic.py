@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from han.encoded import EncodedSplit
+from han.store.encoded import EncodedSplit
 
 
 def zipf_cdf(vocab_size: int, exponent: float = 1.07) -> np.ndarray:

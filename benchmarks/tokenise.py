@@ -1,4 +1,4 @@
-"""Tokenisation throughput of `han.segmenting.segment_and_encode` with 1 and N worker processes.
+"""Tokenisation throughput of `han.text.segment_datasets.segment_and_encode` with 1 and N worker processes.
 
     .venv/bin/python benchmarks/tokenise.py [--data ../shared/data/clothing_reviews.csv] [--repeat 5] [--workers 1 2]
 
@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from han.config import PreprocessConfig
-from han.segmenting import segment_and_encode
+from han.text.segment_datasets import segment_and_encode
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ batches, collation, forward, backward, clipping, optimizer step). Variants:
   torch      han's model with nn.GRU on packed sequences (`model.rnn: torch`) and LazyAdam
   reference  a straightforward HAN: nn.GRU over padded real sentences, dense Adam (benchmarks/reference_model.py)
 `--ensemble K` (fused, torch): K networks (`model.ensemble`), each step every member on a batch of its own,
-as han's training loop gives them (han.training.member_batch_orders). Prints one JSON line.
+as han's training loop gives them (han.training.train.member_batch_orders). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from benchmarks.common import emit, load_average, peak_rss_mb, rate, timed_passes
 from benchmarks.reference_model import PaddedHAN
 from benchmarks.synthetic import encoded_split, id_documents
-from han.allocator import keep_freed_memory
-from han.batching import bucketed_batches, collate
 from han.config import ModelConfig
-from han.encoded import EncodedSplit
-from han.ensemble import members
-from han.networks import build_model
-from han.optim import LazyAdam, clip_grad_norm
-from han.scoring import predict_probabilities
-from han.training import member_batch_orders
+from han.evaluation.scoring import predict_probabilities
+from han.models.build import build_model
+from han.models.ensemble import members
+from han.store.encoded import EncodedSplit
+from han.text.batching import bucketed_batches, collate
+from han.training.optim import LazyAdam, clip_grad_norm
+from han.training.train import member_batch_orders
+from han.util.allocator import keep_freed_memory
 
 VOCAB, EMBEDDING, HIDDEN, ATTENTION, CLASSES, BATCH = 50_000, 200, 50, 100, 5, 64
 
@@ -113,7 +113,7 @@ def main() -> None:
         parser.error("--ensemble applies to han's variants (fused, torch)")
 
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as `han train` and `han evaluate` do (han/allocator.py)
+    keep_freed_memory()  # as `han train` and `han evaluate` do (han/util/allocator.py)
     torch.manual_seed(args.seed)
     documents = id_documents(args.docs, VOCAB, seed=args.seed)
     extra = round(args.docs * args.long_share)

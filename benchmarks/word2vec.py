@@ -11,7 +11,7 @@ import time
 from benchmarks.common import emit, load_average
 from benchmarks.synthetic import id_documents
 from han.config import EmbeddingsConfig
-from han.embeddings import train_word2vec
+from han.text.embeddings import train_word2vec
 
 
 def main() -> None:

@@ -6,8 +6,8 @@
     classifier.explain("Shares rose ...")        # sentences and words with their weights; shows itself in Jupyter
     han.run("configs/bbc.yaml", ["train.lr=0.001"], run_dir="runs/bbc2")   # preprocess + train + evaluate
 
-Texts go through exactly what `han predict` does (han/trained.py: cleaning, the max_chars cut, the one
-segmentation rule, caps, vocabulary; han/inference.py: chunked scoring). Errors are han's typed errors
+Texts go through exactly what `han predict` does (han/serving/trained.py: cleaning, the max_chars cut, the one
+segmentation rule, caps, vocabulary; han/serving/inference.py: chunked scoring). Errors are han's typed errors
 (`han.errors.HanError` and subclasses), never prints or exits.
 
 A multi-label run (task: multilabel) predicts a label SET per text: `Predictions.labels` is then a
@@ -28,13 +28,13 @@ import numpy as np
 
 from han.config import Config, DocumentReportConfig, load_config
 from han.errors import ConfigError, DataError
-from han.inference import PREDICT_CHUNK_SIZE, predict_texts
 from han.progress import Progress
 from han.reports.documents import DocumentReport, DocumentView, document_views
 from han.reports.html import BASE_CSS
 from han.reports.pages import DOCUMENT_CSS, document_card
-from han.runner import RunResult, run_all
-from han.trained import TrainedRun, load_trained_run
+from han.serving.inference import PREDICT_CHUNK_SIZE, predict_texts
+from han.serving.trained import TrainedRun, load_trained_run
+from han.workflows.run import RunResult, run_all
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from han.errors import ConfigError
-from han.yaml_strict import MAX_NESTING, DuplicateKey, NestingTooDeep, check_nesting, load_yaml, yaml_problem
+from han.util.yaml_strict import MAX_NESTING, DuplicateKey, NestingTooDeep, check_nesting, load_yaml, yaml_problem
 
 # Levels of nesting a config file, the data it is validated from, or an override value may have.
 # han's settings need 4 (data.source as a mapping of lists); the bound keeps a hostile file from
@@ -192,7 +192,7 @@ class EmbeddingsConfig(_Schema):
     dim: int = Field(200, ge=1, le=MAX_MODEL_SIZE)
     algorithm: Literal["cbow", "skipgram"] = "cbow"
     window: int = Field(5, ge=1)
-    # Passes over the training text; auto: enough to train on ~20M words, 1 to 10 (han/embeddings.py:
+    # Passes over the training text; auto: enough to train on ~20M words, 1 to 10 (han/text/embeddings.py:
     # 10 for corpora under 2M training words, fewer for larger ones).
     epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     min_count: int = Field(2, ge=1)
@@ -232,12 +232,12 @@ class ModelConfig(_Schema):
     # max pooling instead of attention at both levels (the paper's HN-AVE / HN-MAX); rnn: one recurrent
     # network over the whole (capped) token sequence; cnn: Kim (2014) convolutions with max-over-time;
     # mean: the average word vector and a linear layer (fastText-style); linear: TF-IDF n-grams with a
-    # linear SVM or logistic regression (scikit-learn). See han/networks.py.
+    # linear SVM or logistic regression (scikit-learn). See han/models/build.py.
     kind: ModelKind = "han"
     cell: Literal["gru", "lstm", "rnn"] = "gru"  # recurrent kinds (han*, rnn); rnn is the Elman cell
     bidirectional: bool = True  # kind rnn (the hierarchical kinds are always bidirectional)
     pooling: Literal["last", "max", "attention"] = "attention"  # kind rnn: how token states become a document
-    # Bounded by MAX_MODEL_SIZE; han.networks also checks the whole network fits in the available memory.
+    # Bounded by MAX_MODEL_SIZE; han.models.build also checks the whole network fits in the available memory.
     word_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction; for kind rnn, the document RNN
     sentence_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
     attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)
@@ -247,7 +247,7 @@ class ModelConfig(_Schema):
     # validation accuracy on BBC News, R8 and the clothing reviews (README "What closes the gap").
     word_dropout: float = Field(0.2, ge=0.0, lt=1.0)
     freeze_embeddings: bool = False
-    # GRU implementation: "fused" is the lock-step CPU kernel (han/packed.py), "torch" is nn.GRU on
+    # GRU implementation: "fused" is the lock-step CPU kernel (han/models/packed.py), "torch" is nn.GRU on
     # packed sequences (cuDNN on CUDA); "auto" picks fused on CPU and torch on CUDA. Same weights.
     # Only a bidirectional GRU has the fused kernel; other cells always run through torch.
     rnn: Literal["auto", "fused", "torch"] = "auto"
@@ -264,7 +264,7 @@ class ModelConfig(_Schema):
     linear_tokens: Literal["all", "words"] = "all"
     # Wide and deep (kinds han, han_avg, han_max): class scores linear in the document's TF-IDF n-grams (the
     # linear kind's features: linear_ngrams, linear_tokens, linear_sublinear_tf) added to the network's logits
-    # (han/ngrams.py). wide_weights learnt: from zero with the network, at train.wide_lr; fitted: the linear
+    # (han/models/ngrams.py). wide_weights learnt: from zero with the network, at train.wide_lr; fitted: the linear
     # kind's classifier (linear_classifier, linear_c) fitted on the training split before training and held
     # fixed, so the network learns what the n-grams miss (better on many rare classes, README "Wide and deep").
     # On by default: with train.wide_lr auto it raised validation accuracy on every single-label corpus measured
@@ -273,7 +273,7 @@ class ModelConfig(_Schema):
     wide_weights: Literal["learnt", "fitted"] = "learnt"
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
-    # of their logits and attention (han/ensemble.py). Each costs one network's training and scoring time and memory.
+    # of their logits and attention (han/models/ensemble.py). Each costs one network's training and scoring time and memory.
     ensemble: int = Field(1, ge=1, le=32)
 
     @model_validator(mode="after")
@@ -289,12 +289,12 @@ class TrainConfig(_Schema):
     """Optimisation, schedule and early stopping."""
 
     optimizer: Literal["adam", "sgd"] = "adam"
-    # adam only: update just the embedding rows each batch uses (han.optim.LazyAdam, SparseAdam's
+    # adam only: update just the embedding rows each batch uses (han.training.optim.LazyAdam, SparseAdam's
     # semantics for the embedding); much faster with large vocabularies. False: plain dense Adam.
     lazy_embedding_updates: bool = True
     lr: float = Field(2e-3, gt=0.0)
     # The wide channel's weights (model.wide_weights: learnt), same schedule. auto: 1 / the steps of an epoch
-    # (ceil(training documents / batch_size); han.optim.wide_learning_rate): Adam moves a weight about the
+    # (ceil(training documents / batch_size); han.training.optim.wide_learning_rate): Adam moves a weight about the
     # learning rate a step, so an n-gram in every batch moves about 1 an epoch whatever the corpus's size (that
     # reasoning is Adam's: with optimizer sgd, give a number).
     wide_lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = "auto"
@@ -310,13 +310,13 @@ class TrainConfig(_Schema):
     early_stopping_metric: Literal["macro_f1", "micro_f1", "accuracy", "loss"] = "macro_f1"
     early_stopping_patience: int = Field(3, ge=1)
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
-    # A checkpoint (han/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
+    # A checkpoint (han/training/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
     checkpoint_every_steps: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)  # the newest this many are kept
     # task multilabel: weight of each label's positive documents in the binary cross-entropy. none: 1;
     # balanced: negatives / positives in the training split (capped at 100); sqrt: its square root.
     positive_weight: Literal["none", "sqrt", "balanced"] = "none"
-    # task multilabel: decision thresholds chosen on the validation split after training (han/thresholds.py):
+    # task multilabel: decision thresholds chosen on the validation split after training (han/evaluation/thresholds.py):
     # one for every label (global), or one per label (per_label) for labels with at least
     # threshold_min_positives validation documents, the global one for the others.
     thresholds: Literal["global", "per_label"] = "per_label"
@@ -341,13 +341,13 @@ class Config(_Schema):
     """A whole run: data, preprocessing, embeddings, model and training."""
 
     seed: Seed = 0  # 0..2**32-1
-    # Where training and prediction run (han/device.py): "auto" is CUDA when present (the local rank's
+    # Where training and prediction run (han/util/device.py): "auto" is CUDA when present (the local rank's
     # GPU under torchrun), else CPU; or "cpu", "cuda", "cuda:N". The code never assumes CUDA.
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     # Autocast for training and prediction: "bf16" (CUDA, or CPUs with bf16 support), "fp16" (CUDA
     # only, with loss scaling); weights and optimizer state stay fp32. The CPU GRU kernel runs in fp32.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    # Experiment tracking of `han run` (han/tracking.py): "mlflow" logs the config, per-epoch and final
+    # Experiment tracking of `han run` (han/workflows/tracking.py): "mlflow" logs the config, per-epoch and final
     # metrics, the manifest and the model to the tracking server named by MLFLOW_TRACKING_URI (default a
     # local mlruns/ folder), under `tracking_experiment`.
     tracking: Literal["none", "mlflow"] = "none"

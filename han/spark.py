@@ -14,7 +14,7 @@ memory. An empty partition loads nothing and yields nothing.
 
 Texts go through exactly what `han predict` does with a CSV cell: the text column(s) stripped and
 joined (the run's `data.text_separator`, empty parts skipped), then cleaning, the `max_chars` cut,
-segmentation, caps and the vocabulary (han/trained.py); results do not depend on the partitioning or
+segmentation, caps and the vocabulary (han/serving/trained.py); results do not depend on the partitioning or
 the chunk size. A null text is an error: `DataError` naming the partition, the row and the row's
 other values (filter the nulls, or fill them with `df.na.fill({"text": ""})` to score them as empty
 documents, as `han predict` scores an empty cell).
@@ -34,7 +34,7 @@ each executor loads and verifies its copy and refuses one whose weights or label
 driver's. pyspark is imported only when `predict` runs; `import han` never imports it.
 
 A multi-label run (task: multilabel) gives a `labels` string column by default (`label_col`): each
-row's predicted label set at the run's thresholds, joined by `han.inference.label_separator` (the run's
+row's predicted label set at the run's thresholds, joined by `han.serving.inference.label_separator` (the run's
 `data.label_separator`, default ";"), exactly the "labels" cell of `han predict`'s CSV ("" for no
 label); the probability columns are each label's own probability. The executors also check that their
 thresholds are the driver's.
@@ -50,15 +50,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from han.errors import ConfigError, DataError, RunDirError
-from han.rundir import RunDir
+from han.store.rundir import RunDir
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from han.trained import TrainedRun
+    from han.serving.trained import TrainedRun
 
-DEFAULT_CHUNK_SIZE = 2048  # han.inference.PREDICT_CHUNK_SIZE, without importing torch on the driver
+DEFAULT_CHUNK_SIZE = 2048  # han.serving.inference.PREDICT_CHUNK_SIZE, without importing torch on the driver
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def _trained(job: _Job) -> TrainedRun:
     key = (str(path.resolve()), job.weights, job.device, job.weights_sha256)
     trained = _MODELS.get(key)
     if trained is None:
-        from han.trained import load_trained_run
+        from han.serving.trained import load_trained_run
 
         trained = load_trained_run(path, job.weights, job.device)
         run = trained.run
@@ -286,9 +286,9 @@ def _score_frames(job: _Job, batches: Iterable[pd.DataFrame], partition: int | N
     import numpy as np
     import pandas as pd
 
-    from han.cpus import use_threads
-    from han.inference import label_separator, predict_texts
-    from han.records import join_text
+    from han.data.records import join_text
+    from han.serving.inference import label_separator, predict_texts
+    from han.util.cpus import use_threads
 
     trained = None
     seen = 0

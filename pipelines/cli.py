@@ -74,8 +74,8 @@ def run(
     """Run every stage: preprocess, train, evaluate (validation and test)."""
     from han.api import run as run_all
     from han.config import load_config
-    from han.distributed import launched_by_torchrun
     from han.errors import ConfigError
+    from han.training.distributed import launched_by_torchrun
 
     check_flags(resume, overwrite)
     if launched_by_torchrun():
@@ -108,12 +108,12 @@ def preprocess(
     target = default_run_dir(config, run_dir)
     if shard is None and merge_shards is None and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # One process: no torch.distributed (nor torch) import, so a cached preprocess answers at once.
-        from han.preprocessing import preprocess as run_preprocess
+        from han.text.preprocess import preprocess as run_preprocess
 
         ui.show_preprocess_summary(target, run_preprocess(cfg, target, ui.RichProgress(), overwrite=overwrite))
         return
-    from han.distributed import parse_shard, shutdown
-    from han.sharding import preprocess_sharded
+    from han.training.distributed import parse_shard, shutdown
+    from han.workflows.sharding import preprocess_sharded
 
     own = parse_shard(shard) if shard is not None else None
     try:
@@ -149,8 +149,8 @@ def train(
     """Train on a preprocessed run directory (checkpointing; --resume continues an interrupted training;
     data-parallel under torchrun or with --nproc)."""
     from han.config import load_config
-    from han.distributed import launched_by_torchrun, shutdown, torchrun_command
-    from han.training import train as run_train
+    from han.training.distributed import launched_by_torchrun, shutdown, torchrun_command
+    from han.training.train import train as run_train
 
     check_flags(resume, overwrite)
     cfg = load_config(config, overrides or [])
@@ -192,11 +192,11 @@ def compare(
     resume: ResumeOpt = False,
 ) -> None:
     """Train and test several model kinds on the same splits and seeds; a table with a paired significance test."""
-    from han.comparison import ComparePlan, parse_models
-    from han.comparison import compare as run_compare
     from han.config import MAX_SEED, load_config
     from han.errors import ConfigError
-    from han.outputs import check_output
+    from han.store.outputs import check_output
+    from han.workflows.compare import ComparePlan, parse_models
+    from han.workflows.compare import compare as run_compare
 
     cfg = load_config(config, overrides or [])
     if cfg.seed + seeds - 1 > MAX_SEED:
@@ -234,8 +234,8 @@ def tune(
     from rich.table import Table
 
     from han.config import load_config
-    from han.tuning import DEFAULT_SPACE, TunePlan, load_space
-    from han.tuning import tune as run_tune
+    from han.workflows.tune import DEFAULT_SPACE, TunePlan, load_space
+    from han.workflows.tune import tune as run_tune
 
     cfg = load_config(config, overrides or [])
     folder = directory if directory is not None else Path("tune") / config.stem
@@ -277,8 +277,8 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and confusion matrix; merged into RUN_DIR/metrics.json."""
-    from han.inference import evaluate_file, evaluate_split
-    from han.trained import load_trained_run
+    from han.serving.inference import evaluate_file, evaluate_split
+    from han.serving.trained import load_trained_run
 
     trained = load_trained_run(run_dir, weights, device)
     metrics = evaluate_file(trained, data) if data is not None else evaluate_split(trained, split, ui.RichProgress())
@@ -307,10 +307,10 @@ def predict(
     ] = 2048,
 ) -> None:
     """Predict the label and per-class probabilities of every document (sharded with --shard or under torchrun)."""
-    from han.distributed import launched_by_torchrun, parse_shard, shutdown
-    from han.inference import predict_file
-    from han.sharding import predict_shard, prediction_part_path
-    from han.trained import load_trained_run
+    from han.serving.inference import predict_file
+    from han.serving.trained import load_trained_run
+    from han.training.distributed import launched_by_torchrun, parse_shard, shutdown
+    from han.workflows.sharding import predict_shard, prediction_part_path
 
     trained = load_trained_run(run_dir, weights, device)
     source = None if input is None or str(input) == "-" else input
@@ -390,11 +390,11 @@ def report(
     """Per-document attention report: sentences and words shaded by their weights (HTML), or the same as JSON Lines."""
     from han.config import validate_options
     from han.errors import ConfigError
-    from han.outputs import check_output
-    from han.preprocessing import source_paths
     from han.reports.documents import document_report
     from han.reports.output import write_document_report
-    from han.trained import load_trained_run
+    from han.serving.trained import load_trained_run
+    from han.store.outputs import check_output
+    from han.text.preprocess import source_paths
 
     options = validate_options(
         DocumentReportConfig,
@@ -452,10 +452,10 @@ def corpus_report(
     """Corpus attention report: top-attended words per class, sentence positions, chosen words, faithfulness check."""
     from han.config import validate_options
     from han.errors import ConfigError
-    from han.outputs import check_output
     from han.reports.output import write_corpus_report
     from han.reports.statistics import corpus_statistics, load_split_for_corpus
-    from han.trained import load_trained_run
+    from han.serving.trained import load_trained_run
+    from han.store.outputs import check_output
 
     options = validate_options(
         CorpusReportConfig,
@@ -492,7 +492,7 @@ app.add_typer(data_app, name="data")
 def data_inspect(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Rows per split, labels, sentence/word length percentiles, what the caps cut, and the OOV rate."""
     from han.config import load_config
-    from han.inspection import inspect_data
+    from han.text.inspection import inspect_data
 
     cfg = load_config(config, overrides or [])
     ui.show_data_report(inspect_data(cfg, ui.RichProgress()))
@@ -507,8 +507,8 @@ def show(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML page to write.")] = Path("run.html"),
 ) -> None:
     """A self-contained HTML page of training runs: curves, confusion matrix, per-class scores, label counts."""
-    from han.outputs import check_output
     from han.reports.run_page import write_run_page
+    from han.store.outputs import check_output
 
     check_output(output, [*run_dirs], option="--output")
     write_run_page(run_dirs, output)
@@ -522,7 +522,7 @@ def merge_predictions(
     shards: Annotated[int, typer.Option("--shards", min=1, help="n, the number of shards.")],
 ) -> None:
     """Merge the part files of `han predict --shard i/n --output OUTPUT` into OUTPUT, in row order."""
-    from han.sharding import merge_prediction_parts
+    from han.workflows.sharding import merge_prediction_parts
 
     count = merge_prediction_parts(output, shards)
     ui.console.print(f"[green]merged[/] {count} predictions from {shards} shards -> {output}")

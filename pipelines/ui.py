@@ -51,7 +51,13 @@ class DeferredWarnings(logging.Handler):
             self.target.handle(record)
 
 
-LIVE_LOGGERS = ("han.training", "han.checkpoint", "han.fitting", "han.comparison", "han.tuning")
+LIVE_LOGGERS = (
+    "han.training.train",
+    "han.training.checkpoint",
+    "han.training.fit_linear",
+    "han.workflows.compare",
+    "han.workflows.tune",
+)
 deferred = DeferredWarnings(RichHandler(console=error_console, show_path=False, show_time=False))
 
 

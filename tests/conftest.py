@@ -124,7 +124,7 @@ def tiny_config(tiny_overrides: list[str]):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
     """A run directory that went through every stage once (shared by read-only tests)."""
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_all(tiny_config, run_dir)

@@ -1,4 +1,4 @@
-"""Launched by tests/test_distributed.py under torchrun: `han.training.train` with every weight recorded after each step.
+"""Launched by tests/test_distributed.py under torchrun: `han.training.train.train` with every weight recorded after each step.
 
     torchrun --nproc-per-node 2 tests/distributed_worker.py CONFIG RUN_DIR OUT_DIR [key=value ...]
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 
-import han.training as training
+import han.training.train as training
 from han.config import load_config
 from han.errors import TrainingStopped
 from han.progress import Progress
@@ -42,7 +42,7 @@ def flat_weights(model: torch.nn.Module) -> np.ndarray:
 
 
 def record_steps(snapshots: list[np.ndarray]):
-    """Make `han.training.make_optimizer` append the model's weights to `snapshots` after every step; return the original."""
+    """Make `han.training.train.make_optimizer` append the model's weights to `snapshots` after every step; return the original."""
     original = training.make_optimizer
 
     def make_optimizer(model: torch.nn.Module, config, train_documents: int):

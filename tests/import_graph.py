@@ -1,6 +1,7 @@
 """The import graph of han/ and pipelines/: edges, floors and cycles.
 
-    python tests/import_graph.py          # prints one line per module: floor, module, what it imports
+    python tests/import_graph.py             # one line per module: floor, module, what it imports
+    python tests/import_graph.py --packages  # the same between packages (han's subpackages, its top-level modules)
 
 Every `import` counts, including those inside functions and under TYPE_CHECKING: a loop hidden in a
 function is still a loop. A module's floor is 0 when it imports no project module, else one more
@@ -55,6 +56,29 @@ def import_graph() -> dict[str, set[str]]:
     return {name: imports_of(path, modules) for name, path in modules.items()}
 
 
+def package_of(module: str) -> str:
+    """The package a module belongs to: `han.text.segment` -> `han.text`; a top-level module of han
+    (`han.config`, `han.api`) is its own node; anything under `pipelines` is `pipelines`."""
+    parts = module.split(".")
+    if parts[0] != "han":
+        return parts[0]
+    return ".".join(parts[:2])
+
+
+def package_graph(graph: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+    """Package -> the other packages its modules import."""
+    graph = import_graph() if graph is None else graph
+    packages: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        if module == "han":  # the lazy `han.load` hook: the package's face, above everything
+            continue
+        own = package_of(module)
+        packages.setdefault(own, set()).update(package_of(m) for m in imported if m != "han")
+    for own, targets in packages.items():
+        targets.discard(own)
+    return packages
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected groups of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -106,8 +130,8 @@ def floors(graph: dict[str, set[str]]) -> dict[str, int]:
 
 
 def main() -> None:
-    """Print the graph, floor by floor, and any cycle."""
-    graph = import_graph()
+    """Print the graph (of modules, or of packages with --packages), floor by floor, and any cycle."""
+    graph = package_graph() if "--packages" in sys.argv[1:] else import_graph()
     loops = cycles(graph)
     for loop in loops:
         print("CYCLE:", " <-> ".join(loop))
@@ -115,8 +139,9 @@ def main() -> None:
         raise SystemExit(1)
     levels = floors(graph)
     for name in sorted(graph, key=lambda n: (levels[n], n)):
-        print(f"{levels[name]:2d}  {name:28s} {' '.join(sorted(graph[name]))}")
-    print(f"{len(graph)} modules, {max(levels.values()) + 1} floors, no cycle")
+        print(f"{levels[name]:2d}  {name:30s} {' '.join(sorted(graph[name]))}")
+    kind = "packages" if "--packages" in sys.argv[1:] else "modules"
+    print(f"{len(graph)} {kind}, {max(levels.values()) + 1} floors, no cycle")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from han.config import load_config
 from han.progress import Progress
-from han.training import train
+from han.training.train import train
 
 
 class StepPrinter(Progress):

@@ -1,4 +1,4 @@
-"""Freed memory is reused: large tensors stop costing a page fault per page (han/allocator.py)."""
+"""Freed memory is reused: large tensors stop costing a page fault per page (han/util/allocator.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from han.allocator import _glibc
+from han.util.allocator import _glibc
 
 MIB_PER_STEP = 64 + 32 + 48 + 16
 # A "step" allocates four large tensors (each above glibc's default mmap threshold) and frees them; after one
 # warm-up step, the minor page faults of ten more are printed.
 FAULTS_OF_TEN_STEPS = """
 import resource, sys, torch
-from han.allocator import keep_freed_memory
+from han.util.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def faults():

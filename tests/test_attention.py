@@ -9,11 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TOPICS, make_corpus, write_csv
-from han.batching import collate
 from han.config import CorpusReportConfig, DocumentReportConfig, PreprocessConfig
-from han.corpus import SegmentedSplit
-from han.encoded import EncodedSplit
 from han.errors import ConfigError
+from han.evaluation.scoring import predict_probabilities, score_split
 from han.reports.documents import (
     DocumentView,
     SentenceView,
@@ -25,9 +23,11 @@ from han.reports.documents import (
 )
 from han.reports.pages import render_document_report
 from han.reports.statistics import corpus_statistics, load_split_for_corpus
-from han.scoring import predict_probabilities, score_split
-from han.segment import build_pipeline, segment, segment_chunk
-from han.trained import load_trained_run
+from han.serving.trained import load_trained_run
+from han.store.encoded import EncodedSplit
+from han.text.batching import collate
+from han.text.corpus import SegmentedSplit
+from han.text.segment import build_pipeline, segment, segment_chunk
 from pipelines.cli import app
 
 LABELS = ["food", "sport", "tech"]
@@ -45,7 +45,7 @@ def attentive(tmp_path_factory, tiny_overrides):
     model whose word attention has settled on the topic words."""
     from conftest import TINY_CONFIG
     from han.config import load_config
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     run_dir = tmp_path_factory.mktemp("attentive") / "run"
     run_all(load_config(TINY_CONFIG, [*tiny_overrides, "train.lazy_embedding_updates=false"]), run_dir)
@@ -325,7 +325,7 @@ def flat_attentive(tmp_path_factory, tiny_overrides):
     """A tiny run of kind rnn with attention pooling: document-level token attention."""
     from conftest import TINY_CONFIG
     from han.config import load_config
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     run_dir = tmp_path_factory.mktemp("flat") / "run"
     overrides = [*tiny_overrides, "model.kind=rnn", "model.pooling=attention", "train.lazy_embedding_updates=false"]

@@ -465,7 +465,7 @@ def test_a_50_mb_document_is_truncated_before_segmentation_with_bounded_memory()
     import tracemalloc
 
     from han.config import PreprocessConfig
-    from han.segment import TextStats, build_pipeline, segment
+    from han.text.segment import TextStats, build_pipeline, segment
 
     config = PreprocessConfig(max_sentences=40, max_words=50)
     huge = "word " * 10_000_000  # 50 MB, one sentence without an end
@@ -483,7 +483,7 @@ def test_a_100000_sentence_document_keeps_max_sentences_and_stays_small():
     import tracemalloc
 
     from han.config import PreprocessConfig
-    from han.segment import TextStats, build_pipeline, segment
+    from han.text.segment import TextStats, build_pipeline, segment
 
     config = PreprocessConfig(max_sentences=40, max_words=50)
     text = "".join(f"Sentence number {i} is here. " for i in range(100_000))
@@ -499,9 +499,9 @@ def test_a_100000_sentence_document_keeps_max_sentences_and_stays_small():
 
 def test_invisible_control_and_rtl_text_through_preprocess_and_predict(tmp_path, trained_run):
     from han.config import load_config
-    from han.inference import predict_texts
-    from han.preprocessing import preprocess
-    from han.trained import load_trained_run
+    from han.serving.inference import predict_texts
+    from han.serving.trained import load_trained_run
+    from han.text.preprocess import preprocess
 
     rows = make_corpus(60, seed=3)
     rows[0]["text"] = "The te\u200bam sco\u00adred\x07 a go\u202eal.\x1b[31m Match\ufeff day."

@@ -1,8 +1,8 @@
 import numpy as np
 
-from han.batching import bucketed_batches, collate
-from han.encoded import EncodedSplit
-from han.vocab import PAD_ID
+from han.store.encoded import EncodedSplit
+from han.store.vocab import PAD_ID
+from han.text.batching import bucketed_batches, collate
 
 
 def make_split(n=100, seed=0):

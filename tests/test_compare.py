@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, run_until_then_sigterm
-from han.comparison import ComparePlan, compare, parse_models
 from han.config import load_config
 from han.errors import ConfigError, RunDirError
+from han.workflows.compare import ComparePlan, compare, parse_models
 from pipelines.cli import app
 
 MODELS = ["han", "mean", "linear"]

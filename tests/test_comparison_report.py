@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from han.evaluation.significance import SIGNIFICANCE_LEVEL, paired_bootstrap
 from han.reports.comparison import comparison_html, comparison_markdown
-from han.significance import SIGNIFICANCE_LEVEL, paired_bootstrap
 
 HOSTILE = "<script>alert(1)</script>|x"
 

@@ -1,4 +1,4 @@
-"""Threads that follow the cores other processes leave free (han/cpus.py)."""
+"""Threads that follow the cores other processes leave free (han/util/cpus.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from han import cpus
-from han.cpus import CpuSample, ThreadGovernor, others_busy, threads_for
+from han.util import cpus
+from han.util.cpus import CpuSample, ThreadGovernor, others_busy, threads_for
 
 
 @pytest.fixture(autouse=True)

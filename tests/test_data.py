@@ -5,9 +5,9 @@ import pytest
 
 from conftest import make_corpus, write_csv
 from han.config import DataConfig
-from han.data import load_data
+from han.data.sources import resolve_source
+from han.data.splits import load_data
 from han.errors import DataError
-from han.sources import resolve_source
 
 
 def test_csv_with_split_column(corpus_csv, corpus_rows):

@@ -15,15 +15,15 @@ import torch
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-import han.training as training
+import han.training.train as training
 from conftest import ROOT, TINY_CONFIG, make_corpus, write_csv
 from distributed_worker import record_steps, save_snapshots
 from han.config import load_config
-from han.device import check_precision, resolve_device
-from han.distributed import DistContext, batch_loss, contiguous_shard, local_batch, parse_shard, split_slice
-from han.encoded import EncodedSplit
 from han.errors import ConfigError
-from han.preprocessing import preprocess
+from han.store.encoded import EncodedSplit
+from han.text.preprocess import preprocess
+from han.training.distributed import DistContext, batch_loss, contiguous_shard, local_batch, parse_shard, split_slice
+from han.util.device import check_precision, resolve_device
 from pipelines.cli import app
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"

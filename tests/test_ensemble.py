@@ -1,5 +1,5 @@
 """`model.ensemble`: several networks of one kind trained together, each on its own loss, scored as the mean
-of their logits and attention (han/ensemble.py)."""
+of their logits and attention (han/models/ensemble.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 
 from conftest import TINY_CONFIG, random_batch
 from han.config import ModelConfig, load_config
-from han.ensemble import Ensemble, members
 from han.errors import ConfigError
-from han.model import HANOutput
-from han.networks import build_model, parameter_counts
+from han.models.build import build_model, parameter_counts
+from han.models.ensemble import Ensemble, members
+from han.models.hierarchical import HANOutput
 
 VOCAB, CLASSES = 40, 3
 SMALL = {"word_hidden": 5, "sentence_hidden": 4, "attention_dim": 3, "dropout": 0.0, "word_dropout": 0.0}
@@ -82,7 +82,7 @@ def test_kind_linear_refuses_an_ensemble():
 
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory, tiny_overrides) -> Path:
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     run_dir = tmp_path_factory.mktemp("ensemble") / "run"
     overrides = [*tiny_overrides, "model.ensemble=2", "model.wide=true", "model.wide_weights=fitted"]
@@ -93,8 +93,8 @@ def ensemble_run(tmp_path_factory, tiny_overrides) -> Path:
 def test_an_ensemble_run_trains_each_member_and_evaluates_from_its_directory(ensemble_run: Path, trained_run: Path):
     from safetensors.torch import load_file
 
-    from han.scoring import predict_probabilities
-    from han.trained import load_trained_run
+    from han.evaluation.scoring import predict_probabilities
+    from han.serving.trained import load_trained_run
 
     weights = load_file(str(ensemble_run / "model" / "best.safetensors"))
     single = load_file(str(trained_run / "model" / "best.safetensors"))
@@ -116,8 +116,8 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, 
 
     from test_resume import RESUME_OVERRIDES, assert_same_results, stop_by_sigint_after_step
 
-    from han.preprocessing import preprocess
-    from han.training import train
+    from han.text.preprocess import preprocess
+    from han.training.train import train
 
     config = load_config(TINY_CONFIG, [*tiny_overrides, *RESUME_OVERRIDES, "model.ensemble=2", "model.wide=true"])
     preprocessed, straight, stopped = tmp_path / "preprocessed", tmp_path / "straight", tmp_path / "stopped"
@@ -132,7 +132,7 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, 
 
 def test_an_ensemble_runs_report_shows_the_members_mean_attention(ensemble_run: Path):
     from han.reports.documents import document_views
-    from han.trained import load_trained_run
+    from han.serving.trained import load_trained_run
 
     trained = load_trained_run(ensemble_run)
     text = "Stocks fell as the bank raised rates. The team won the cup final."
@@ -152,17 +152,17 @@ def test_member_zero_trains_exactly_as_the_single_network_and_the_others_read_ot
 
     from safetensors.torch import load_file
 
-    import han.training
-    from han.preprocessing import preprocess
-    from han.training import member_batch_orders, train
+    import han.training.train
+    from han.text.preprocess import preprocess
+    from han.training.train import member_batch_orders, train
 
     collated: list[list[int]] = []
 
     def spy(split, indices):
         collated.append(indices.tolist())
-        return han.batching.collate(split, indices)
+        return han.text.batching.collate(split, indices)
 
-    monkeypatch.setattr(han.training, "collate", spy)
+    monkeypatch.setattr(han.training.train, "collate", spy)
 
     plain = [*tiny_overrides, "model.dropout=0", "model.word_dropout=0", "model.wide=true"]
     single, ensemble = tmp_path / "single", tmp_path / "ensemble"

@@ -1,4 +1,4 @@
-"""Single-label metrics (han/evaluation.py) against scikit-learn's definitions."""
+"""Single-label metrics (han/evaluation/metrics.py) against scikit-learn's definitions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from han.evaluation import classification_metrics
+from han.evaluation.metrics import classification_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -47,7 +47,7 @@ def test_single_label_metrics_equal_scikit_learn(seed):
 
 def test_scoring_an_encoded_split_imports_neither_scikit_learn_nor_datasets_nor_spacy():
     code = (
-        "import sys, han.inference, han.trained, han.scoring, han.evaluation\n"
+        "import sys, han.serving.inference, han.serving.trained, han.evaluation.scoring, han.evaluation.metrics\n"
         "print(sorted(m for m in ('sklearn', 'datasets', 'spacy') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

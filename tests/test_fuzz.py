@@ -818,7 +818,9 @@ class Generator:
         elif out_args:
             docs = None  # a device, or an output that must be refused: nothing to count
         shard = options[1] if options[:1] == ["--shard"] else None
-        if shard is not None:  # each shard writes a part file beside OUTPUT (han.sharding.prediction_part_path)
+        if (
+            shard is not None
+        ):  # each shard writes a part file beside OUTPUT (han.workflows.sharding.prediction_part_path)
             docs = None
             outputs = shard_part(Path(out_args[1]), shard) if out_args else ()
             if "inside the run" not in declared.tag:

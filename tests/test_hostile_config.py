@@ -98,7 +98,7 @@ def test_huge_model_sizes_are_refused_by_the_schema(tmp_path, tiny_overrides, ov
 def test_a_model_larger_than_the_available_memory_is_refused_before_allocating(tmp_path, tiny_overrides, monkeypatch):
     config = [str(TINY_CONFIG), *tiny_overrides, "model.word_hidden=512", "--run-dir", str(tmp_path / "run")]
     assert runner.invoke(app, ["preprocess", *config]).exit_code == 0
-    monkeypatch.setattr("han.networks.available_memory_bytes", lambda: 2**20, raising=False)  # 1 MiB left
+    monkeypatch.setattr("han.models.build.available_memory_bytes", lambda: 2**20, raising=False)  # 1 MiB left
     line = one_line_error(
         ["train", *config], 2, "the model would need 25.7 MiB", "but only 1.0 MiB of memory is available"
     )
@@ -140,7 +140,7 @@ def test_a_diverging_training_stops_with_one_line_and_writes_only_strict_json(tm
 
 
 def test_the_json_writer_writes_non_finite_numbers_as_null(tmp_path):
-    from han.atomic import write_json_atomic
+    from han.util.atomic import write_json_atomic
 
     write_json_atomic(tmp_path / "m.json", {"loss": math.nan, "curve": [1.5, math.inf, -math.inf], "ok": 2})
     assert strict_json(tmp_path / "m.json") == {"loss": None, "curve": [1.5, None, None], "ok": 2}
@@ -205,7 +205,7 @@ def test_a_non_finite_loss_is_divergence_at_once_except_for_fp16_overflows_the_s
     from types import SimpleNamespace
 
     from han.errors import ConfigError
-    from han.training import TrainingSession
+    from han.training.train import TrainingSession
 
     config = tiny_config.model_copy(update={"precision": precision})
     session = SimpleNamespace(config=config, loop=SimpleNamespace(epoch=2, global_step=40), nonfinite_in_a_row=0)

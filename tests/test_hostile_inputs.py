@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 import han
 from conftest import TINY_CONFIG, make_corpus, write_csv
 from han.config import DataConfig
-from han.data import load_data
+from han.data.splits import load_data
 from pipelines.cli import app
 
 ROOT = Path(han.__file__).resolve().parents[1]

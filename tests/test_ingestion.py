@@ -1,4 +1,4 @@
-"""Source kinds, bad-row policies, label handling and the hub paths of ingestion (han.data)."""
+"""Source kinds, bad-row policies, label handling and the hub paths of ingestion (han.data.splits)."""
 
 import glob
 import json
@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_corpus, write_csv
 from han.config import DataConfig
-from han.data import load_data
+from han.data.splits import load_data
 from han.errors import DataError
 
 
@@ -285,7 +285,7 @@ def test_unreachable_hub_names_the_offline_setting(tmp_path):
     code = (
         # huggingface_hub retries with back-off (about 23 s of sleeping); the subprocess skips the sleeps
         "import time\ntime.sleep = lambda seconds: None\n"
-        "from han.config import DataConfig\nfrom han.data import load_data\nfrom han.errors import DataError\n"
+        "from han.config import DataConfig\nfrom han.data.splits import load_data\nfrom han.errors import DataError\n"
         "try:\n    load_data(DataConfig(source='someone/unreachable'), seed=0)\n"
         "except DataError as e:\n    print('DATAERROR', e)\n"
     )

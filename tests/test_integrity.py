@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, TINY_CONFIG
 from han.errors import RunDirError
-from han.hashing import file_sha256
-from han.rundir import RunDir
+from han.store.rundir import RunDir
+from han.util.hashing import file_sha256
 from pipelines.cli import app
 
 runner = CliRunner()

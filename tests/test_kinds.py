@@ -1,4 +1,4 @@
-"""Every model kind (han/networks.py): shapes, batch and padding invariance, overfitting, weights round trip,
+"""Every model kind (han/models/build.py): shapes, batch and padding invariance, overfitting, weights round trip,
 attention, and kind linear end to end against scikit-learn (no pickle anywhere in its run directory)."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import TINY_CONFIG, make_corpus, write_csv
-from han.batching import collate
 from han.config import ModelConfig, load_config
-from han.encoded import EncodedSplit
-from han.linear import TfidfLinearModel
-from han.model import HANOutput, ModelOutput
-from han.networks import KINDS, build_model, has_attention
-from han.weights import load_weights, save_weights
+from han.models.build import KINDS, build_model, has_attention
+from han.models.hierarchical import HANOutput, ModelOutput
+from han.models.linear import TfidfLinearModel
+from han.store.encoded import EncodedSplit
+from han.store.weights import load_weights, save_weights
+from han.text.batching import collate
 
 VOCAB, EMBED, CLASSES = 30, 6, 3
 SMALL = {
@@ -248,7 +248,7 @@ def test_attention_kinds_carry_two_levels_of_attention_and_the_others_none(confi
 
 
 def test_document_level_token_weights_split_exactly_into_sentence_and_word_weights():
-    from han.flat import as_two_levels
+    from han.models.flat import as_two_levels
 
     batch = batch_of([[[2, 3], [4]], [[5, 6, 7]]])  # tokens in flat order: 2 3 | 4 || 5 6 7
     tokens = torch.tensor([0.5, 0.2, 0.3, 0.1, 0.6, 0.3])  # each document's sum to 1
@@ -264,7 +264,7 @@ def test_document_level_token_weights_split_exactly_into_sentence_and_word_weigh
 
 
 def _linear_run(tmp_path_factory, overrides: list[str], name: str) -> Path:
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     config = load_config(TINY_CONFIG, [*overrides, "model.kind=linear"])
     run_dir = tmp_path_factory.mktemp("linear") / name
@@ -323,7 +323,7 @@ def test_linear_run_directory_holds_no_pickle(linear_run):
 
 
 def test_linear_weights_load_back_with_safetensors(linear_run):
-    from han.rundir import RunDir
+    from han.store.rundir import RunDir
 
     run = RunDir(linear_run)
     labels = run.load_labels()
@@ -339,8 +339,8 @@ def test_linear_weights_load_back_with_safetensors(linear_run):
 
 
 def test_linear_predictions_reproduce_the_test_accuracy(linear_run):
-    from han.scoring import predict_probabilities
-    from han.trained import load_trained_run
+    from han.evaluation.scoring import predict_probabilities
+    from han.serving.trained import load_trained_run
 
     trained = load_trained_run(linear_run)
     assert isinstance(trained.model, TfidfLinearModel)
@@ -368,7 +368,7 @@ def _sklearn_reference(run_dir: Path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
-    from han.trained import load_trained_run
+    from han.serving.trained import load_trained_run
 
     trained = load_trained_run(run_dir)
     assert trained.config.model.linear_ngrams == 2 and trained.config.model.linear_tokens == "all"
@@ -411,7 +411,7 @@ def test_linear_tfidf_rows_and_predictions_agree_with_scikit_learn(linear_run):
             [ours[k] for k in sorted(ours)], [theirs[k] for k in sorted(ours)], atol=1e-6, rtol=0
         )
 
-    from han.scoring import predict_probabilities
+    from han.evaluation.scoring import predict_probabilities
 
     ours_predicted = predict_probabilities(model, test, 16).argmax(1)
     assert np.array_equal(ours_predicted, classifier.predict(test_x))
@@ -430,7 +430,7 @@ def test_linear_two_classes_match_scikit_learns_single_row(two_class_run):
     assert classifier.coef_.shape == (1, len(vectorizer.get_feature_names_out()))  # one row: class 1's margin
     assert model.weight.shape[0] == 2
 
-    from han.scoring import predict_probabilities
+    from han.evaluation.scoring import predict_probabilities
 
     predicted = predict_probabilities(model, test, 16).argmax(1)
     assert np.array_equal(predicted, classifier.predict(test_x))

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from han.config import load_config
-from han.runner import run_all
+from han.workflows.run import run_all
 
 SHARED = ROOT.parent / "shared" / "data"
 REFERENCE = {"clothing": ("clothing_reviews.csv", 0.644, 0.423), "reuters_r8": ("reuters_r8.csv", 0.970, 0.909)}

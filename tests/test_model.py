@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from han.batching import collate
 from han.config import ModelConfig
-from han.encoded import EncodedSplit
-from han.networks import build_model
+from han.models.build import build_model
+from han.store.encoded import EncodedSplit
+from han.text.batching import collate
 
 CONFIG = ModelConfig(word_hidden=6, sentence_hidden=5, attention_dim=7, dropout=0.0, wide=False)
 

@@ -19,14 +19,14 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
 from han.config import load_config
-from han.data import load_data
-from han.distributed import batch_loss
-from han.encoded import EncodedSplit
+from han.data.label_sets import label_matrix
+from han.data.splits import load_data
 from han.errors import ConfigError, DataError, RunDirError
-from han.label_sets import label_matrix
-from han.preprocessing import preprocess
-from han.runner import run_all
-from han.training import train
+from han.store.encoded import EncodedSplit
+from han.text.preprocess import preprocess
+from han.training.distributed import batch_loss
+from han.training.train import train
+from han.workflows.run import run_all
 from pipelines.cli import app
 
 NAMES = sorted(TOPICS)  # food, sport, tech
@@ -321,7 +321,7 @@ def test_show_page_of_a_multilabel_run_counts_documents_per_label(trained, tmp_p
 
 
 def test_the_printed_table_shows_the_most_frequent_labels_and_says_the_rest_are_in_metrics_json():
-    from han.evaluation import multilabel_metrics
+    from han.evaluation.metrics import multilabel_metrics
     from pipelines.ui import multilabel_table
 
     rng = np.random.default_rng(0)

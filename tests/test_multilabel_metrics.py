@@ -1,4 +1,4 @@
-"""Multi-label metrics (han.evaluation.multilabel_metrics) and thresholds (han.thresholds): the figures
+"""Multi-label metrics (han.evaluation.metrics.multilabel_metrics) and thresholds (han.evaluation.thresholds): the figures
 agree with scikit-learn, tuned thresholds beat 0.5 where the sigmoid outputs are not calibrated, and the
 saved thresholds file is checked when read back."""
 
@@ -20,8 +20,8 @@ from sklearn.metrics import (
 )
 
 from han.errors import RunDirError
-from han.evaluation import classification_metrics, multilabel_metrics, split_metrics
-from han.thresholds import (
+from han.evaluation.metrics import classification_metrics, multilabel_metrics, split_metrics
+from han.evaluation.thresholds import (
     THRESHOLD_GRID,
     Thresholds,
     _grid_bins,

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
 from han.config import Config, load_config
-from han.encoded import EncodedSplit
-from han.runner import run_all
+from han.store.encoded import EncodedSplit
+from han.workflows.run import run_all
 from pipelines.cli import app
 
 NAMES = sorted(TOPICS)  # food, sport, tech
@@ -77,8 +77,8 @@ def cli_predictions(run_dir: Path, source: Path, output: Path) -> list[dict[str,
 
 # --- han compare -------------------------------------------------------------------------------------
 def test_compare_tables_micro_f1_and_tests_exact_match(config, tmp_path):
-    from han.comparison import ComparePlan, compare
     from han.reports.comparison import comparison_markdown
+    from han.workflows.compare import ComparePlan, compare
 
     models, seeds = ["han", "linear"], [0, 1]
     directory = tmp_path / "cmp"
@@ -172,7 +172,7 @@ def test_preprocess_shards_merge_into_the_single_process_run(overrides, tmp_path
 # --- han tune ------------------------------------------------------------------------------------------
 def test_tune_maximises_validation_micro_f1_and_best_yaml_reproduces_it(config, tmp_path):
     pytest.importorskip("optuna")
-    from han.tuning import TunePlan, tune
+    from han.workflows.tune import TunePlan, tune
 
     space = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}, "train.batch_size": [8, 16]}
     result = tune(TunePlan(config, str(TINY_CONFIG), 2, tmp_path / "tune", space))
@@ -224,8 +224,8 @@ def test_mlflow_logs_the_run_and_its_model_predicts_the_joined_label_sets(
 
 # --- Spark ---------------------------------------------------------------------------------------------
 def _spark_job(run_dir: Path) -> Any:
-    from han.rundir import RunDir
     from han.spark import _Job
+    from han.store.rundir import RunDir
 
     listed = RunDir(run_dir).listed_artifacts()
     return _Job(

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
 from han.config import CorpusReportConfig, DocumentReportConfig
-from han.encoded import EncodedSplit
 from han.errors import ConfigError
+from han.evaluation.scoring import predict_probabilities, score_split
 from han.reports.documents import (
     DocumentView,
     SentenceView,
@@ -28,8 +28,8 @@ from han.reports.documents import (
 )
 from han.reports.pages import render_corpus_report, render_document_report
 from han.reports.statistics import corpus_statistics, load_split_for_corpus
-from han.scoring import predict_probabilities, score_split
-from han.trained import TrainedRun, load_trained_run
+from han.serving.trained import TrainedRun, load_trained_run
+from han.store.encoded import EncodedSplit
 from pipelines.cli import app
 
 LABELS = sorted(TOPICS)  # food, sport, tech
@@ -46,7 +46,7 @@ def corpus(tmp_path_factory) -> tuple[Path, list[dict[str, str]]]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, corpus) -> Path:
     from han.config import load_config
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     source, _ = corpus
     overrides = [

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from han.optim import LazyAdam, clip_grad_norm
+from han.training.optim import LazyAdam, clip_grad_norm
 
 
 def small_net(sparse: bool) -> nn.Module:

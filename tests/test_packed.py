@@ -6,11 +6,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from han.batching import collate
 from han.config import ModelConfig
-from han.encoded import EncodedSplit
-from han.networks import build_model
-from han.packed import distinct_rows, fused_bidirectional_gru, pack_layout, shared_rows
+from han.models.build import build_model
+from han.models.packed import distinct_rows, fused_bidirectional_gru, pack_layout, shared_rows
+from han.store.encoded import EncodedSplit
+from han.text.batching import collate
 
 LENGTH_CASES = {
     "random": list(np.random.default_rng(0).integers(1, 13, size=17)),

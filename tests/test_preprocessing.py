@@ -9,17 +9,17 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, make_corpus, write_csv
 from han.config import PreprocessConfig, load_config
-from han.corpus import SegmentedSplit
-from han.data import LoadedData
-from han.encoded import EncodedSplit
+from han.data.rows import RawSplit, RowCounts
+from han.data.splits import LoadedData
 from han.errors import DataError, RunDirError
-from han.inspection import inspect_data
-from han.preprocessing import preprocess
-from han.rows import RawSplit, RowCounts
-from han.rundir import RunDir
-from han.segment import build_pipeline, segment
-from han.segmenting import SegmentedData, drop_tokenless, segment_and_encode
-from han.vocab import Vocab
+from han.store.encoded import EncodedSplit
+from han.store.rundir import RunDir
+from han.store.vocab import Vocab
+from han.text.corpus import SegmentedSplit
+from han.text.inspection import inspect_data
+from han.text.preprocess import preprocess
+from han.text.segment import build_pipeline, segment
+from han.text.segment_datasets import SegmentedData, drop_tokenless, segment_and_encode
 from pipelines.cli import app
 
 TRICKY = [
@@ -104,7 +104,7 @@ def test_preprocess_output_does_not_depend_on_workers(tmp_path, tiny_config):
 
 
 def test_data_fingerprint_matches_loaded_data(tmp_path, tiny_config):
-    from han.data import load_data
+    from han.data.splits import load_data
 
     summary = preprocess(tiny_config, tmp_path)
     assert summary.data_fingerprint == load_data(tiny_config.data, tiny_config.seed).fingerprint()
@@ -285,8 +285,8 @@ def test_cached_preprocess_imports_no_heavy_library(tmp_path, tiny_overrides):
 def test_spilled_capped_tokenisation_equals_in_memory_and_parts_write_like_save(tmp_path):
     """Bounded-memory preprocessing: token arrays spilled to memory-mapped files and splits written part by
     part give exactly what the in-memory path gives."""
-    from han.corpus import build_corpus
-    from han.segmenting import chunked, segment_splits
+    from han.text.corpus import build_corpus
+    from han.text.segment_datasets import chunked, segment_splits
 
     texts = [make_corpus(1, seed=i)[0]["text"] for i in range(60)] + ["", "One. Two words here. " * 30]
     config = PreprocessConfig(min_count=1, max_sentences=3, max_words=4)
@@ -314,7 +314,7 @@ def test_preprocess_leaves_no_spilled_token_files(tmp_path, tiny_config):
 
 
 def test_encoded_split_writer_leaves_nothing_behind_on_error(tmp_path):
-    from han.encoded import EncodedSplitWriter
+    from han.store.encoded import EncodedSplitWriter
 
     target = tmp_path / "split"
     with pytest.raises(RuntimeError), EncodedSplitWriter(target) as writer:
@@ -349,16 +349,16 @@ def test_the_manifest_counts_what_the_caps_cut(tmp_path, workers):
 
 def spy_on_word2vec(monkeypatch) -> list[list[str]]:
     """Every sentence word2vec (or FastText) is trained on, in order, in the list returned."""
-    import han.embeddings
+    import han.text.embeddings
 
     read: list[list[str]] = []
-    real = han.embeddings.train_word2vec
+    real = han.text.embeddings.train_word2vec
 
     def spy(sentences, *args, **kwargs):
         read.extend(sentences)
         return real(sentences, *args, **kwargs)
 
-    monkeypatch.setattr(han.embeddings, "train_word2vec", spy)
+    monkeypatch.setattr(han.text.embeddings, "train_word2vec", spy)
     return read
 
 

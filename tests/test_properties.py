@@ -11,12 +11,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from han.batching import bucketed_batches, collate
 from han.config import ModelConfig, PreprocessConfig
-from han.encoded import EncodedSplit
-from han.networks import build_model
-from han.segment import build_pipeline, clean_text, segment
-from han.vocab import PAD_ID, UNK_ID, Vocab
+from han.models.build import build_model
+from han.store.encoded import EncodedSplit
+from han.store.vocab import PAD_ID, UNK_ID, Vocab
+from han.text.batching import bucketed_batches, collate
+from han.text.segment import build_pipeline, clean_text, segment
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Every code point, lone surrogates included (the default leaves them out).

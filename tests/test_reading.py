@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import han.inference
+import han.serving.inference
 from conftest import TINY_CONFIG, make_corpus
-from han.data import load_labelled_file
-from han.records import iter_input_texts
+from han.data.records import iter_input_texts
+from han.data.splits import load_labelled_file
 from han.reports.documents import read_documents
-from han.trained import load_trained_run
+from han.serving.trained import load_trained_run
 from pipelines.cli import app
 
 SEPARATOR = " ~ "
@@ -82,13 +82,13 @@ def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run,
         predicted = np.array([[float(row[f"p_{name}"]) for name in labels] for row in csv.DictReader(handle)])
 
     scored = []
-    original = han.inference.split_metrics
+    original = han.serving.inference.split_metrics
 
     def keep(labels_, probabilities, names, *more):
         scored.append(probabilities)
         return original(labels_, probabilities, names, *more)
 
-    monkeypatch.setattr(han.inference, "split_metrics", keep)
+    monkeypatch.setattr(han.serving.inference, "split_metrics", keep)
     result = runner.invoke(app, ["evaluate", str(run_dir), "--data", str(documents)])
     assert result.exit_code == 0, result.output
     (evaluated,) = scored
@@ -138,9 +138,9 @@ def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_te
     reported = np.array([[r["probabilities"][n] for n in names] for r in records])
 
     captured: dict[str, np.ndarray] = {}
-    metrics = han.inference.split_metrics
+    metrics = han.serving.inference.split_metrics
     monkeypatch.setattr(
-        han.inference,
+        han.serving.inference,
         "split_metrics",
         lambda y, p, n, *more: captured.setdefault("evaluate", p) is not None and metrics(y, p, n, *more),
     )

@@ -18,7 +18,7 @@ from conftest import write_csv
 from han.config import DocumentReportConfig
 from han.reports.documents import document_report
 from han.reports.output import write_document_report
-from han.trained import load_trained_run
+from han.serving.trained import load_trained_run
 
 CHROMIUM = next(
     (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-import han.atomic
+import han.util.atomic
 from conftest import ROOT, TINY_CONFIG
-from han.checkpoint import checkpoint_files
 from han.config import load_config
 from han.errors import RunDirError, StorageError, TrainingStopped
-from han.preprocessing import preprocess
 from han.progress import Progress
-from han.rundir import RunDir
-from han.training import train
+from han.store.rundir import RunDir
+from han.text.preprocess import preprocess
+from han.training.checkpoint import checkpoint_files
+from han.training.train import train
 
 WORKER = ROOT / "tests" / "resume_worker.py"
 # Dropout on, so the torch RNG state matters; a checkpoint every 4 of the 21 steps per epoch.
@@ -261,7 +261,7 @@ def test_disk_full_keeps_the_previous_checkpoint_and_outputs(preprocessed, strai
             for path in (run.last_weights_path, run.best_weights_path, run.train_log_path, run.manifest_path):
                 before[path.name] = path.read_bytes()
             before["checkpoint"] = checkpoint_files(run.checkpoints_path)[0].name
-            monkeypatch.setattr(han.atomic, "_os_write", failing_write(1000))
+            monkeypatch.setattr(han.util.atomic, "_os_write", failing_write(1000))
 
     with pytest.raises(StorageError) as info:
         train(config, run_dir, Hook(fill_disk))
@@ -275,7 +275,7 @@ def test_disk_full_keeps_the_previous_checkpoint_and_outputs(preprocessed, strai
     assert not list(run_dir.rglob("*.tmp")), "the partial write was removed"
     run.verify_artifacts(run.last_weights_path, run.best_weights_path, run.train_log_path)
 
-    monkeypatch.setattr(han.atomic, "_os_write", os.write)  # space freed
+    monkeypatch.setattr(han.util.atomic, "_os_write", os.write)  # space freed
     train(config, run_dir, resume=True)
     assert_same_results(run_dir, straight)
 
@@ -330,7 +330,7 @@ def test_a_real_full_disk_keeps_the_previous_checkpoint(preprocessed, straight, 
 def test_run_overwrite_of_a_finished_run_trains_again(trained_run, tiny_config, tmp_path):
     import shutil
 
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     run_dir = tmp_path / "finished"
     shutil.copytree(trained_run, run_dir)

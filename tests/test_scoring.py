@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from conftest import make_document
-from han.encoded import EncodedSplit
-from han.scoring import score_split
+from han.evaluation.scoring import score_split
+from han.store.encoded import EncodedSplit
 
 
 class DeviceRecordingModel(torch.nn.Module):
@@ -55,8 +55,8 @@ def test_batches_follow_the_model_device_and_results_come_back_to_the_cpu(monkey
 
 
 def test_scoring_chunks_in_worker_processes_gives_the_same_rows_and_probabilities(trained_run):
-    from han.inference import predict_rows
-    from han.trained import load_trained_run
+    from han.serving.inference import predict_rows
+    from han.serving.trained import load_trained_run
 
     rng = random.Random(3)
     texts = [make_document(rng, label) for label in ["sport", "tech", "food"] * 12]

@@ -219,8 +219,8 @@ def test_an_executor_copy_that_differs_from_the_drivers_is_refused(trained_run, 
 
 
 def _job(run_dir: Path, classes: list[str], chunk_size: int = 2048, weights_sha256: str | None = None) -> Any:
-    from han.rundir import RunDir
     from han.spark import _Job
+    from han.store.rundir import RunDir
 
     listed = RunDir(run_dir).listed_artifacts()["model/best.safetensors"]["sha256"]
     return _Job(

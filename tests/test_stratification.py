@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from han.carving import carve_multilabel
+from han.data.carving import carve_multilabel
+from han.data.rows import RawSplit
 from han.errors import DataError
-from han.rows import RawSplit
 
 ROOT = Path(__file__).resolve().parents[1]
 MODAPTE = ROOT.parent / "shared" / "data" / "reuters_modapte_train.csv"
@@ -94,7 +94,7 @@ def test_seeded():
 
 def test_warns_about_labels_the_carved_split_lacks(caplog):
     split = synthetic()
-    with caplog.at_level(logging.WARNING, logger="han.carving"):
+    with caplog.at_level(logging.WARNING, logger="han.data.carving"):
         carve_multilabel(split, 0.2, seed=0, where="corpus", name="validation")
     assert any("validation" in r.getMessage() and "'solo'" in r.getMessage() for r in caplog.records)
 
@@ -102,7 +102,7 @@ def test_warns_about_labels_the_carved_split_lacks(caplog):
 def test_warning_lists_at_most_20_labels(caplog):
     labels = [("common",)] * 40 + [(f"only{i:02d}", "common") for i in range(25)]
     split = RawSplit(texts=["x"] * len(labels), labels=labels, rows=list(range(1, len(labels) + 1)))
-    with caplog.at_level(logging.WARNING, logger="han.carving"):
+    with caplog.at_level(logging.WARNING, logger="han.data.carving"):
         train, _ = carve_multilabel(split, 0.2, seed=0)
     assert set(label_counts(train)) == set(label_counts(split))
     message = " ".join(r.getMessage() for r in caplog.records)

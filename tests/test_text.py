@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from han.config import EmbeddingsConfig, PreprocessConfig
-from han.embeddings import embedding_matrix, load_vectors_file, train_word2vec
 from han.errors import ConfigError, DataError
-from han.segment import build_pipeline, segment
-from han.vocab import PAD, PAD_ID, UNK, UNK_ID, Vocab
+from han.store.vocab import PAD, PAD_ID, UNK, UNK_ID, Vocab
+from han.text.embeddings import embedding_matrix, load_vectors_file, train_word2vec
+from han.text.segment import build_pipeline, segment
 
 
 def test_sentencizer_splits_lowercases_and_drops_whitespace():

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import ROOT, TINY_CONFIG, make_corpus, write_csv
 from han.config import load_config
-from han.tracking import flatten_config
+from han.workflows.tracking import flatten_config
 
 PREDICT_IN_FRESH_PROCESS = textwrap.dedent(
     """
@@ -33,7 +33,7 @@ def test_a_tracked_run_is_logged_to_mlflow_and_its_model_predicts_like_han_predi
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    from han.runner import run_all
+    from han.workflows.run import run_all
     from pipelines.cli import app
 
     store = tmp_path / "mlruns"
@@ -110,7 +110,7 @@ def test_tracking_none_never_imports_mlflow(tmp_path):
         f"""
         import sys
         from han.config import load_config
-        from han.tracking import check_tracking, track_run
+        from han.workflows.tracking import check_tracking, track_run
         config = load_config({str(TINY_CONFIG)!r}, ["data.source=unused.csv"])
         assert config.tracking == "none"
         check_tracking(config)
@@ -125,7 +125,7 @@ def test_tracking_none_never_imports_mlflow(tmp_path):
 
 def test_tracking_mlflow_is_checked_before_any_work(tiny_config, tmp_path, monkeypatch):
     from han.errors import ConfigError
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     config = tiny_config.model_copy(update={"tracking": "mlflow"})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")

@@ -7,10 +7,10 @@ from safetensors.numpy import load_file
 
 from han.config import TrainConfig
 from han.errors import RunDirError
-from han.optim import lr_factor
-from han.preprocessing import preprocess
-from han.rundir import RunDir
-from han.training import is_better_epoch, train
+from han.store.rundir import RunDir
+from han.text.preprocess import preprocess
+from han.training.optim import lr_factor
+from han.training.train import is_better_epoch, train
 
 
 def test_run_directory_holds_every_artifact(trained_run):

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from conftest import TINY_CONFIG, run_until_then_sigterm
 from han.config import load_config
 from han.errors import ConfigError, RunDirError
-from han.runner import run_all
-from han.training import train
-from han.tuning import DEFAULT_SPACE, TunePlan, check_space, load_space, tune
+from han.training.train import train
+from han.workflows.run import run_all
+from han.workflows.tune import DEFAULT_SPACE, TunePlan, check_space, load_space, tune
 from pipelines.cli import app
 
 optuna = pytest.importorskip("optuna")
@@ -143,7 +143,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 
 def test_pruned_trials_stop_after_the_epoch_that_was_pruned(tiny_config, tmp_path, monkeypatch):
-    monkeypatch.setattr("han.tuning.make_pruner", AlwaysPrune)
+    monkeypatch.setattr("han.workflows.tune.make_pruner", AlwaysPrune)
     config = load_config(TINY_CONFIG, [f"data.source={tiny_config.data.source}", "data.split_column=split", *EXTRA])
     small = {**DEFAULT_SPACE, "model.word_hidden": [8], "model.sentence_hidden": [8]}  # the built-in space, narrowed
     result = tune(_plan(config, tmp_path / "tune", trials=2, space=small))
@@ -155,7 +155,7 @@ def test_pruned_trials_stop_after_the_epoch_that_was_pruned(tiny_config, tmp_pat
 
 
 def test_an_epoch_hook_that_raises_ends_training_after_that_epoch(tiny_config, tmp_path):
-    from han.preprocessing import preprocess
+    from han.text.preprocess import preprocess
 
     run_dir = tmp_path / "run"
     preprocess(tiny_config, run_dir)

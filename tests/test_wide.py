@@ -1,4 +1,4 @@
-"""Wide and deep (`model.wide`): TF-IDF n-gram scores beside the HAN, added to its logits (han/ngrams.py): a linear
+"""Wide and deep (`model.wide`): TF-IDF n-gram scores beside the HAN, added to its logits (han/models/ngrams.py): a linear
 classifier fitted before training and held fixed (`model.wide_weights: fitted`) or weights learnt with the network."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import torch
 from conftest import TINY_CONFIG, random_batch
 from han.config import ModelConfig, TrainConfig, load_config
 from han.errors import ConfigError
-from han.linear import TfidfLinearModel
-from han.model import HANOutput, HierarchicalAttentionNetwork
-from han.ngrams import WideChannel, ngram_keys
-from han.optim import LazyAdam, make_optimizer, wide_learning_rate
-from han.weights import load_weights, save_weights
+from han.models.hierarchical import HANOutput, HierarchicalAttentionNetwork
+from han.models.linear import TfidfLinearModel
+from han.models.ngrams import WideChannel, ngram_keys
+from han.store.weights import load_weights, save_weights
+from han.training.optim import LazyAdam, make_optimizer, wide_learning_rate
 
 VOCAB, CLASSES = 40, 3
 SMALL = {"word_hidden": 5, "sentence_hidden": 4, "attention_dim": 3, "dropout": 0.0}
@@ -142,7 +142,7 @@ def test_held_wide_weights_are_left_out_of_the_optimizer():
 
 
 def run_tiny(tmp_path_factory, tiny_overrides, name: str, *overrides: str) -> Path:
-    from han.runner import run_all
+    from han.workflows.run import run_all
 
     run_dir = tmp_path_factory.mktemp(name) / "run"
     run_all(load_config(TINY_CONFIG, [*tiny_overrides, *overrides]), run_dir)
@@ -170,8 +170,8 @@ def test_a_fitted_wide_channel_holds_the_linear_kinds_fit_through_training(tmp_p
 def test_a_learnt_wide_run_trains_its_ngram_weights_and_evaluates_from_its_directory(wide_run: Path):
     from safetensors.torch import load_file
 
-    from han.scoring import predict_probabilities
-    from han.trained import load_trained_run
+    from han.evaluation.scoring import predict_probabilities
+    from han.serving.trained import load_trained_run
 
     weights = load_file(str(wide_run / "model" / "best.safetensors"))
     assert weights["wide.feature_keys"].numel() > 100 and weights["wide.scores.weight"].abs().max() > 0
@@ -184,7 +184,7 @@ def test_a_learnt_wide_run_trains_its_ngram_weights_and_evaluates_from_its_direc
 
 
 def test_attention_share_is_each_paths_push_on_the_top_class():
-    from han.scoring import attention_share
+    from han.evaluation.scoring import attention_share
 
     wide = torch.tensor([[0.0, 0.0, 0.0], [2.0, -1.0, -1.0], [1.0, -0.5, -0.5]])
     deep = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, -0.5, -0.5]])
@@ -195,7 +195,7 @@ def test_attention_share_is_each_paths_push_on_the_top_class():
 def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
     from han.reports.documents import document_record, document_views
     from han.reports.pages import _share_note
-    from han.trained import load_trained_run
+    from han.serving.trained import load_trained_run
 
     trained = load_trained_run(wide_run)
     views = document_views(trained, ["Stocks fell as the bank raised rates.", "The team won the cup final."], None)
@@ -207,7 +207,7 @@ def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
 
 
 def test_a_run_resolves_auto_from_its_training_split(tmp_path_factory, tiny_overrides, caplog):
-    with caplog.at_level(logging.INFO, logger="han.training"):
+    with caplog.at_level(logging.INFO, logger="han.training.train"):
         run_dir = run_tiny(tmp_path_factory, tiny_overrides, "auto", "model.wide=true", "train.wide_lr=auto")
     documents = json.loads((run_dir / "manifest.json").read_text())["preprocess"]["documents"]["train"]
     train = json.loads((run_dir / "config.json").read_text())["train"]  # the resolved config keeps the setting

@@ -17,8 +17,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from han.evaluation.significance import SIGNIFICANCE_LEVEL
 from han.reports.html import PALETTE, esc, format_number, page, svg_frame
-from han.significance import SIGNIFICANCE_LEVEL
 
 DASH = "—"
 MINUS = "\u2212"

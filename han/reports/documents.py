@@ -2,7 +2,7 @@
 
 A view keeps the raw text's tokens, including those the caps (`max_sentences`, `max_words`) cut off,
 beside the weights of what the model read. Documents are read, segmented and scored exactly like
-`han predict` reads them (`han.trained`, `han.records`, `han.scoring`).
+`han predict` reads them (`han.serving.trained`, `han.data.records`, `han.evaluation.scoring`).
 
 Multi-label runs (task: multilabel): a view holds the predicted label set (every label whose probability
 is at or above the run's threshold for it, `TrainedRun.predicted_sets`, exactly what `han predict` writes)
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from han.config import DataConfig, DocumentReportConfig
-from han.data import load_data, load_labelled_file
+from han.data.label_sets import label_matrix
+from han.data.records import has_column, iter_input_texts
+from han.data.splits import load_data, load_labelled_file
 from han.errors import ConfigError, DataError
-from han.label_sets import label_matrix
+from han.evaluation.scoring import score_split
 from han.progress import Progress
-from han.records import has_column, iter_input_texts
-from han.scoring import score_split
-from han.trained import TrainedRun
+from han.serving.trained import TrainedRun
 
 
 @dataclass
@@ -64,7 +64,9 @@ class DocumentView:
     predicted_set: list[int] | None = None  # multi-label: ids of the labels at or above their thresholds
     true_set: list[int] | None = None  # multi-label: ids of the true labels, when known
     thresholds: list[float] | None = None  # multi-label: each label's decision threshold
-    attention_share: float | None = None  # model.wide: the attention path's share of the decision (han/scoring.py)
+    attention_share: float | None = (
+        None  # model.wide: the attention path's share of the decision (han/evaluation/scoring.py)
+    )
 
     @property
     def multilabel(self) -> bool:

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from han.encoded import EncodedSplit
+from han.evaluation.scoring import SplitScores, predict_probabilities
+from han.evaluation.thresholds import predict_label_sets
 from han.reports.documents import round6
-from han.scoring import SplitScores, predict_probabilities
-from han.thresholds import predict_label_sets
+from han.store.encoded import EncodedSplit
 
 
 @dataclass

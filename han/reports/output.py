@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from han.outputs import write_output_text
 from han.reports.documents import DocumentReport, document_record
 from han.reports.pages import render_corpus_report, render_document_report
 from han.reports.statistics import CorpusStatistics
+from han.store.outputs import write_output_text
 
 
 def write_document_report(report: DocumentReport, output: Path, output_format: str) -> None:

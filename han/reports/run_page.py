@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from han.atomic import read_json
 from han.errors import RunDirError
-from han.outputs import write_output_text
 from han.reports.html import PALETTE, esc, format_number, page, svg_frame
-from han.rundir import RunDir
+from han.store.outputs import write_output_text
+from han.store.rundir import RunDir
+from han.util.atomic import read_json
 
 DASH = "—"
 CSS = """

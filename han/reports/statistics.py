@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from han.config import CorpusReportConfig
-from han.encoded import EncodedSplit
 from han.errors import DataError
+from han.evaluation.scoring import score_split
 from han.progress import Progress
 from han.reports.documents import read_documents, round6
 from han.reports.faithfulness import Faithfulness, faithfulness_check, split_structure, top_sentences
-from han.scoring import score_split
-from han.trained import TrainedRun
-from han.vocab import PAD_ID, UNK_ID
+from han.serving.trained import TrainedRun
+from han.store.encoded import EncodedSplit
+from han.store.vocab import PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,154 @@
+"""The one loop that runs a model over an encoded split: class probabilities and, on request, attention.
+
+Multi-label models (`model.multilabel`, set by han/models/build.py) give one sigmoid probability per label.
+
+Evaluation, validation during training, prediction, the reports and the faithfulness check all
+score through `score_split`. Batches go to the model's device, the forward pass runs under the
+configured autocast precision without autograd, and results come back to the CPU as float32 numpy
+arrays in split order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from han.models.ensemble import members
+from han.progress import Progress
+from han.store.encoded import EncodedSplit
+from han.text.batching import bucketed_batches, collate
+from han.util.cpus import adjust_threads
+from han.util.device import autocast
+
+# A scoring batch ends at `train.eval_batch_size` documents or at this many tokens, whichever comes
+# first: the packed GRU runs fastest when a batch's gates stay this small (measured on 2 cores: short
+# reviews score 20% faster in batches of 256 than of 64; ~260-token documents no faster past 64).
+SCORE_BATCH_TOKENS = 16_384
+
+
+@dataclass
+class SplitScores:
+    """Predictions of every document of a split, in split order, and (when asked for) both levels of attention."""
+
+    probabilities: np.ndarray  # (N_doc, C): each row sums to 1, or (multi-label) each label's own probability
+    sentence_weights: np.ndarray | None = None  # (N_sent,) aligned with the split's sentences; each document's sum to 1
+    word_weights: np.ndarray | None = None  # (T,) aligned with the split's tokens; each sentence's sum to 1
+    # model.wide: the attention path's share of each document's decision (`attention_share`), else None
+    attention_share: np.ndarray | None = None  # (N_doc,) in [0, 1]
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device the model's parameters live on."""
+    return next(model.parameters()).device
+
+
+def num_classes(model: torch.nn.Module) -> int:
+    """The classes the model scores (the width of its classifier, or its `num_classes` when it has none)."""
+    if isinstance(getattr(model, "num_classes", None), int):
+        return int(model.num_classes)  # type: ignore[arg-type]
+    classifier = members(model)[0].get_submodule("classifier")  # model.ensemble: every member scores the classes
+    assert isinstance(classifier, torch.nn.Linear)
+    return classifier.out_features
+
+
+def is_multilabel(model: torch.nn.Module) -> bool:
+    """Whether the model's logits are read one sigmoid per label (task multilabel) rather than as one softmax."""
+    return bool(getattr(model, "multilabel", False))
+
+
+def probabilities_of(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities from a batch's logits (B, C): a softmax over classes, or a sigmoid per label (multi-label)."""
+    logits = logits.float()
+    return torch.sigmoid(logits) if is_multilabel(model) else torch.softmax(logits, dim=-1)
+
+
+def sentence_ids_of(split: EncodedSplit, indices: np.ndarray) -> np.ndarray:
+    """Ids of the sentences of documents `indices`, in the order `collate` puts them in a batch."""
+    first, last = split.document_offsets[indices], split.document_offsets[indices + 1]
+    return np.concatenate([np.arange(a, b) for a, b in zip(first, last, strict=True)])
+
+
+@torch.no_grad()
+def score_split(
+    model: torch.nn.Module,
+    split: EncodedSplit,
+    batch_size: int,
+    precision: str = "fp32",
+    attention: bool = False,
+    progress: Progress | None = None,
+) -> SplitScores:
+    """Run `model` over every document of `split` (length-ordered batches) on the model's device."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    scores = SplitScores(np.zeros((len(split), num_classes(model)), dtype=np.float32))
+    if attention:
+        scores.sentence_weights = np.zeros(len(split.sentence_offsets) - 1, dtype=np.float32)
+        scores.word_weights = np.zeros(len(split.tokens), dtype=np.float32)
+    if progress is not None:
+        progress.start("score", len(split))
+    for indices in bucketed_batches(split, batch_size, rng=None, max_tokens=SCORE_BATCH_TOKENS):
+        batch = collate(split, indices).to(device)
+        adjust_threads()
+        with autocast(device, precision):
+            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+        scores.probabilities[indices] = probabilities_of(model, output.logits).cpu().numpy()
+        if attention:
+            _keep_attention(scores, split, indices, output)
+        if progress is not None:
+            progress.advance(len(indices))
+    if progress is not None:
+        progress.stop()
+    model.train(was_training)
+    return scores
+
+
+def attention_share(logits: torch.Tensor, wide_logits: torch.Tensor) -> torch.Tensor:
+    """(B,) the attention path's share of each document's decision when a wide n-gram channel adds to its logits.
+
+    For the top class c, each path's push is how far it moves c's score from its own mean over the classes (a
+    softmax ignores a shift common to all classes): share = |deep_c - mean(deep)| / (that + |wide_c - mean(wide)|),
+    with deep = logits - wide_logits. 1: the n-grams did not move the decision; 0: the attention path did not.
+    """
+    logits, wide_logits = logits.float(), wide_logits.float()  # (B, C) each
+    top = logits.argmax(1, keepdim=True)  # (B, 1)
+    deep = logits - wide_logits
+    deep_push = (deep.gather(1, top) - deep.mean(1, keepdim=True)).abs().squeeze(1)  # (B,)
+    wide_push = (wide_logits.gather(1, top) - wide_logits.mean(1, keepdim=True)).abs().squeeze(1)  # (B,)
+    return deep_push / (deep_push + wide_push).clamp_min(1e-12)
+
+
+def _keep_attention(scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object) -> None:
+    """Copy a batch's attention weights into the split-aligned flat arrays of `scores`.
+
+    Lengths come from the split (on the CPU), never back from the device."""
+    if not hasattr(output, "sentence_attention"):
+        raise TypeError(f"{type(output).__name__} carries no attention weights (model.kind han has them)")
+    wide_logits = getattr(output, "wide_logits", None)
+    if wide_logits is not None:
+        if scores.attention_share is None:
+            scores.attention_share = np.full(len(split), np.nan, dtype=np.float32)
+        scores.attention_share[indices] = attention_share(output.logits, wide_logits).cpu().numpy()  # type: ignore[attr-defined]
+    sentence_attention = output.sentence_attention.float().cpu()  # (B, S)
+    word_attention = output.word_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S, W)
+    counts = torch.from_numpy(np.diff(split.document_offsets)[indices])  # (B,)
+    # Real sentences of the (B, S) grid, row-major: the same order as the batch's sentences.
+    sentence_mask = torch.arange(sentence_attention.size(1)) < counts[:, None]  # (B, S)
+    sentence_ids = sentence_ids_of(split, indices)  # (N_s,)
+    lengths = np.diff(split.sentence_offsets)[sentence_ids]  # (N_s,)
+    scores.sentence_weights[sentence_ids] = sentence_attention[sentence_mask].numpy()  # type: ignore[index]
+    width = int(lengths.max())
+    per_sentence = word_attention[sentence_mask][:, :width].numpy()  # (N_s, W)
+    columns = np.arange(width)
+    valid = columns[None, :] < lengths[:, None]  # (N_s, W)
+    starts = split.sentence_offsets[sentence_ids]
+    scores.word_weights[(starts[:, None] + columns[None, :])[valid]] = per_sentence[valid]  # type: ignore[index]
+
+
+def predict_probabilities(
+    model: torch.nn.Module, split: EncodedSplit, batch_size: int, precision: str = "fp32"
+) -> np.ndarray:
+    """Class probabilities (N, C) for every document of `split`, in split order."""
+    return score_split(model, split, batch_size, precision).probabilities

@@ -1,0 +1,7 @@
+"""The train stage.
+
+`train` holds the loop, read as a list of steps; `distributed` keeps the data-parallel concerns behind
+one object the loop calls; `checkpoint` is the resumable state; `optim` the optimizer and its schedule;
+`initial_model` builds the network a training starts from; `fit_linear` trains the kind that is fitted
+rather than trained by gradient; `calibrate` chooses multi-label thresholds once training ends.
+"""

@@ -1,0 +1,191 @@
+"""The train stage for `model.kind: linear`: TF-IDF n-grams of the encoded training split, fitted by scikit-learn.
+
+The features come from `han.models.linear` (the same code that scores), so training and prediction read a
+document identically. The fitted n-gram table, idf and weights are saved as the run's safetensors
+weights (best and last are the same fit); no pickle is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import csr_matrix
+
+from han.config import Config, ModelConfig
+from han.errors import DataError
+from han.evaluation.metrics import split_metrics
+from han.evaluation.scoring import predict_probabilities
+from han.models.build import build_model
+from han.models.linear import TfidfLinearModel
+from han.models.ngrams import TfidfFeatures, ngram_keys
+from han.progress import Progress
+from han.store.encoded import EncodedSplit
+from han.store.rundir import RunDir
+from han.store.vocab import UNK_ID, Vocab
+from han.store.weights import save_weights
+from han.util.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+# scikit-learn's default token pattern: a token of two or more word characters (model.linear_tokens: words).
+WORD_TOKEN = re.compile(r"\w\w+")
+
+
+@dataclass
+class LinearFit:
+    """What fitting produced: the validation record (as an epoch of the train log) and the time it took."""
+
+    record: dict[str, Any]
+    seconds: float
+    documents: int
+
+
+def kept_tokens(vocab: Vocab, tokens: str) -> torch.Tensor:
+    """(V,) which vocabulary ids the features read: all, or words of 2+ word characters (and the unknown word)."""
+    if tokens == "all":
+        return torch.ones(len(vocab), dtype=torch.bool)
+    keep = torch.tensor([WORD_TOKEN.fullmatch(word) is not None for word in vocab.words], dtype=torch.bool)
+    keep[UNK_ID] = True
+    return keep
+
+
+def split_ngrams(split: EncodedSplit, keep: torch.Tensor, vocab_size: int, max_n: int) -> tuple[torch.Tensor, ...]:
+    """Every n-gram occurrence of a split's documents: (document (K,), key (K,))."""
+    token_offsets = split.sentence_offsets[split.document_offsets]  # (N+1,) each document's first token
+    document = np.repeat(np.arange(len(split)), np.diff(token_offsets))  # (T,)
+    tokens = torch.from_numpy(split.tokens.astype(np.int64))
+    kept = keep[tokens]
+    return ngram_keys(tokens[kept], torch.from_numpy(document)[kept], vocab_size, max_n)
+
+
+@dataclass
+class NgramTable:
+    """The n-grams of a training split: which tokens are read, every occurrence, and the fitted table with its idf."""
+
+    keep: torch.Tensor  # (V,) vocabulary ids the features read
+    document: torch.Tensor  # (K,) document of each n-gram occurrence
+    key: torch.Tensor  # (K,) its n-gram key
+    keys: torch.Tensor  # (F,) sorted distinct keys: the features
+    idf: torch.Tensor  # (F,) float64, scikit-learn's smoothed idf
+
+
+def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> NgramTable:
+    """Every n-gram of the training split (model.linear_ngrams, linear_tokens) and the TF-IDF table they make."""
+    keep = kept_tokens(vocab, config.linear_tokens)
+    document, key = split_ngrams(train, keep, len(vocab), config.linear_ngrams)
+    pairs = torch.unique(torch.stack([key, document]), dim=1)  # each (n-gram, document) once
+    keys, document_frequency = torch.unique(pairs[0], return_counts=True)  # (F,), (F,)
+    idf = torch.log((1 + len(train)) / (1 + document_frequency.double())) + 1  # scikit-learn's smoothed idf
+    return NgramTable(keep, document, key, keys, idf)
+
+
+def fit_ngram_classifier(
+    features: TfidfFeatures, table: NgramTable, train: EncodedSplit, num_classes: int, config: Config, run: RunDir
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear classifier of `model.linear_classifier` fitted on the training split's TF-IDF rows, as read by
+    `features` (which holds `table`): (weight (C, F), bias (C,)) float64; one-vs-rest for label sets."""
+    row, column, value = features.tfidf(table.document, table.key, len(train))
+    rows = csr_matrix((value.numpy(), (row.numpy(), column.numpy())), shape=(len(train), features.num_features))
+    if train.multilabel:
+        return _fit_one_vs_rest(rows, train.labels, config)
+    return _fit_classes(rows, train.labels, num_classes, config, run)
+
+
+def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
+    """Fit TF-IDF + a linear classifier on the train split, validate, write best/last weights and the train log."""
+    start = time.perf_counter()
+    mc = config.model
+    vocab, label_names = run.load_vocab(), run.load_labels()
+    train, validation = EncodedSplit.load(run.data_path("train")), EncodedSplit.load(run.data_path("validation"))
+    progress.start("TF-IDF features", len(train))
+    table = ngram_table(train, vocab, mc)
+    keep, feature_keys, idf = table.keep, table.keys, table.idf
+    model = build_model(mc, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
+    assert isinstance(model, TfidfLinearModel)
+    num_classes, num_features = len(label_names), feature_keys.numel()
+    model.set_fitted(keep, feature_keys, idf, torch.zeros(num_classes, num_features), torch.zeros(num_classes))
+    progress.advance(len(train))
+    progress.stop()
+    log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), num_features, mc.linear_classifier)
+    full_weight, full_bias = fit_ngram_classifier(model, table, train, num_classes, config, run)
+    model.set_fitted(keep, feature_keys, idf, full_weight, full_bias)
+    seconds = time.perf_counter() - start
+    metrics = split_metrics(
+        validation.labels,
+        predict_probabilities(model, validation, config.train.eval_batch_size, config.precision),
+        label_names,
+    )
+    record = {
+        "epoch": 1,
+        "train_loss": None,
+        "validation_loss": metrics["loss"],
+        "validation_accuracy": metrics["accuracy"],
+        "validation_macro_f1": metrics["macro_f1"],
+        "validation_micro_f1": metrics["micro_f1"],
+        "lr": None,
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(len(train) / max(seconds, 1e-9), 1),
+        "features": num_features,
+    }
+    save_weights(model, run.best_weights_path)
+    save_weights(model, run.last_weights_path)
+    write_text_atomic(run.train_log_path, json.dumps(record) + "\n")
+    run.record_artifacts(run.best_weights_path, run.last_weights_path, run.train_log_path)
+    log.info("linear: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
+    return LinearFit(record, seconds, len(train))
+
+
+def _fit_classes(
+    features: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fit over class ids: (weight (C, F), bias (C,)); a class training never saw is never predicted."""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise DataError(f"{run.data_path('train')}: the training split has one class only; a classifier needs two")
+    weight, bias = _fit_classifier(features, labels, config)
+    full_weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64)
+    full_bias = torch.full((num_classes,), -1e4, dtype=torch.float64)  # a class training never saw: never predicted
+    if len(classes) == 2:  # scikit-learn keeps one row, the margin of the second class
+        full_weight[classes[1]], full_bias[classes[1]] = torch.from_numpy(weight[0]), float(bias[0])
+        full_bias[classes[0]] = 0.0
+    else:
+        full_weight[classes], full_bias[classes] = torch.from_numpy(weight), torch.from_numpy(bias)
+    return full_weight, full_bias
+
+
+def _fit_one_vs_rest(features: csr_matrix, labels: np.ndarray, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multi-label: one binary classifier per label (one-vs-rest): (weight (C, F), bias (C,)), margins read by a
+    sigmoid. A label every training document has (or none has) gets a constant margin of +/-1e4."""
+    num_labels = labels.shape[1]
+    weight = torch.zeros(num_labels, features.shape[1], dtype=torch.float64)
+    bias = torch.zeros(num_labels, dtype=torch.float64)
+    for label in range(num_labels):
+        column = labels[:, label]
+        if column.min() == column.max():
+            bias[label] = 1e4 if column[0] == 1 else -1e4
+            continue
+        coef, intercept = _fit_classifier(features, column, config)
+        weight[label], bias[label] = torch.from_numpy(coef[0]), float(intercept[0])
+    return weight, bias
+
+
+def _fit_classifier(features: csr_matrix, labels: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's LinearSVC or LogisticRegression on the TF-IDF rows: (coef (K, F), intercept (K,))."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    mc = config.model
+    classifier: Any
+    if mc.linear_classifier == "svm":
+        classifier = LinearSVC(C=mc.linear_c, random_state=config.seed)
+    else:
+        classifier = LogisticRegression(C=mc.linear_c, max_iter=1000, random_state=config.seed)
+    classifier.fit(features, labels)
+    return classifier.coef_, np.atleast_1d(classifier.intercept_)
