@@ -52,9 +52,7 @@ class DeferredWarnings(logging.Handler):
 
 
 LIVE_LOGGERS = (
-    "han.training.train",
-    "han.training.checkpoint",
-    "han.training.fit_linear",
+    "han.training.",  # the train stage's modules: epochs, checkpoints, the wide channel, the linear fit
     "han.workflows.compare",
     "han.workflows.tune",
 )

@@ -115,3 +115,19 @@ def test_the_package_graph_prints_without_a_cycle():
     )
     assert done.stdout.strip().endswith("no cycle")
     assert " han.models " in done.stdout and "han.text" in done.stdout
+
+
+def test_the_training_loop_has_no_branch_for_ranks_and_a_short_reading_path():
+    from reading_path import reading_path
+
+    source = (ROOT / "han" / "training" / "train.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    tests_of_rank = [
+        ast.unparse(node.test)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.If, ast.IfExp))
+        and any(w in ast.unparse(node.test) for w in ("is_main", "world_size", "rank"))
+    ]
+    assert tests_of_rank == [], "the loop branches on ranks; put it behind han.training.distributed.Ranks"
+    modules, jumps = reading_path(ROOT / "han" / "training" / "train.py")
+    assert modules < 21 and jumps < 53, (modules, jumps)  # before the loop was cut into steps: 21 modules, 63 jumps

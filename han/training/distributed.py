@@ -39,6 +39,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from han.errors import ConfigError
+from han.progress import Progress
 from han.store.encoded import EncodedSplit
 from han.util.device import resolve_device
 
@@ -184,6 +185,94 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(tensor)
     return tensor.cpu().tolist()
+
+
+class Ranks:
+    """The data-parallel group as the training loop sees it: one object, so the loop has no branches for it.
+
+    Every method does what a lone process does when the world is one process (sums are the value itself,
+    agreement is the local flag, the model is not wrapped), so `han/training/train.py` reads the same at
+    any scale. Under torchrun each method is the collective every rank calls at the same point."""
+
+    def __init__(self, ctx: DistContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    def join(cls, device: str = "auto") -> Ranks:
+        """Join the torchrun process group, or stand alone (`setup`)."""
+        return cls(setup(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes every file."""
+        return self.ctx.is_main
+
+    @property
+    def world_size(self) -> int:
+        return self.ctx.world_size
+
+    @property
+    def sparse_gradients(self) -> bool:
+        """Whether the embedding may have sparse gradients (NCCL has no sparse all-reduce)."""
+        return self.ctx.sparse_gradients
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module training steps run through: DistributedDataParallel over the ranks, or `model`."""
+        return wrap_model(model, self.ctx)
+
+    def reseed(self, seed: int) -> None:
+        """Each rank its own dropout stream (after the model is built, so every rank builds the same one)."""
+        reseed_per_rank(seed, self.ctx)
+
+    def share_of(self, indices: np.ndarray) -> tuple[np.ndarray, int]:
+        """This rank's part of a global batch and how many of its documents count (`local_batch`)."""
+        return local_batch(indices, self.ctx)
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        counted: int,
+        global_size: int,
+        positive_weight: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """This rank's loss, weighted so the gradient averaged over ranks is the global batch's (`batch_loss`)."""
+        return batch_loss(logits, labels, counted, global_size, self.ctx.world_size, positive_weight)
+
+    def sum(self, value: float) -> float:
+        """`value` summed over the ranks."""
+        return all_reduce_sum([value], self.ctx)[0]
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when `flag` is true on any (a stop request: every rank stops at the same step)."""
+        return flag if not self.ctx.enabled else self.sum(1.0 if flag else 0.0) > 0
+
+    def kept_once(self, value: float) -> float:
+        """`value` on rank 0 and 0 on the others, so that a sum over the ranks counts it once (the epoch's
+        loss sum a checkpoint keeps, and a resume restores)."""
+        return value if self.is_main else 0.0
+
+    def progress(self, progress: Progress | None) -> Progress:
+        """The progress to report to: `progress` on rank 0, a silent one on the others (one bar per job)."""
+        return progress if progress is not None and self.is_main else Progress()
+
+    def rng_states(self) -> list[torch.Tensor]:
+        """Every rank's dropout generator state, for the checkpoint (none for a lone process: its own is kept)."""
+        return gather_rng_states(self.ctx) if self.ctx.enabled else []
+
+    def evaluate(
+        self, model: torch.nn.Module, split: EncodedSplit, label_names: list[str], batch_size: int, precision: str
+    ) -> dict[str, Any]:
+        """Metrics of `model` on `split`, scored across the ranks; the same on every rank."""
+        return evaluate_across_ranks(model, split, label_names, batch_size, precision, self.ctx)
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        barrier(self.ctx)
 
 
 # --- sharded evaluation --------------------------------------------------------------------------

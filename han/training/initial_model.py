@@ -1,0 +1,119 @@
+"""The network a training starts from: built at the configured sizes, its embedding from the run's vectors,
+the wide channel's n-gram table fitted on the training split, and class biases at the labels' base rates."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file as load_numpy_file
+
+from han.config import Config
+from han.errors import RunDirError
+from han.models.build import build_model
+from han.models.ensemble import members
+from han.models.ngrams import WideChannel
+from han.store.encoded import EncodedSplit
+from han.store.rundir import RunDir
+from han.training.fit_linear import NgramTable, fit_ngram_classifier, ngram_table
+
+log = logging.getLogger(__name__)
+
+FITTED_BIAS_LIMIT = 10.0  # model.wide_weights fitted: the class biases start within +/- this
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's random number generators with `seed`."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool:
+    """Row-sparse embedding gradients; `sparse_gradients` False where the all-reduce has no sparse form (NCCL)."""
+    return (
+        config.train.optimizer == "adam"
+        and config.train.lazy_embedding_updates
+        and not config.model.freeze_embeddings
+        and sparse_gradients
+    )
+
+
+def build_initial_model(
+    config: Config,
+    run: RunDir,
+    sparse_gradients: bool = True,
+    label_rates: np.ndarray | None = None,
+    train_split: EncodedSplit | None = None,
+) -> torch.nn.Module:
+    """The configured network with its embedding initialised from the run's vectors.
+
+    `label_rates` (multi-label: each label's share of training documents) start the classifier's biases
+    at the labels' log-odds, so the first steps learn what tells documents apart instead of pushing
+    every one of many rare labels' logits down from 0 (a probability of 0.5) first. `train_split`: the
+    run's training split when the caller has it loaded (`model.wide` fits its n-gram table on it)."""
+    vocab = run.load_vocab()
+    labels = run.load_labels()
+    vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
+    if vectors.shape[0] != len(vocab):
+        raise RunDirError(
+            f"{run.embeddings_path}: {vectors.shape[0]} vectors for a vocabulary of {len(vocab)}; rerun `han preprocess`"
+        )
+    sparse = uses_sparse_embedding(config, sparse_gradients)
+    model = build_model(
+        config.model, len(vocab), vectors.shape[1], len(labels), sparse, training=True, multilabel=config.multilabel
+    )
+    model.load_embeddings(vectors)  # type: ignore[operator]
+    networks = members(model)  # model.ensemble: each member gets the same table, fitted weights and biases
+    wides: list[WideChannel] = []
+    for network in networks:
+        if isinstance(wide := getattr(network, "wide", None), WideChannel):
+            wides.append(wide)
+    if wides:  # model.wide: the n-gram table of the training split
+        train = train_split if train_split is not None else EncodedSplit.load(run.data_path("train"))
+        table = ngram_table(train, vocab, config.model)
+        for wide in wides:  # each its own copy: safetensors saves no tensor twice
+            wide.set_table(table.keep.clone(), table.keys.clone(), table.idf.clone())
+        log.info("wide channel: %d n-gram features", wides[0].num_features)
+        if config.model.wide_weights == "fitted":
+            hold_fitted_wide_weights(networks, wides, table, train, len(labels), config, run)
+            label_rates = None  # the fitted intercepts already hold each label's base rate
+    if label_rates is not None:
+        rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
+        for network in networks:
+            start_class_biases(network, torch.from_numpy(np.log(rates / (1 - rates))))
+    return model
+
+
+def start_class_biases(network: torch.nn.Module, bias: torch.Tensor) -> None:
+    """Set a network's output layer biases (its `classifier`) to `bias`."""
+    classifier = network.get_submodule("classifier")
+    assert isinstance(classifier, torch.nn.Linear)
+    with torch.no_grad():
+        classifier.bias.copy_(bias)
+
+
+def hold_fitted_wide_weights(
+    networks: list[torch.nn.Module],
+    wides: list[WideChannel],
+    table: NgramTable,
+    train: EncodedSplit,
+    num_classes: int,
+    config: Config,
+    run: RunDir,
+) -> None:
+    """model.wide_weights fitted: the linear kind's classifier, fitted on the training split, becomes the wide
+    channels' fixed weights and its intercepts the networks' starting class biases, so training starts from the
+    linear model's scores and the networks learn what they miss."""
+    start = time.perf_counter()
+    weight, bias = fit_ngram_classifier(wides[0], table, train, num_classes, config, run)
+    for network, wide in zip(networks, wides, strict=True):
+        wide.hold_weights(weight.float())
+        # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
+        start_class_biases(network, bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
+    log.info(
+        "wide channel: %s fitted in %.1f s, held fixed", config.model.linear_classifier, time.perf_counter() - start
+    )
