@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic labelled corpus and a trained tiny run."""
+"""Shared fixtures: a small synthetic labelled corpus and a trained tiny run; `invoke` and `one_line_error`,
+the helpers every test of the `han` command goes through."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import csv
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+
+if TYPE_CHECKING:
+    from click.testing import Result
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -129,6 +133,51 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_all(tiny_config, run_dir)
     return run_dir
+
+
+def invoke(*args: object, input: str | None = None, check: bool = False) -> Result:
+    """Run `han ARGS` in this process (typer's CliRunner) and return click's `Result`.
+
+    Each argument goes through `str()`, so paths and numbers pass as they are; `input` is standard input
+    (empty when None). `check`: assert the command succeeded, showing its output (and any exception) if not.
+    """
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, [str(arg) for arg in args], input=input)
+    if check:
+        assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}{result.exception!r}"
+    return result
+
+
+class Outcome(Protocol):
+    """What `one_line_error` reads: click's `Result`, or a child process's outcome with the same fields."""
+
+    exit_code: int
+    output: str  # everything the command wrote, standard output and standard error
+    stderr: str
+    exception: BaseException | None  # None, or the SystemExit that carried the exit code, unless it crashed
+
+
+PROGRESS_BAR_CHARACTERS = set("━╸╺")  # rich's progress bars, drawn on stderr
+
+
+def one_line_error(outcome: Outcome, code: int, *fragments: str, progress: bool = False) -> str:
+    """Assert `outcome` is han's refusal: exit `code`, no crash and no traceback, exactly one non-empty stderr
+    line, holding every fragment. Return that line.
+
+    `progress`: the command ran a while first, so its progress bars (lines drawn with ━ ╸ ╺) may precede the line.
+    """
+    assert outcome.exit_code == code, f"exit {outcome.exit_code}: {outcome.output}{outcome.exception!r}"
+    assert outcome.exception is None or isinstance(outcome.exception, SystemExit), repr(outcome.exception)
+    assert "Traceback" not in outcome.output + outcome.stderr, outcome.output
+    bars = PROGRESS_BAR_CHARACTERS if progress else set()
+    lines = [line for line in outcome.stderr.splitlines() if line.strip() and not bars & set(line)]
+    assert len(lines) == 1, outcome.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
 
 
 def run_until_then_sigterm(command: list[str], ready: Path, timeout: float = 180) -> str:

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from conftest import ROOT, write_csv
+from conftest import ROOT, invoke, write_csv
 from han.errors import ConfigError, DataError
-from pipelines.cli import app
 
 
 def readme_python_blocks() -> list[str]:
@@ -45,7 +43,7 @@ def test_predict_matches_the_cli_and_explain_matches_the_report(trained_run, tmp
     ours = classifier.predict(texts)
     source = write_csv(tmp_path / "in.csv", [{"text": t} for t in texts])
     out = tmp_path / "out.jsonl"
-    assert CliRunner().invoke(app, ["predict", str(trained_run), str(source), "-o", str(out)]).exit_code == 0
+    invoke("predict", trained_run, source, "-o", out, check=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["label"] for r in rows] == ours.labels
     cli = np.array([[r[f"p_{c}"] for c in classifier.classes] for r in rows])
@@ -53,7 +51,7 @@ def test_predict_matches_the_cli_and_explain_matches_the_report(trained_run, tmp
     assert classifier.predict(texts[1]).labels == [ours.labels[1]]  # one string is one text, not characters
 
     report = tmp_path / "report.jsonl"
-    assert CliRunner().invoke(app, ["report", str(trained_run), str(source), "-o", str(report)]).exit_code == 0
+    invoke("report", trained_run, source, "-o", report, check=True)
     record = json.loads(report.read_text().splitlines()[1])
     explanation = classifier.explain(texts[1])
     assert explanation.label == record["predicted"]

@@ -6,9 +6,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import TOPICS, make_corpus, write_csv
+from conftest import TOPICS, invoke, make_corpus, one_line_error, write_csv
 from han.config import CorpusReportConfig, DocumentReportConfig, PreprocessConfig
 from han.errors import ConfigError
 from han.evaluation.scoring import predict_probabilities, score_split
@@ -28,7 +27,6 @@ from han.store.encoded import EncodedSplit
 from han.text.batching import collate
 from han.text.corpus import SegmentedSplit
 from han.text.segment import build_pipeline, segment, segment_chunk
-from pipelines.cli import app
 
 LABELS = ["food", "sport", "tech"]
 
@@ -258,41 +256,29 @@ def test_html_escapes_document_text_and_labels(trained, tmp_path):
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
 
 
-runner = CliRunner()
-
-
 def test_report_commands_write_html_jsonl_and_json(trained_run, tmp_path):
     jsonl = tmp_path / "r.jsonl"
-    result = runner.invoke(
-        app, ["report", str(trained_run), "--split", "test", "-o", str(jsonl), "--sort", "confidence"]
-    )
-    assert result.exit_code == 0, result.output
+    invoke("report", trained_run, "--split", "test", "-o", jsonl, "--sort", "confidence", check=True)
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(records) == 36
     assert [r["confidence"] for r in records] == sorted(r["confidence"] for r in records)
     assert all(r["true"] in LABELS and abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in records)
     page = tmp_path / "r.html"
-    result = runner.invoke(app, ["report", str(trained_run), "--split", "test", "-o", str(page), "--limit", "3"])
-    assert result.exit_code == 0, result.output
+    invoke("report", trained_run, "--split", "test", "-o", page, "--limit", "3", check=True)
     assert page.read_text().count('<article class="card doc"') == 3
     corpus = tmp_path / "c.json"
-    args = ["corpus-report", str(trained_run), "-o", str(corpus), "--words", "goal,chip", "--min-count", "2"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    result = invoke("corpus-report", trained_run, "-o", corpus, "--words", "goal,chip", "--min-count", "2", check=True)
     stats = json.loads(corpus.read_text())
     assert set(stats["classes"]) == set(LABELS) and set(stats["chosen_words"]) == {"goal", "chip"}
     assert "faithfulness" in result.stdout
     html_page = tmp_path / "c.html"
-    result = runner.invoke(app, ["corpus-report", str(trained_run), "-o", str(html_page), "--faithfulness-docs", "10"])
-    assert result.exit_code == 0, result.output
+    invoke("corpus-report", trained_run, "-o", html_page, "--faithfulness-docs", "10", check=True)
     text = html_page.read_text()
     assert text.count("<svg") >= 4 and 'id="faithfulness"' in text and "<script" not in text
     # A file of documents without labels: grouped by the predicted class; the check can be skipped.
     unlabelled = write_csv(tmp_path / "u.csv", [{"text": r["text"]} for r in make_corpus(30, seed=4)])
     corpus = tmp_path / "u.json"
-    args = ["corpus-report", str(trained_run), str(unlabelled), "-o", str(corpus), "--faithfulness-docs", "0"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    invoke("corpus-report", trained_run, unlabelled, "-o", corpus, "--faithfulness-docs", "0", check=True)
     stats = json.loads(corpus.read_text())
     assert stats["documents"] == 30 and stats["group_by"] == "predicted" and stats["accuracy"] is None
     assert stats["faithfulness"] is None and sum(c["documents"] for c in stats["classes"].values()) == 30
@@ -314,9 +300,7 @@ def test_report_errors_are_one_line(trained_run, tmp_path, args, code, message):
     lines.write_text("A goal.\n")
     args = [str(lines) if a == "TXT" else a for a in args]
     out = tmp_path / "out.html"
-    result = runner.invoke(app, ["report", str(trained_run), *args, "-o", str(out)])
-    assert result.exit_code == code, result.output
-    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    one_line_error(invoke("report", trained_run, *args, "-o", out), code, message)
     assert not out.exists()
 
 
@@ -343,11 +327,7 @@ def test_reports_show_a_flat_rnn_attention_as_sentence_and_word_weights(flat_att
     stats = corpus_statistics(trained, split, CorpusReportConfig(min_word_count=2, faithfulness_documents=10))
     assert stats.label_names == LABELS and all(len(words) > 0 for words in stats.top_words)
     report = tmp_path / "report.jsonl"
-    outcome = CliRunner().invoke(
-        app,
-        ["report", str(trained.run.root), "--split", "test", "--limit", "3", "-o", str(report)],
-    )
-    assert outcome.exit_code == 0, outcome.output
+    invoke("report", trained.run.root, "--split", "test", "--limit", "3", "-o", report, check=True)
     records = [json.loads(line) for line in report.read_text().splitlines()]
     assert len(records) == 3
     for record in records:

@@ -17,12 +17,9 @@ from pathlib import Path
 
 import datasets
 import pytest
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG, make_corpus, write_csv
-from pipelines.cli import app
+from conftest import TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 
-runner = CliRunner()
 GOOD_ROWS = make_corpus(30, seed=5)
 
 
@@ -449,11 +446,9 @@ def test_the_table_holds_at_least_40_distinct_cases():
 @pytest.mark.parametrize(("setup", "code", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_gives_one_line_error(trained_run, tmp_path, setup, code, message, capsys):
     args = setup(Paths(tmp_path, trained_run))
-    result = runner.invoke(app, args, input="" if args[0] == "predict" else None)
-    assert result.exit_code == code, result.output
-    assert message.format(tmp=tmp_path) in result.stderr
-    assert "Traceback" not in result.output and "unpickled!" not in result.output + capsys.readouterr().out
-    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+    result = invoke(*args)  # with an empty standard input
+    one_line_error(result, code, message.format(tmp=tmp_path))
+    assert "unpickled!" not in result.output + capsys.readouterr().out
     manifest = tmp_path / "run" / "manifest.json"
     if manifest.exists():  # claimed (han's marker) but nothing finished: no artifact, no stage summary
         written = json.loads(manifest.read_text())

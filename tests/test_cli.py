@@ -2,16 +2,8 @@ import csv
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG, make_corpus, write_csv
-from pipelines.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args: str, input: str | None = None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
+from conftest import TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 
 
 def test_run_then_evaluate_and_predict(tmp_path, tiny_overrides):
@@ -78,10 +70,7 @@ def test_stages_one_by_one(tmp_path, tiny_overrides):
 )
 def test_errors_are_one_line_with_exit_code(tmp_path, args, code, message):
     result = invoke(*args, "--run-dir", tmp_path / "r") if args[0] == "run" else invoke(*args)
-    assert result.exit_code == code, result.output
-    assert message in result.stderr
-    assert "Traceback" not in result.output
-    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+    one_line_error(result, code, message)
 
 
 def test_predict_input_errors(trained_run, tmp_path):

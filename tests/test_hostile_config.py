@@ -14,29 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG
-from pipelines.cli import app
-
-runner = CliRunner()
-
-
-def one_line_error(args: list[str], code: int, *fragments: str, progress: bool = False) -> str:
-    """Run `han args`; assert exit `code`, one stderr line holding every fragment and no traceback; return it.
-
-    `progress`: the command ran a while first, so its progress bars (lines drawn with ━ ╸ ╺) may precede the line.
-    """
-    result = runner.invoke(app, args)
-    assert result.exit_code == code, f"exit {result.exit_code}: {result.output}{result.exception!r}"
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    bars = set("━╸╺") if progress else set()
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not bars & set(line)]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+from conftest import TINY_CONFIG, invoke, one_line_error
 
 
 def inspect_file(text: str) -> Callable[[Path, list[str]], list[str]]:
@@ -73,7 +52,7 @@ ALIAS_CHAIN = "x0: &x0 [a]\n" + "".join(f"x{i}: &x{i} [*x{i - 1}]\n" for i in ra
     ids=["file of 100k open brackets", "file nested 40 deep", "alias chain 3000 deep", "override of 100k brackets"],
 )
 def test_deeply_nested_yaml_is_refused_with_one_line(tmp_path, tiny_overrides, make_args, fragments):
-    one_line_error(make_args(tmp_path, tiny_overrides), 2, *fragments)
+    one_line_error(invoke(*make_args(tmp_path, tiny_overrides)), 2, *fragments)
 
 
 # --- finding 2: model sizes are bounded, and the network must fit in memory before it is allocated ---
@@ -89,7 +68,7 @@ def test_deeply_nested_yaml_is_refused_with_one_line(tmp_path, tiny_overrides, m
 def test_huge_model_sizes_are_refused_by_the_schema(tmp_path, tiny_overrides, override):
     key, _, value = override.partition("=")
     one_line_error(
-        inspect_tiny(override)(tmp_path, tiny_overrides),
+        invoke(*inspect_tiny(override)(tmp_path, tiny_overrides)),
         2,
         f"{key}: Input should be less than or equal to 4096 (got {value})",
     )
@@ -97,10 +76,10 @@ def test_huge_model_sizes_are_refused_by_the_schema(tmp_path, tiny_overrides, ov
 
 def test_a_model_larger_than_the_available_memory_is_refused_before_allocating(tmp_path, tiny_overrides, monkeypatch):
     config = [str(TINY_CONFIG), *tiny_overrides, "model.word_hidden=512", "--run-dir", str(tmp_path / "run")]
-    assert runner.invoke(app, ["preprocess", *config]).exit_code == 0
+    invoke("preprocess", *config, check=True)
     monkeypatch.setattr("han.models.build.available_memory_bytes", lambda: 2**20, raising=False)  # 1 MiB left
     line = one_line_error(
-        ["train", *config], 2, "the model would need 25.7 MiB", "but only 1.0 MiB of memory is available"
+        invoke("train", *config), 2, "the model would need 25.7 MiB", "but only 1.0 MiB of memory is available"
     )
     assert "lower model.word_hidden (the word encoder, model.word_hidden=512, is the largest part)" in line
 
@@ -111,7 +90,9 @@ def test_a_model_larger_than_the_available_memory_is_refused_before_allocating(t
 )
 def test_non_finite_floats_are_refused(tmp_path, tiny_overrides, override):
     key = override.partition("=")[0]
-    one_line_error(inspect_tiny(override)(tmp_path, tiny_overrides), 2, f"{key}: Input should be a finite number")
+    one_line_error(
+        invoke(*inspect_tiny(override)(tmp_path, tiny_overrides)), 2, f"{key}: Input should be a finite number"
+    )
 
 
 def strict_json(path: Path) -> object:
@@ -129,8 +110,10 @@ def strict_json(path: Path) -> object:
 def test_a_diverging_training_stops_with_one_line_and_writes_only_strict_json(tmp_path, tiny_overrides):
     run_dir = tmp_path / "run"
     config = [str(TINY_CONFIG), *tiny_overrides, "train.lr=1e38", "train.scheduler=constant", "--run-dir", str(run_dir)]
-    assert runner.invoke(app, ["preprocess", *config]).exit_code == 0
-    line = one_line_error(["train", *config], 2, "training diverged at epoch 1 step ", "lower train.lr", progress=True)
+    invoke("preprocess", *config, check=True)
+    line = one_line_error(
+        invoke("train", *config), 2, "training diverged at epoch 1 step ", "lower train.lr", progress=True
+    )
     assert "loss is nan" in line or "loss is inf" in line
     assert not (run_dir / "model" / "best.safetensors").exists() and not (run_dir / "train_log.jsonl").exists()
     written = sorted(run_dir.rglob("*.json")) + sorted(run_dir.rglob("*.jsonl"))
@@ -150,7 +133,7 @@ def test_the_json_writer_writes_non_finite_numbers_as_null(tmp_path):
 @pytest.mark.parametrize("seed", ["-1", "4294967296"])
 def test_a_config_seed_outside_32_bits_is_refused(tmp_path, tiny_overrides, seed):
     one_line_error(
-        inspect_tiny(f"seed={seed}")(tmp_path, tiny_overrides),
+        invoke(*inspect_tiny(f"seed={seed}")(tmp_path, tiny_overrides)),
         2,
         f"seed: a seed must be an integer from 0 to 2**32 - 1 = 4294967295 (got {seed})",
     )
@@ -158,7 +141,7 @@ def test_a_config_seed_outside_32_bits_is_refused(tmp_path, tiny_overrides, seed
 
 def test_a_corpus_report_seed_outside_32_bits_is_refused(tmp_path, trained_run):
     args = ["corpus-report", str(trained_run), "--output", str(tmp_path / "c.json"), "--seed", "-1"]
-    one_line_error(args, 2, "han corpus-report options: seed: a seed must be an integer from 0 to 2**32 - 1")
+    one_line_error(invoke(*args), 2, "han corpus-report options: seed: a seed must be an integer from 0 to 2**32 - 1")
 
 
 # --- finding 5: duplicate keys are refused, naming the key and the line ------------------------------
@@ -178,7 +161,7 @@ def test_a_corpus_report_seed_outside_32_bits_is_refused(tmp_path, trained_run):
     ids=["key in a section", "section", "key in an override value"],
 )
 def test_duplicate_yaml_keys_are_refused(tmp_path, tiny_overrides, make_args, fragment):
-    one_line_error(make_args(tmp_path, tiny_overrides), 2, fragment)
+    one_line_error(invoke(*make_args(tmp_path, tiny_overrides)), 2, fragment)
 
 
 # --- finding 6: true/false is not a number, and a number is not true/false ---------------------------
@@ -195,7 +178,7 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, tiny_overrides, make_args, fr
     ids=["file max_epochs true", "override max_epochs true", "override lr false", "seed true", "bool 1", "bool 0"],
 )
 def test_booleans_and_numbers_are_not_taken_for_each_other(tmp_path, tiny_overrides, make_args, fragment):
-    one_line_error(make_args(tmp_path, tiny_overrides), 2, fragment)
+    one_line_error(invoke(*make_args(tmp_path, tiny_overrides)), 2, fragment)
 
 
 @pytest.mark.parametrize(("precision", "tolerated"), [("fp32", 0), ("bf16", 0), ("fp16", 19)])

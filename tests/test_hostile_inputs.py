@@ -23,35 +23,14 @@ from pathlib import Path
 
 import datasets
 import pytest
-from typer.testing import CliRunner
 
 import han
-from conftest import TINY_CONFIG, make_corpus, write_csv
+from conftest import TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 from han.config import DataConfig
 from han.data.splits import load_data
-from pipelines.cli import app
 
 ROOT = Path(han.__file__).resolve().parents[1]
-runner = CliRunner()
 GOOD = make_corpus(30, seed=7)
-
-
-def stderr_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def assert_one_line_error(code: int, stderr: str, expected_code: int, *fragments: str) -> None:
-    assert code == expected_code, stderr
-    assert "Traceback" not in stderr, stderr
-    assert len(stderr_lines(stderr)) == 1, stderr
-    for fragment in fragments:
-        assert fragment in stderr, stderr
-
-
-def invoke(args: list[str], stdin: str | None = None) -> tuple[int, str]:
-    result = runner.invoke(app, args, input=stdin if stdin is not None else "")
-    crash = result.exception is not None and not isinstance(result.exception, SystemExit)
-    return result.exit_code, result.stderr + (f"\nTraceback: {result.exception!r}" if crash else "")
 
 
 # --- a watched child process: a hang or runaway memory fails the test instead of the machine ----------
@@ -59,11 +38,18 @@ def invoke(args: list[str], stdin: str | None = None) -> tuple[int, str]:
 
 @dataclass
 class Child:
-    code: int
+    """A finished child process, with the fields of click's Result that `one_line_error` reads."""
+
+    exit_code: int
     stdout: str
     stderr: str
     peak_mib: float
     seconds: float
+    exception: None = None  # a crash in a child shows as its traceback on stderr
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
 
 def rss_mib(pid: int) -> float:
@@ -164,8 +150,7 @@ def test_5_a_stray_or_unclosed_quote_is_refused_naming_the_line(
     args = [command, str(trained_run), str(path)]
     if command == "report":
         args += ["--output", str(tmp_path / "report.html")]
-    code, stderr = invoke(args)
-    assert_one_line_error(code, stderr, 3, *fragments)
+    one_line_error(invoke(*args), 3, *fragments)
     assert not (tmp_path / "report.html").exists()
 
 
@@ -206,8 +191,7 @@ PREDICT_TYPE_CASES = [
 @pytest.mark.parametrize(("name", "write", "fragments"), PREDICT_TYPE_CASES, ids=[c[0] for c in PREDICT_TYPE_CASES])
 def test_8_a_text_value_that_is_not_a_string_is_refused_by_predict(trained_run, tmp_path, name, write, fragments):
     write(tmp_path / name)
-    code, stderr = invoke(["predict", str(trained_run), str(tmp_path / name)])
-    assert_one_line_error(code, stderr, 3, *fragments)
+    one_line_error(invoke("predict", trained_run, tmp_path / name), 3, *fragments)
 
 
 def training_rows(value_at_7: object) -> list[dict]:
@@ -230,10 +214,8 @@ TRAINING_TYPE_CASES = [
 @pytest.mark.parametrize(("name", "write", "fragments"), TRAINING_TYPE_CASES, ids=[c[0] for c in TRAINING_TYPE_CASES])
 def test_8_a_text_column_that_is_not_text_is_refused_by_training(tmp_path, name, write, fragments):
     write(tmp_path / name)
-    code, stderr = invoke(
-        ["preprocess", str(TINY_CONFIG), f"data.source={tmp_path / name}", "--run-dir", str(tmp_path / "run")]
-    )
-    assert_one_line_error(code, stderr, 3, *fragments)
+    result = invoke("preprocess", TINY_CONFIG, f"data.source={tmp_path / name}", "--run-dir", tmp_path / "run")
+    one_line_error(result, 3, *fragments)
 
 
 # --- 9: named pipes and devices are refused before they are opened; stdin lines are bounded -------------
@@ -282,13 +264,13 @@ def test_9_a_named_pipe_is_refused_before_it_is_opened(trained_run, tmp_path, se
     if args[0] == "preprocess":
         args += ["--run-dir", str(tmp_path / "run")]
     child = run_han(args)
-    assert_one_line_error(child.code, child.stderr, 3, name, PIPE_MESSAGE)
+    one_line_error(child, 3, name, PIPE_MESSAGE)
 
 
 def test_9_dev_zero_on_stdin_is_refused_at_once_with_bounded_memory(trained_run):
     with open("/dev/zero", "rb") as zero:
         child = run_han(["predict", str(trained_run)], stdin=zero.fileno())
-    assert_one_line_error(child.code, child.stderr, 3, "standard input: line 1: binary data (a NUL byte)")
+    one_line_error(child, 3, "standard input: line 1: binary data (a NUL byte)")
 
 
 def test_9_an_endless_stdin_line_is_cut_while_read_with_bounded_memory(trained_run):
@@ -305,7 +287,7 @@ def test_9_an_endless_stdin_line_is_cut_while_read_with_bounded_memory(trained_r
             pass
 
     child = run_han(["predict", str(trained_run)], feed=feed, timeout=180, rss_limit_mib=1400)
-    assert child.code == 0, child.stderr
+    assert child.exit_code == 0, child.stderr
     assert [json.loads(line)["row"] for line in child.stdout.splitlines()] == [1, 2, 3]
     assert "1 line(s) longer than preprocess.max_chars" in child.stderr
 
@@ -320,8 +302,7 @@ def test_10a_a_deeply_nested_json_line_is_refused_naming_the_line(trained_run, t
     args = [command, str(trained_run), str(path)]
     if command == "report":
         args += ["--output", str(tmp_path / "report.html")]
-    code, stderr = invoke(args)
-    assert_one_line_error(code, stderr, 3, "deep.jsonl: line 2 is nested")
+    one_line_error(invoke(*args), 3, "deep.jsonl: line 2 is nested")
 
 
 # --- 13: carving keeps every class in train --------------------------------------------------------
@@ -365,7 +346,5 @@ def test_15c_an_unreachable_hub_fails_fast_in_one_line(tmp_path):
     }
     args = ["preprocess", str(TINY_CONFIG), "data.source=someone/nonexistent-dataset"]
     child = run_han([*args, "--run-dir", str(tmp_path / "run")], env=env, timeout=120)
-    assert_one_line_error(
-        child.code, child.stderr, 3, "someone/nonexistent-dataset: the Hugging Face hub cannot be reached"
-    )
+    one_line_error(child, 3, "someone/nonexistent-dataset: the Hugging Face hub cannot be reached")
     assert child.seconds < 15, f"took {child.seconds:.1f} s"

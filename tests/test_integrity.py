@@ -11,19 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import ROOT, TINY_CONFIG
+from conftest import ROOT, TINY_CONFIG, invoke, one_line_error
 from han.errors import RunDirError
 from han.store.rundir import RunDir
 from han.util.hashing import file_sha256
-from pipelines.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args: object, input: str | None = None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
 
 
 @pytest.fixture
@@ -31,15 +23,6 @@ def run_copy(trained_run: Path, tmp_path: Path) -> Path:
     target = tmp_path / "run"
     shutil.copytree(trained_run, target)
     return target
-
-
-def assert_one_line_error(result, code: int, *fragments: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, (fragment, result.stderr)
 
 
 def test_manifest_lists_every_artifact_with_its_sha256(trained_run):
@@ -91,11 +74,8 @@ def test_tampered_files_are_refused_with_one_line(run_copy, target, damage, comm
     else:
         path.unlink()
     args = ["predict", run_copy] if command == "predict" else ["evaluate", run_copy, "--split", "test"]
-    result = invoke(*args, input="The team scored a goal.\n")
-    assert result.exit_code == 4, result.output
-    assert "Traceback" not in result.output
-    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
-    assert re.search(message, result.stderr), result.stderr
+    line = one_line_error(invoke(*args, input="The team scored a goal.\n"), 4)
+    assert re.search(message, line), line
 
 
 class Payload:
@@ -124,25 +104,25 @@ def test_a_planted_pickle_is_refused_not_executed(run_copy, tmp_path, tiny_overr
     # 1. Raw pickle in place of the weights, checksum updated: the safetensors loader refuses it.
     original = (run_copy / "model" / "best.safetensors").read_bytes()
     plant(run, "model/best.safetensors", evil)
-    assert_one_line_error(invoke("predict", run_copy, input="a goal.\n"), 4, "not a readable safetensors file")
+    one_line_error(invoke("predict", run_copy, input="a goal.\n"), 4, "not a readable safetensors file")
 
     # 2. A torch.save file (zip + pickle) in place of the weights: refused the same way.
     torch_file = tmp_path / "weights.pt"
     torch.save({"payload": Payload(marker)}, torch_file)
     plant(run, "model/best.safetensors", torch_file.read_bytes())
-    assert_one_line_error(invoke("evaluate", run_copy), 4, "not a readable safetensors file")
+    one_line_error(invoke("evaluate", run_copy), 4, "not a readable safetensors file")
     plant(run, "model/best.safetensors", original)
 
     # 3. Pickle in place of the vocabulary and the labels: JSON only.
     for name in ("vocab.json", "labels.json"):
         saved = (run_copy / name).read_bytes()
         plant(run, name, evil)
-        assert_one_line_error(invoke("predict", run_copy, input="a goal.\n"), 4, f"{name}: not valid JSON")
+        one_line_error(invoke("predict", run_copy, input="a goal.\n"), 4, f"{name}: not valid JSON")
         plant(run, name, saved)
 
     # 4. A pickle dropped next to the encoded data, not in the manifest: refused before anything is read.
     (run_copy / "data" / "test" / "extra.pkl").write_bytes(evil)
-    assert_one_line_error(invoke("evaluate", run_copy, "--split", "test"), 4, "extra.pkl: unexpected file")
+    one_line_error(invoke("evaluate", run_copy, "--split", "test"), 4, "extra.pkl: unexpected file")
     (run_copy / "data" / "test" / "extra.pkl").unlink()
 
     # 5. A pickle posing as the newest checkpoint: skipped as damaged, training resumes from a real one.
@@ -178,7 +158,7 @@ def test_run_directory_is_never_overwritten_without_overwrite(run_copy, tiny_ove
         ["train", TINY_CONFIG, *tiny_overrides, "--run-dir", run_copy],
         ["preprocess", TINY_CONFIG, *tiny_overrides, "preprocess.max_words=7", "--run-dir", run_copy],
     ):
-        assert_one_line_error(invoke(*args), 4, "--overwrite")
+        one_line_error(invoke(*args), 4, "--overwrite")
     # the same preprocessing again only reuses what is there: nothing is overwritten
     reused = invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", run_copy)
     assert reused.exit_code == 0 and "reused cached preprocessing" in reused.stdout, reused.output
@@ -193,7 +173,7 @@ def test_run_directory_is_never_overwritten_without_overwrite(run_copy, tiny_ove
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("precious")
-    assert_one_line_error(
+    one_line_error(
         invoke("run", TINY_CONFIG, *tiny_overrides, "--run-dir", foreign, "--overwrite"), 4, "not a han run directory"
     )
     assert (foreign / "notes.txt").read_text() == "precious"

@@ -12,22 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
+from conftest import TINY_CONFIG, TOPICS, invoke, make_multilabel_corpus, write_csv
 from han.config import Config, load_config
 from han.store.encoded import EncodedSplit
 from han.workflows.run import run_all
-from pipelines.cli import app
 
 NAMES = sorted(TOPICS)  # food, sport, tech
-runner = CliRunner()
-
-
-def invoke(*args: object) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +62,7 @@ def texts_csv(tmp_path_factory: pytest.TempPathFactory, texts: list[str]) -> Pat
 
 
 def cli_predictions(run_dir: Path, source: Path, output: Path) -> list[dict[str, Any]]:
-    invoke("predict", run_dir, source, "-o", output)
+    invoke("predict", run_dir, source, "-o", output, check=True)
     return [json.loads(line) for line in output.read_text().splitlines()]
 
 
@@ -146,20 +137,20 @@ def test_the_api_predicts_the_label_sets_han_predict_writes(trained, texts, text
 def test_prediction_shards_merge_into_the_single_process_output(trained, tmp_path, suffix):
     data = write_csv(tmp_path / "input.csv", [{"text": r["text"]} for r in make_multilabel_corpus(45, seed=11)])
     single, sharded = tmp_path / f"single{suffix}", tmp_path / f"sharded{suffix}"
-    invoke("predict", trained, data, "--output", single, "--chunk-size", 8)
+    invoke("predict", trained, data, "--output", single, "--chunk-size", 8, check=True)
     for index in (0, 1):
-        invoke("predict", trained, data, "--output", sharded, "--chunk-size", 8, "--shard", f"{index}/2")
-    invoke("merge-predictions", sharded, "--shards", 2)
+        invoke("predict", trained, data, "--output", sharded, "--chunk-size", 8, "--shard", f"{index}/2", check=True)
+    invoke("merge-predictions", sharded, "--shards", 2, check=True)
     assert sharded.read_bytes() == single.read_bytes()
     assert "labels" in single.read_text().splitlines()[0]
 
 
 def test_preprocess_shards_merge_into_the_single_process_run(overrides, tmp_path):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
-    invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", single)
+    invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", single, check=True)
     for index in (0, 1):
-        invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", sharded, "--shard", f"{index}/2")
-    invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", sharded, "--merge-shards", 2)
+        invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", sharded, "--shard", f"{index}/2", check=True)
+    invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", sharded, "--merge-shards", 2, check=True)
     for name in ("vocab.json", "labels.json", "config.json", "embeddings.safetensors"):
         assert (sharded / name).read_bytes() == (single / name).read_bytes(), name
     for split in ("train", "validation", "test"):
@@ -214,7 +205,7 @@ def test_mlflow_logs_the_run_and_its_model_predicts_the_joined_label_sets(
     frame = model.predict(pd.DataFrame({"text": texts}))
     assert list(frame.columns) == ["labels", *(f"p_{name}" for name in NAMES)]
     out = tmp_path / "out.csv"
-    invoke("predict", run_dir, texts_csv, "-o", out)
+    invoke("predict", run_dir, texts_csv, "-o", out, check=True)
     expected = pd.read_csv(out, keep_default_na=False, dtype={"labels": str})
     assert frame["labels"].tolist() == expected["labels"].tolist()
     assert any(";" in cell for cell in frame["labels"])

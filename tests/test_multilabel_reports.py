@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG, TOPICS, make_multilabel_corpus, write_csv
+from conftest import TINY_CONFIG, TOPICS, invoke, make_multilabel_corpus, write_csv
 from han.config import CorpusReportConfig, DocumentReportConfig
 from han.errors import ConfigError
 from han.evaluation.scoring import predict_probabilities, score_split
@@ -30,11 +29,9 @@ from han.reports.pages import render_corpus_report, render_document_report
 from han.reports.statistics import corpus_statistics, load_split_for_corpus
 from han.serving.trained import TrainedRun, load_trained_run
 from han.store.encoded import EncodedSplit
-from pipelines.cli import app
 
 LABELS = sorted(TOPICS)  # food, sport, tech
 HOSTILE = "Nice <script>alert('x')</script> goal & <img src=x onerror=alert(1)> chef."
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +113,9 @@ def test_report_of_a_labelled_file_shows_true_and_predicted_label_sets(run_dir, 
     rows.append({"text": HOSTILE, "topics": "food;sport"})
     source = write_csv(tmp_path / "labelled.csv", rows)
     page = tmp_path / "report.html"
-    result = runner.invoke(app, ["report", str(run_dir), str(source), "-o", str(page)])
-    assert result.exit_code == 0, result.output
+    invoke("report", run_dir, source, "-o", page, check=True)
     predictions = tmp_path / "predictions.jsonl"
-    result = runner.invoke(app, ["predict", str(run_dir), str(source), "-o", str(predictions)])
-    assert result.exit_code == 0, result.output
+    invoke("predict", run_dir, source, "-o", predictions, check=True)
     predicted = [json.loads(line)["labels"] for line in predictions.read_text().splitlines()]
 
     text = page.read_text(encoding="utf-8")
@@ -176,8 +171,7 @@ def test_only_misclassified_keeps_exactly_the_documents_whose_sets_differ(traine
 
     def rows_of(*options: str) -> list[dict]:
         output = tmp_path / "r.jsonl"
-        result = runner.invoke(app, ["report", str(run_dir), "--split", "test", "-o", str(output), *options])
-        assert result.exit_code == 0, result.output
+        invoke("report", run_dir, "--split", "test", "-o", output, *options, check=True)
         return [json.loads(line) for line in output.read_text().splitlines()]
 
     misclassified = rows_of("--only", "misclassified")
@@ -262,15 +256,13 @@ def test_corpus_report_groups_by_each_label(trained, run_dir, tmp_path):
     assert single.top_words[a] and not any(single.top_words[c] for c in set(range(len(LABELS))) - {a, b})
 
     output = tmp_path / "corpus.json"
-    result = runner.invoke(app, ["corpus-report", str(run_dir), "-o", str(output), "--min-count", "2"])
-    assert result.exit_code == 0, result.output
+    invoke("corpus-report", run_dir, "-o", output, "--min-count", "2", check=True)
     data = json.loads(output.read_text())
     assert list(data["classes"]) == LABELS and data["task"] == "multilabel"
     assert [data["classes"][n]["documents"] for n in LABELS] == truth.sum(axis=0).tolist()
     assert all(data["classes"][n]["top_words"] for n in LABELS)
     page = tmp_path / "corpus.html"
-    result = runner.invoke(app, ["corpus-report", str(run_dir), "-o", str(page), "--faithfulness-docs", "10"])
-    assert result.exit_code == 0, result.output
+    invoke("corpus-report", run_dir, "-o", page, "--faithfulness-docs", "10", check=True)
     text = page.read_text()
     assert "Most attended words per label" in text and text.count('class="class-words"') == len(LABELS)
 

@@ -17,25 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import pipelines
-from conftest import TINY_CONFIG, make_corpus, write_csv
-from pipelines.cli import app
+from conftest import TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 
 ROOT = Path(pipelines.__file__).resolve().parents[1]  # subprocesses run the han under test
-runner = CliRunner()
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, code: int, words: str) -> None:
-    assert result.exit_code == code, result.output
-    assert words in result.stderr, result.stderr
-    assert "Traceback" not in result.output
-    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

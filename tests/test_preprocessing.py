@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG, make_corpus, write_csv
+from conftest import TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 from han.config import PreprocessConfig, load_config
 from han.data.rows import RawSplit, RowCounts
 from han.data.splits import LoadedData
@@ -20,7 +19,6 @@ from han.text.inspection import inspect_data
 from han.text.preprocess import preprocess
 from han.text.segment import build_pipeline, segment
 from han.text.segment_datasets import SegmentedData, drop_tokenless, segment_and_encode
-from pipelines.cli import app
 
 TRICKY = [
     "Hello World. This is\nhan!  Is it?",
@@ -147,13 +145,10 @@ def test_second_preprocess_reuses_and_changes_rebuild(tmp_path, tiny_overrides, 
 
 
 def test_cli_preprocess_says_it_reused_the_cache(tmp_path, tiny_overrides):
-    runner = CliRunner()
-    args = ["preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(tmp_path / "run")]
-    first = runner.invoke(app, args)
-    assert first.exit_code == 0, first.output
+    args = ["preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", tmp_path / "run"]
+    first = invoke(*args, check=True)
     assert "preprocessed" in first.stdout and "documents/s" in first.stdout and "rows in 240, kept 240" in first.stdout
-    second = runner.invoke(app, args)
-    assert second.exit_code == 0, second.output
+    second = invoke(*args, check=True)
     assert "reused cached preprocessing" in second.stdout
 
 
@@ -251,13 +246,11 @@ def test_inspect_reports_lengths_caps_and_oov(tmp_path):
 
 
 def test_cli_data_inspect(tmp_path, tiny_overrides):
-    result = CliRunner().invoke(app, ["data", "inspect", str(TINY_CONFIG), *tiny_overrides])
-    assert result.exit_code == 0, result.output
+    result = invoke("data", "inspect", TINY_CONFIG, *tiny_overrides, check=True)
     for text in ("documents per label", "sentences per document", "words per sentence", "what the caps cut"):
         assert text in result.stdout
     assert "out-of-vocabulary rate" in result.stdout and "240 rows read" in result.stdout
-    bad = CliRunner().invoke(app, ["data", "inspect", str(TINY_CONFIG), "data.source=/nowhere/x.csv"])
-    assert bad.exit_code == 3 and "no such file" in bad.stderr
+    one_line_error(invoke("data", "inspect", TINY_CONFIG, "data.source=/nowhere/x.csv"), 3, "no such file")
 
 
 def test_cached_preprocess_imports_no_heavy_library(tmp_path, tiny_overrides):
@@ -266,8 +259,7 @@ def test_cached_preprocess_imports_no_heavy_library(tmp_path, tiny_overrides):
     import sys
 
     args = ["preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(tmp_path / "run")]
-    first = CliRunner().invoke(app, args)
-    assert first.exit_code == 0, first.output
+    invoke(*args, check=True)
     probe = (
         "import sys, json\n"
         "from typer.testing import CliRunner\n"
@@ -446,12 +438,12 @@ def test_extra_text_files_are_part_of_the_cache_key_and_a_missing_one_is_named(t
     second = preprocess(load_config(TINY_CONFIG, overrides), tmp_path / "run", overwrite=True)
     assert not second.reused and second.cache_key != first.cache_key
 
-    shown = CliRunner().invoke(app, ["preprocess", str(TINY_CONFIG), *overrides, "--run-dir", str(tmp_path / "cli")])
-    assert shown.exit_code == 0 and "words of the train + 1 file(s) text (no labels)" in " ".join(shown.output.split())
+    shown = invoke("preprocess", TINY_CONFIG, *overrides, "--run-dir", tmp_path / "cli", check=True)
+    assert "words of the train + 1 file(s) text (no labels)" in " ".join(shown.output.split())
 
     missing = [*tiny_overrides, f"embeddings.extra_text.files=[{tmp_path / 'gone.txt'}]"]
     with pytest.raises(DataError, match=r"embeddings\.extra_text\.files .*gone\.txt.*: no such file"):
         preprocess(load_config(TINY_CONFIG, missing), tmp_path / "other")
     assert not (tmp_path / "other").exists()  # refused before anything was written
-    result = CliRunner().invoke(app, ["preprocess", str(TINY_CONFIG), *missing, "--run-dir", str(tmp_path / "r")])
-    assert result.exit_code != 0 and "gone.txt" in result.output and "Traceback" not in result.output
+    result = invoke("preprocess", TINY_CONFIG, *missing, "--run-dir", tmp_path / "r")
+    one_line_error(result, DataError.exit_code, "gone.txt")

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import han.serving.inference
-from conftest import TINY_CONFIG, make_corpus
+from conftest import TINY_CONFIG, invoke, make_corpus
 from han.data.records import iter_input_texts
 from han.data.splits import load_labelled_file
 from han.reports.documents import read_documents
 from han.serving.trained import load_trained_run
-from pipelines.cli import app
 
 SEPARATOR = " ~ "
 
@@ -51,8 +49,7 @@ def two_column_run(tmp_path_factory):
         "train.threads=1",
     ]
     run_dir = folder / "run"
-    result = CliRunner().invoke(app, ["run", str(TINY_CONFIG), *overrides, "--run-dir", str(run_dir)])
-    assert result.exit_code == 0, result.output
+    invoke("run", TINY_CONFIG, *overrides, "--run-dir", run_dir, check=True)
     documents = write_two_column_csv(folder / "input.csv", [{**r, "split": ""} for r in make_corpus(30, seed=12)])
     return run_dir, documents
 
@@ -72,12 +69,10 @@ def test_every_reader_joins_the_columns_the_same_way(two_column_run):
 
 def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run, tmp_path, monkeypatch):
     run_dir, documents = two_column_run
-    runner = CliRunner()
     labels = load_trained_run(run_dir).label_names
 
     predictions = tmp_path / "predictions.csv"
-    result = runner.invoke(app, ["predict", str(run_dir), str(documents), "-o", str(predictions)])
-    assert result.exit_code == 0, result.output
+    invoke("predict", run_dir, documents, "-o", predictions, check=True)
     with open(predictions, encoding="utf-8") as handle:
         predicted = np.array([[float(row[f"p_{name}"]) for name in labels] for row in csv.DictReader(handle)])
 
@@ -89,13 +84,11 @@ def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run,
         return original(labels_, probabilities, names, *more)
 
     monkeypatch.setattr(han.serving.inference, "split_metrics", keep)
-    result = runner.invoke(app, ["evaluate", str(run_dir), "--data", str(documents)])
-    assert result.exit_code == 0, result.output
+    invoke("evaluate", run_dir, "--data", documents, check=True)
     (evaluated,) = scored
 
     report = tmp_path / "report.jsonl"
-    result = runner.invoke(app, ["report", str(run_dir), str(documents), "-o", str(report)])
-    assert result.exit_code == 0, result.output
+    invoke("report", run_dir, documents, "-o", report, check=True)
     records = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
     reported = np.array(
         [[r["probabilities"][name] for name in labels] for r in sorted(records, key=lambda r: r["row"])]
@@ -125,15 +118,14 @@ def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_te
         "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels, strict=True)),
         encoding="utf-8",
     )
-    runner = CliRunner()
     names = load_trained_run(trained_run).label_names
 
     predictions = tmp_path / "p.jsonl"
-    assert runner.invoke(app, ["predict", str(trained_run), str(source), "-o", str(predictions)]).exit_code == 0
+    invoke("predict", trained_run, source, "-o", predictions, check=True)
     predicted = np.array([[json.loads(line)[f"p_{n}"] for n in names] for line in predictions.read_text().splitlines()])
 
     report = tmp_path / "r.jsonl"
-    assert runner.invoke(app, ["report", str(trained_run), str(source), "-o", str(report)]).exit_code == 0
+    invoke("report", trained_run, source, "-o", report, check=True)
     records = sorted((json.loads(line) for line in report.read_text().splitlines()), key=lambda r: r["row"])
     reported = np.array([[r["probabilities"][n] for n in names] for r in records])
 
@@ -144,7 +136,7 @@ def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_te
         "split_metrics",
         lambda y, p, n, *more: captured.setdefault("evaluate", p) is not None and metrics(y, p, n, *more),
     )
-    assert runner.invoke(app, ["evaluate", str(trained_run), "--data", str(source)]).exit_code == 0
+    invoke("evaluate", trained_run, "--data", source, check=True)
     scoring = han.reports.statistics.score_split
 
     def keep_scores(*args, **kwargs):
@@ -154,8 +146,7 @@ def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_te
 
     monkeypatch.setattr(han.reports.statistics, "score_split", keep_scores)
     corpus = tmp_path / "c.json"
-    result = runner.invoke(app, ["corpus-report", str(trained_run), str(source), "-o", str(corpus)])
-    assert result.exit_code == 0, result.output
+    invoke("corpus-report", trained_run, source, "-o", corpus, check=True)
 
     assert predicted.shape == (4, len(names))
     for other in (reported, captured["evaluate"], captured["corpus"]):

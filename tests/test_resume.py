@@ -19,7 +19,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import han.util.atomic
-from conftest import ROOT, TINY_CONFIG
+from conftest import ROOT, TINY_CONFIG, invoke
 from han.config import load_config
 from han.errors import RunDirError, StorageError, TrainingStopped
 from han.progress import Progress
@@ -181,12 +181,7 @@ def test_sigterm_stops_han_run_gracefully_and_run_resume_completes(trained_run, 
     assert "stopped:" in stderr and "SIGTERM" in stderr and "--resume" in stderr and "Traceback" not in stderr
     assert not (run_dir / "metrics.json").exists()
 
-    from typer.testing import CliRunner
-
-    from pipelines.cli import app
-
-    result = CliRunner().invoke(app, ["run", str(TINY_CONFIG), *overrides, "--run-dir", str(run_dir), "--resume"])
-    assert result.exit_code == 0, result.output
+    invoke("run", TINY_CONFIG, *overrides, "--run-dir", run_dir, "--resume", check=True)
     for name in ("best", "last"):  # the uninterrupted run of the same config (conftest.trained_run)
         ours = load_file(str(run_dir / "model" / f"{name}.safetensors"))
         theirs = load_file(str(trained_run / "model" / f"{name}.safetensors"))

@@ -9,21 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from conftest import invoke, one_line_error
 from han.reports.html import CSP
 from han.reports.run_page import CURVES, RunView, _line_chart
-from pipelines.cli import app
 
-runner = CliRunner()
 CHROMIUM = next(
     (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
 )
 CURVE_KEYS = [key for _, keys in CURVES for key, _, _ in keys]
-
-
-def show(*args: object):
-    return runner.invoke(app, ["show", *(str(a) for a in args)])
 
 
 def train_log(run: Path) -> list[dict]:
@@ -39,8 +33,7 @@ def curves(html: str) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def single_page(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     output = tmp_path_factory.mktemp("show") / "run.html"
-    result = show(trained_run, "-o", output)
-    assert result.exit_code == 0, result.output
+    result = invoke("show", trained_run, "-o", output, check=True)
     assert "run page" in result.stdout and str(output.name) in result.stdout
     return output.read_text(encoding="utf-8")
 
@@ -81,8 +74,7 @@ def test_two_runs_overlay_with_escaped_names(trained_run, tmp_path):
     other = tmp_path / "a&b"
     shutil.copytree(trained_run, other, ignore=shutil.ignore_patterns("checkpoints"))
     output = tmp_path / "both.html"
-    result = show(trained_run, other, "--output", output)
-    assert result.exit_code == 0, result.output
+    invoke("show", trained_run, other, "--output", output, check=True)
     html = output.read_text(encoding="utf-8")
     legend = re.findall(r'<text class="legend"[^>]*>([^<]*)</text>', html)
     assert "a&b" not in html and legend.count("a&amp;b") == legend.count(trained_run.name) == len(CURVES)
@@ -103,21 +95,16 @@ def test_run_without_train_log_is_a_one_line_error(trained_run, tmp_path):
     untrained = tmp_path / "untrained"
     shutil.copytree(trained_run, untrained, ignore=shutil.ignore_patterns("train_log.jsonl", "checkpoints"))
     output = tmp_path / "run.html"
-    result = show(untrained, "-o", output)
-    assert result.exit_code == 4, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "train_log.jsonl" in lines[0] and "train the run first" in lines[0], lines
+    one_line_error(invoke("show", untrained, "-o", output), 4, "train_log.jsonl", "train the run first")
     assert not output.exists()
 
 
 def test_output_that_is_an_input_or_a_run_file_is_refused(trained_run):
     metrics = trained_run / "metrics.json"
     before = metrics.read_bytes()
-    result = show(trained_run, "-o", metrics)
-    assert result.exit_code == 4 and "run directory" in result.stderr, result.output
+    one_line_error(invoke("show", trained_run, "-o", metrics), 4, "run directory")
     assert metrics.read_bytes() == before
-    result = show(trained_run, "-o", trained_run)
-    assert result.exit_code == 2 and "is a folder" in result.stderr, result.output
+    one_line_error(invoke("show", trained_run, "-o", trained_run), 2, "is a folder")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not found (Debian: apt-get install chromium)")

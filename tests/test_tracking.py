@@ -8,9 +8,8 @@ import sys
 import textwrap
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import ROOT, TINY_CONFIG, make_corpus, write_csv
+from conftest import ROOT, TINY_CONFIG, invoke, make_corpus, write_csv
 from han.config import load_config
 from han.workflows.tracking import flatten_config
 
@@ -34,7 +33,6 @@ def test_a_tracked_run_is_logged_to_mlflow_and_its_model_predicts_like_han_predi
     from mlflow.tracking import MlflowClient
 
     from han.workflows.run import run_all
-    from pipelines.cli import app
 
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
@@ -95,8 +93,7 @@ def test_a_tracked_run_is_logged_to_mlflow_and_its_model_predicts_like_han_predi
     assert served["dtypes"][1:] == ["float64"] * len(classes)
 
     data_file = write_csv(tmp_path / "texts.csv", [{"text": t} for t in texts])
-    result = CliRunner().invoke(app, ["predict", str(run_dir), str(data_file)])
-    assert result.exit_code == 0, result.output
+    result = invoke("predict", run_dir, data_file, check=True)
     predicted = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(predicted) == len(served["rows"]) == 5
     for mine, theirs in zip(served["rows"], predicted, strict=True):

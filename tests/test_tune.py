@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG, run_until_then_sigterm
+from conftest import TINY_CONFIG, invoke, run_until_then_sigterm
 from han.config import load_config
 from han.errors import ConfigError, RunDirError
 from han.training.train import train
 from han.workflows.run import run_all
 from han.workflows.tune import DEFAULT_SPACE, TunePlan, check_space, load_space, tune
-from pipelines.cli import app
 
 optuna = pytest.importorskip("optuna")
 
@@ -198,8 +196,7 @@ def test_a_tuning_stopped_by_sigterm_resumes_to_the_same_trials(tuned, overrides
     stopped = json.loads((directory / "tune.json").read_text())
     assert [t["state"] for t in stopped["trials"]] == ["COMPLETE"]
 
-    outcome = CliRunner().invoke(app, [*command, "--resume"])
-    assert outcome.exit_code == 0, outcome.output
+    outcome = invoke(*command, "--resume", check=True)
     assert "best" in outcome.output and "best.yaml" in outcome.output
     resumed = json.loads((directory / "tune.json").read_text())
     assert resumed["finished"] == 3
