@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,11 @@ install: $(BIN)/.installed
 demo: install  ## train and evaluate on the BBC News demo corpus
 	$(BIN)/han run configs/bbc.yaml --run-dir runs/bbc
 
-test: install  ## the default (offline) test suite
+test: install  ## the whole (offline) test suite, as CI runs it
 	$(BIN)/python -m pytest -q
+
+test-fast: install  ## the inner loop: the suite less the tests marked slow (about 2 minutes on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install  ## ruff (lint + format check) and mypy, as .ci/run runs them
 	$(BIN)/ruff check .

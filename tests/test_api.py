@@ -20,6 +20,7 @@ def readme_python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
+@pytest.mark.slow
 def test_the_readme_python_examples_run(tmp_path, monkeypatch):
     blocks = readme_python_blocks()
     assert blocks, "the README has a Python section with code"

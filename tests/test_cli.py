@@ -6,6 +6,7 @@ import pytest
 from conftest import TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 
 
+@pytest.mark.slow
 def test_run_then_evaluate_and_predict(tmp_path, tiny_overrides):
     run_dir = tmp_path / "run"
     result = invoke("run", TINY_CONFIG, *tiny_overrides, "--run-dir", run_dir)

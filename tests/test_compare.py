@@ -14,6 +14,10 @@ from han.config import load_config
 from han.errors import ConfigError, RunDirError
 from han.workflows.compare import ComparePlan, compare, parse_models
 
+# Every test but the SIGTERM one reads `compared`: six runs, each trained in a process of its own (about 25 s
+# on 2 cores); the SIGTERM test runs two comparisons (about 45 s).
+pytestmark = pytest.mark.slow
+
 MODELS = ["han", "mean", "linear"]
 SEEDS = [0, 1]
 

@@ -110,6 +110,7 @@ def test_an_ensemble_run_trains_each_member_and_evaluates_from_its_directory(ens
     assert accuracy == pytest.approx(metrics["test"]["accuracy"]) and accuracy > 0.8
 
 
+@pytest.mark.slow
 def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, tiny_overrides):
     """Every member's weights and optimizer state (its learnt n-gram weights too) survive a stop and resume."""
     import shutil
@@ -143,6 +144,7 @@ def test_an_ensemble_runs_report_shows_the_members_mean_attention(ensemble_run: 
     assert sum(sentence_weights) == pytest.approx(1.0, abs=1e-5) and len(networks) == 2
 
 
+@pytest.mark.slow
 def test_member_zero_trains_exactly_as_the_single_network_and_the_others_read_other_orders(
     tmp_path, tiny_overrides, monkeypatch
 ):

@@ -2026,6 +2026,7 @@ def build_sandbox(root: Path, trained_run: Path) -> tuple[Box, Pool]:
     return box, pool
 
 
+@pytest.mark.slow
 def test_fuzz_every_command(trained_run, tmp_path_factory, monkeypatch, capsys):
     root = tmp_path_factory.mktemp("fuzz") / "box"
     box, pool = build_sandbox(root, trained_run)

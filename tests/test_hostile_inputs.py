@@ -273,6 +273,7 @@ def test_9_dev_zero_on_stdin_is_refused_at_once_with_bounded_memory(trained_run)
     one_line_error(child, 3, "standard input: line 1: binary data (a NUL byte)")
 
 
+@pytest.mark.slow
 def test_9_an_endless_stdin_line_is_cut_while_read_with_bounded_memory(trained_run):
     size, chunk = 1_500_000_000, b"word " * 13_107  # 1.5 GB of one line, then two short lines
 

@@ -20,6 +20,7 @@ SHARED = ROOT.parent / "shared" / "data"
 REFERENCE = {"clothing": ("clothing_reviews.csv", 0.644, 0.423), "reuters_r8": ("reuters_r8.csv", 0.970, 0.909)}
 
 
+@pytest.mark.slow  # a real corpus each: about 10 s on 2 cores
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_linear_reproduces_the_shared_readme_figures_within_half_a_point(name, tmp_path):
     data_file, accuracy, _macro_f1 = REFERENCE[name]

@@ -67,6 +67,7 @@ def cli_predictions(run_dir: Path, source: Path, output: Path) -> list[dict[str,
 
 
 # --- han compare -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_compare_tables_micro_f1_and_tests_exact_match(config, tmp_path):
     from han.reports.comparison import comparison_markdown
     from han.workflows.compare import ComparePlan, compare

@@ -100,6 +100,7 @@ def stop_by_sigint_after_step(config: Any, run_dir: Path, step: int) -> None:
         train(config, run_dir, Hook(interrupt))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_steps_then_resume_gives_identical_weights(preprocessed, straight, overrides, tmp_path):
     run_dir = copy_of(preprocessed, tmp_path)
     worker = subprocess.Popen(
@@ -162,6 +163,7 @@ def test_sigint_finishes_the_step_writes_a_checkpoint_and_resume_matches(preproc
     assert_same_results(run_dir, straight)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_han_run_gracefully_and_run_resume_completes(trained_run, tiny_overrides, tmp_path):
     run_dir = tmp_path / "run"
     overrides = [*tiny_overrides, "train.checkpoint_every_steps=3"]

@@ -26,6 +26,7 @@ PREDICT_IN_FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_tracked_run_is_logged_to_mlflow_and_its_model_predicts_like_han_predict(
     tmp_path, tiny_overrides, monkeypatch
 ):

@@ -175,6 +175,7 @@ def test_an_epoch_hook_that_raises_ends_training_after_that_epoch(tiny_config, t
     assert result.epochs_run == tiny_config.train.max_epochs
 
 
+@pytest.mark.slow
 def test_a_tuning_stopped_by_sigterm_resumes_to_the_same_trials(tuned, overrides, tmp_path):
     straight, _ = tuned
     space_file = tmp_path / "space.yaml"
