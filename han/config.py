@@ -75,9 +75,9 @@ class _Schema(BaseModel):
 class SplitNames(_Schema):
     """Names of the splits in the source data. A missing validation or test split is carved from train."""
 
-    train: str = "train"
-    validation: str | None = "validation"
-    test: str | None = "test"
+    train: str = "train"  # the split training reads
+    validation: str | None = "validation"  # null, or a split the data lacks: carved out of train
+    test: str | None = "test"  # null, or a split the data lacks: carved out of train (before validation)
 
 
 class DataConfig(_Schema):
@@ -97,7 +97,7 @@ class DataConfig(_Schema):
     revision: str | None = None  # hub revision (branch, tag or commit)
     text_column: str | list[str] = Field("text", min_length=1)  # a column, or a non-empty list of columns
     text_separator: str = "\n\n"  # joins several text columns (empty parts are skipped)
-    label_column: str = "label"
+    label_column: str = "label"  # the column holding each document's label (task multilabel: its labels)
     # task: multilabel only. A label column holding several labels as text joined by this separator
     # ("earn;acq"); a list-valued column (JSONL/Parquet lists, hub Sequence(ClassLabel)) needs none.
     label_separator: str | None = Field(None, min_length=1)
@@ -114,8 +114,10 @@ class DataConfig(_Schema):
     )  # CSV field delimiter (one character); default "," for .csv and tab for .tsv
     split_column: str | None = None  # a column that names each row's split, for one-file datasets
     splits: SplitNames = SplitNames()
+    # Shares carved out of train (stratified, seeded) for a split the data lacks: test first, then validation
+    # from what is left.
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # see validation_fraction
     # Label order (class ids) fixed by hand; default: the ClassLabel names, else sorted (numerically if numbers).
     labels: list[str] | None = Field(None, min_length=2)
     # Rows with empty/whitespace-only text, without a label, or with no tokens after preprocessing:
@@ -149,17 +151,17 @@ class DataConfig(_Schema):
 class PreprocessConfig(_Schema):
     """Sentence splitting, tokenisation, caps and vocabulary."""
 
-    lang: str = "en"
+    lang: str = "en"  # spaCy language of the blank pipeline (sentencizer and tokenizer)
     spacy_model: str | None = None  # an installed pipeline; default: spacy.blank(lang) + sentencizer
-    lowercase: bool = True
-    max_sentences: int = Field(40, ge=1)
-    max_words: int = Field(50, ge=1)
+    lowercase: bool = True  # tokens are lowercased before they are counted and looked up
+    max_sentences: int = Field(40, ge=1)  # sentences of a document the model reads; later ones are cut
+    max_words: int = Field(50, ge=1)  # words of a sentence the model reads; later ones are cut
     # Characters of a document read before segmentation; the rest is dropped (and counted), so a
     # huge document costs bounded time and memory. Far above max_sentences * max_words words.
     max_chars: int = Field(100_000, ge=1, le=10_000_000)
-    min_count: int = Field(2, ge=1)
-    max_vocab: int = Field(50_000, ge=3)
-    pipe_batch_size: int = Field(256, ge=1)
+    min_count: int = Field(2, ge=1)  # occurrences in the training split a word needs to enter the vocabulary
+    max_vocab: int = Field(50_000, ge=3)  # vocabulary size, padding and unknown-word ids included; most frequent first
+    pipe_batch_size: int = Field(256, ge=1)  # documents per spaCy `nlp.pipe` batch (speed only)
     # Worker processes for tokenisation; default: every core for inputs of 2,000+ documents, else 1.
     # The output does not depend on it.
     workers: int | None = Field(None, ge=1)
@@ -188,17 +190,19 @@ class ExtraTextConfig(_Schema):
 class EmbeddingsConfig(_Schema):
     """Initial word vectors: word2vec trained on the training text, a vectors file, or random."""
 
+    # word2vec: trained by gensim in `han preprocess` on the training text (and extra_text); file: read from path;
+    # random: random vectors.
     source: Literal["word2vec", "file", "random"] = "word2vec"
-    dim: int = Field(200, ge=1, le=MAX_MODEL_SIZE)
-    algorithm: Literal["cbow", "skipgram"] = "cbow"
-    window: int = Field(5, ge=1)
+    dim: int = Field(200, ge=1, le=MAX_MODEL_SIZE)  # vector size (source file: must match the file's)
+    algorithm: Literal["cbow", "skipgram"] = "cbow"  # word2vec's training algorithm
+    window: int = Field(5, ge=1)  # word2vec: words either side of a word that form its context
     # Passes over the training text; auto: enough to train on ~20M words, 1 to 10 (han/text/embeddings.py:
     # 10 for corpora under 2M training words, fewer for larger ones).
     epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    min_count: int = Field(2, ge=1)
-    negative: int = Field(5, ge=0)
-    # word2vec threads; default: every core (1.8x faster on 2 cores, but gensim is then not
-    # bit-for-bit repeatable: set 1 for identical vectors from identical input).
+    min_count: int = Field(2, ge=1)  # word2vec: occurrences a word needs to get a vector of its own
+    negative: int = Field(5, ge=0)  # word2vec: negative samples per word
+    # word2vec threads; default: every core (faster, but gensim is then not bit-for-bit repeatable:
+    # set 1 for identical vectors from identical input; docs/guides/reproducibility.md).
     workers: int | None = Field(None, ge=1)
     path: str | None = None  # vectors file, for source: file
     # word2vec: the text format (fastText's .vec files too); word2vec_binary; glove: text without a header line;
@@ -240,13 +244,13 @@ class ModelConfig(_Schema):
     # Bounded by MAX_MODEL_SIZE; han.models.build also checks the whole network fits in the available memory.
     word_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction; for kind rnn, the document RNN
     sentence_hidden: int = Field(50, ge=1, le=MAX_MODEL_SIZE)  # per direction
-    attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    attention_dim: int = Field(100, ge=1, le=MAX_MODEL_SIZE)  # size of the attention's hidden layer (context vector)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)  # dropout probability of the network's layers
     # Kinds han*: in training, each distinct word of a batch is left out (its vector zeroed everywhere in the
-    # batch) with this probability: embedding dropout by word type (Gal & Ghahramani 2016). 0.2 raised
-    # validation accuracy on BBC News, R8 and the clothing reviews (README "What closes the gap").
+    # batch) with this probability: embedding dropout by word type (Gal & Ghahramani 2016). The default raised
+    # validation accuracy on the shipped corpora (docs/results/long-documents.md).
     word_dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    freeze_embeddings: bool = False
+    freeze_embeddings: bool = False  # keep the initial word vectors fixed in training
     # GRU implementation: "fused" is the lock-step CPU kernel (han/models/packed.py), "torch" is nn.GRU on
     # packed sequences (cuDNN on CUDA); "auto" picks fused on CPU and torch on CUDA. Same weights.
     # Only a bidirectional GRU has the fused kernel; other cells always run through torch.
@@ -257,20 +261,20 @@ class ModelConfig(_Schema):
     # L2-normalised rows) and a linear SVM (probabilities: softmax of the margins, not calibrated) or
     # logistic regression, with inverse regularisation strength linear_c.
     linear_classifier: Literal["svm", "logistic"] = "svm"
-    linear_c: float = Field(1.0, gt=0.0)
-    linear_ngrams: int = Field(2, ge=1, le=3)
-    linear_sublinear_tf: bool = False
+    linear_c: float = Field(1.0, gt=0.0)  # kind linear (and wide_weights fitted): see linear_classifier
+    linear_ngrams: int = Field(2, ge=1, le=3)  # kind linear and the wide channel: longest n-gram
+    linear_sublinear_tf: bool = False  # kind linear and the wide channel: 1 + log(tf) in place of tf
     # all: every token; words: tokens of 2+ word characters (scikit-learn's default token pattern)
     linear_tokens: Literal["all", "words"] = "all"
     # Wide and deep (kinds han, han_avg, han_max): class scores linear in the document's TF-IDF n-grams (the
     # linear kind's features: linear_ngrams, linear_tokens, linear_sublinear_tf) added to the network's logits
     # (han/models/ngrams.py). wide_weights learnt: from zero with the network, at train.wide_lr; fitted: the linear
     # kind's classifier (linear_classifier, linear_c) fitted on the training split before training and held
-    # fixed, so the network learns what the n-grams miss (better on many rare classes, README "Wide and deep").
-    # On by default: with train.wide_lr auto it raised validation accuracy on every single-label corpus measured
-    # (README "Wide and deep"); false leaves every decision to the attention path.
+    # fixed, so the network learns what the n-grams miss (better where many classes are rare).
+    # On by default: it raised validation accuracy on every single-label corpus measured
+    # (docs/results/wide-and-deep.md); false leaves every decision to the attention path.
     wide: bool = True
-    wide_weights: Literal["learnt", "fitted"] = "learnt"
+    wide_weights: Literal["learnt", "fitted"] = "learnt"  # how the wide channel gets its weights: see wide
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
     # of their logits and attention (han/models/ensemble.py). Each costs one network's training and scoring time and memory.
@@ -288,27 +292,27 @@ class ModelConfig(_Schema):
 class TrainConfig(_Schema):
     """Optimisation, schedule and early stopping."""
 
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "sgd"] = "adam"  # adam: LazyAdam (see lazy_embedding_updates); sgd with momentum
     # adam only: update just the embedding rows each batch uses (han.training.optim.LazyAdam, SparseAdam's
     # semantics for the embedding); much faster with large vocabularies. False: plain dense Adam.
     lazy_embedding_updates: bool = True
-    lr: float = Field(2e-3, gt=0.0)
+    lr: float = Field(2e-3, gt=0.0)  # peak learning rate (after warm-up, before the schedule's decay)
     # The wide channel's weights (model.wide_weights: learnt), same schedule. auto: 1 / the steps of an epoch
     # (ceil(training documents / batch_size); han.training.optim.wide_learning_rate): Adam moves a weight about the
     # learning rate a step, so an n-gram in every batch moves about 1 an epoch whatever the corpus's size (that
     # reasoning is Adam's: with optimizer sgd, give a number).
     wide_lr: Annotated[float, Field(gt=0.0)] | Literal["auto"] = "auto"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
-    weight_decay: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(64, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0)  # L2 penalty added to the gradient (LazyAdam: of the rows a batch updates)
+    batch_size: int = Field(64, ge=1)  # documents per training step (under torchrun: the global batch)
     eval_batch_size: int = Field(512, ge=1)  # documents per scoring batch, at most (and at most 16,384 tokens)
-    max_epochs: int = Field(10, ge=1)
-    grad_clip: float | None = Field(5.0, gt=0.0)
-    scheduler: Literal["constant", "linear", "cosine"] = "cosine"
-    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    max_epochs: int = Field(10, ge=1)  # passes over the training split, at most (early stopping may end sooner)
+    grad_clip: float | None = Field(5.0, gt=0.0)  # largest gradient norm; null: no clipping
+    scheduler: Literal["constant", "linear", "cosine"] = "cosine"  # learning-rate decay after the warm-up, to 0
+    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)  # share of the steps with a linear warm-up from 0
     # Default macro_f1; micro_f1 for task multilabel (there, accuracy is exact match: every label right).
     early_stopping_metric: Literal["macro_f1", "micro_f1", "accuracy", "loss"] = "macro_f1"
-    early_stopping_patience: int = Field(3, ge=1)
+    early_stopping_patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
     # A checkpoint (han/training/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
     checkpoint_every_steps: int = Field(500, ge=1)
@@ -320,7 +324,7 @@ class TrainConfig(_Schema):
     # one for every label (global), or one per label (per_label) for labels with at least
     # threshold_min_positives validation documents, the global one for the others.
     thresholds: Literal["global", "per_label"] = "per_label"
-    threshold_min_positives: int = Field(5, ge=1)
+    threshold_min_positives: int = Field(5, ge=1)  # task multilabel: see thresholds
 
 
 class PredictConfig(_Schema):
@@ -351,7 +355,7 @@ class Config(_Schema):
     # metrics, the manifest and the model to the tracking server named by MLFLOW_TRACKING_URI (default a
     # local mlruns/ folder), under `tracking_experiment`.
     tracking: Literal["none", "mlflow"] = "none"
-    tracking_experiment: str = Field("han", min_length=1, max_length=200)
+    tracking_experiment: str = Field("han", min_length=1, max_length=200)  # the MLflow experiment runs are logged to
     # multiclass: one label per document (softmax); multilabel: any number of labels per document
     # (sigmoid per label, binary cross-entropy, thresholds chosen on validation).
     task: Literal["multiclass", "multilabel"] = "multiclass"
