@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint docs bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,11 @@ lint: install  ## ruff (lint + format check) and mypy, as .ci/run runs them
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+docs: install  ## the documentation site (docs/, mkdocs.yml) -> site/; the reference pages are generated from the code
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install  ## every benchmark, one JSON line each (about 15 minutes on 2 cores)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -2,14 +2,16 @@
 
 Layout:
     config.json          resolved config (every default filled in); `han run` accepts it as a config
-    manifest.json        versions, seed, data fingerprint, preprocess cache key, row counts, stage timings and summaries
+    manifest.json        han's marker; versions, seed, data fingerprint, preprocess cache key, row counts, stage
+                         timings and summaries, and the size and SHA-256 of every other artifact
     labels.json          label names, index = class id
     vocab.json           id -> word
     embeddings.safetensors   initial word vectors (vocab order)
-    data/<split>/        encoded documents (Arrow, via datasets.save_to_disk)
-    model/best.safetensors, model/last.safetensors
-    train_log.jsonl      one line per epoch
-    metrics.json         {"<split>": {...}} from evaluate
+    data/<split>/        encoded documents: token ids and labels (Arrow, via datasets.save_to_disk)
+    model/best.safetensors   weights of the best validation epoch (early-stopping metric; on a tie, the lower
+                         validation loss); model/last.safetensors, the last epoch's
+    train_log.jsonl      one line per epoch: losses, validation metrics, learning rate, docs/s
+    metrics.json         {"<split>": {"accuracy", "macro_f1", "loss", "per_class", "confusion_matrix", ...}} from evaluate
     thresholds.json      task multilabel: each label's decision threshold, chosen on validation after training
     checkpoints/step-<N>.safetensors   training checkpoints (han.training.checkpoint), the newest few
     shards/preprocess-<i>-of-<n>/   segmented shards of `han preprocess --shard i/n`, removed by the merge
