@@ -1,4 +1,4 @@
-"""Issue 13's ablation: what each setting buys on real corpora, short and long, over several seeds.
+"""The ablation: what each setting buys on real corpora, short and long, over several seeds.
 
     python -m benchmarks.ablation --dir ablation                      # every corpus x every setting, 3 seeds
     python -m benchmarks.ablation --corpora bbc,reuters_time --settings learnt,fitted --dir ablation
@@ -12,7 +12,7 @@ DIR/ablation.md.
 Corpora: the shipped BBC News, Reuters R8 and clothing configs, and two long-document stand-ins with
 time-like splits built from the shared data (benchmarks/standin.py: `bbc_time`, `reuters_time`, written
 into DIR on first use) and read with the BBC and R8 configs, and `imdb`, the IMDB-sized stand-in of the
-README's "Performance" (clothing reviews of one rating joined to IMDB's length) read with the clothing config. Settings override the config's model
+speed figures (docs/results/performance.md: clothing reviews of one rating joined to IMDB's length) read with the clothing config. Settings override the config's model
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text

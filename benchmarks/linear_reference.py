@@ -5,7 +5,7 @@
 For clothing reviews and Reuters R8 (the `text` column, the files' own train/test split; R8 carves
 10% of train for validation): han's `linear` kind with scikit-learn's kind of token
 (`linear_tokens: words`), and scikit-learn's own `TfidfVectorizer(ngram_range=(1, 2))` + `LinearSVC()`
-on the raw text of exactly han's training and test documents. One JSON line each, with the README's
+on the raw text of exactly han's training and test documents. One JSON line each, with the shared README's
 figures beside them.
 """
 

@@ -1,4 +1,4 @@
-"""What each multi-label setting buys on ModApte (configs/reuters_modapte.yaml), one seed: the README's ablation table.
+"""What each multi-label setting buys on ModApte (configs/reuters_modapte.yaml), one seed (docs/results/multilabel.md).
 
     python -m benchmarks.multilabel_ablation [--seed 0]
 

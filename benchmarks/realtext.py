@@ -101,7 +101,7 @@ def corpus(name: str, work: Path) -> Corpus:
         source = work / "imdb.csv"
         write_imdb(source)
         count = test_texts_of(source, work / "imdb_test.csv", ["text"])
-        # model.wide=false: the network alone, as the README's figures were measured (the n-gram channel became
+        # model.wide=false: the network alone, as the speed figures (docs/results/performance.md) were measured (the n-gram channel became
         # the default later and costs about a tenth of the speed)
         overrides = [
             f"data.source={source}",

@@ -6,7 +6,7 @@ Takes the first N documents of the data file's test split (labelled, written to 
 times, after one warm-up: the library path (read + segment + model with attention + select + HTML,
 in process, model already loaded) and the whole command `han report RUN_DIR docs.csv -o report.html`
 (a fresh process: imports, loading the run, everything). Reports medians over the repeats.
-Target (issue 4): under 30 s for 1,000 documents.
+Target: under 30 s for 1,000 documents.
 """
 
 from __future__ import annotations

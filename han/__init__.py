@@ -1,4 +1,4 @@
-"""han: hierarchical attention networks for document classification (the library; see README.md).
+"""han: hierarchical attention networks for document classification (the library; see README.md and docs/).
 
 `han.load` and `han.run` (han/api.py) are imported on first use, so `import han` stays instant and a
 cached `han preprocess` imports no heavy library.

@@ -10,7 +10,7 @@ of their probabilities), and its attention weights are the mean of theirs: still
 each sentence's words and each document's sentences, so reports read them as they read one network's.
 
 Why: where networks of different seeds err on different documents (many rare classes: the `reuters_time`
-stand-in, README "Ensembles"), their mean errs less than any one of them; where they all miss the same
+stand-in, docs/results/ensembles.md), their mean errs less than any one of them; where they all miss the same
 documents it buys nothing.
 """
 

@@ -168,8 +168,7 @@ def _scored_in_workers(
     """(first row, probabilities) of each chunk, in order, scored by `processes` forked workers.
 
     spaCy and the model are mostly single-threaded work, so whole chunks side by side use the cores
-    better than one process with torch threads (IMDB-sized stand-in: 1,806 docs/s against 1,492 when
-    one worker only segmented ahead of a scoring process; README "Performance"). Texts are cleaned and
+    better than one process with torch threads (measured in docs/results/performance.md). Texts are cleaned and
     cut here, so `text_stats` counts them as in one process; at most `2 * processes` chunks are in
     flight, so memory stays flat.
     """
