@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from typer.testing import CliRunner
 
 import han.training.train as training
-from conftest import ROOT, TINY_CONFIG, make_corpus, write_csv
+from conftest import ROOT, TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
 from distributed_worker import record_steps, save_snapshots
 from han.config import load_config
 from han.errors import ConfigError
@@ -24,7 +23,6 @@ from han.store.encoded import EncodedSplit
 from han.text.preprocess import preprocess
 from han.training.distributed import DistContext, batch_loss, contiguous_shard, local_batch, parse_shard, split_slice
 from han.util.device import check_precision, resolve_device
-from pipelines.cli import app
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
 LAUNCH_TIMEOUT_S = 240  # a hung collective must fail the test, not the suite
@@ -96,6 +94,7 @@ def copy_preprocessed(source: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_path, single_process, dp_overrides):
     """A SIGTERM on rank 0 stops both ranks at the same step; resuming under torchrun ends bit-identical,
     dropout included (each rank resumes its own random stream from the checkpoint)."""
@@ -125,6 +124,7 @@ def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_pat
     assert logs[0] == logs[1] and len(logs[0]) == 2
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_overrides):
     single_dir, single_steps = single_process
     assert len(single_steps) == 24  # ceil(70 / 3)
@@ -153,6 +153,7 @@ def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_override
     assert not list(run_dir.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_an_ensemble_like_one(tmp_path, single_process, dp_overrides):
     """model.ensemble under DDP: every member's own batch is split over the ranks (a one-document batch leaves a
     rank a placeholder), and the ranks end with the single process's weights."""
@@ -171,6 +172,7 @@ def test_two_gloo_processes_train_an_ensemble_like_one(tmp_path, single_process,
     assert not torch.equal(ours["members.0.classifier.weight"], ours["members.1.classifier.weight"])
 
 
+@pytest.mark.slow
 def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides):
     single_dir, _ = single_process
     run_dir = copy_preprocessed(single_dir, tmp_path / "nproc")
@@ -198,27 +200,21 @@ def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides):
 
 # --- sharded prediction and preprocessing -----------------------------------------------------------
 
-runner = CliRunner()
-
-
-def invoke(*args) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_two_prediction_shards_merge_into_the_single_process_output(tmp_path, trained_run, suffix):
     data = write_csv(tmp_path / "input.csv", make_corpus(45, seed=11))
     single, sharded = tmp_path / f"single{suffix}", tmp_path / f"sharded{suffix}"
-    invoke("predict", trained_run, data, "--output", single, "--chunk-size", 8)
+    invoke("predict", trained_run, data, "--output", single, "--chunk-size", 8, check=True)
     for index in (0, 1):
-        invoke("predict", trained_run, data, "--output", sharded, "--chunk-size", 8, "--shard", f"{index}/2")
+        invoke(
+            "predict", trained_run, data, "--output", sharded, "--chunk-size", 8, "--shard", f"{index}/2", check=True
+        )
     parts = [tmp_path / f"sharded.shard-{i}-of-2{suffix}" for i in (0, 1)]
     rows = [set(part_rows(part)) for part in parts]
     assert rows[0] and rows[1] and not rows[0] & rows[1]  # both shards worked, on disjoint rows
     assert rows[0] | rows[1] == set(range(1, 46))
-    invoke("merge-predictions", sharded, "--shards", 2)
+    invoke("merge-predictions", sharded, "--shards", 2, check=True)
     assert sharded.read_bytes() == single.read_bytes()
     assert not any(part.exists() for part in parts)
 
@@ -233,24 +229,24 @@ def part_rows(path: Path) -> list[int]:
 def test_merge_refuses_missing_or_mismatched_shards(tmp_path, trained_run):
     data = write_csv(tmp_path / "input.csv", make_corpus(20, seed=12))
     out = tmp_path / "out.jsonl"
-    invoke("predict", trained_run, data, "--output", out, "--chunk-size", 4, "--shard", "0/2")
-    result = runner.invoke(app, ["merge-predictions", str(out), "--shards", "2"])
-    assert result.exit_code == 3 and "out.shard-1-of-2.jsonl: prediction shard missing" in result.stderr
-    invoke("predict", trained_run, data, "--output", out, "--chunk-size", 5, "--shard", "1/2")  # other chunking
-    result = runner.invoke(app, ["merge-predictions", str(out), "--shards", "2"])
-    assert result.exit_code == 3 and "expected" in result.stderr
+    invoke("predict", trained_run, data, "--output", out, "--chunk-size", 4, "--shard", "0/2", check=True)
+    one_line_error(
+        invoke("merge-predictions", out, "--shards", 2), 3, "out.shard-1-of-2.jsonl: prediction shard missing"
+    )
+    # the other shard, in other chunks
+    invoke("predict", trained_run, data, "--output", out, "--chunk-size", 5, "--shard", "1/2", check=True)
+    one_line_error(invoke("merge-predictions", out, "--shards", 2), 3, "expected")
     assert not out.exists()
-    result = runner.invoke(app, ["predict", str(trained_run), str(data), "--shard", "2/2", "-o", str(out)])
-    assert result.exit_code == 2 and "0 <= i < n" in result.stderr
+    one_line_error(invoke("predict", trained_run, data, "--shard", "2/2", "-o", out), 2, "0 <= i < n")
 
 
 def test_preprocess_shards_merge_into_the_single_process_run(tmp_path, tiny_overrides):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
-    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single)
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single, check=True)
     for index in (0, 1):
-        invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", sharded, "--shard", f"{index}/2")
+        invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", sharded, "--shard", f"{index}/2", check=True)
     assert not (sharded / "vocab.json").exists()
-    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", sharded, "--merge-shards", 2)
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", sharded, "--merge-shards", 2, check=True)
     for name in ("vocab.json", "labels.json", "config.json", "embeddings.safetensors"):
         assert (sharded / name).read_bytes() == (single / name).read_bytes(), name
     for split in ("train", "validation", "test"):
@@ -319,7 +315,7 @@ def test_bf16_autocast_trains_and_predicts_on_cpu(tmp_path, tiny_config):
 @pytest.mark.slow
 def test_preprocess_and_predict_under_torchrun_take_their_rank(tmp_path, tiny_overrides, trained_run):
     single, distributed = tmp_path / "single", tmp_path / "torchrun"
-    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single)
+    invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", single, check=True)
     module = ["-m", "pipelines"]
     launch(torchrun(*module, "preprocess", str(TINY_CONFIG), *tiny_overrides, "--run-dir", str(distributed)))
     for name in ("vocab.json", "embeddings.safetensors"):
@@ -331,7 +327,7 @@ def test_preprocess_and_predict_under_torchrun_take_their_rank(tmp_path, tiny_ov
 
     data = write_csv(tmp_path / "input.csv", make_corpus(40, seed=13))
     expected, merged = tmp_path / "single.jsonl", tmp_path / "merged.jsonl"
-    invoke("predict", trained_run, data, "--output", expected, "--chunk-size", 6)
+    invoke("predict", trained_run, data, "--output", expected, "--chunk-size", 6, check=True)
     result = launch(torchrun(*module, "predict", str(trained_run), str(data), "-o", str(merged), "--chunk-size", "6"))
     assert merged.read_bytes() == expected.read_bytes()
     assert result.stdout.count("predicted 40 documents") == 1  # rank 0 merged and reported
