@@ -2,7 +2,7 @@
 
 Each runs through the `han` command and must give its expected one-line message on stderr with the
 expected exit code (2 config, 3 data, 4 run directory), no traceback and no hang. The table is the
-list quoted in the issue's closing note. Inputs that are handled rather than refused (huge
+list of every refusal han promises. Inputs that are handled rather than refused (huge
 documents, invisible and control characters, right-to-left text) are tested at the end.
 """
 

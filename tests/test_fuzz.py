@@ -2,7 +2,7 @@
 
 A seeded generator (HAN_FUZZ_SEED, default 0) combines a command with hostile ingredients (configs,
 overrides, data and prediction files, run directories, outputs, option values, standard input) into
-HAN_FUZZ_CALLS calls (default 2000): first a fixed plan (help, the issue's regressions 1, 2 and 5, and
+HAN_FUZZ_CALLS calls (default 2000): first a fixed plan (help, the known regressions 1, 2 and 5, and
 the few calls that do real work: preprocess, train, evaluate, sharded predict and merge, run), then
 random ones. They run in-process through typer's CliRunner, with the working directory inside a
 sandbox folder that holds sentinel files: a project folder with a config.json of its own, a folder of
@@ -2100,7 +2100,7 @@ QUOTE_BROKEN.add("stray_quote_labelled.csv")
 
 
 def regression_of(call: Call) -> str:
-    """Which of the issue's regressions (1, 2, 5) a call exercises, or ''."""
+    """Which of the known regressions (1, 2, 5) a call exercises, or ''."""
     if call.command in ("preprocess", "run", "train") and "a folder han did not make" in call.must_fail:
         return "1"
     if ("input" in call.must_fail or "data source" in call.must_fail) and call.command in (

@@ -1,4 +1,4 @@
-"""Hostile configurations (issue 11, "Nothing lost, ever"): each is refused with one line and its exit code.
+"""Hostile configurations: each is refused with one line and its exit code.
 
 Every case goes through the `han` command and must give exactly one non-empty stderr line naming the
 key (or file and line), the expected exit code and no traceback. Config-only cases run `han data

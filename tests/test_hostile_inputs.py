@@ -1,4 +1,4 @@
-"""Hostile inputs (issue 11, "Nothing lost, ever"): one reader per format, strict, and bounds.
+"""Hostile inputs: one reader per format, strict, and bounds.
 
 Each case goes through the `han` command (in-process, or as a child process where a regression would
 hang or eat memory: a named pipe, /dev/zero, an endless line, an unreachable hub) and must give one

@@ -1,4 +1,4 @@
-"""Nothing lost: han deletes or replaces only what it made (issue 11, findings 1-4, 6, 7, 10, 12, 14, 15).
+"""Nothing lost: han deletes or replaces only what it made.
 
 Every test goes through the `han` command (CliRunner, or a subprocess where a signal is involved)
 and imports nothing but the CLI and the shared fixtures, so each can be run against an older han.

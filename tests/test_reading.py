@@ -103,7 +103,7 @@ def test_predict_evaluate_and_report_give_the_same_probabilities(two_column_run,
 
 
 def test_all_four_commands_give_the_same_probabilities_on_cleaned_cut_and_rtl_text(trained_run, tmp_path, monkeypatch):
-    """predict, evaluate --data, report and corpus-report read one text the same way (issue 11, finding 6)."""
+    """predict, evaluate --data, report and corpus-report read one text the same way."""
     import han.reports.statistics
 
     texts = [
