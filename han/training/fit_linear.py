@@ -22,7 +22,7 @@ from han.config import Config, ModelConfig
 from han.errors import DataError
 from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import predict_probabilities
-from han.models.build import build_model
+from han.models.build import build_model, trains_by_gradient
 from han.models.linear import TfidfLinearModel
 from han.models.ngrams import TfidfFeatures, ngram_keys
 from han.progress import Progress
@@ -30,6 +30,7 @@ from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
 from han.store.vocab import UNK_ID, Vocab
 from han.store.weights import save_weights
+from han.training.run_files import TrainingFiles, TrainResult
 from han.util.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -189,3 +190,26 @@ def _fit_classifier(features: csr_matrix, labels: np.ndarray, config: Config) ->
         classifier = LogisticRegression(C=mc.linear_c, max_iter=1000, random_state=config.seed)
     classifier.fit(features, labels)
     return classifier.coef_, np.atleast_1d(classifier.intercept_)
+
+
+def fits_without_gradients(config: Config) -> bool:
+    """Whether the run's kind is fitted here (linear) rather than trained by the gradient loop."""
+    return not trains_by_gradient(config.model)
+
+
+def train_linear(config: Config, run: RunDir, progress: Progress) -> TrainResult:
+    """The train stage of kind linear: one scikit-learn fit in place of the epochs, with the result, manifest
+    entry and (multi-label) thresholds a trained network leaves."""
+    fit = fit_linear(config, run, progress)
+    metric = config.train.early_stopping_metric
+    result = TrainResult(
+        epochs_run=1,
+        best_epoch=1,
+        best_metric=float(fit.record[f"validation_{metric}"]),
+        metric_name=f"validation_{metric}",
+        seconds=round(fit.seconds, 3),
+        docs_per_second=round(fit.documents / max(fit.seconds, 1e-9), 1),
+        history=[fit.record],
+    )
+    TrainingFiles(run, writes=True).finish(config, result, world_size=1, device="cpu")
+    return result

@@ -23,7 +23,6 @@ import torch
 
 from han.config import Config
 from han.errors import StorageError, TrainingDiverged, TrainingStopped
-from han.models.build import trains_by_gradient
 from han.models.ensemble import members
 from han.progress import Progress
 from han.store.encoded import EncodedSplit
@@ -31,7 +30,7 @@ from han.store.rundir import RunDir
 from han.text.batching import Batch, bucketed_batches, collate
 from han.training.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint
 from han.training.distributed import Ranks
-from han.training.fit_linear import fit_linear
+from han.training.fit_linear import fits_without_gradients, train_linear
 from han.training.initial_model import build_initial_model
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
@@ -348,23 +347,6 @@ class TrainingSession:
         )
 
 
-def _fit_without_gradients(config: Config, run: RunDir, progress: Progress) -> TrainResult:
-    """Kind linear: one scikit-learn fit (han/training/fit_linear.py) in place of the epochs; the same result."""
-    fit = fit_linear(config, run, progress)
-    metric = config.train.early_stopping_metric
-    result = TrainResult(
-        epochs_run=1,
-        best_epoch=1,
-        best_metric=float(fit.record[f"validation_{metric}"]),
-        metric_name=f"validation_{metric}",
-        seconds=round(fit.seconds, 3),
-        docs_per_second=round(fit.documents / max(fit.seconds, 1e-9), 1),
-        history=[fit.record],
-    )
-    TrainingFiles(run, writes=True).finish(config, result, world_size=1, device="cpu")
-    return result
-
-
 def train(
     config: Config,
     run_dir: Path,
@@ -391,8 +373,8 @@ def train(
     progress = ranks.progress(progress)  # one bar per job
     run = RunDir(Path(run_dir))
     prepare_run(config, run, ranks, resume=resume, overwrite=overwrite)
-    if not trains_by_gradient(config.model):
-        return _fit_without_gradients(config, run, progress)
+    if fits_without_gradients(config):
+        return train_linear(config, run, progress)
     session = TrainingSession(config, run, ranks, progress, resume, on_epoch)
     with stop_on_signals(session.stop_request):
         try:
