@@ -16,7 +16,14 @@ from safetensors.numpy import load_file
 
 import han.training.train as training
 from conftest import ROOT, TINY_CONFIG, invoke, make_corpus, one_line_error, write_csv
-from distributed_worker import record_steps, save_snapshots
+from distributed_worker import (
+    REORDERING_FACTOR,
+    ROUNDING_FLOOR,
+    largest_difference,
+    rounding_bound,
+    save_snapshots,
+    train_single,
+)
 from han.config import load_config
 from han.errors import ConfigError
 from han.store.encoded import EncodedSplit
@@ -52,9 +59,9 @@ def torchrun(*arguments: str) -> list[str]:
 
 # 100 rows: 70 training documents; batches of 3 split 2 + 1 over two ranks, and the one batch of a
 # single document leaves rank 1 empty (it then runs a zero-weight document).
-# The learning rate is han's default: Adam's update lr * m / (sqrt(v) + eps) turns fp32 summation-order
-# differences of near-zero gradients (~1e-11) into weight differences of up to ~lr * 1e-11 / eps;
-# measured 2.6e-6 at lr 2e-3 (8e-6 at the tiny config's 1e-2).
+# How close DDP must come to one process: REORDERING_FACTOR in tests/distributed_worker.py says why.
+
+
 @pytest.fixture(scope="module")
 def dp_overrides(tmp_path_factory) -> list[str]:
     corpus = write_csv(tmp_path_factory.mktemp("dp") / "corpus.csv", make_corpus(100, seed=3))
@@ -75,14 +82,18 @@ def single_process(tmp_path_factory, dp_overrides):
     run_dir = tmp_path_factory.mktemp("dp") / "single"
     config = load_config(TINY_CONFIG, dp_overrides)
     preprocess(config, run_dir)
-    snapshots: list[np.ndarray] = []
-    original = record_steps(snapshots)
-    try:
-        training.train(config, run_dir)
-    finally:
-        training.make_optimizer = original
+    snapshots = train_single(config, run_dir)
     save_snapshots(snapshots, run_dir / "steps.safetensors")
     return run_dir, snapshots
+
+
+@pytest.fixture(scope="module")
+def reordering_bound(tmp_path_factory, single_process, dp_overrides) -> float:
+    """How far DDP's weights may be from the single process's, at any step (see REORDERING_FACTOR)."""
+    single_dir, single_steps = single_process
+    reordered = copy_preprocessed(single_dir, tmp_path_factory.mktemp("dp") / "reordered")
+    steps = train_single(load_config(TINY_CONFIG, dp_overrides), reordered, reversed_batches=True)
+    return max(REORDERING_FACTOR * largest_difference(single_steps, steps), ROUNDING_FLOOR)
 
 
 def copy_preprocessed(source: Path, target: Path) -> Path:
@@ -125,7 +136,7 @@ def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_pat
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_overrides):
+def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_overrides, reordering_bound):
     single_dir, single_steps = single_process
     assert len(single_steps) == 24  # ceil(70 / 3)
     run_dir = copy_preprocessed(single_dir, tmp_path / "ddp")
@@ -137,18 +148,19 @@ def test_two_gloo_processes_train_like_one(tmp_path, single_process, dp_override
         on_rank0, on_rank1 = ranks[0][f"step_{step}"], ranks[1][f"step_{step}"]
         # (a) both ranks hold identical weights after every step
         assert np.array_equal(on_rank0, on_rank1), f"ranks differ after step {step}"
-        # (b) same global batches and seed: the single-process weights within 1e-5
+        # (b) same global batches and seed: the single-process weights, up to the order of the sums
         worst = max(worst, float(np.abs(on_rank0 - expected).max()))
-        assert worst <= 1e-5, f"step {step}: max |ddp - single| = {worst:.3g}"
+        assert worst <= reordering_bound, f"step {step}: max |ddp - single| = {worst:.3g} > {reordering_bound:.3g}"
     assert not np.array_equal(single_steps[0], single_steps[-1]), "training moved the weights"
-    print(f"max |ddp - single| over {len(single_steps)} steps: {worst:.3g}")  # shown with pytest -s
+    print(f"max |ddp - single| over {len(single_steps)} steps: {worst:.3g}; bound {reordering_bound:.3g}")  # pytest -s
     # rank 0 wrote the run's files once, with the world size in the manifest
     log = (run_dir / "train_log.jsonl").read_text().splitlines()
     assert len(log) == 1
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["train"]["world_size"] == 2
     single_log = json.loads((single_dir / "train_log.jsonl").read_text().splitlines()[0])
-    assert json.loads(log[0])["train_loss"] == pytest.approx(single_log["train_loss"], abs=1e-5)
+    # the epoch's mean loss: a mean of per-step losses whose inputs differ by rounding only
+    assert json.loads(log[0])["train_loss"] == pytest.approx(single_log["train_loss"], rel=1e-4)
     assert json.loads(log[0])["validation_accuracy"] == single_log["validation_accuracy"]
     assert not list(run_dir.rglob("*.tmp"))
 
@@ -168,12 +180,13 @@ def test_two_gloo_processes_train_an_ensemble_like_one(tmp_path, single_process,
     theirs = load_tensors(str(single_dir / "model" / "last.safetensors"))
     assert ours.keys() == theirs.keys() and any(name.startswith("members.1.") for name in ours)
     worst = max(float((ours[name].double() - theirs[name].double()).abs().max()) for name in ours)
-    assert worst <= 1e-5, f"max |ddp - single| = {worst:.3g}"
+    bound = rounding_bound(load_config(TINY_CONFIG, overrides), single_dir, tmp_path)
+    assert worst <= bound, f"max |ddp - single| = {worst:.3g} > {bound:.3g} (REORDERING_FACTOR x reordering's)"
     assert not torch.equal(ours["members.0.classifier.weight"], ours["members.1.classifier.weight"])
 
 
 @pytest.mark.slow
-def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides):
+def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides, reordering_bound):
     single_dir, _ = single_process
     run_dir = copy_preprocessed(single_dir, tmp_path / "nproc")
     result = launch(
@@ -195,7 +208,7 @@ def test_han_train_nproc_shortcut(tmp_path, single_process, dp_overrides):
     got = load_file(str(run_dir / "model" / "last.safetensors"))
     assert expected.keys() == got.keys()
     for key in expected:
-        assert np.abs(expected[key] - got[key]).max() <= 1e-5, key
+        assert np.abs(expected[key] - got[key]).max() <= reordering_bound, key
 
 
 # --- sharded prediction and preprocessing -----------------------------------------------------------

@@ -17,6 +17,7 @@ from safetensors.numpy import load_file
 from test_resume import stop_by_sigint_after_step
 
 from conftest import TINY_CONFIG, TOPICS, invoke, make_multilabel_corpus, one_line_error, write_csv
+from distributed_worker import rounding_bound
 from han.config import load_config
 from han.data.label_sets import label_matrix
 from han.data.splits import load_data
@@ -291,8 +292,9 @@ def test_two_processes_train_a_multilabel_run_like_one(overrides, tmp_path):
         load_file(str(single / "model" / "last.safetensors")),
         load_file(str(double / "model" / "last.safetensors")),
     )
+    bound = rounding_bound(load_config(TINY_CONFIG, more), single, tmp_path)  # the order of the sums only
     for key in expected:
-        assert np.abs(expected[key] - got[key]).max() <= 1e-5, key
+        assert np.abs(expected[key] - got[key]).max() <= bound, key
     assert json.loads((double / "manifest.json").read_text())["train"]["world_size"] == 2
     assert set(json.loads((double / "thresholds.json").read_text())["per_label"]) == set(NAMES)
 
