@@ -388,7 +388,7 @@ CASES: list[tuple[str, Setup, int, str]] = [
         "predict: a folder",
         lambda p: ["predict", str(p.trained), str((p.tmp / "d.csv").mkdir() or p.tmp / "d.csv")],
         3,
-        "d.csv: is a folder, not a file",
+        "d.csv: is a folder, not an input file",
     ),
     (
         "predict: binary .txt",

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import os
-import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from han.errors import DataError
+from han.util.files import special_file_kind
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".txt"}
 HEAD_BYTES = 1 << 16
@@ -75,23 +74,6 @@ def check_text_bytes(path: Path, suffix: str, strict_utf8: bool = True) -> None:
             if not chunk:
                 return
             offset += len(chunk)
-
-
-SPECIAL_FILES = (
-    (stat.S_ISFIFO, "a named pipe"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def special_file_kind(path: Path) -> str | None:
-    """'a named pipe' (character/block device, socket) when `path` is one, else None; stats without opening."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None  # missing or unreadable: the caller's own check names it
-    return next((what for test, what in SPECIAL_FILES if test(mode)), None)
 
 
 def check_regular_file(path: Path) -> None:

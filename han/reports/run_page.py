@@ -5,6 +5,12 @@ the test (else validation) confusion matrix as a heat map, per-class precision/r
 class in each preprocessed split, what preprocessing's max_chars cap cut, and the resolved config.
 Several runs share the curve charts (one colour per run) and the table of final metrics. Every file
 read is verified against the run's manifest; every string taken from a file goes through `esc`.
+
+The page stays small whatever the run: the train log and metrics.json are read only up to `MAX_LOG_BYTES` /
+`MAX_METRICS_BYTES` (a larger one is a one-line error); curves draw at most `MAX_EPOCHS_DRAWN` epochs of a
+run (evenly spaced, the first and the last kept); the confusion matrix, the per-class bars and the table of
+documents per class show the `MAX_CLASSES_DRAWN` most frequent classes; the page says what it left out.
+(Longer than ~400 lines: the page's charts and sections read best together.)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from han.reports.html import PALETTE, esc, format_number, page, svg_frame
 from han.store.outputs import write_output_text
 from han.store.rundir import RunDir
 from han.util.atomic import read_json
+from han.util.files import check_user_file
 
 DASH = "—"
 CSS = """
@@ -43,6 +50,12 @@ CURVES = (
     ("training speed (docs/s)", (("docs_per_s", "docs/s", False),)),
 )
 SPLIT_ORDER = {"train": 0, "validation": 1, "test": 2}
+# Bounds on what the page reads and draws (a run has one log line per epoch, tens of them, and tens of classes):
+MAX_LOG_BYTES = 64 << 20  # train_log.jsonl: some 200,000 epochs; a larger log is a one-line error
+MAX_METRICS_BYTES = 256 << 20  # metrics.json: a confusion matrix of some 8,000 classes
+MAX_EPOCHS_DRAWN = 400  # epochs a run's curves draw, evenly spaced (first and last kept)
+MAX_CLASSES_DRAWN = 40  # classes in the confusion matrix, per-class bars and label table: the most frequent
+LOG_KEYS = {"epoch", *(key for _, keys in CURVES for key, _, _ in keys)}  # what the page reads of a log line
 PER_CLASS = (("precision", PALETTE[0]), ("recall", PALETTE[3]), ("f1", PALETTE[2]))
 
 
@@ -81,18 +94,34 @@ def _short(text: str, limit: int) -> str:
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The train log's records (one per epoch), each cut to the keys the page shows (`LOG_KEYS`)."""
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise RunDirError(f"{path}: line {number} is not valid JSON ({error}); the file is damaged") from None
-        if not isinstance(record, dict):
-            raise RunDirError(f"{path}: line {number} is not a JSON object; the file is damaged")
-        records.append(record)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RunDirError(f"{path}: line {number} is not valid JSON ({error}); the file is damaged") from None
+            if not isinstance(record, dict):
+                raise RunDirError(f"{path}: line {number} is not a JSON object; the file is damaged")
+            records.append({key: value for key, value in record.items() if key in LOG_KEYS})
     return records
+
+
+def _evenly(count: int, limit: int) -> list[int]:
+    """At most `limit` indexes of 0..count-1, evenly spaced, the first and the last kept."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)})
+
+
+def _most_frequent(totals: Sequence[float], limit: int) -> list[int]:
+    """The indexes of the `limit` largest `totals` (ties: the lower index), in index order."""
+    if len(totals) <= limit:
+        return list(range(len(totals)))
+    return sorted(sorted(range(len(totals)), key=lambda i: (-totals[i], i))[:limit])
 
 
 def load_run(path: Path, name: str) -> RunView:
@@ -104,6 +133,9 @@ def load_run(path: Path, name: str) -> RunView:
     run.require(run.config_path, run.labels_path, hint="run `han preprocess` (or `han run`) first")
     has_metrics = run.metrics_path.exists()
     reads = [run.config_path, run.labels_path, run.train_log_path] + ([run.metrics_path] if has_metrics else [])
+    check_user_file(run.train_log_path, "train log", RunDirError, max_bytes=MAX_LOG_BYTES)  # before it is hashed
+    if has_metrics:
+        check_user_file(run.metrics_path, "metrics file", RunDirError, max_bytes=MAX_METRICS_BYTES)
     run.verify_artifacts(*reads)
     labels = run.load_labels()
     metrics = read_json(run.metrics_path) if has_metrics else {}
@@ -146,8 +178,9 @@ def _line_chart(title: str, keys: Sequence[tuple[str, str, bool]], runs: Sequenc
     """One chart of per-epoch values: a polyline (and dots) per run and key, null values skipped."""
     series: list[tuple[int, str, str, bool, list[tuple[int, float]]]] = []  # run index, key, label, dashed, points
     for r, run in enumerate(runs):
+        drawn = _evenly(len(run.log), MAX_EPOCHS_DRAWN)
         for key, label, dashed in keys:
-            values = [(_epoch(rec, i), _number(rec.get(key))) for i, rec in enumerate(run.log)]
+            values = [(_epoch(run.log[i], i), _number(run.log[i].get(key))) for i in drawn]
             points = [(e, v) for e, v in values if v is not None]
             if points:
                 series.append((r, key, label, dashed, points))
@@ -201,8 +234,11 @@ def _line_chart(title: str, keys: Sequence[tuple[str, str, bool]], runs: Sequenc
     return f'<div class="chart"><h3>{esc(title)}</h3>{svg_frame(width, height, "".join(parts), title)}</div>'
 
 
-def _confusion_chart(matrix: list[list[int]], labels: list[str], split: str) -> str:
-    """A heat map of the confusion matrix (rows: true label, columns: predicted), each cell's count written in it."""
+def _confusion_chart(
+    matrix: list[list[int]], labels: list[str], split: str, totals: Sequence[int] | None = None
+) -> str:
+    """A heat map of the confusion matrix (rows: true label, columns: predicted), each cell's count written in it;
+    `totals`: each row's whole count, when the matrix shows some of the classes only."""
     n = len(labels)
     cell = max(24, min(56, 560 // max(n, 1)))
     names = [_short(label, 16) for label in labels]
@@ -220,7 +256,7 @@ def _confusion_chart(matrix: list[list[int]], labels: list[str], split: str) -> 
     for i, row in enumerate(matrix):
         y = top + i * cell
         parts.append(f'<text x="{left - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{esc(names[i])}</text>')
-        total = sum(row)
+        total = totals[i] if totals is not None else sum(row)
         for j, count in enumerate(row):
             share = count / total if total else 0.0
             r, g, b = (round(255 - share * (255 - c)) for c in (31, 95, 158))
@@ -240,7 +276,14 @@ def _confusion_chart(matrix: list[list[int]], labels: list[str], split: str) -> 
 
 
 def _per_class_chart(per_class: dict[str, Any]) -> str:
-    """Grouped horizontal bars of each class's precision, recall and F1 on a 0-1 axis."""
+    """Grouped horizontal bars of each class's precision, recall and F1 on a 0-1 axis: the `MAX_CLASSES_DRAWN`
+    classes of most support, with a note when there are more."""
+    supports = [_number(_dict(entry).get("support")) or 0.0 for entry in per_class.values()]
+    shown = _most_frequent(supports, MAX_CLASSES_DRAWN)
+    if len(shown) < len(per_class):
+        items = list(per_class.items())
+        chart = _per_class_chart({name: entry for name, entry in (items[i] for i in shown)})
+        return chart + _left_out(len(shown), len(per_class), "support")
     names = [f"{_short(name, 24)} ({_dict(entry).get('support', '?')})" for name, entry in per_class.items()]
     left, top, plot_w, bar_h = 14 + 7 * max((len(n) for n in names), default=1), 28, 360, 8
     group = 3 * bar_h + 10
@@ -318,11 +361,40 @@ def _is_multilabel(run: RunView) -> bool:
     return run.config.get("task") == "multilabel"
 
 
-def _counts(matrix: Any, n: int) -> list[list[int]] | None:
-    """`matrix` as n rows of n integer counts, or None when it is not that."""
+def _count(cell: Any) -> int:
+    return int(cell) if _number(cell) is not None else 0
+
+
+def _row_total(row: list[Any]) -> int:
+    """The sum of a confusion matrix row's counts (a cell that is not a finite number counts 0)."""
+    try:
+        total = sum(row)  # fast: a row of han's metrics.json holds integers only
+        if isinstance(total, int) or math.isfinite(total):
+            return int(total)
+    except TypeError:
+        pass
+    return sum(map(_count, row))
+
+
+def _left_out(shown: int, total: int, by: str) -> str:
+    return (
+        f'<p class="note">The {shown} classes of most {esc(by)}, of {total:,} (the others are left out here; '
+        "metrics.json holds every class).</p>"
+    )
+
+
+def _confusion_section(matrix: Any, labels: list[str], split: str) -> str:
+    """The confusion matrix chart of the `MAX_CLASSES_DRAWN` classes of most documents, or "" when `matrix` is
+    not len(labels) rows of len(labels) counts."""
+    n = len(labels)
     if not isinstance(matrix, list) or len(matrix) != n or not all(isinstance(r, list) and len(r) == n for r in matrix):
-        return None
-    return [[int(c) if _number(c) is not None else 0 for c in row] for row in matrix]
+        return ""
+    totals = [_row_total(row) for row in matrix]
+    keep = _most_frequent(totals, MAX_CLASSES_DRAWN)
+    counts = [[_count(matrix[i][j]) for j in keep] for i in keep]
+    chart = _confusion_chart(counts, [labels[i] for i in keep], split, [totals[i] for i in keep])
+    note = _left_out(len(keep), n, f"{split} documents") if len(keep) < n else ""
+    return f"<h3>Confusion matrix ({esc(split)})</h3>{chart}{note}"
 
 
 def _evaluation(run: RunView) -> str:
@@ -342,11 +414,7 @@ def _evaluation(run: RunView) -> str:
     confusion = _dict(chosen.get("confusion_matrix"))
     matrix, labels = confusion.get("rows_true_columns_predicted"), confusion.get("labels")
     labels = labels if isinstance(labels, list) else run.labels
-    counts = _counts(matrix, len(labels))
-    if counts is not None:
-        out.append(
-            f"<h3>Confusion matrix ({esc(split)})</h3>{_confusion_chart(counts, [str(x) for x in labels], split)}"
-        )
+    out.append(_confusion_section(matrix, [str(x) for x in labels], split))
     if _dict(chosen.get("per_class")):
         out.append(
             f"<h3>Per-class scores ({esc(split)}; support in brackets)</h3>{_per_class_chart(chosen['per_class'])}"
@@ -368,8 +436,10 @@ def _distribution(run: RunView) -> str:
     head = ["label" if multilabel else "class"]
     head += [f"{esc(s)} ({(sizes.get(s) if multilabel else sum(run.split_counts[s])) or 0:,})" for s in splits]
     rows = []
-    for c, label in enumerate(run.labels):
-        row = [esc(label)]
+    documents = [sum(run.split_counts[s][c] for s in splits) for c in range(len(run.labels))]
+    shown = _most_frequent(documents, MAX_CLASSES_DRAWN)
+    for c in shown:
+        row = [esc(run.labels[c])]
         for s in splits:
             total = (sizes.get(s) if multilabel else sum(run.split_counts[s])) or 1
             count = run.split_counts[s][c]
@@ -378,7 +448,8 @@ def _distribution(run: RunView) -> str:
             )
         rows.append(row)
     title = "Documents per label and split (a document counts for each of its labels)" if multilabel else ""
-    return f"<h3>{title or 'Documents per class and split'}</h3>{_table(head, rows)}"
+    note = _left_out(len(shown), len(run.labels), "documents") if len(shown) < len(run.labels) else ""
+    return f"<h3>{title or 'Documents per class and split'}</h3>{_table(head, rows)}{note}"
 
 
 def _preprocessing(run: RunView) -> str:
@@ -455,9 +526,15 @@ def render_run_page(run_dirs: list[Path]) -> str:
         + "</header>"
     )
     charts = "".join(_line_chart(name, keys, runs) for name, keys in CURVES)
+    thinned = "".join(
+        f'<p class="note">{esc(run.name)}: the curves draw {MAX_EPOCHS_DRAWN} of its {len(run.log):,} epochs, '
+        "evenly spaced (the first and the last kept); train_log.jsonl holds every epoch.</p>"
+        for run in runs
+        if len(run.log) > MAX_EPOCHS_DRAWN
+    )
     body = [
         _summary(runs),
-        f'<section class="card" id="curves"><h2>Training curves</h2><div class="grid">{charts}</div></section>',
+        f'<section class="card" id="curves"><h2>Training curves</h2><div class="grid">{charts}</div>{thinned}</section>',
         *(_run_section(run, several) for run in runs),
     ]
     return page(title, CSS, f"{header}<main>{''.join(body)}</main>")

@@ -19,6 +19,7 @@ from han.errors import DataError
 from han.progress import Progress
 from han.store.vocab import PAD_ID, UNK_ID, Vocab
 from han.util.cpus import available_cores
+from han.util.files import check_user_file
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,7 @@ def load_vectors_file(path: str | Path, file_format: str) -> KeyedVectors:
     """Read vectors in word2vec text/binary format, GloVe's header-less text format or a fastText .bin model (its
     own binary layout, read field by field: nothing is unpickled)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: vectors file not found (embeddings.path)")
+    check_user_file(path, "vectors file", DataError, option="embeddings.path")
     try:
         if file_format == "fasttext_binary":
             return load_facebook_vectors(str(path))
