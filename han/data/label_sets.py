@@ -25,8 +25,9 @@ from han.errors import DataError
 log = logging.getLogger(__name__)
 
 LabelSet = tuple[str, ...]
-TRUE_TEXT = {"1", "1.0", "true", "yes"}
-FALSE_TEXT = {"", "0", "0.0", "false", "no"}
+# What a cell of a 0/1 label column may hold (compared in lower case): exactly what the error message lists.
+TRUE_TEXT = {"1", "1.0", "true"}
+FALSE_TEXT = {"", "0", "0.0", "false"}
 RARE_LABEL_DOCUMENTS = 10  # labels with fewer training documents are listed as rare in the summary
 
 
@@ -57,7 +58,8 @@ def _flag(value: Any, column: str, row: str, where: str) -> bool:
         return text in TRUE_TEXT
     raise DataError(
         f"{where}: label column {column!r} holds {str(value)[:40]!r} at {row}; "
-        "each of data.label_columns holds 1 (the document has the label) or 0 (empty cells read as 0)"
+        "each of data.label_columns holds 1 (the document has the label) or 0: 1, 1.0 or true, 0, 0.0 or false "
+        "(any case), and an empty cell reads as 0"
     )
 
 
@@ -66,16 +68,43 @@ def list_feature(feature: Any) -> Any | None:
     return getattr(feature, "feature", None) if isinstance(feature, (datasets.List, datasets.LargeList)) else None
 
 
+def _row_name(i: int, rows: list[int], row_names: Sequence[str] | None) -> str:
+    return row_names[rows[i] - 1] if row_names is not None else f"row {rows[i]}"
+
+
 def read_label_sets(
     dataset: datasets.Dataset, config: DataConfig, where: str, rows: list[int], row_names: Sequence[str] | None
 ) -> list[LabelSet]:
-    """Each row's label set, from the layout the config and the column types name."""
+    """Each row's label set, from the layout the config and the column types name.
+
+    A label holding `config.output_label_separator` (what joins a document's labels in han's CSV output) is a
+    `DataError` naming the file, row and column: that output could not be split back into the labels."""
+    separator = config.output_label_separator
+    fix = (
+        f"{separator!r} joins a document's labels in han's CSV output; rename the label, or set "
+        "data.label_separator to text no label holds (a text column is then split at it)"
+    )
+    for column in config.label_columns or ():
+        if separator in column:
+            raise DataError(f"{where}: label column {column!r} holds {separator!r} in its name: {fix}")
+    sets = _label_sets_of(dataset, config, where, rows, row_names)
+    for i, labels in enumerate(sets):
+        joined = next((name for name in labels if separator in name), None)
+        if joined is not None:
+            at = _row_name(i, rows, row_names)
+            raise DataError(f"{where}: label {joined[:80]!r} at {at}, column {config.label_column!r}: {fix}")
+    return sets
+
+
+def _label_sets_of(
+    dataset: datasets.Dataset, config: DataConfig, where: str, rows: list[int], row_names: Sequence[str] | None
+) -> list[LabelSet]:
     if config.label_columns:
         table = dataset.select_columns(config.label_columns).with_format("arrow")[:]
         flags = [table.column(c).to_pylist() for c in config.label_columns]
         result = []
         for i, values in enumerate(zip(*flags, strict=True)):
-            at = row_names[rows[i] - 1] if row_names is not None else f"row {rows[i]}"
+            at = _row_name(i, rows, row_names)
             picked = [c for c, v in zip(config.label_columns, values, strict=True) if _flag(v, c, at, where)]
             result.append(tuple(sorted(picked)))
         return result

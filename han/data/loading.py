@@ -9,8 +9,10 @@ labelled documents.
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import logging
+import os
 import socket
 import threading
 import urllib.request
@@ -27,7 +29,8 @@ from han.config import DataConfig
 from han.data.inputs import check_csv_header, check_input_file, check_regular_file
 from han.data.records import csv_delimiter
 from han.data.sources import FILE_BUILDERS, expand_files, is_glob, resolve_source
-from han.errors import DataError
+from han.errors import DataError, StorageError
+from han.util.atomic import failure_reason, write_failure
 from han.util.hashing import folder_digest
 
 log = logging.getLogger(__name__)
@@ -165,7 +168,9 @@ def _load_with_datasets(
 ) -> datasets.DatasetDict:
     where = where or path
     try:
-        loaded = datasets.load_dataset(path, **kwargs)
+        loaded = _into_cache(path, where, kwargs)
+    except StorageError:
+        raise
     except ConnectionError as error:
         if unreachable is not None:
             raise DataError(
@@ -203,6 +208,31 @@ def _load_with_datasets(
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+def _into_cache(path: str, where: str, kwargs: dict[str, Any]) -> datasets.DatasetDict | datasets.Dataset:
+    """`datasets.load_dataset`, which writes Arrow files into its cache: a failed write there (disk full, ...)
+    is a `StorageError`, not a file that "could not be parsed"."""
+    try:
+        return datasets.load_dataset(path, **kwargs)
+    except Exception as error:
+        failure = write_failure(error)
+        cache = kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE
+        if failure is None or (failure.errno in (errno.EACCES, errno.EPERM) and not _of_cache(failure.filename, cache)):
+            raise  # not a write (an input han may not read is a data error)
+        raise StorageError(
+            f"{where}: could not be read into the datasets cache {cache} ({failure_reason(failure)}); "
+            "make room there, or set HF_DATASETS_CACHE to a writable folder with room"
+        ) from None
+
+
+def _of_cache(filename: object, cache: str | os.PathLike[str]) -> bool:
+    """Whether the path `filename` (an OSError's, possibly None) lies in the folder `cache` or is a folder made
+    for it."""
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    path, folder = Path(os.path.abspath(filename)), Path(os.path.abspath(cache))
+    return path.is_relative_to(folder) or folder.is_relative_to(path)
 
 
 def _builder_for(files: list[Path]) -> str:

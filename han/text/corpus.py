@@ -12,8 +12,10 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from han.config import PreprocessConfig
 from han.store.encoded import EncodedSplit, EncodedSplitWriter, label_array
 from han.store.vocab import UNK_ID, Vocab
 from han.text.segment import ChunkTokens, TextStats
+from han.util.atomic import storage_errors
 
 
 @dataclass
@@ -136,19 +139,38 @@ class _SpilledArrays:
     FIELDS = (("ids", np.int32), ("sentence_lengths", np.int64), ("sentence_counts", np.int64))
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.paths = {name: folder / f"{name}.bin" for name, _ in self.FIELDS}
-        # kept open across append() calls and closed in finish(), so no context manager
-        self.files = {name: open(path, "wb") for name, path in self.paths.items()}  # noqa: SIM115
+        self.files: dict[str, BinaryIO] = {}
+        with self._writing():
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, path in self.paths.items():
+                # kept open across append() calls and closed in finish(), so no context manager
+                self.files[name] = open(path, "wb")  # noqa: SIM115
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (disk full, ...) closes every file, so none flushes again later, and is a `StorageError`."""
+        try:
+            with storage_errors(self.folder):
+                yield
+        except BaseException:
+            for handle in self.files.values():
+                with suppress(OSError):
+                    handle.close()
+            raise
 
     def append(self, part: SegmentedSplit) -> None:
-        for name, dtype in self.FIELDS:
-            self.files[name].write(np.ascontiguousarray(getattr(part, name), dtype=dtype).tobytes())
+        with self._writing():
+            for name, dtype in self.FIELDS:
+                self.files[name].write(np.ascontiguousarray(getattr(part, name), dtype=dtype).tobytes())
 
     def finish(self) -> SegmentedSplit:
+        with self._writing():
+            for handle in self.files.values():
+                handle.close()  # flushes the last chunk: where a full disk shows
         arrays = {}
         for name, dtype in self.FIELDS:
-            self.files[name].close()
             size = self.paths[name].stat().st_size
             arrays[name] = np.memmap(self.paths[name], dtype=dtype, mode="r") if size else np.zeros(0, dtype)
         return SegmentedSplit(arrays["ids"], arrays["sentence_lengths"], arrays["sentence_counts"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from han.config import TrainConfig
+from han.config import FLOAT32_MAX, TrainConfig
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -52,6 +52,9 @@ class LazyAdam(torch.optim.Optimizer):
                 step = float(state["step"])
                 bias_correction1 = 1 - beta1**step
                 bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+                # torch takes the step size as a float32: an absurd rate (train.lr 1e38 is 1e39 at step 1) makes
+                # the weights infinite, which training reports as divergence, rather than failing the conversion
+                step_size = min(lr / bias_correction1, FLOAT32_MAX)
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 if param.grad.is_sparse:
                     grad = param.grad.coalesce()
@@ -63,13 +66,13 @@ class LazyAdam(torch.optim.Optimizer):
                     exp_avg.index_copy_(0, rows, row_avg)
                     exp_avg_sq.index_copy_(0, rows, row_avg_sq)
                     denominator = row_avg_sq.sqrt_().div_(bias_correction2_sqrt).add_(eps)
-                    param.index_add_(0, rows, row_avg.div_(denominator), alpha=-lr / bias_correction1)
+                    param.index_add_(0, rows, row_avg.div_(denominator), alpha=-step_size)
                 else:
                     grad = param.grad if not weight_decay else param.grad.add(param, alpha=weight_decay)
                     exp_avg.lerp_(grad, 1 - beta1)
                     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                     denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-                    param.addcdiv_(exp_avg, denominator, value=-lr / bias_correction1)
+                    param.addcdiv_(exp_avg, denominator, value=-step_size)
         return loss
 
 

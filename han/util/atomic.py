@@ -28,16 +28,68 @@ _os_write = os.write
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 
 
-def storage_error(target: Path, error: OSError) -> StorageError:
-    """A one-line `StorageError` for a failed write of `target`."""
+def failure_reason(error: OSError) -> str:
+    """Why a write failed, in a few words ("No space left on device: free some space")."""
     reason = error.strerror or str(error) or type(error).__name__
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         reason += ": free some space"
+    return reason
+
+
+def storage_error(target: Path, error: OSError) -> StorageError:
+    """A one-line `StorageError` for a failed write of `target`."""
+    reason = failure_reason(error)
     return StorageError(f"{target}: could not be written ({reason}); the previous version, if any, is unchanged")
 
 
 def _is_write_failure(error: BaseException) -> bool:
     return isinstance(error, OSError) and (error.errno in WRITE_ERRNOS or error.errno is None)
+
+
+def write_failure(error: BaseException) -> OSError | None:
+    """The failed write (disk full, file too large, read-only, quota, permission) behind `error`, if any: `error`
+    itself or an exception it was raised from or while handling (how libraries such as datasets wrap it)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def create_folder(folder: Path, option: str) -> None:
+    """Create `folder` and its missing parents (`option`, such as --run-dir, is what the user chose it with).
+
+    A path under a regular file is a `RunDirError` naming that file; a folder that cannot be made for another
+    reason (read-only, permission, disk full, a file system such as /proc or /sys) is a `StorageError`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((p for p in folder.parents if os.path.lexists(p)), None)  # the nearest that exists
+        if blocking is not None and not blocking.is_dir():
+            raise RunDirError(
+                f"{folder}: cannot be created: {blocking} is a file, not a folder; choose another {option}"
+            ) from None
+        if folder.exists() and not folder.is_dir():
+            raise RunDirError(f"{folder}: exists and is not a folder; choose another {option}") from None
+        reason = error.strerror or type(error).__name__
+        raise StorageError(f"{folder}: the folder could not be created ({reason}); choose another {option}") from None
+
+
+@contextmanager
+def storage_errors(target: Path) -> Iterator[None]:
+    """Run the block; a failed write in it (see `write_failure`) raises `StorageError` naming `target`.
+
+    For writes that are not renamed into place like `atomic_path`'s: scratch files (spilled token arrays), copies."""
+    try:
+        yield
+    except OSError as error:
+        failure = write_failure(error)
+        if failure is None:
+            raise
+        raise storage_error(target, failure) from None
 
 
 def fsync_path(path: Path) -> None:
