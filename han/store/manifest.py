@@ -133,6 +133,17 @@ class Manifest:
                 artifacts[self._relative(file)] = {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
         self.update_manifest(artifacts=dict(sorted(artifacts.items())))
 
+    def refuse_links(self, path: Path) -> None:
+        """Refuse `path` when it, or a folder between the run directory and it, is a symbolic link: a run
+        directory's files are its own, never read (or removed) elsewhere through a link."""
+        rel = Path(self._relative(path))
+        for part in [*reversed(rel.parents[:-1]), rel] if rel.parts else []:
+            if (self.root / part).is_symlink():
+                raise RunDirError(
+                    f"{self.root / part}: is a symbolic link; han uses only the run directory's own files "
+                    "(replace the link with what it points to, or copy the run)"
+                )
+
     def _hint_for(self, rel: str) -> str:
         if rel.startswith(("model/", "train_log")):
             return "rerun `han train --overwrite` or restore the file"
@@ -158,6 +169,7 @@ class Manifest:
         artifacts = self.listed_artifacts(manifest)
         for path in map(Path, paths):
             rel = self._relative(path)
+            self.refuse_links(path)
             if path.is_dir():
                 listed = {k: v for k, v in artifacts.items() if k.startswith(rel + "/")}
                 if not listed:
@@ -180,6 +192,7 @@ class Manifest:
     def _verify_file(self, path: Path, entry: Any, rel: str) -> None:
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise RunDirError(f"{self.manifest_path}: damaged entry for {rel}; {self._hint_for(rel)}")
+        self.refuse_links(path.parent)
         if path.is_symlink() or not path.is_file():
             raise RunDirError(f"{path}: missing or not a regular file; {self._hint_for(rel)}")
         size = path.stat().st_size

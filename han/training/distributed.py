@@ -29,8 +29,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ from han.errors import ConfigError
 from han.progress import Progress
 from han.store.encoded import EncodedSplit
 from han.util.device import resolve_device
+from han.util.lock import folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +262,11 @@ class Ranks:
     def progress(self, progress: Progress | None) -> Progress:
         """The progress to report to: `progress` on rank 0, a silent one on the others (one bar per job)."""
         return progress if progress is not None and self.is_main else Progress()
+
+    def writer_lock(self, folder: Path, command: str) -> AbstractContextManager[None]:
+        """The lock of the folder rank 0 writes into (han.util.lock), taken by rank 0 alone: the ranks of one
+        job are one writer."""
+        return folder_lock(folder, command, create=False) if self.is_main else nullcontext()
 
     def rng_states(self) -> list[torch.Tensor]:
         """Every rank's dropout generator state, for the checkpoint (none for a lone process: its own is kept)."""

@@ -1,9 +1,14 @@
-"""Graceful stops: the first SIGINT/SIGTERM becomes a request the training loop honours after its step."""
+"""Graceful stops: the first SIGINT/SIGTERM becomes a request the training loop honours after its step; a
+child process han starts gets SIGTERM when its parent dies (`die_with_parent`), so it stops too."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,3 +43,32 @@ def stop_on_signals(request: StopRequest) -> Iterator[StopRequest]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+ORPHAN_POLL_SECONDS = 0.5  # where prctl is missing: how often the child looks for its parent
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a child han started: receive SIGTERM when the parent `parent_pid` dies, even by SIGKILL.
+
+    A child that outlived its parent would go on writing into a folder whose lock the parent no longer
+    holds. Linux delivers the signal itself (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls for
+    the parent. The parent may have died before this call: checked right after, and the signal sent then.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(ORPHAN_POLL_SECONDS)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="han-parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)

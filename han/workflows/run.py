@@ -16,6 +16,7 @@ from han.serving.trained import load_trained_run
 from han.store.rundir import RunDir
 from han.text.preprocess import PreprocessSummary, preprocess, preprocessing_complete
 from han.training.train import TrainResult, train
+from han.util.lock import folder_lock
 from han.workflows.tracking import check_tracking, track_run
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,14 @@ def run_all(
     """Preprocess, train and evaluate (validation and test) into `run_dir`; stage wall times in the manifest.
 
     `run_dir` must be new or empty unless `overwrite` (start again) or `resume` (keep a finished
-    preprocess, continue training from the newest checkpoint, then evaluate).
+    preprocess, continue training from the newest checkpoint, then evaluate). The run directory's lock
+    is held throughout (han.util.lock): a second `han run` on it is refused.
     """
+    with folder_lock(Path(run_dir), "han run"):
+        return _run_all(config, Path(run_dir), progress, resume, overwrite)
+
+
+def _run_all(config: Config, run_dir: Path, progress: Progress | None, resume: bool, overwrite: bool) -> RunResult:
     run = RunDir(Path(run_dir))
     check_tracking(config)  # tracking: mlflow needs the package and a reachable store, before any work
     # Before --overwrite removes anything: the largest model this config could build must fit in memory.
