@@ -5,8 +5,8 @@ frozen afterwards; unknown keys, wrong types and out-of-range values are rejecte
 that names the file and the key.
 
 Hostile input is refused the same way: YAML is read with a safe loader that also refuses duplicate
-keys and nesting deeper than `MAX_NESTING`; every float must be finite; true/false is never taken
-for a number nor a number for true/false; seeds are 32-bit; model sizes are bounded.
+keys and nesting deeper than `MAX_NESTING`; every float must be finite and within float32's range; true/false
+is never taken for a number nor a number for true/false; seeds are 32-bit; model sizes are bounded.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from han.errors import ConfigError
+from han.util.files import read_user_file
 from han.util.yaml_strict import MAX_NESTING, DuplicateKey, NestingTooDeep, check_nesting, load_yaml, yaml_problem
 
 # Levels of nesting a config file, the data it is validated from, or an override value may have.
@@ -36,6 +37,12 @@ from han.util.yaml_strict import MAX_NESTING, DuplicateKey, NestingTooDeep, chec
 # exhausting the stack (or memory) before validation can name the problem.
 MAX_SEED = 2**32 - 1  # seeds are what NumPy's legacy seeding accepts: integers in 0..2**32-1
 MAX_MODEL_SIZE = 4096  # upper bound of the hidden, attention and embedding sizes (the paper uses 50-200)
+# The largest float32 (numpy.finfo(numpy.float32).max): rates, decays and clips become float32 tensors or
+# torch optimizer values, where a larger number overflows; every float setting is bounded by it.
+FLOAT32_MAX = 3.4028234663852886e38
+# Bytes a config or search space file may have: they are a few KiB (1 MiB holds thousands of file names),
+# and they are read whole, so /dev/zero or a mistaken multi-gigabyte file is refused before it is read.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _check_seed(value: int) -> int:
@@ -69,6 +76,16 @@ class _Schema(BaseModel):
             raise ValueError("expected true or false")
         if admitted & {int, float} and bool not in admitted and isinstance(value, bool):
             raise ValueError("expected a number, not true/false")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _within_float32(cls, value: Any) -> Any:
+        # finite is not enough: torch turns train.lr=1e39 into float32 and fails mid-training ("overflow").
+        if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            raise ValueError(
+                f"must be at most {FLOAT32_MAX:.7g} in magnitude (float32's largest: han computes in float32)"
+            )
         return value
 
 
@@ -129,6 +146,11 @@ class DataConfig(_Schema):
     @property
     def text_columns(self) -> list[str]:
         return [self.text_column] if isinstance(self.text_column, str) else list(self.text_column)
+
+    @property
+    def output_label_separator(self) -> str:
+        """What joins a document's labels in han's CSV output (task multilabel): `label_separator`, else ";"."""
+        return self.label_separator or ";"
 
     @property
     def label_source_columns(self) -> list[str]:
@@ -383,6 +405,13 @@ class Config(_Schema):
     @model_validator(mode="after")
     def _multilabel_settings(self) -> Config:
         if self.multilabel:
+            separator = self.data.output_label_separator
+            joined = [name for name in self.data.labels or () if separator in name]
+            if joined:
+                raise ValueError(
+                    f"data.labels: {joined[0]!r} holds {separator!r}, which joins a document's labels in han's CSV "
+                    "output; rename the label, or set data.label_separator to text no label holds"
+                )
             return self
         for section, names in MULTILABEL_ONLY.items():
             schema = getattr(self, section)
@@ -514,12 +543,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     The file is read with a safe loader: no Python tags, no duplicate keys, at most MAX_NESTING levels.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a config file")
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    text = read_user_file(path, "config file", ConfigError, max_bytes=MAX_CONFIG_BYTES)  # no pipe, device, folder
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(text.decode("utf-8"))
     except (NestingTooDeep, RecursionError) as error:
         where = f" (at line {error.line})" if isinstance(error, NestingTooDeep) else ""
         raise ConfigError(

@@ -43,6 +43,17 @@ def check_flags(resume: bool, overwrite: bool) -> None:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run or start it again")
 
 
+def check_input_option(path: Path | None, option: str, *, data_source: bool = False) -> None:
+    """Refuse a documents file that is missing, a folder, a named pipe or a device before anything else, naming
+    `option` (a `DataError`). `data_source`: the path is read like data.source, so a folder, a glob or a hub id
+    passes (the data loader checks it); a named pipe or device is still refused here."""
+    from han.errors import DataError
+    from han.util.files import check_user_file
+
+    if path is not None and str(path) != "-":
+        check_user_file(path, "input file", DataError, option=option, folder_ok=data_source, missing_ok=data_source)
+
+
 ShardOpt = Annotated[
     str | None,
     typer.Option("--shard", help="Do only shard i of n (i/n, 0-based); under torchrun the rank is the shard."),
@@ -194,7 +205,6 @@ def compare(
     """Train and test several model kinds on the same splits and seeds; a table with a paired significance test."""
     from han.config import MAX_SEED, load_config
     from han.errors import ConfigError
-    from han.store.outputs import check_output
     from han.workflows.compare import ComparePlan, parse_models
     from han.workflows.compare import compare as run_compare
 
@@ -203,9 +213,7 @@ def compare(
         raise ConfigError(f"--seeds {seeds}: seeds from {cfg.seed} would pass {MAX_SEED}; lower seed or --seeds")
     folder = directory if directory is not None else Path("compare") / config.stem
     page = output if output is not None else folder / "compare.html"
-    if output is not None:
-        check_output(output, [config], option="--output")
-    plan = ComparePlan(cfg, str(config), parse_models(models), [cfg.seed + i for i in range(seeds)], folder, page)
+    plan = ComparePlan(cfg, str(config), parse_models(models), [cfg.seed + i for i in range(seeds)], folder, output)
     result = run_compare(plan, ui.RichProgress(), resume=resume)
     ui.show_comparison(result)
     ui.console.print(f"[green]compared[/]: {folder}/compare.json, {folder}/compare.md, {page}")
@@ -239,7 +247,7 @@ def tune(
 
     cfg = load_config(config, overrides or [])
     folder = directory if directory is not None else Path("tune") / config.stem
-    chosen = load_space(space, cfg) if space is not None else dict(DEFAULT_SPACE)
+    chosen = load_space(space, cfg, option="--space") if space is not None else dict(DEFAULT_SPACE)
     result = run_tune(TunePlan(cfg, str(config), trials, folder, chosen), ui.RichProgress(), resume=resume)
     best = result["best"]
     table = Table(title=f"han tune: {config.stem} ({result['metric']}, {result['direction']})")
@@ -280,6 +288,7 @@ def evaluate(
     from han.serving.inference import evaluate_file, evaluate_split
     from han.serving.trained import load_trained_run
 
+    check_input_option(data, "--data", data_source=True)
     trained = load_trained_run(run_dir, weights, device)
     metrics = evaluate_file(trained, data) if data is not None else evaluate_split(trained, split, ui.RichProgress())
     ui.show_metrics(str(data) if data is not None else split, metrics)
@@ -312,6 +321,7 @@ def predict(
     from han.training.distributed import launched_by_torchrun, parse_shard, shutdown
     from han.workflows.sharding import predict_shard, prediction_part_path
 
+    check_input_option(input, "INPUT")
     trained = load_trained_run(run_dir, weights, device)
     source = None if input is None or str(input) == "-" else input
     if shard is None and not launched_by_torchrun():
@@ -346,12 +356,6 @@ WeightsOpt = Annotated[str, typer.Option("--weights", help="best or last.")]
 def _option_default(schema: type[BaseModel], name: str) -> Any:
     """A command option's default, read from its schema in han/config.py (defaults live only there)."""
     return schema.model_fields[name].default
-
-
-def _report_format(output: Path, given: str | None, data_suffix: str, data_format: str) -> str:
-    if given is not None:
-        return given
-    return data_format if output.suffix.lower() == data_suffix else "html"
 
 
 @app.command()
@@ -389,10 +393,10 @@ def report(
 ) -> None:
     """Per-document attention report: sentences and words shaded by their weights (HTML), or the same as JSON Lines."""
     from han.config import validate_options
-    from han.errors import ConfigError
     from han.reports.documents import document_report
     from han.reports.output import write_document_report
     from han.serving.trained import load_trained_run
+    from han.store import outputs
     from han.store.outputs import check_output
     from han.text.preprocess import source_paths
 
@@ -401,10 +405,9 @@ def report(
         dict(sort=sort, only=only, true_label=true_label, predicted_label=predicted_label, limit=limit),
         "han report options",
     )
-    chosen_format = _report_format(output, output_format, ".jsonl", "jsonl")
-    if chosen_format not in ("html", "jsonl"):
-        raise ConfigError(f"--format {chosen_format!r}: use html or jsonl")
+    check_input_option(input, "INPUT", data_source=split is not None)
     check_output(output, [input] if input is not None else [], "--output/-o")
+    chosen_format = outputs.output_format(output, ("html", "jsonl"), output_format, "--output/-o")
     trained = load_trained_run(run_dir, weights)
     if input is None:  # --split re-reads the run's data source: never write over it
         check_output(output, source_paths(trained.config), "--output/-o")
@@ -451,10 +454,10 @@ def corpus_report(
 ) -> None:
     """Corpus attention report: top-attended words per class, sentence positions, chosen words, faithfulness check."""
     from han.config import validate_options
-    from han.errors import ConfigError
     from han.reports.output import write_corpus_report
     from han.reports.statistics import corpus_statistics, load_split_for_corpus
     from han.serving.trained import load_trained_run
+    from han.store import outputs
     from han.store.outputs import check_output
 
     options = validate_options(
@@ -470,10 +473,9 @@ def corpus_report(
         ),
         "han corpus-report options",
     )
-    chosen_format = _report_format(output, output_format, ".json", "json")
-    if chosen_format not in ("html", "json"):
-        raise ConfigError(f"--format {chosen_format!r}: use html or json")
+    check_input_option(input, "INPUT")
     check_output(output, [input] if input is not None else [], "--output/-o")
+    chosen_format = outputs.output_format(output, ("html", "json"), output_format, "--output/-o")
     trained = load_trained_run(run_dir, weights)
     encoded, source = load_split_for_corpus(trained, input, split)
     stats = corpus_statistics(trained, encoded, options, source, ui.RichProgress())
@@ -508,9 +510,10 @@ def show(
 ) -> None:
     """A self-contained HTML page of training runs: curves, confusion matrix, per-class scores, label counts."""
     from han.reports.run_page import write_run_page
-    from han.store.outputs import check_output
+    from han.store.outputs import check_output, output_format
 
     check_output(output, [*run_dirs], option="--output")
+    output_format(output, ("html",), option="--output")
     write_run_page(run_dirs, output)
     ui.console.print(f"[green]run page[/]: {len(run_dirs)} run(s) -> {output}")
 

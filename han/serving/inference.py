@@ -7,15 +7,16 @@ and scored by `han.evaluation.scoring`; nothing but the run directory is needed.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
 import multiprocessing as mp
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -25,13 +26,16 @@ from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import model_device, predict_probabilities, score_split
 from han.progress import Progress
 from han.serving.trained import TrainedRun
-from han.store.outputs import check_output, output_path
+from han.store.outputs import check_output, output_format, output_path
 from han.store.rundir import RunDir
 from han.text.segment import prepare_texts, segment_chunk
 from han.util.atomic import read_json, write_json_atomic
 from han.util.cpus import cores_per_process, use_threads
+from han.util.lock import folder_lock
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
@@ -45,6 +49,18 @@ def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
     run.record_artifacts(run.metrics_path)
 
 
+def holding_run_lock(function: Callable[Concatenate[TrainedRun, P], R]) -> Callable[Concatenate[TrainedRun, P], R]:
+    """`function(trained, ...)` run while holding the lock of the trained run's directory (it writes metrics.json)."""
+
+    @functools.wraps(function)
+    def locked(trained: TrainedRun, *args: P.args, **kwargs: P.kwargs) -> R:
+        with folder_lock(trained.run.root, "han evaluate", create=False):
+            return function(trained, *args, **kwargs)
+
+    return locked
+
+
+@holding_run_lock
 def evaluate_split(trained: TrainedRun, split: str, progress: Progress | None = None) -> dict[str, Any]:
     """Metrics on one of the run's preprocessed splits; merged into RUN_DIR/metrics.json."""
     encoded = trained.run.load_split(split)
@@ -69,6 +85,7 @@ def run_metrics(trained: TrainedRun, labels: np.ndarray, probabilities: np.ndarr
     )
 
 
+@holding_run_lock
 def evaluate_file(trained: TrainedRun, data_file: Path) -> dict[str, Any]:
     """Metrics on a labelled file with the run's text and label columns; merged into metrics.json under the file name."""
     from han.data.label_sets import label_matrix
@@ -218,7 +235,7 @@ def _format_row(trained: TrainedRun, row: int, probabilities: np.ndarray, output
 
 def label_separator(trained: TrainedRun) -> str:
     """How a label set is written as text: the run's `data.label_separator`, else ";"."""
-    return trained.config.data.label_separator or ";"
+    return trained.config.data.output_label_separator
 
 
 def write_predictions(
@@ -283,10 +300,10 @@ def predict_file(
     """
     if output is not None:
         check_output(output, [source] if source is not None else [])
+        chosen = output_format(output, ("jsonl", "csv"))
     texts = iter_input_texts(source, trained.config.data, stdin, trained.config.preprocess.max_chars)
     name = str(source) if source is not None else "standard input"
     if output is None:
         return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name, shard, chunk_size)
-    output_format = "csv" if output.suffix.lower() == ".csv" else "jsonl"
     with output_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-        return write_predictions(trained, texts, handle, output_format, progress, name, shard, chunk_size)
+        return write_predictions(trained, texts, handle, chosen, progress, name, shard, chunk_size)

@@ -6,12 +6,19 @@ han's marker and the names han will write there (`CLAIMED_NAMES`, recorded as "c
 under a claimed name, plus han's own temporaries (`.<name>.han-<random>.tmp`) and checkpoints; a file
 it cannot attribute to itself, or that is one of the run's inputs, stays where it is. A folder without
 the marker is never emptied or written into by name, even with `--overwrite`.
+
+A workspace (`han compare`, `han tune`) is han's too: its marker file `<kind>.json` carries
+`"han_<kind>": 1` (`WORKSPACE_KINDS`). No output of a command may land inside a run directory or a
+workspace (`enclosing_han_folder`). A han-made subfolder (`LINKED_NAMES`) that is a symbolic link is
+refused before anything is read through it or removed. The lock file (han.util.lock) is han's own and
+never removed here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +26,8 @@ from typing import Any
 
 from han.errors import RunDirError
 from han.store.manifest import Manifest, is_han_manifest
-from han.util.atomic import TEMPORARY_MARK, read_json
+from han.util.atomic import TEMPORARY_MARK, create_folder, read_json
+from han.util.lock import LOCK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,8 @@ CLAIMED_NAMES = (
     "metrics.json",
 )
 TRAINING_NAMES = ("model", "checkpoints", "train_log.jsonl", "metrics.json")
+LINKED_NAMES = ("data", "model", "checkpoints", "shards")  # han's subfolders: never followed when a link
+WORKSPACE_KINDS = ("comparison", "tuning")  # DIR/<kind>.json holding {"han_<kind>": 1, ...}: a han workspace
 
 
 def is_han_temporary(name: str) -> bool:
@@ -43,15 +53,59 @@ def is_han_temporary(name: str) -> bool:
     return name.startswith(".") and TEMPORARY_MARK in name and name.endswith(".tmp")
 
 
+def _is_run_directory(folder: Path) -> bool:
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        with contextlib.suppress(RunDirError):
+            return is_han_manifest(read_json(manifest))
+    return False
+
+
 def enclosing_run_directory(path: Path) -> Path | None:
     """The han run directory that `path` is inside of (or is), if any."""
     for folder in [path, *path.parents] if path.is_dir() else list(path.parents):
-        manifest = folder / "manifest.json"
-        if manifest.is_file():
-            with contextlib.suppress(RunDirError):
-                if is_han_manifest(read_json(manifest)):
-                    return folder
+        if _is_run_directory(folder):
+            return folder
     return None
+
+
+def workspace_marker(directory: Path, kind: str) -> Path:
+    """The marker file of a `kind` workspace (`comparison`, `tuning`): DIR/<kind>.json."""
+    return directory / f"{kind}.json"
+
+
+def is_han_workspace(directory: Path, kind: str) -> bool:
+    """Whether `directory` holds the marker of a han `kind` workspace."""
+    marker = workspace_marker(directory, kind)
+    if not marker.is_file():
+        return False
+    try:
+        saved = read_json(marker)
+    except RunDirError:
+        return False
+    return isinstance(saved, dict) and saved.get(f"han_{kind}") == 1
+
+
+def enclosing_han_folder(path: Path) -> tuple[Path, str] | None:
+    """The innermost han-made folder that `path` is inside of (or is): (folder, "run directory" or "<kind>")."""
+    for folder in [path, *path.parents] if path.is_dir() else list(path.parents):
+        if _is_run_directory(folder):
+            return folder, "run directory"
+        for kind in WORKSPACE_KINDS:
+            if is_han_workspace(folder, kind):
+                return folder, kind
+    return None
+
+
+def refuse_linked_folders(root: Path) -> None:
+    """Refuse a run directory whose han-made subfolder (`LINKED_NAMES`) is a symbolic link: han would read
+    and remove files elsewhere through it."""
+    for name in LINKED_NAMES:
+        if (root / name).is_symlink():
+            raise RunDirError(
+                f"{root / name}: is a symbolic link; han reads and removes only the run directory's own files "
+                "(replace the link with the folder it points to, or copy the run)"
+            )
 
 
 def _inside(path: Path, others: Iterable[Path]) -> bool:
@@ -98,7 +152,7 @@ class Ownership(Manifest):
         checkpoints = self.root / "checkpoints"
         if checkpoints.is_dir():
             found.update(p for p in checkpoints.glob("step-*.safetensors"))
-        files = [p for p in found if (p.is_file() or p.is_symlink())]
+        files = [p for p in found if (p.is_file() or p.is_symlink()) and p.name != LOCK_NAME]
         if wanted is not None:
             files = [p for p in files if p.relative_to(self.root).parts[0] in wanted]
         return sorted(files)
@@ -109,11 +163,20 @@ class Ownership(Manifest):
         for source in inputs:
             with contextlib.suppress(RuntimeError, OSError):  # a link loop protects nothing
                 protected.append(Path(source).resolve())
-        removed = []
-        for path in self.owned_paths(names):
+        refuse_linked_folders(self.root)
+        doomed = []
+        for path in self.owned_paths(names):  # everything checked before anything is removed
             if _inside(path, protected):
                 log.warning("%s: an input of this run; kept", path)
                 continue
+            self.refuse_links(path.parent)
+            if not os.access(path.parent, os.W_OK | os.X_OK):
+                raise RunDirError(
+                    f"{path.parent}: read-only, so the previous run's files cannot be removed; nothing was removed"
+                )
+            doomed.append(path)
+        removed = []
+        for path in doomed:
             try:
                 path.unlink()
             except OSError as error:
@@ -140,7 +203,7 @@ class Ownership(Manifest):
                 "choose a --run-dir outside it"
             )
         if not self.root.exists():
-            self.root.mkdir(parents=True)
+            create_folder(self.root, "--run-dir")  # under a file, read-only, ...: one line, not a traceback
             self._mark()
             return
         if not self.root.is_dir():
@@ -148,7 +211,7 @@ class Ownership(Manifest):
         han_run = self.is_han_run()
         if han_run:
             self.remove_stale_temporaries()
-        others = [c for c in self.root.iterdir() if c.name not in keep and c.name != "manifest.json"]
+        others = [c for c in self.root.iterdir() if c.name not in (*keep, "manifest.json", LOCK_NAME)]
         if han_run and not others and not self.listed_artifacts():
             self._mark()  # claimed before, nothing written yet
             return
@@ -172,6 +235,7 @@ class Ownership(Manifest):
 
     def claim_for_training(self, resume: bool, overwrite: bool) -> None:
         """Refuse to train over existing training results unless resuming or `overwrite` removes them."""
+        refuse_linked_folders(self.root)  # training writes into model/ and checkpoints/, reads checkpoints/
         existing = [self.root / name for name in TRAINING_NAMES if (self.root / name).exists()]
         if not existing or resume:
             return

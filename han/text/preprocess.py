@@ -22,7 +22,9 @@ from han.data.fingerprint import preprocess_key
 from han.errors import DataError, RunDirError
 from han.progress import Progress
 from han.store.rundir import RunDir
-from han.util.atomic import TEMPORARY_MARK, atomic_dir, write_bytes_atomic
+from han.util.atomic import TEMPORARY_MARK, atomic_dir, storage_errors, write_bytes_atomic
+from han.util.files import check_user_file
+from han.util.lock import folder_lock
 
 if TYPE_CHECKING:
     from han.data.splits import LoadedData
@@ -129,12 +131,23 @@ def preprocess(
     Reuses the run directory's output when its cache key matches (`preprocess.cache`). Otherwise
     `run_dir` must be new or empty (but for the shards of a sharded preprocess); `overwrite` empties
     a previous han run directory first. `segmented`: every split's segmentation, already done by
-    shards (han/workflows/sharding.py).
+    shards (han/workflows/sharding.py). The run directory's lock is held throughout (han.util.lock).
     """
+    with folder_lock(Path(run_dir), "han preprocess"):
+        return _preprocess(config, Path(run_dir), progress, segmented, overwrite)
+
+
+def _preprocess(
+    config: Config,
+    run_dir: Path,
+    progress: Progress | None,
+    segmented: dict[str, list[Document]] | None,
+    overwrite: bool,
+) -> PreprocessSummary:
     progress = progress or Progress()
     run = RunDir(Path(run_dir))
-    if config.embeddings.source == "file" and not Path(config.embeddings.path or "").is_file():
-        raise DataError(f"{config.embeddings.path}: vectors file not found (embeddings.path)")  # before hours of work
+    if config.embeddings.source == "file":  # before hours of work: a missing file, a pipe or a device is named now
+        check_user_file(Path(config.embeddings.path or ""), "vectors file", DataError, option="embeddings.path")
     extra_files = extra_text_files(config)  # a missing file is named now, before hours of work
     seconds: dict[str, float] = {}
 
@@ -178,7 +191,9 @@ def _build(
     loaded: LoadedData,
     extra_files: list[Path],
 ) -> PreprocessSummary:
-    with tempfile.TemporaryDirectory(prefix=f".tokens{TEMPORARY_MARK}", suffix=".tmp", dir=run.root) as spill:
+    with storage_errors(run.root):  # the folder of spilled token arrays cannot be made: disk full, ...
+        scratch = tempfile.TemporaryDirectory(prefix=f".tokens{TEMPORARY_MARK}", suffix=".tmp", dir=run.root)
+    with scratch as spill:
         return _build_from_loaded(config, run, key, seconds, progress, segmented, loaded, extra_files, Path(spill))
 
 

@@ -324,12 +324,17 @@ class TrainingSession:
         if self.config.precision == "fp16" and self.nonfinite_in_a_row < FP16_OVERFLOWS_TOLERATED:
             log.debug("fp16: loss %s at step %d; the loss scaler skips the step", loss, self.loop.global_step + 1)
             return
-        tc, loop = self.config.train, self.loop
+        tc, loop, model = self.config.train, self.loop, self.config.model
+        rates = [f"train.lr (now {tc.lr:g})"]
+        if model.wide and model.wide_weights == "learnt":  # the wide channel's n-gram weights (a group of their own)
+            auto = ", auto: 1 / steps an epoch" if tc.wide_lr == "auto" else ""
+            for group in self.optimizer.param_groups[1:]:  # none for a kind without the wide channel
+                rates.append(f"train.wide_lr (now {group.get('initial_lr', group['lr']):g}{auto})")
         clip = f"train.grad_clip (now {tc.grad_clip})" if tc.grad_clip is not None else "set train.grad_clip (e.g. 5)"
         in_a_row = f" for {self.nonfinite_in_a_row} steps in a row" if self.nonfinite_in_a_row > 1 else ""
         raise TrainingDiverged(
             f"training diverged at epoch {loop.epoch} step {loop.global_step + 1}: loss is {loss}{in_a_row}; "
-            f"lower train.lr (now {tc.lr:g}) or {clip}, then train again with --overwrite"
+            f"lower {', '.join(rates)} or {clip}, then train again with --overwrite"
         )
 
     def result(self) -> TrainResult:
@@ -367,8 +372,22 @@ def train(
     `on_epoch`, when given, is called with each epoch's record (its validation metrics) once the
     epoch's weights are saved and before its checkpoint; an exception it raises ends training there
     and propagates (a resumed run calls it only for the epochs it trains). Kind linear has no epochs.
+    Rank 0 holds the run directory's lock throughout (han.util.lock): a second writer is refused.
     """
     ranks = Ranks.join(config.device)  # a single process is rank 0 of 1
+    with ranks.writer_lock(Path(run_dir), "han train"):
+        return _train(config, Path(run_dir), ranks, progress, resume, overwrite, on_epoch)
+
+
+def _train(
+    config: Config,
+    run_dir: Path,
+    ranks: Ranks,
+    progress: Progress | None,
+    resume: bool,
+    overwrite: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> TrainResult:
     check_precision(ranks.device, config.precision)
     progress = ranks.progress(progress)  # one bar per job
     run = RunDir(Path(run_dir))

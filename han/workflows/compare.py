@@ -41,7 +41,7 @@ import numpy as np
 
 from han import errors
 from han.config import Config, config_from_dict
-from han.errors import ConfigError, HanError, TrainingStopped
+from han.errors import ConfigError, HanError, RunDirError, TrainingStopped
 from han.evaluation.scoring import predict_probabilities
 from han.evaluation.significance import SIGNIFICANCE_LEVEL, paired_bootstrap
 from han.models.build import KINDS, describe
@@ -49,10 +49,12 @@ from han.progress import Progress
 from han.reports.comparison import comparison_html, comparison_markdown
 from han.serving.inference import merge_metrics, run_metrics
 from han.serving.trained import load_trained_run
-from han.store.outputs import write_output_text
+from han.store.outputs import check_output, output_format, resolved, write_output_text
 from han.store.rundir import RunDir
 from han.training.train import train
-from han.util.atomic import read_json, write_json_atomic, write_text_atomic
+from han.util.atomic import create_folder, read_json, write_json_atomic, write_text_atomic
+from han.util.lock import folder_lock
+from han.util.signals import die_with_parent
 from han.workflows.workspace import linked_run_copy, open_workspace
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,16 @@ def parse_models(text: str) -> list[str]:
 
 def model_config(config: Config, kind: str, seed: int) -> Config:
     """The base config with `model.kind` and `seed` replaced, validated again."""
-    return config_from_dict(config.model_dump(mode="json"), "compare", [f"model.kind={kind}", f"seed={seed}"])
+    source = f"compare --models {kind}"
+    return config_from_dict(config.model_dump(mode="json"), source, [f"model.kind={kind}", f"seed={seed}"])
+
+
+def check_model_configs(plan: ComparePlan) -> None:
+    """Every model's config valid (model.ensemble 3 is not for kind linear, ...), before anything is made or
+    preprocessed: a `ConfigError` naming the kind."""
+    for kind in plan.models:
+        for seed in plan.seeds:
+            model_config(plan.config, kind, seed)
 
 
 # --- one model in its own process ------------------------------------------------------------------
@@ -103,15 +114,26 @@ def peak_memory_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _child(config_data: dict[str, Any], run_dir: str, connection: Connection) -> None:
-    """A spawned process: train and test one model; send back its figures or its error (as plain data)."""
+def _child(config_data: dict[str, Any], run_dir: str, connection: Connection, parent_pid: int) -> None:
+    """A spawned process: train and test one model; send back its figures or its error (as plain data).
+
+    It holds its run directory's lock while it works, and stops (SIGTERM: a checkpoint, then the end) when
+    the comparison's process dies, so no trainer goes on in a folder nobody holds.
+    """
+    die_with_parent(parent_pid)
+    message: tuple[Any, ...]
     try:
         config = config_from_dict(config_data, "compare")
-        connection.send(("ok", _train_and_test(config, Path(run_dir), Progress())))
+        with folder_lock(Path(run_dir), "han compare"):
+            message = ("ok", _train_and_test(config, Path(run_dir), Progress()))
     except HanError as error:
-        connection.send(("error", type(error).__name__, str(error), error.exit_code))
+        message = ("error", type(error).__name__, str(error), error.exit_code)
     except BaseException as error:
-        connection.send(("error", type(error).__name__, f"{type(error).__name__}: {error}", 1))
+        message = ("error", type(error).__name__, f"{type(error).__name__}: {error}", 1)
+    try:
+        connection.send(message)
+    except OSError:  # the parent is gone: nobody to tell
+        pass
     finally:
         connection.close()
 
@@ -138,7 +160,7 @@ def _in_own_process(config: Config, run_dir: Path) -> dict[str, Any]:
     """
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(config.model_dump(mode="json"), str(run_dir), sender))
+    process = context.Process(target=_child, args=(config.model_dump(mode="json"), str(run_dir), sender, os.getpid()))
     process.start()
     sender.close()
     message: tuple[Any, ...] | None = None
@@ -219,18 +241,42 @@ def _correct(run: dict[str, Any], multilabel: bool) -> np.ndarray:
 
 
 # --- the whole comparison ------------------------------------------------------------------------
+def check_page(plan: ComparePlan) -> None:
+    """Refuse a page (--output) that would land on a file of the comparison or of another han folder, or whose
+    extension names another format than HTML; the default page, DIR/compare.html, is the comparison's own."""
+    page = plan.page
+    if page is None or resolved(page) == resolved(plan.directory / "compare.html"):
+        return
+    check_output(page, [Path(plan.config_source)], option="--output")
+    if resolved(page).is_relative_to(resolved(plan.directory)):  # the comparison may not exist yet
+        raise RunDirError(
+            f"{page}: is inside the comparison folder {plan.directory}, which holds only what han writes there; "
+            "write --output elsewhere or leave it out (DIR/compare.html)"
+        )
+    output_format(page, ("html",), option="--output")
+
+
 def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool = False) -> dict[str, Any]:
     """Preprocess once, train and test every model with every seed (finished ones kept), and summarise.
 
     Writes DIR/compare.json (the table's data), DIR/compare.md and the HTML page, and returns the data; the figures of each model and seed are
     in DIR/results/. SIGINT/SIGTERM stop the model in training at a checkpoint (`TrainingStopped`);
-    the same command with `resume` continues.
+    the same command with `resume` continues. Every model's config and the page are checked first
+    (`check_model_configs`, `check_page`); DIR's lock is held throughout (a second process on DIR is
+    refused), each model's process holds its run directory's.
     """
+    check_model_configs(plan)
+    check_page(plan)
+    with folder_lock(plan.directory, "han compare"):
+        return _compare(plan, progress, resume)
+
+
+def _compare(plan: ComparePlan, progress: Progress | None, resume: bool) -> dict[str, Any]:
     progress = progress or Progress()
     request = {"config": plan.config.model_dump(mode="json")}
     data = open_workspace(plan.directory, "comparison", request, resume, plan.config, progress)
     results_dir = plan.directory / "results"
-    results_dir.mkdir(exist_ok=True)
+    create_folder(results_dir, "--dir")
     total, done = len(plan.models) * len(plan.seeds), 0
     for kind in plan.models:
         for seed in plan.seeds:
@@ -242,7 +288,7 @@ def compare(plan: ComparePlan, progress: Progress | None = None, *, resume: bool
                 continue
             log.info("compare %d/%d: %s", done, total, name)
             run_dir = plan.directory / "runs" / name
-            run_dir.parent.mkdir(exist_ok=True)
+            create_folder(run_dir.parent, "--dir")
             linked_run_copy(data, run_dir)
             figures = _in_own_process(model_config(plan.config, kind, seed), run_dir)
             write_json_atomic(result_path, {"model": kind, "seed": seed, **figures})

@@ -36,12 +36,13 @@ from han.errors import ConfigError, DataError, RunDirError
 from han.progress import Progress
 from han.serving.inference import PREDICT_CHUNK_SIZE, predict_file
 from han.serving.trained import TrainedRun
-from han.store.outputs import check_output, output_path
+from han.store.outputs import check_output, output_format, output_path
 from han.store.rundir import RunDir
 from han.text.preprocess import PreprocessSummary, preprocess
 from han.text.segment import Document, build_pipeline, segment
 from han.training.distributed import barrier, contiguous_shard, launched_by_torchrun, setup, shard_from_env
-from han.util.atomic import atomic_path, read_json, write_json_atomic
+from han.util.atomic import atomic_path, create_folder, read_json, write_json_atomic
+from han.util.lock import LOCK_NAME, folder_lock
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -84,7 +85,16 @@ def segment_split(nlp: Language, split: RawSplit, config: Config, name: str, pro
 def preprocess_shard(
     config: Config, run_dir: Path, shard: tuple[int, int], progress: Progress | None = None
 ) -> dict[str, int]:
-    """Segment shard `shard` = (i, n) of every split into RUN_DIR/shards/; return its documents per split."""
+    """Segment shard `shard` = (i, n) of every split into RUN_DIR/shards/; return its documents per split.
+
+    The shards share the run directory's lock (each writes its own folder): only a whole-run writer is refused."""
+    with folder_lock(Path(run_dir), "han preprocess --shard", shared=True):
+        return _preprocess_shard(config, Path(run_dir), shard, progress)
+
+
+def _preprocess_shard(
+    config: Config, run_dir: Path, shard: tuple[int, int], progress: Progress | None
+) -> dict[str, int]:
     progress = progress or Progress()
     index, count = shard
     loaded = load_data(config.data, config.seed, config.multilabel)
@@ -95,13 +105,17 @@ def preprocess_shard(
             f"{run.root}: already holds a run; preprocess shards go into a new or empty folder "
             "(or empty this run first with `han preprocess ... --overwrite`)"
         )
-    if run.root.is_dir() and not run.is_han_run() and any(c.name != "shards" for c in run.root.iterdir()):
+    if (
+        run.root.is_dir()
+        and not run.is_han_run()
+        and any(c.name not in ("shards", LOCK_NAME) for c in run.root.iterdir())
+    ):
         raise RunDirError(
             f"{run.root}: holds files but is not a han run directory; preprocess shards go into a new or empty "
             "folder or a run directory of han's; choose another --run-dir"
         )
     folder = preprocess_shard_dir(run_dir, index, count)
-    folder.mkdir(parents=True, exist_ok=True)
+    create_folder(folder, "--run-dir")
     documents = {}
     for name, split in loaded.splits.items():
         start, stop = contiguous_shard(len(split), index, count)
@@ -139,13 +153,14 @@ def merge_preprocess_shards(
     config: Config, run_dir: Path, count: int, progress: Progress | None = None
 ) -> PreprocessSummary:
     """Concatenate the `count` shards' segmentations in order and finish preprocessing, as one process would."""
-    segmented = _read_shards(run_dir, count)
-    summary = preprocess(config, run_dir, progress, segmented=segmented)
-    for index in range(count):
-        shutil.rmtree(preprocess_shard_dir(run_dir, index, count))
-    shards_root = Path(run_dir) / "shards"
-    if shards_root.is_dir() and not any(shards_root.iterdir()):
-        shards_root.rmdir()
+    with folder_lock(Path(run_dir), "han preprocess --merge-shards", create=False):
+        segmented = _read_shards(run_dir, count)
+        summary = preprocess(config, run_dir, progress, segmented=segmented)
+        for index in range(count):
+            shutil.rmtree(preprocess_shard_dir(run_dir, index, count))
+        shards_root = Path(run_dir) / "shards"
+        if shards_root.is_dir() and not any(shards_root.iterdir()):
+            shards_root.rmdir()
     return summary
 
 
@@ -253,7 +268,7 @@ def merge_prediction_parts(output: Path, count: int) -> int:
     if missing:
         raise DataError(f"{missing[0]}: prediction shard missing; run `han predict ... --shard i/{count}` for each i")
     check_output(output, parts)
-    csv_format = output.suffix.lower() == ".csv"
+    csv_format = output_format(output, ("jsonl", "csv")) == "csv"
     headers: list[list[str]] = []
     rows = 0
     with output_path(output) as tmp:

@@ -33,8 +33,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from han.config import Config
-from han.errors import ConfigError, HanError
+from han.errors import ConfigError, HanError, StorageError
 from han.store.rundir import RunDir
+from han.util.atomic import failure_reason, write_failure
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,20 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # off while han logs (MLflow reloads the model to check it)
 MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+# MLflow's HTTP retries, backoff and timeout (its environment variables), set only where the user has not:
+# its own defaults (7 retries, backoff factor 2, 120 s) make an unreachable server fail after about four minutes.
+# The check before any work gives up within about 10 s (2 tries of at most 5 s, no wait between them when the
+# connection is refused); logging the finished run retries longer, its run directory being complete already.
+CHECK_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+LOG_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 class TrackingError(HanError):
@@ -89,10 +104,11 @@ def _is_file_store(uri: str) -> bool:
 
 
 @contextmanager
-def _using(uri: str) -> Iterator[None]:
-    """Log to `uri` for the duration, MLflow's file store allowed, its progress bars and INFO chatter muted; then restore."""
+def _using(uri: str, http: Mapping[str, str]) -> Iterator[None]:
+    """Log to `uri` for the duration, MLflow's file store allowed, its HTTP retries bounded by `http` (where the
+    user has not set them), its progress bars and INFO chatter muted; then restore."""
     mlflow = _mlflow()
-    defaults = {PROGRESS_BAR: "false"} | ({ALLOW_FILE_STORE: "true"} if _is_file_store(uri) else {})
+    defaults = {PROGRESS_BAR: "false", **http} | ({ALLOW_FILE_STORE: "true"} if _is_file_store(uri) else {})
     added = {name: value for name, value in defaults.items() if name not in os.environ}  # the user's choice stands
     os.environ.update(added)
     set_uri = not mlflow.is_tracking_uri_set() and not os.environ.get("MLFLOW_TRACKING_URI")
@@ -118,9 +134,15 @@ def check_tracking(config: Config) -> None:
     mlflow = _mlflow()
     uri = tracking_uri()
     try:
-        with _using(uri):
+        with _using(uri, CHECK_HTTP):
             mlflow.MlflowClient().get_experiment_by_name(config.tracking_experiment)
     except Exception as error:  # MlflowException, OSError, a missing store driver (sqlalchemy), ...
+        failure = write_failure(error)
+        if failure is not None:  # read-only, disk full, ...: a place, not a setting, is at fault
+            raise StorageError(
+                f"tracking: mlflow: the tracking store {uri} cannot be written ({failure_reason(failure)}); "
+                "make room there or point MLFLOW_TRACKING_URI at a writable store"
+            ) from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"tracking: mlflow: cannot use the tracking store {uri}: {first_line}") from None
 
@@ -220,7 +242,7 @@ def track_run(config: Config, run_dir: Path, result: RunResultLike) -> str | Non
     run = RunDir(Path(run_dir))
     uri = tracking_uri()
     try:
-        with _using(uri):
+        with _using(uri, LOG_HTTP):
             client = mlflow.MlflowClient()
             experiment = client.get_experiment_by_name(config.tracking_experiment)
             experiment_id = (
@@ -243,6 +265,12 @@ def track_run(config: Config, run_dir: Path, result: RunResultLike) -> str | Non
     except HanError:
         raise
     except Exception as error:
+        failure = write_failure(error)
+        if failure is not None:  # disk full, read-only, ...: exit 5 like any failed write
+            raise StorageError(
+                f"tracking: mlflow: logging the finished run {run.root} to {uri} failed: {failure.filename or 'a file'} "
+                f"could not be written ({failure_reason(failure)}); the run directory itself is complete"
+            ) from None
         raise TrackingError(
             f"tracking: mlflow: logging the finished run {run.root} to {uri} failed ({type(error).__name__}: "
             f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); the run directory itself is complete"

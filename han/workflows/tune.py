@@ -32,25 +32,32 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from han.config import Config, config_from_dict, config_to_yaml
+from han.config import MAX_CONFIG_BYTES, Config, config_from_dict, config_to_yaml
 from han.errors import ConfigError, TrainingDiverged
 from han.progress import Progress
 from han.store.rundir import RunDir
 from han.training.train import train
 from han.util.atomic import TEMPORARY_MARK, write_json_atomic, write_text_atomic
+from han.util.files import read_user_file
+from han.util.lock import folder_lock
 from han.util.yaml_strict import DuplicateKey, NestingTooDeep, load_yaml
 from han.workflows.workspace import linked_run_copy, open_workspace
 
 log = logging.getLogger(__name__)
 
 STUDY = "han-tune"
-PREPROCESSING_SECTIONS = ("data", "preprocess", "embeddings")  # settings a search space may not vary
+# Settings a search space may not vary: the trials share one preprocessing (DIR/data), and training refuses a
+# task, data, preprocess or embeddings setting other than the one it was made with.
+PREPROCESSING_SECTIONS = ("task", "data", "preprocess", "embeddings")
 DEFAULT_SPACE: dict[str, Any] = {
     "train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
     "train.weight_decay": {"low": 1e-7, "high": 1e-3, "log": True},
@@ -95,14 +102,43 @@ def with_params(config: Config, params: dict[str, Any], source: str = "tune") ->
     return config_from_dict(data, source)
 
 
+def _admitted_types(annotation: Any) -> set[Any]:
+    """The types a schema annotation admits, unions flattened and Annotated unwrapped."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_admitted_types(arg) for arg in typing.get_args(annotation)))
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _admitted_types(typing.get_args(annotation)[0])
+    return {annotation}
+
+
+def _setting_types(name: str) -> set[Any]:
+    """The types the dotted setting `name` admits in the config schema (empty for a name it lacks)."""
+    schema: type[BaseModel] = Config
+    *sections, key = name.split(".")
+    for section in sections:
+        field_info = schema.model_fields.get(section)
+        annotation = field_info.annotation if field_info is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return set()
+        schema = annotation
+    field_info = schema.model_fields.get(key)
+    return set() if field_info is None else _admitted_types(field_info.annotation)
+
+
 def check_space(space: Any, config: Config, source: str) -> dict[str, Any]:
-    """A search space (dotted setting -> list of choices or {low, high, log}) checked against `config`."""
+    """A search space (dotted setting -> list of choices or {low, high, log}) checked against `config` and the
+    schema: every choice and both bounds are valid values of the setting, an integer setting has integer
+    bounds, and no setting the trials' shared preprocessing fixes (task, data.*, preprocess.*, embeddings.*)."""
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"{source}: expected a mapping of dotted settings (e.g. train.lr) to their ranges")
     for name, spec in space.items():
         where = f"{source}: {name}"
         if not isinstance(name, str) or name.split(".")[0] in PREPROCESSING_SECTIONS:
-            raise ConfigError(f"{where}: not a training or model setting (the trials share one preprocessing)")
+            raise ConfigError(
+                f"{where}: cannot vary between trials: they share one preprocessing, made for one task and one set of "
+                "data, preprocess and embeddings settings; tune training and model settings, or run `han tune` "
+                "once per value"
+            )
         plain = isinstance(spec, list) and all(isinstance(v, (bool, int, float, str)) for v in spec)
         if isinstance(spec, list):
             if not plain or not spec or len(set(map(repr, spec))) != len(spec):
@@ -114,6 +150,11 @@ def check_space(space: Any, config: Config, source: str) -> dict[str, Any]:
             if not numbers or not low < high or not isinstance(use_log, bool) or (use_log and low <= 0):
                 raise ConfigError(f"{where}: needs numbers low < high (low > 0 with log: true)")
             samples = [low, high]
+            admitted = _setting_types(name)
+            if int in admitted and float not in admitted and not all(isinstance(v, int) for v in (low, high)):
+                raise ConfigError(
+                    f"{where}: an integer setting: give whole-number low and high (got low {low!r}, high {high!r})"
+                )
         else:
             raise ConfigError(f"{where}: give a list of choices or a mapping with low, high and optionally log")
         for value in samples:
@@ -121,13 +162,18 @@ def check_space(space: Any, config: Config, source: str) -> dict[str, Any]:
     return space
 
 
-def load_space(path: Path, config: Config) -> dict[str, Any]:
-    """A search space read from a YAML file (see `check_space`)."""
+def load_space(path: Path, config: Config, option: str | None = None) -> dict[str, Any]:
+    """A search space read from a YAML file (see `check_space`); `option` (e.g. "--space") names it in errors.
+
+    The file must be a regular file of at most `MAX_CONFIG_BYTES`: a pipe, a device or a folder is refused
+    before it is opened."""
+    text = read_user_file(Path(path), "search space file", ConfigError, option=option, max_bytes=MAX_CONFIG_BYTES)
+    shown = f"{option} {path}" if option else str(path)
     try:
-        data = load_yaml(Path(path).read_text(encoding="utf-8"))
+        data = load_yaml(text.decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, DuplicateKey, NestingTooDeep, RecursionError) as error:
-        raise ConfigError(f"{path}: not a readable YAML search space ({type(error).__name__})") from None
-    return check_space(data, config, str(path))
+        raise ConfigError(f"{shown}: not a readable YAML search space ({type(error).__name__})") from None
+    return check_space(data, config, shown)
 
 
 def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +264,14 @@ def tune(plan: TunePlan, progress: Progress | None = None, *, resume: bool = Fal
     """Preprocess once, run trials until `plan.trials` have finished, and write DIR/tune.json and DIR/best.yaml.
 
     Returns the data of tune.json. SIGINT/SIGTERM stop the trial in training at a checkpoint
-    (`TrainingStopped`); the same call with `resume` continues the search.
+    (`TrainingStopped`); the same call with `resume` continues the search. DIR's lock is held throughout:
+    a second process on DIR is refused (two writers would corrupt each other's trials).
     """
+    with folder_lock(plan.directory, "han tune"):
+        return _tune(plan, progress, resume)
+
+
+def _tune(plan: TunePlan, progress: Progress | None, resume: bool) -> dict[str, Any]:
     optuna = _optuna()
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
