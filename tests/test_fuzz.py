@@ -53,6 +53,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -76,7 +77,8 @@ SHOWN_FAILURES = 12
 ALLOWED_CODES = {0, 2, 3, 4, 5}
 BAR_CHARACTERS = set("━╸╺")  # rich progress bars on stderr
 LABELS = ("food", "sport", "tech")  # conftest.make_corpus
-PROTECTED = ("project", "keep", "run", "srcrun", "src")  # trees whose every byte is compared after each call
+PROTECTED = ("project", "keep", "run", "srcrun", "src", "ws")  # trees whose every byte is compared after each call
+DISK_FULL_BYTES = 2048  # RLIMIT_FSIZE of a "disk full" call: config.json fits, no encoded split or weights file does
 
 runner = CliRunner()
 
@@ -287,6 +289,8 @@ class Pool:
     device: Path | None = None
     socket: Path | None = None
     fifos: dict[str, Path] = field(default_factory=dict)
+    spaces: list[tuple[str, str, bool]] = field(default_factory=list)  # (--space argument, tag, valid)
+    workspace_files: list[Path] = field(default_factory=list)  # files of han's compare and tune folders
 
     def input(self, rel: str, data: str | bytes, tag: str, docs: int | None = None, labelled: bool = False) -> Input:
         item = Input(self.box.file(rel, data), tag, docs, labelled)
@@ -651,6 +655,11 @@ class Call:
     rows_kind: str = ""  # "predict" or "report"
     fifo_output: Path | None = None  # a named pipe given as output: the harness reads it like a consumer would
     prepare: Callable[[], None] | None = None
+    codes: tuple[int, ...] = ()  # the exit codes the call may end with, when narrower than ALLOWED_CODES
+    file_size_limit: int | None = None  # RLIMIT_FSIZE in a forked child: every file han writes hits a full disk
+    check: Callable[[], str] | None = None  # after the call: a problem the harness must report, or ""
+    cleanup: Callable[[], None] | None = None  # after the call and its checks, whatever happened
+    live: bool = False  # a background process writes in `run_dirs` meanwhile (its temporaries come and go)
 
     @property
     def command(self) -> str:
@@ -746,6 +755,14 @@ class Generator:
 
     def output(self, suffixes: tuple[str, ...], inputs: list[Path], run: Path) -> tuple[list[str], Call]:
         """An --output choice: (its arguments, a partial Call holding what it declares)."""
+        if self.pool.workspace_files and self.chance(
+            0.05
+        ):  # a file of han's compare or tune folder, or a new one there
+            inside = self.pick(
+                [*self.pool.workspace_files, self.box.path(f"ws/compare/results/new{self.pick(suffixes)}")]
+            )
+            where = os.path.relpath(inside, self.box.path("ws"))
+            return ["-o", str(inside)], Call([], f"output in a han workspace ({where})", must_fail="inside a workspace")
         r = self.rng.random()
         suffix = self.pick(suffixes)
         if r < 0.55:
@@ -948,7 +965,13 @@ class Generator:
         if self.chance(0.1):
             args.append("--resume")
         must_fail = "" if call.must_fail == "the output is the config" else call.must_fail
-        return [Call(args, call.tag.replace("dir", "tune dir", 1), run_dirs=call.run_dirs, must_fail=must_fail)]
+        tag = call.tag.replace("dir", "tune dir", 1)
+        if self.pool.spaces and self.chance(0.35):
+            space, space_tag, valid = self.pick(self.pool.spaces)
+            args += ["--space", space]
+            tag += f" | space: {space_tag}"
+            must_fail = must_fail or ("" if valid else f"a bad --space ({space_tag})")
+        return [Call(args, tag, run_dirs=call.run_dirs, must_fail=must_fail)]
 
     def evaluate(self) -> list[Call]:
         if self.chance(0.7):
@@ -1318,6 +1341,197 @@ class Generator:
         )
         episodes.append([Call(["data", "inspect", str(TINY_CONFIG), *valid], "real data inspect")])
         episodes.append([Call(["evaluate", str(self.evalrun)], "evaluate the work run", run_dirs=(self.evalrun,))])
+        episodes += self.workspace_outputs(valid)
+        episodes += self.spaces(valid)
+        episodes += self.full_disk(valid)
+        episodes += self.unwritable(valid)
+        episodes += self.concurrency(valid)
+        return episodes
+
+    def workspace_outputs(self, valid: list[str]) -> list[list[Call]]:
+        """Outputs aimed at files of han's compare and tune folders, which their --resume reads back."""
+        run, ok, ws = str(self.sentinel), str(self.box.path("pool/ok.csv")), self.box.path("ws")
+        compare = ["compare", str(TINY_CONFIG), *valid, "preprocess.workers=1", "--models", "linear", "--seeds", "1"]
+        compare += ["--dir", str(ws / "compare"), "--resume"]
+        kept = str(ws / "compare/results/linear-seed0.json")
+        cases = [
+            ([*compare, "-o", kept], "compare --resume -o a kept result"),
+            ([*compare, "-o", str(ws / "compare/compare.json")], "compare --resume -o its own compare.json"),
+            ([*compare, "-o", str(ws / "compare/compare.md")], "compare --resume -o its own compare.md"),
+            (["predict", run, ok, "--output", kept], "predict --output a comparison's kept result"),
+            (["show", run, "-o", str(ws / "tune/study.journal")], "show -o a tune folder's study"),
+            (["report", run, ok, "-o", str(ws / "tune/best.yaml")], "report -o a tune folder's best.yaml"),
+            (["corpus-report", run, "-o", str(ws / "tune/new.json")], "corpus-report -o a new file in a tune folder"),
+        ]
+        return [
+            [Call(args, f"output in a workspace: {tag}", must_fail="an output inside a han-made folder")]
+            for args, tag in cases
+        ]
+
+    def spaces(self, valid: list[str]) -> list[list[Call]]:
+        """`han tune --space` with every file of the pool on a valid config: only the valid space may run."""
+        episodes: list[list[Call]] = []
+        for space, tag, ok in self.pool.spaces:
+            fresh = self.fresh_run()
+            args = ["tune", str(TINY_CONFIG), *valid, "preprocess.workers=1", "--trials", "1", "--space", space]
+            must_fail = "" if ok else f"a bad --space ({tag})"
+            episodes.append(
+                [Call([*args, "--dir", str(fresh)], f"space: {tag}", run_dirs=(fresh,), must_fail=must_fail)]
+            )
+        return episodes
+
+    def full_disk(self, valid: list[str]) -> list[list[Call]]:
+        """Every stage with a disk that fills up (RLIMIT_FSIZE): exit 5, one line, nothing left looking complete."""
+        run, ok, limit = str(self.sentinel), str(self.box.path("pool/ok.csv")), DISK_FULL_BYTES
+        cheap = [*valid, "preprocess.workers=1"]
+        episodes: list[list[Call]] = []
+        for command in ("preprocess", "run"):
+            fresh = self.fresh_run()
+            args = [command, str(TINY_CONFIG), *cheap, "--run-dir", str(fresh)]
+            episodes.append([Call(args, f"disk full: {command}", run_dirs=(fresh,), codes=(5,), file_size_limit=limit)])
+        fresh = self.fresh_run()
+        episodes.append(
+            [
+                Call(
+                    ["preprocess", str(TINY_CONFIG), *cheap, "--run-dir", str(fresh)], "preprocess", run_dirs=(fresh,)
+                ),
+                Call(
+                    ["train", str(TINY_CONFIG), *cheap, "--run-dir", str(fresh)],
+                    "disk full: train",
+                    run_dirs=(fresh,),
+                    codes=(5,),
+                    file_size_limit=limit,
+                ),
+            ]
+        )
+        for command, extra in (("compare", ["--models", "linear", "--seeds", "1"]), ("tune", ["--trials", "1"])):
+            fresh = self.fresh_run()
+            args = [command, str(TINY_CONFIG), *cheap, *extra, "--dir", str(fresh)]
+            episodes.append([Call(args, f"disk full: {command}", run_dirs=(fresh,), codes=(5,), file_size_limit=limit)])
+        for args, suffix, tag, size in (
+            (["predict", run, ok, "--output"], ".csv", "predict --output", 64),
+            (["report", run, ok, "-o"], ".html", "report -o", limit),
+            (["corpus-report", run, "-o"], ".html", "corpus-report -o", limit),
+            (["show", run, "-o"], ".html", "show -o", limit),
+        ):
+            out = self.fresh("full", suffix)
+            episodes.append(
+                [Call([*args, str(out)], f"disk full: {tag}", outputs=(out,), codes=(5,), file_size_limit=size)]
+            )
+        episodes.append(
+            [
+                Call(
+                    ["evaluate", str(self.evalrun)],
+                    "disk full: evaluate (metrics.json)",
+                    run_dirs=(self.evalrun,),
+                    codes=(5,),
+                    file_size_limit=64,
+                )
+            ]
+        )
+        return episodes
+
+    def unwritable(self, valid: list[str]) -> list[list[Call]]:
+        """Run directories and workspaces under a regular file or in a place nobody may write (/sys)."""
+        under_file = str(self.box.path("keep/important.txt/sub"))
+        nowhere = "/sys/han-fuzz/sub"
+        cheap = [*valid, "preprocess.workers=1"]
+        episodes: list[list[Call]] = []
+        for target, where in ((under_file, "under a regular file"), (nowhere, "in /sys (unwritable)")):
+            for command, flag, extra in (
+                ("preprocess", "--run-dir", []),
+                ("run", "--run-dir", []),
+                ("train", "--run-dir", []),
+                ("compare", "--dir", ["--models", "linear", "--seeds", "1"]),
+                ("tune", "--dir", ["--trials", "1"]),
+            ):
+                args = [command, str(TINY_CONFIG), *cheap, *extra, flag, target]
+                episodes.append([Call(args, f"{command} {flag} {where}", codes=(4, 5), must_fail=f"a folder {where}")])
+        run, ok = str(self.sentinel), str(self.box.path("pool/ok.csv"))
+        episodes.append(
+            [Call(["predict", run, ok, "--output", f"{nowhere}/o.csv"], "predict --output in /sys", must_fail="/sys")]
+        )
+        return episodes
+
+    def concurrency(self, valid: list[str]) -> list[list[Call]]:
+        """A second writer while a han command runs in another process, and a SIGKILLed compare's children."""
+        long = [a for a in valid if not a.startswith("train.max_epochs")] + ["train.max_epochs=100000"]
+        long.append("train.early_stopping_patience=100000")  # still training when the second writer comes
+        long.append("preprocess.workers=1")
+        episodes: list[list[Call]] = []
+        for command, flag, extra, started in (
+            ("run", "--run-dir", [], "checkpoints"),
+            ("compare", "--dir", ["--models", "han", "--seeds", "2"], "runs"),
+            ("tune", "--dir", ["--trials", "3"], "trials"),
+        ):
+            folder = self.fresh_run()
+            args = [command, str(TINY_CONFIG), *long, *extra, flag, str(folder)]
+            background = Background(args)
+
+            def start(background: Background = background, folder: Path = folder, started: str = started) -> None:
+                background.start(lambda: (folder / started).is_dir())
+                time.sleep(1.0)  # well into its work
+
+            second = [
+                Call(
+                    [*args, "--resume"],
+                    f"a second {command} --resume while one runs",
+                    run_dirs=(folder,),
+                    must_fail="the folder is in use by another process",
+                    prepare=start,
+                    live=True,
+                )
+            ]
+            if command == "run":
+                second.append(
+                    Call(
+                        ["preprocess", str(TINY_CONFIG), *long, "--run-dir", str(folder), "--overwrite"],
+                        "preprocess --overwrite of a run in training",
+                        run_dirs=(folder,),
+                        must_fail="the folder is in use by another process",
+                        live=True,
+                    )
+                )
+            second[-1].cleanup = background.stop
+            episodes.append(second)
+        folder = self.fresh_run()
+        parent = Background(
+            ["compare", str(TINY_CONFIG), *long, "--models", "han", "--seeds", "1", "--dir", str(folder)]
+        )
+
+        trainers: dict[int, str] = {}
+
+        def kill_parent() -> None:
+            parent.start(lambda: (folder / "runs").is_dir() and bool(parent.children()))
+            time.sleep(1.0)
+            assert parent.process is not None
+            trainers.update(descendants(parent.process.pid))
+            os.kill(parent.process.pid, signal.SIGKILL)
+            parent.process.wait(10)
+
+        def orphans() -> str:
+            deadline = time.monotonic() + 15
+            while still_running(trainers) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            left = still_running(trainers)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return f"processes of a SIGKILLed han compare still ran 15 s later: {left}" if left else ""
+
+        episodes.append(
+            [
+                Call(
+                    ["--version"],
+                    "after SIGKILL of a han compare with a trainer running",
+                    run_dirs=(folder,),
+                    prepare=kill_parent,
+                    check=orphans,
+                    cleanup=parent.stop,
+                    live=True,
+                )
+            ]
+        )
         return episodes
 
 
@@ -1550,6 +1764,79 @@ PART_KINDS: dict[str, Callable[[int, str], list[str | None]]] = {
 
 
 # --- running one call --------------------------------------------------------------------------------
+class Background:
+    """A han command running in another process (its own session) while the harness calls han on the same folder."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready: Callable[[], bool], timeout: float = 90.0) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines", *self.args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None and not ready():
+            time.sleep(0.1)
+        if self.process.poll() is not None or not ready():
+            self.stop()
+            raise AssertionError(f"the background command did not get going: han {joined(self.args)}")
+
+    def children(self) -> list[int]:
+        """The processes this command started (any depth) that still run, from the machine's parent links."""
+        return sorted(descendants(self.process.pid)) if self.process is not None else []
+
+    def stop(self) -> None:
+        """SIGTERM the whole session (the command and its children), SIGKILL what is left after 20 s."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def parents() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process of this machine that can be read."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                found[int(entry.name)] = (int(fields[1]), fields[19])
+    return found
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """The processes below `pid` (children, their children, ...), with their start times."""
+    table = parents()
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, started) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = started
+                todo.append(child)
+    return found
+
+
+def still_running(processes: dict[int, str]) -> list[int]:
+    """Which of `processes` (pid -> start time) still run (the same process, not a reused pid)."""
+    table = parents()
+    return sorted(pid for pid, started in processes.items() if pid in table and table[pid][1] == started)
+
+
 class Watchdog:
     """Unblocks named pipes when a call overruns (so SIGALRM can fire) and interrupts a call whose memory explodes."""
 
@@ -1628,6 +1915,8 @@ RISKY_MARKERS = ("deep", "huge", "long_", "alias_bomb", "1000000000", str(2**63)
 def isolated(call: Call) -> bool:
     """Whether the call runs in a forked child: one whose ingredients may crash the interpreter (a C parser on deeply
     nested data) or grow without bound. A crash, hang or memory blow-up then fails that call, not the whole run."""
+    if call.file_size_limit is not None:  # the limit must not reach the harness itself
+        return True
     text = " ".join([call.tag, *call.args])
     return len(call.stdin) > 1 << 20 or any(len(a) > 5000 for a in call.args) or any(m in text for m in RISKY_MARKERS)
 
@@ -1705,6 +1994,10 @@ def invoke_forked(call: Call) -> Outcome:
     if pid == 0:  # the child: run, send the outcome, leave without running any cleanup of the parent's
         try:
             os.close(read_end)
+            if call.file_size_limit is not None:  # a full disk: writes past the limit fail with EFBIG
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+                resource.setrlimit(resource.RLIMIT_FSIZE, (call.file_size_limit, hard))
             payload = json.dumps(captured(runner.invoke(app, call.args, input=call.stdin))).encode()
             with os.fdopen(write_end, "wb") as handle:
                 handle.write(payload)
@@ -1826,17 +2119,28 @@ class Harness:
             self.state = self.baseline
 
     def run_call(self, call: Call) -> None:
-        if call.prepare is not None:
-            call.prepare()
-            self.state = None
-        before = self.state if self.state is not None else self.box.scan()
-        outcome = invoke(call, self.watchdog, self.trace)
-        self.calls += 1
-        self.codes[outcome.code] += 1
-        self.timings.append((outcome.seconds, call.command + (" (forked)" if outcome.forked else ""), call.tag))
-        after = self.box.scan()
-        self.check_outcome(call, outcome)
+        try:
+            if call.prepare is not None:
+                call.prepare()
+                self.state = None
+            before = self.state if self.state is not None else self.box.scan()
+            outcome = invoke(call, self.watchdog, self.trace)
+            self.calls += 1
+            self.codes[outcome.code] += 1
+            self.timings.append((outcome.seconds, call.command + (" (forked)" if outcome.forked else ""), call.tag))
+            after = self.box.scan()
+            self.check_outcome(call, outcome)
+            if call.codes and not outcome.stopped and outcome.code not in call.codes:
+                self.fail("3 expected exit code", call, outcome, f"exit {outcome.code}, expected one of {call.codes}")
+            if call.check is not None and (problem := call.check()):
+                self.fail("7 one writer, children die with their parent", call, outcome, problem)
+        finally:
+            if call.cleanup is not None:
+                call.cleanup()
+                self.state = None
         self.state = after if self.check_sandbox(call, outcome, before, after) else None
+        if call.cleanup is not None:  # a background process may have written after the scan
+            self.state = None
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         if rss - self.start_rss > MEMORY_LIMIT and self.peak_rss - self.start_rss <= MEMORY_LIMIT:
             self.fail("5 memory bound", call, outcome, f"peak RSS grew by {(rss - self.start_rss) / 2**30:.2f} GiB")
@@ -1904,7 +2208,8 @@ class Harness:
         for rel in sorted(set(before) | set(after)):
             old, new = before.get(rel), after.get(rel)
             name = rel.rsplit("/", 1)[-1]
-            if new is not None and (".han-" in name or (name.startswith(".") and ".tmp" in name)):
+            live = call.live and any(rel == d or rel.startswith(d + "/") for d in run_dirs)
+            if new is not None and not live and (".han-" in name or (name.startswith(".") and ".tmp" in name)):
                 problems.append(f"han temporary left behind: {rel}")
                 touched.add(rel)
                 continue
@@ -1988,6 +2293,45 @@ def build_sandbox(root: Path, trained_run: Path) -> tuple[Box, Pool]:
     )
     assert result.exit_code == 0, f"the sandbox's own run failed: {result.output}{result.exception!r}"
     box.adopt("srcrun")
+    # han's own compare and tune folders: sentinels too (no output may land in them, and --resume reads them)
+    cheap = [f"data.source={pool.valid_source}", "data.split_column=split", "train.max_epochs=1", "train.threads=1"]
+    cheap.append("preprocess.workers=1")
+    for args in (
+        [
+            "compare",
+            str(TINY_CONFIG),
+            *cheap,
+            "--models",
+            "linear",
+            "--seeds",
+            "1",
+            "--dir",
+            str(box.path("ws/compare")),
+        ],
+        ["tune", str(TINY_CONFIG), *cheap, "--trials", "1", "--dir", str(box.path("ws/tune"))],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, f"the sandbox's {args[0]} failed: {result.output}{result.exception!r}"
+    box.recipe.setdefault("ws", ("dir",))
+    for rel in ("ws/compare", "ws/tune"):
+        box.adopt(rel)
+    pool.workspace_files = [p for p in sorted(box.path("ws").rglob("*")) if p.is_file() and p.name != ".han.lock"]
+    # --space files: hostile kinds (checked before they are read) and spaces the schema refuses
+    valid_space = "train.lr: {low: 0.001, high: 0.01, log: true}\nmodel.dropout: [0.1, 0.3]\n"
+    pool.spaces = [
+        (str(box.file("pool/space_ok.yaml", valid_space)), "a valid space", True),
+        ("/dev/zero", "huge space: /dev/zero", False),
+        (str(box.fifo("special/space_pipe")), "a space that is a named pipe", False),
+        (str(box.path("pool")), "a space that is a folder", False),
+        (str(box.path("pool/no_space.yaml")), "a missing space", False),
+        (str(box.file("pool/space_big.yaml", b"# " * (1 << 20))), "huge space: 2 MiB of comments", False),
+        (str(box.file("pool/space_float.yaml", "train.max_epochs: {low: 1, high: 3.0}\n")), "float bounds", False),
+        (str(box.file("pool/space_task.yaml", "task: [multiclass, multilabel]\n")), "task varies", False),
+        (str(box.file("pool/space_data.yaml", "preprocess.max_words: [10, 20]\n")), "preprocessing varies", False),
+        (str(box.file("pool/space_yaml.yaml", "train.lr: [0.1,\n")), "broken YAML", False),
+        (str(box.file("pool/space_key.yaml", "train.bogus: [1, 2]\n")), "an unknown key", False),
+    ]
+    pool.fifos["space_pipe"] = box.path("special/space_pipe")
     if pool.device is not None:
         box.device("special/null_out")
     box.fifo("special/out_pipe")
