@@ -1517,6 +1517,9 @@ class Generator:
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while still_running(trainers) and time.monotonic() < deadline:  # gone before the sandbox is restored
+                time.sleep(0.1)
             return f"processes of a SIGKILLed han compare still ran 15 s later: {left}" if left else ""
 
         episodes.append(
