@@ -5,6 +5,9 @@
 summary. A step and an epoch are methods of `TrainingSession`, each a list of steps too. Everything that
 differs under torchrun sits behind `Ranks` (han/training/distributed.py) and every file rank 0 writes
 behind `TrainingFiles` (han/training/run_files.py): the loop has no branch for either.
+
+Over 400 lines because the session's steps read best together: its step, epoch, checkpoint and
+divergence methods share the loop's state, and splitting them would send a reader across files again.
 """
 
 from __future__ import annotations
