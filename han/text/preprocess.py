@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,7 +173,8 @@ def _preprocess(
     )  # the new data is checked before anything is removed
     seconds["load"] = time.perf_counter() - start
     run.claim(overwrite, keep=("shards",), inputs=[*source_paths(config), *extra_files])
-    summary = _build(config, run, key, seconds, progress, segmented, loaded, extra_files)
+    with _spill_folder(run) as spill:
+        summary = _build(config, run, key, seconds, progress, segmented, loaded, extra_files, spill)
     run.update_manifest(
         seed=config.seed,
         data_fingerprint=summary.data_fingerprint,
@@ -181,23 +184,16 @@ def _preprocess(
     return summary
 
 
-def _build(
-    config: Config,
-    run: RunDir,
-    key: str,
-    seconds: dict[str, float],
-    progress: Progress,
-    segmented: dict[str, list[Document]] | None,
-    loaded: LoadedData,
-    extra_files: list[Path],
-) -> PreprocessSummary:
-    with storage_errors(run.root):  # the folder of spilled token arrays cannot be made: disk full, ...
+@contextmanager
+def _spill_folder(run: RunDir) -> Iterator[Path]:
+    """A scratch folder in the run directory for spilled token arrays, removed afterwards."""
+    with storage_errors(run.root):  # it cannot be made: disk full, read-only, ...
         scratch = tempfile.TemporaryDirectory(prefix=f".tokens{TEMPORARY_MARK}", suffix=".tmp", dir=run.root)
     with scratch as spill:
-        return _build_from_loaded(config, run, key, seconds, progress, segmented, loaded, extra_files, Path(spill))
+        yield Path(spill)
 
 
-def _build_from_loaded(
+def _build(
     config: Config,
     run: RunDir,
     key: str,

@@ -82,11 +82,12 @@ def create_folder(folder: Path, option: str) -> None:
 def storage_errors(target: Path) -> Iterator[None]:
     """Run the block; a failed write in it (see `write_failure`) raises `StorageError` naming `target`.
 
-    For writes that are not renamed into place like `atomic_path`'s: scratch files (spilled token arrays), copies."""
+    The one place that turns a failed write into `StorageError`: `atomic_path`, `atomic_dir`, scratch files
+    (spilled token arrays) and copies all write under it."""
     try:
         yield
     except OSError as error:
-        failure = write_failure(error)
+        failure = error if _is_write_failure(error) else write_failure(error)
         if failure is None:
             raise
         raise storage_error(target, failure) from None
@@ -137,15 +138,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise storage_error(target, error) from None
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run directory's files are meant to be shared
-        fsync_path(tmp)
-        os.replace(tmp, target)
-        fsync_path(target.parent)
-    except OSError as error:
-        if _is_write_failure(error):
-            raise storage_error(target, error) from None
-        raise
+        with storage_errors(target):
+            yield tmp
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run directory's files are meant to be shared
+            fsync_path(tmp)
+            os.replace(tmp, target)
+            fsync_path(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -161,19 +159,16 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except OSError as error:
         raise storage_error(target, error) from None
     try:
-        yield tmp
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                fsync_path(path)
-        fsync_path(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-        fsync_path(target.parent)
-    except OSError as error:
-        if _is_write_failure(error):
-            raise storage_error(target, error) from None
-        raise
+        with storage_errors(target):
+            yield tmp
+            for path in tmp.rglob("*"):
+                if path.is_file():
+                    fsync_path(path)
+            fsync_path(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+            fsync_path(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
