@@ -11,6 +11,7 @@ is never taken for a number nor a number for true/false; seeds are 32-bit; model
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from pathlib import Path
@@ -30,6 +31,7 @@ from pydantic import (
 
 from han.errors import ConfigError
 from han.util.files import read_user_file
+from han.util.paths import absolute_path, looks_like_path, path_exists
 from han.util.yaml_strict import MAX_NESTING, DuplicateKey, NestingTooDeep, check_nesting, load_yaml, yaml_problem
 
 # Levels of nesting a config file, the data it is validated from, or an override value may have.
@@ -109,6 +111,8 @@ class DataConfig(_Schema):
     # - "package:NAME/sub/dir" (a folder inside an installed Python package);
     # - a Hugging Face hub dataset id, read with datasets.load_dataset (no remote code; the datasets
     #   cache is used, and only the cache when HF_DATASETS_OFFLINE=1).
+    # A relative path (here, in embeddings.path and extra_text.files) is read from the config file's folder, one
+    # in a command-line override from the current folder; han saves it absolute (docs/guides/configs.md).
     source: str | list[str] | dict[str, str | list[str]]
     name: str | None = None  # hub dataset config name
     revision: str | None = None  # hub revision (branch, tag or commit)
@@ -481,11 +485,76 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return name.split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `data` with dotted `key.path=value` overrides applied (values parsed as YAML)."""
+def _absolute_files(files: Any, base: Path) -> Any:
+    """A path or glob, or a list of them, made absolute against `base` (values of other types are kept)."""
+    if isinstance(files, str):
+        return absolute_path(files, base)
+    if isinstance(files, list):
+        return [absolute_path(item, base) if isinstance(item, str) else item for item in files]
+    return files
+
+
+def _absolute_source(source: Any, base: Path) -> Any:
+    """data.source with its local paths made absolute against `base`; a hub id or `package:` name is kept."""
+    if isinstance(source, dict):  # split -> files or globs (never hub ids)
+        return {split: _absolute_files(files, base) for split, files in source.items()}
+    if isinstance(source, str) and (
+        source.startswith("package:") or not (looks_like_path(source) or path_exists(base / source))
+    ):
+        return source  # a hub dataset id (imdb, user/dataset), unless a file or folder of that name is there
+    return _absolute_files(source, base)
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of config data whose relative file paths are made absolute against the folder `base`.
+
+    The settings that name files: data.source (see `han.util.paths.looks_like_path` for a hub id),
+    embeddings.path, embeddings.extra_text.files and a preprocess.spacy_model given as a folder. Absolute paths
+    and ~ are kept; values of the wrong type are left for validation to name.
+    """
+    result = dict(data)
+
+    def section(*keys: str) -> dict[str, Any] | None:
+        node: Any = result
+        for key in keys:
+            child = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                return None
+            node[key] = child = dict(child)
+            node = child
+        return node
+
+    if (data_section := section("data")) is not None and "source" in data_section:
+        data_section["source"] = _absolute_source(data_section["source"], base)
+    embeddings = section("embeddings")
+    if embeddings is not None and isinstance(embeddings.get("path"), str):
+        embeddings["path"] = absolute_path(embeddings["path"], base)
+    extra_text = section("embeddings", "extra_text")
+    if extra_text is not None and isinstance(extra_text.get("files"), list):
+        extra_text["files"] = _absolute_files(extra_text["files"], base)
+    preprocess = section("preprocess")
+    model = preprocess.get("spacy_model") if preprocess is not None else None
+    if preprocess is not None and isinstance(model, str) and (model.startswith(".") or "/" in model):
+        preprocess["spacy_model"] = absolute_path(model, base)  # a pipeline folder; an installed name has no /
+    return result
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], base: Path | None = None) -> dict[str, Any]:
+    """Return a copy of `data` with dotted `key.path=value` overrides applied (values parsed as YAML).
+
+    With `base`, the file paths an override sets are made absolute against that folder (`resolve_paths`).
+    """
     result = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
     for item in overrides:
         keys, value = _parse_override(item)
+        if base is not None:
+            nested = value
+            for key in reversed(keys):
+                nested = {key: nested}
+            nested = resolve_paths(nested, base)
+            for key in keys:
+                nested = nested[key]
+            value = nested
         node = result
         for depth, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
@@ -520,14 +589,23 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     return f"{source}: " + "; ".join(parts[:5]) + more
 
 
-def config_from_dict(data: Any, source: str = "config", overrides: list[str] | None = None) -> Config:
-    """Validate plain data (as read from YAML) plus overrides into a frozen `Config`."""
+def config_from_dict(
+    data: Any, source: str = "config", overrides: list[str] | None = None, *, base: str | Path | None = None
+) -> Config:
+    """Validate plain data (as read from YAML) plus overrides into a frozen `Config`.
+
+    Relative file paths in `data` are made absolute against the folder `base` (default: the current folder),
+    those the overrides set against the current folder (`resolve_paths`), so the config names its files
+    wherever it is used later.
+    """
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: expected a mapping of sections (data, preprocess, ...), got {type(data).__name__}"
         )
     check_nesting(data, source)
-    data = apply_overrides(data, overrides or [])
+    here = Path.cwd()
+    data = resolve_paths(data, Path(base).absolute() if base is not None else here)
+    data = apply_overrides(data, overrides or [], here)
     check_nesting(data, f"{source} with its overrides" if overrides else source)
     try:
         return Config.model_validate(data)
@@ -541,6 +619,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file, apply dotted overrides and validate the result.
 
     The file is read with a safe loader: no Python tags, no duplicate keys, at most MAX_NESTING levels.
+    Relative paths in the file are read from the file's folder, those in an override from the current folder.
     """
     path = Path(path)
     text = read_user_file(path, "config file", ConfigError, max_bytes=MAX_CONFIG_BYTES)  # no pipe, device, folder
@@ -560,7 +639,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({yaml_problem(error)})") from None
-    return config_from_dict(data if data is not None else {}, str(path), overrides)
+    folder = Path(os.path.abspath(path)).parent
+    return config_from_dict(data if data is not None else {}, str(path), overrides, base=folder)
 
 
 def config_to_yaml(config: Config) -> str:

@@ -13,9 +13,10 @@ from typing import Any
 
 from han.data.inputs import check_regular_file
 from han.errors import DataError
+from han.util.paths import GLOB_CHARACTERS, looks_like_path
 
+# Keyed by han.util.paths.TABLE_SUFFIXES (the suffixes that make a source a file, never a hub id).
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-GLOB_CHARACTERS = set("*?[")
 
 
 def describe_source(source: str | list[str] | dict[str, Any]) -> str:
@@ -30,6 +31,14 @@ def describe_source(source: str | list[str] | dict[str, Any]) -> str:
 def is_glob(text: str) -> bool:
     """Whether `text` is a glob pattern (and not the name of an existing file)."""
     return any(c in GLOB_CHARACTERS for c in text) and not Path(text).expanduser().exists()
+
+
+def looked_in(text: str) -> str:
+    """Where han looked for the missing path `text`, for messages: its folder (a glob's, up to the first pattern)."""
+    parts = Path(text).expanduser().parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in GLOB_CHARACTERS for c in part)), len(parts))
+    folder = os.path.abspath(Path(*parts[: min(fixed, len(parts) - 1)]))
+    return f"looked in {os.path.join(folder, '')}; a config file's relative paths are read from its folder"
 
 
 def resolve_source(source: str) -> Path | None:
@@ -50,12 +59,8 @@ def resolve_source(source: str) -> Path | None:
     if path.exists():
         check_regular_file(path)  # a named pipe or device would block or never end when read
         return path
-    if (
-        source.startswith((".", "/", "~"))
-        or Path(source).suffix.lower() in FILE_BUILDERS
-        or os.sep in source.strip("/").split("/", 1)[-1]
-    ):
-        raise DataError(f"data.source {source!r}: no such file or folder")
+    if looks_like_path(source):
+        raise DataError(f"data.source {source!r}: no such file or folder ({looked_in(source)})")
     return None
 
 
@@ -69,12 +74,12 @@ def expand_files(patterns: str | list[str], setting: str = "data.source") -> lis
                 check_regular_file(Path(match))
             matches = [m for m in matches if Path(m).is_file()]
             if not matches:
-                raise DataError(f"{setting} {pattern!r}: the pattern matches no file")
+                raise DataError(f"{setting} {pattern!r}: the pattern matches no file ({looked_in(pattern)})")
             files.extend(Path(m) for m in matches)
         else:
             path = Path(pattern).expanduser()
             check_regular_file(path)
             if not path.is_file():
-                raise DataError(f"{setting} {pattern!r}: no such file")
+                raise DataError(f"{setting} {pattern!r}: no such file ({looked_in(pattern)})")
             files.append(path)
     return files
