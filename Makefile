@@ -3,11 +3,13 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install demo test test-fast lint docs bench clean
+.PHONY: install demo test test-slow test-all lint wheel-check docs bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+# han's distribution was `han` before its rename to han-classifier: an older venv drops it first.
+	if $(BIN)/python -m pip show --quiet han >/dev/null 2>&1; then $(BIN)/python -m pip uninstall --quiet --yes han; fi
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
@@ -26,6 +28,9 @@ lint: install  ## ruff (lint + format check) and mypy, as .ci/run runs them
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+wheel-check: install  ## build the wheel, install it alone into a fresh venv, run it from outside the repo (minutes)
+	PYTHON=$(BIN)/python .ci/wheel-check
 
 docs: install  ## the documentation site (docs/, mkdocs.yml) -> site/; the reference pages are generated from the code
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

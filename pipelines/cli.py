@@ -68,8 +68,23 @@ def default_run_dir(config_path: Path, run_dir: Path | None) -> Path:
     return run_dir if run_dir is not None else Path("runs") / config_path.stem
 
 
+def _show_version(value: bool) -> None:
+    """Print han's version and the distribution it came from (`han --version`), then exit."""
+    if value:
+        from han.util.distribution import DISTRIBUTION, installed_version
+
+        ui.console.print(f"han {installed_version() or 'unknown (not installed)'} ({DISTRIBUTION})", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show han's version and exit."),
+    ] = False,
+) -> None:
     ui.setup_logging(verbose)
 
 

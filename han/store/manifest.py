@@ -16,6 +16,7 @@ from typing import Any
 
 from han.errors import RunDirError
 from han.util.atomic import read_json, write_json_atomic
+from han.util.distribution import installed_version
 from han.util.hashing import file_sha256
 
 MARKER_KEY = "han_run_directory"  # manifest.json field: the run directory format han wrote
@@ -27,7 +28,8 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("han", "torch", "spacy", "gensim", "datasets", "numpy", "pyarrow", "scikit-learn"):
+    versions["han"] = installed_version() or "not installed"  # the han-classifier distribution
+    for name in ("torch", "spacy", "gensim", "datasets", "numpy", "pyarrow", "scikit-learn"):
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
