@@ -18,11 +18,13 @@ install: $(BIN)/.installed
 demo: install  ## train and evaluate on the BBC News demo corpus
 	$(BIN)/han run configs/bbc.yaml --run-dir runs/bbc
 
-test: install  ## the whole (offline) test suite, as CI runs it
-	$(BIN)/python -m pytest -q
-
-test-fast: install  ## the inner loop: the suite less the tests marked slow (about 2 minutes on 2 cores)
+test: install  ## the default (offline) suite: every test not marked slow (about 3 minutes on 2 cores)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install  ## the tests marked slow: whole runs, subprocess kills, the fuzz pass (about 9 minutes on 2 cores)
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: test test-slow  ## both, as .ci/run runs them
 
 lint: install  ## ruff (lint + format check) and mypy, as .ci/run runs them
 	$(BIN)/ruff check .

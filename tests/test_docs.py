@@ -211,7 +211,7 @@ def test_the_readme_is_a_page_for_users():
     assert lines[2:5] == [
         "```bash",
         "make demo   # creates .venv, installs han (CPU torch), trains + evaluates on BBC News (2,225 articles) -> runs/bbc/",
-        "make test   # creates .venv, installs han with test extras, runs the test suite (offline; about 10 minutes on 2 cores)",
+        "make test   # creates .venv, installs han with test extras, runs the test suite (offline; about 3 minutes on 2 cores)",
     ]
     for link in re.findall(r"\]\((docs/[^)#]+)", "\n".join(lines)):
         assert (ROOT / link).is_file(), link
