@@ -343,6 +343,12 @@ class TrainConfig(_Schema):
     # A checkpoint (han/training/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
     checkpoint_every_steps: int = Field(500, ge=1)
     keep_checkpoints: int = Field(2, ge=1)  # the newest this many are kept
+    # task multiclass: weight of each class in the cross-entropy, from the training split's counts (n_c of N
+    # documents, C classes present; han/training/weighting.py). none: 1; balanced: N / (C * n_c) (scikit-learn's);
+    # sqrt: sqrt(N / (C * n_c)) scaled so the mean weight over training documents is 1, as balanced's already is.
+    # A class absent from training weighs 0. Kind linear passes them as scikit-learn's class_weight; the
+    # validation loss stays unweighted. See docs/guides/imbalance.md.
+    class_weight: Literal["none", "balanced", "sqrt"] = "none"
     # task multilabel: weight of each label's positive documents in the binary cross-entropy. none: 1;
     # balanced: negatives / positives in the training split (capped at 100); sqrt: its square root.
     positive_weight: Literal["none", "sqrt", "balanced"] = "none"
@@ -415,6 +421,11 @@ class Config(_Schema):
                 raise ValueError(
                     f"data.labels: {joined[0]!r} holds {separator!r}, which joins a document's labels in han's CSV "
                     "output; rename the label, or set data.label_separator to text no label holds"
+                )
+            if self.train.class_weight != "none":
+                raise ValueError(
+                    "train.class_weight applies to task: multiclass; for task multilabel weight each label's "
+                    "positives with train.positive_weight"
                 )
             return self
         for section, names in MULTILABEL_ONLY.items():

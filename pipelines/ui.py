@@ -372,6 +372,8 @@ def show_data_report(report: Any) -> None:
         f"vocabulary {report.vocab_size} words (preprocess.min_count / max_vocab); out-of-vocabulary rate: "
         + ", ".join(f"{k} {v:.2%}" for k, v in report.oov_rate.items())
     )
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/] {rich.markup.escape(warning)}", soft_wrap=True)
 
 
 def show_comparison(result: dict[str, Any]) -> None:

@@ -5,13 +5,14 @@ stopping the report), tokenises every split without caps, then reports rows per 
 distribution, percentiles of sentences per document and words per sentence, the share of sentences
 and words that the configured caps cut, and the out-of-vocabulary rate of each split under the
 configured vocabulary settings (vocabulary counted on the capped training split, as preprocess does).
+It warns when the training split's labels are skewed (`label_imbalance`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,9 @@ from han.text.corpus import build_corpus
 from han.text.segment_datasets import drop_tokenless, segment_loaded
 
 PERCENTILES = (50, 90, 95, 99)
+# Warn when the training split's most frequent label has at least this many times the documents of the rarest:
+# at 15x (clothing's 5 stars vs 1 star) an unweighted run rarely predicts the rare classes (docs/results/class-weights.md).
+IMBALANCE_RATIO = 10.0
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -54,6 +58,7 @@ class DataReport:
     oov_rate: dict[str, float]  # split -> share of (capped) tokens outside the vocabulary
     documents_per_second: float
     seconds: float
+    warnings: list[str] = field(default_factory=list)  # one line each: what to look at before training
 
     def as_dict(self) -> dict[str, Any]:
         """The report's fields as a dict (a shallow copy)."""
@@ -99,11 +104,13 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
         ids = corpus.lookup[split.ids]
         oov[name] = _share(int((ids == UNK_ID).sum()), len(ids))
     rows = loaded.counts.as_dict()
+    label_counts = {name: _label_counts(split.labels, loaded.label_names) for name, split in loaded.splits.items()}
+    skew = label_imbalance(label_counts.get("train", {}), config.multilabel)
     return DataReport(
         source=str(config.data.source),
         rows={name: len(split) for name, split in loaded.splits.items()},
         label_names=loaded.label_names,
-        label_counts={name: _label_counts(split.labels, loaded.label_names) for name, split in loaded.splits.items()},
+        label_counts=label_counts,
         rows_in=rows["rows_in"],
         rows_dropped=rows["rows_dropped"],
         sentences_per_document=_percentiles(sentence_counts),
@@ -114,6 +121,36 @@ def inspect_data(config: Config, progress: Progress | None = None) -> DataReport
         oov_rate=oov,
         documents_per_second=round(tokenised.documents / max(tokenised.seconds, 1e-9), 1),
         seconds=round(time.perf_counter() - begin, 2),
+        warnings=[skew] if skew else [],
+    )
+
+
+def label_imbalance(train_counts: dict[str, int], multilabel: bool = False) -> str | None:
+    """A one-line warning when the most frequent training label has `IMBALANCE_RATIO` times the documents of
+    the rarest (or a label has none), naming the rare labels and the setting that weights them; else None."""
+    if len(train_counts) < 2:
+        return None
+    largest_name = max(train_counts, key=lambda name: train_counts[name])
+    largest = train_counts[largest_name]
+    rare = sorted(
+        (name for name, n in train_counts.items() if n * IMBALANCE_RATIO <= largest),
+        key=lambda name: train_counts[name],
+    )
+    if not rare or largest == 0:
+        return None
+    total = max(1, sum(train_counts.values()))
+    smallest = train_counts[rare[0]]
+    ratio = f"{largest / smallest:.1f}x its rarest" if smallest else "while a label has none"
+    listed = ", ".join(f"{name!r} {train_counts[name]} ({train_counts[name] / total:.1%})" for name in rare[:5])
+    more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
+    advice = (
+        "train.positive_weight weights each label's positives, at some cost in micro-F1 (docs/results/multilabel.md)"
+        if multilabel
+        else "consider train.class_weight=balanced (docs/guides/imbalance.md)"
+    )
+    return (
+        f"skewed labels: the training split's most frequent label {largest_name!r} has {largest} documents, "
+        f"{ratio} (warned from {IMBALANCE_RATIO:g}x); rarest: {listed}{more}; {advice}"
     )
 
 

@@ -141,20 +141,21 @@ def batch_loss(
     counted: int,
     global_size: int,
     world_size: int,
-    positive_weight: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss of this rank's documents, weighted so that DDP's gradient average is the global batch mean.
 
-    Cross-entropy for class ids (b,); for label sets (b, C) the binary cross-entropy summed over labels
-    (each label's positives weighted by `positive_weight` (C,) when given), so a document weighs as in
-    the single-label loss."""
+    Cross-entropy for class ids (b,), each document's term weighted by its class's `weight` (C,) when given
+    (`train.class_weight`; a weighted sum over the global batch's size, not PyTorch's division by the summed
+    weights, so the mean weight of 1 over the training documents keeps the loss's scale and every rank's share
+    adds up to the same global mean); for label sets (b, C) the binary cross-entropy summed over labels (each
+    label's positives weighted by `weight` (C,) when given, `train.positive_weight`), so a document weighs as
+    in the single-label loss."""
     # logits (b, C) float; labels (b,) class ids or (b, C) 0/1
     if labels.dim() == 2:
-        total = F.binary_cross_entropy_with_logits(
-            logits.float(), labels.float(), pos_weight=positive_weight, reduction="sum"
-        )
+        total = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=weight, reduction="sum")
     else:
-        total = F.cross_entropy(logits.float(), labels, reduction="sum")
+        total = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
     return total * (world_size / global_size if counted else 0.0)
 
 
@@ -241,10 +242,11 @@ class Ranks:
         labels: torch.Tensor,
         counted: int,
         global_size: int,
-        positive_weight: torch.Tensor | None,
+        weight: torch.Tensor | None,
     ) -> torch.Tensor:
-        """This rank's loss, weighted so the gradient averaged over ranks is the global batch's (`batch_loss`)."""
-        return batch_loss(logits, labels, counted, global_size, self.ctx.world_size, positive_weight)
+        """This rank's loss, weighted so the gradient averaged over ranks is the global batch's (`batch_loss`;
+        `weight`: the class weights, or for label sets the positives' weights)."""
+        return batch_loss(logits, labels, counted, global_size, self.ctx.world_size, weight)
 
     def sum(self, value: float) -> float:
         """`value` summed over the ranks."""

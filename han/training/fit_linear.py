@@ -31,6 +31,7 @@ from han.store.rundir import RunDir
 from han.store.vocab import UNK_ID, Vocab
 from han.store.weights import save_weights
 from han.training.run_files import TrainingFiles, TrainResult
+from han.training.weighting import class_weights, named_class_weights
 from han.util.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class LinearFit:
     record: dict[str, Any]
     seconds: float
     documents: int
+    class_weights: dict[str, float] | None = None  # train.class_weight's, by class name
 
 
 def kept_tokens(vocab: Vocab, tokens: str) -> torch.Tensor:
@@ -140,17 +142,22 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     write_text_atomic(run.train_log_path, json.dumps(record) + "\n")
     run.record_artifacts(run.best_weights_path, run.last_weights_path, run.train_log_path)
     log.info("linear: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-    return LinearFit(record, seconds, len(train))
+    weights = None if train.multilabel else class_weights(train.labels, num_classes, config.train.class_weight)
+    return LinearFit(record, seconds, len(train), named_class_weights(weights, label_names))
 
 
 def _fit_classes(
     features: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One fit over class ids: (weight (C, F), bias (C,)); a class training never saw is never predicted."""
+    """One fit over class ids: (weight (C, F), bias (C,)); a class training never saw is never predicted.
+
+    train.class_weight: scikit-learn's class_weight, the same weights as the networks' cross-entropy."""
     classes = np.unique(labels)
     if len(classes) < 2:
         raise DataError(f"{run.data_path('train')}: the training split has one class only; a classifier needs two")
-    weight, bias = _fit_classifier(features, labels, config)
+    weights = class_weights(labels, num_classes, config.train.class_weight)
+    by_class = None if weights is None else {int(c): float(weights[c]) for c in classes}
+    weight, bias = _fit_classifier(features, labels, config, by_class)
     full_weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64)
     full_bias = torch.full((num_classes,), -1e4, dtype=torch.float64)  # a class training never saw: never predicted
     if len(classes) == 2:  # scikit-learn keeps one row, the margin of the second class
@@ -177,17 +184,22 @@ def _fit_one_vs_rest(features: csr_matrix, labels: np.ndarray, config: Config) -
     return weight, bias
 
 
-def _fit_classifier(features: csr_matrix, labels: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's LinearSVC or LogisticRegression on the TF-IDF rows: (coef (K, F), intercept (K,))."""
+def _fit_classifier(
+    features: csr_matrix, labels: np.ndarray, config: Config, class_weight: dict[int, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's LinearSVC or LogisticRegression on the TF-IDF rows: (coef (K, F), intercept (K,));
+    `class_weight` by class id, as scikit-learn takes it (None: every class 1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
 
     mc = config.model
     classifier: Any
     if mc.linear_classifier == "svm":
-        classifier = LinearSVC(C=mc.linear_c, random_state=config.seed)
+        classifier = LinearSVC(C=mc.linear_c, class_weight=class_weight, random_state=config.seed)
     else:
-        classifier = LogisticRegression(C=mc.linear_c, max_iter=1000, random_state=config.seed)
+        classifier = LogisticRegression(
+            C=mc.linear_c, class_weight=class_weight, max_iter=1000, random_state=config.seed
+        )
     classifier.fit(features, labels)
     return classifier.coef_, np.atleast_1d(classifier.intercept_)
 
@@ -211,5 +223,5 @@ def train_linear(config: Config, run: RunDir, progress: Progress) -> TrainResult
         docs_per_second=round(fit.documents / max(fit.seconds, 1e-9), 1),
         history=[fit.record],
     )
-    TrainingFiles(run, writes=True).finish(config, result, world_size=1, device="cpu")
+    TrainingFiles(run, writes=True).finish(config, result, class_weights=fit.class_weights, world_size=1, device="cpu")
     return result

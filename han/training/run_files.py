@@ -83,10 +83,14 @@ class TrainingFiles:
             rank_rng_states,
         )
 
-    def finish(self, config: Config, result: TrainResult, **where: Any) -> None:
-        """The manifest's `train` entry (the result and `where` it ran); a multi-label run's thresholds."""
+    def finish(
+        self, config: Config, result: TrainResult, class_weights: dict[str, float] | None = None, **where: Any
+    ) -> None:
+        """The manifest's `train` entry (the result, the class weights the loss used, and `where` it ran);
+        a multi-label run's thresholds."""
         if not self.writes:
             return
-        self.run.update_manifest(train={**result.summary(), **where})
+        weights = {"class_weights": class_weights} if class_weights is not None else {}
+        self.run.update_manifest(train={**result.summary(), **weights, **where})
         if config.multilabel:
             choose_run_thresholds(config, self.run)

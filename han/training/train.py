@@ -38,6 +38,7 @@ from han.training.initial_model import build_initial_model
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
 from han.training.run_files import TrainingFiles, TrainResult
+from han.training.weighting import class_weights, named_class_weights
 from han.util.cpus import adjust_threads, threads_report
 from han.util.device import autocast, check_precision, grad_scaler
 from han.util.signals import StopRequest, stop_on_signals
@@ -131,7 +132,15 @@ class TrainingSession:
         for group in self.optimizer.param_groups[1:]:  # model.wide's learnt n-gram weights: their own rate
             auto = " (auto: 1 / steps an epoch)" if tc.wide_lr == "auto" else ""
             log.info("wide channel learning rate %.4g%s", group["lr"], auto)
-        self.positive_weight = positive_weights(self.train_split, tc.positive_weight, ranks.device)
+        # The loss's per-class weights: each label's positives' (multi-label) or each class's (train.class_weight).
+        self.loss_weight = positive_weights(self.train_split, tc.positive_weight, ranks.device)
+        # (task multilabel: always none, the config refuses another)
+        self.class_weight = class_weights(self.train_split.labels, len(self.label_names), tc.class_weight)
+        if self.class_weight is not None:
+            log.info(
+                "class weights (%s): %s", tc.class_weight, named_class_weights(self.class_weight, self.label_names)
+            )
+            self.loss_weight = torch.tensor(self.class_weight, dtype=torch.float32, device=ranks.device)
         self.scaler = grad_scaler(ranks.device, config.precision)
         total_steps = math.ceil(len(self.train_split) / tc.batch_size) * tc.max_epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -181,9 +190,7 @@ class TrainingSession:
         loss, first = logits.new_zeros(()), 0
         for part in parts:
             own = slice(first, first + part.documents)
-            loss = loss + ranks.loss(
-                logits[own], batch.labels[own], part.counted, part.global_size, self.positive_weight
-            )
+            loss = loss + ranks.loss(logits[own], batch.labels[own], part.counted, part.global_size, self.loss_weight)
             first = own.stop
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -411,7 +418,12 @@ def _train(
             progress.stop()
     result = session.result()
     session.files.finish(
-        config, result, world_size=ranks.world_size, device=str(ranks.device), threads=threads_report()
+        config,
+        result,
+        class_weights=named_class_weights(session.class_weight, session.label_names),
+        world_size=ranks.world_size,
+        device=str(ranks.device),
+        threads=threads_report(),
     )
     ranks.barrier()  # every rank returns once rank 0's files are written
     return result
