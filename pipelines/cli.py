@@ -43,15 +43,33 @@ def check_flags(resume: bool, overwrite: bool) -> None:
         raise ConfigError("--resume and --overwrite exclude each other: continue the run or start it again")
 
 
-def check_input_option(path: Path | None, option: str, *, data_source: bool = False) -> None:
+def check_input_option(path: Path | None, option: str, *, data_source: bool = False, folder_ok: bool = False) -> None:
     """Refuse a documents file that is missing, a folder, a named pipe or a device before anything else, naming
     `option` (a `DataError`). `data_source`: the path is read like data.source, so a folder, a glob or a hub id
-    passes (the data loader checks it); a named pipe or device is still refused here."""
+    passes (the data loader checks it); `folder_ok`: a folder (of .txt files) passes; a named pipe or device is
+    still refused here."""
     from han.errors import DataError
     from han.util.files import check_user_file
 
-    if path is not None and str(path) != "-":
-        check_user_file(path, "input file", DataError, option=option, folder_ok=data_source, missing_ok=data_source)
+    source = input_source(path)
+    if source is not None:
+        folder_ok = folder_ok or data_source
+        check_user_file(source, "input file", DataError, option=option, folder_ok=folder_ok, missing_ok=data_source)
+
+
+def input_source(path: Path | None) -> Path | None:
+    """The input file or folder a command reads; None for standard input (INPUT omitted or '-')."""
+    return None if path is None or str(path) == "-" else path
+
+
+IdColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="Copy this column of a CSV/TSV/JSONL/Parquet INPUT to the output as `id`, beside `row` "
+        "(a folder's documents get their file names).",
+    ),
+]
 
 
 ShardOpt = Annotated[
@@ -329,16 +347,18 @@ def predict(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Documents read, encoded and scored at a time (the shard unit).")
     ] = 2048,
+    id_column: IdColumnOpt = None,
 ) -> None:
-    """Predict the label and per-class probabilities of every document (sharded with --shard or under torchrun)."""
+    """Predict the label and per-class probabilities of every document (sharded with --shard or under torchrun).
+    Empty documents still get a row, and are counted in a warning."""
     from han.serving.inference import predict_file
     from han.serving.trained import load_trained_run
     from han.training.distributed import launched_by_torchrun, parse_shard, shutdown
     from han.workflows.sharding import predict_shard, prediction_part_path
 
-    check_input_option(input, "INPUT")
+    check_input_option(input, "INPUT", folder_ok=True)
     trained = load_trained_run(run_dir, weights, device)
-    source = None if input is None or str(input) == "-" else input
+    source = input_source(input)
     if shard is None and not launched_by_torchrun():
         count = predict_file(
             trained,
@@ -348,6 +368,7 @@ def predict(
             stdout=sys.stdout,
             progress=ui.RichProgress() if output else None,
             chunk_size=chunk_size,
+            id_column=id_column,
         )
         if output is not None:
             ui.console.print(f"[green]predicted[/] {count} documents -> {output}")
@@ -355,7 +376,7 @@ def predict(
     own = parse_shard(shard) if shard is not None else None
     try:
         progress = ui.RichProgress() if int(os.environ.get("RANK", "0")) == 0 else None
-        count = predict_shard(trained, source, output, own, progress, chunk_size)
+        count = predict_shard(trained, source, output, own, progress, chunk_size, id_column)
     finally:
         shutdown()
     if own is not None:
@@ -420,13 +441,15 @@ def report(
         dict(sort=sort, only=only, true_label=true_label, predicted_label=predicted_label, limit=limit),
         "han report options",
     )
-    check_input_option(input, "INPUT", data_source=split is not None)
-    check_output(output, [input] if input is not None else [], "--output/-o")
+    check_input_option(input, "INPUT", data_source=split is not None, folder_ok=True)
+    source = input_source(input)
+    check_output(output, [source] if source is not None else [], "--output/-o")
     chosen_format = outputs.output_format(output, ("html", "jsonl"), output_format, "--output/-o")
     trained = load_trained_run(run_dir, weights)
     if input is None:  # --split re-reads the run's data source: never write over it
         check_output(output, source_paths(trained.config), "--output/-o")
-    result = document_report(trained, input, split, options, ui.RichProgress())
+    stdin = sys.stdin if input is not None and source is None else None
+    result = document_report(trained, source, split, options, ui.RichProgress(), stdin=stdin)
     write_document_report(result, output, chosen_format)
     ui.console.print(f"[green]report[/]: {len(result.documents)} of {result.documents_read} documents -> {output}")
 

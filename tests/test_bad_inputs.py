@@ -385,10 +385,10 @@ CASES: list[tuple[str, Setup, int, str]] = [
     ("predict: unsupported type", predict_case("doc.docx", b"PK"), 3, "doc.docx: unsupported input type '.docx'"),
     ("predict: file missing", predict_case("missing.csv", None), 3, "missing.csv: input file not found"),
     (
-        "predict: a folder",
+        "predict: a folder without .txt files",
         lambda p: ["predict", str(p.trained), str((p.tmp / "d.csv").mkdir() or p.tmp / "d.csv")],
         3,
-        "d.csv: is a folder, not an input file",
+        "d.csv: no .txt files in the folder",
     ),
     (
         "predict: binary .txt",

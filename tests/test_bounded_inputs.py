@@ -89,12 +89,12 @@ def test_config_file_that_is_not_a_bounded_regular_file_is_refused(tmp_path, mak
     [
         (["predict", "/nowhere/run"], lambda tmp: DEV_ZERO, "INPUT /dev/zero: is a character device"),
         (["predict", "/nowhere/run"], lambda tmp: make_fifo(tmp / "docs.csv"), "docs.csv: is a named pipe"),
-        (["predict", "/nowhere/run"], lambda tmp: (tmp / "d.csv").mkdir() or tmp / "d.csv", "is a folder"),
+        (["corpus-report", "/nowhere/run"], lambda tmp: (tmp / "d.csv").mkdir() or tmp / "d.csv", "is a folder"),
         (["report", "/nowhere/run"], lambda tmp: make_fifo(tmp / "docs.txt"), "docs.txt: is a named pipe"),
         (["corpus-report", "/nowhere/run"], lambda tmp: DEV_ZERO, "INPUT /dev/zero: is a character device"),
         (["evaluate", "/nowhere/run", "--data"], lambda tmp: make_fifo(tmp / "l.csv"), "l.csv: is a named pipe"),
     ],
-    ids=["predict-dev-zero", "predict-fifo", "predict-folder", "report-fifo", "corpus-report-dev-zero", "data-fifo"],
+    ids=["predict-dev-zero", "predict-fifo", "corpus-folder", "report-fifo", "corpus-report-dev-zero", "data-fifo"],
 )
 def test_documents_file_options_are_checked_first_naming_the_option(tmp_path, command, make, message):
     if not DEV_ZERO.exists():

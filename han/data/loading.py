@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 import datasets
 
 from han.config import DataConfig
-from han.data.inputs import check_csv_header, check_input_file, check_regular_file
+from han.data.folders import document_files, read_document
+from han.data.inputs import check_csv_header, check_input_file
 from han.data.records import csv_delimiter
 from han.data.sources import FILE_BUILDERS, expand_files, is_glob, resolve_source
 from han.errors import DataError, StorageError
@@ -55,14 +56,6 @@ def _is_hub_layout(folder: Path) -> bool:
     return any(p.is_file() and p.suffix.lower() in HUB_LAYOUT_SUFFIXES for p in candidates)
 
 
-def _read_text_file(path: Path) -> tuple[str, bool]:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), True
-
-
 def _class_folder_split(folder: Path, config: DataConfig, root: Path) -> SourceSplit:
     texts: list[str] = []
     labels: list[str] = []
@@ -70,11 +63,8 @@ def _class_folder_split(folder: Path, config: DataConfig, root: Path) -> SourceS
     replaced = 0
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     for class_dir in class_dirs:
-        for path in sorted(p for p in class_dir.rglob("*") if not p.is_dir() and not p.name.startswith(".")):
-            check_regular_file(path)  # a named pipe would block the read, a device never end
-            if not path.is_file():
-                continue  # a dangling link
-            text, lossy = _read_text_file(path)
+        for path in document_files(class_dir):
+            text, lossy = read_document(path)
             replaced += lossy
             texts.append(text)
             labels.append(class_dir.name)

@@ -1,10 +1,11 @@
 """From a source row or an input record to a document's text: the one place that joins text columns.
 
 Every path that reads documents goes through `join_text`: ingestion (`TextColumn` over Arrow),
-evaluate --data, predict and the reports (`iter_input_texts`, which streams CSV/TSV/JSONL/Parquet/.txt
-files or standard input). The run's `data.text_column` (one or several columns), `data.text_separator`
-and `data.delimiter` apply everywhere, and empty parts are skipped everywhere, so a document reads
-the same at training and at prediction time.
+evaluate --data, predict and the reports (`iter_input_documents`, which streams CSV/TSV/JSONL/Parquet/.txt
+files, folders of .txt files (`han.data.folders`) or standard input, with each document's id when asked).
+The run's `data.text_column` (one or several columns), `data.text_separator` and `data.delimiter` apply
+everywhere, and empty parts are skipped everywhere, so a document reads the same at training and at
+prediction time. (Over 400 lines: the streaming readers of every input format share its helpers.)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from han.config import DataConfig
+from han.data.folders import iter_folder_documents
 from han.data.inputs import check_csv_header, check_input_file
 from han.errors import DataError
 
@@ -119,11 +121,24 @@ def non_text_kind(value: Any) -> str | None:
     return f"a {type(value).__name__} value"
 
 
-def _missing_columns(where: str, missing: list[str], columns: Sequence[str]) -> DataError:
+def _missing_columns(where: str, missing: list[str], columns: Sequence[str], id_column: str | None) -> DataError:
+    if id_column in missing:
+        return DataError(
+            f"{where}: id column {id_column!r} not found (columns: {', '.join(columns)}); name one of these"
+        )
     return DataError(
         f"{where}: column(s) {', '.join(missing)} not found (columns: {', '.join(columns)}); "
         "the run reads data.text_column"
     )
+
+
+def _id_value(value: Any, where: str, column: str) -> Any:
+    """A document id as read (text, a number, or None when missing); a list or an object is a `DataError`."""
+    if isinstance(value, (dict, list, tuple)):
+        raise DataError(f"{where}: id column {column!r} holds {non_text_kind(value)}; ids must be text or numbers")
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)  # a date, a decimal, ... (Parquet): as text
 
 
 def csv_delimiter(path: Path, config: DataConfig) -> str:
@@ -142,14 +157,18 @@ def _csv_error(where: str, start: int, end: int, error: csv.Error) -> DataError:
     return DataError(f"{where}: {lines}: malformed CSV ({message}); {QUOTE_FIX}")
 
 
-def _iter_csv(handle: IO[str], delimiter: str, config: DataConfig, where: str) -> Iterator[str]:
+def _iter_csv(
+    handle: IO[str], delimiter: str, config: DataConfig, where: str, id_column: str | None = None
+) -> Iterator[tuple[Any, str]]:
     """Texts of a CSV/TSV file, read strictly: a stray or unclosed quote or a row with another number of fields
-    than the header is an error naming the line (as the training reader refuses it), never merged rows."""
+    than the header is an error naming the line (as the training reader refuses it), never merged rows.
+    Yields (the `id_column` cell or None, text)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.reader(handle, delimiter=delimiter, strict=True)
     header: list[str] | None = None
     columns = config.text_columns
     indices: list[int] = []
+    id_index: int | None = None
     while True:
         start = reader.line_num + 1
         try:
@@ -162,20 +181,27 @@ def _iter_csv(handle: IO[str], delimiter: str, config: DataConfig, where: str) -
             continue
         if header is None:
             header = row
-            missing = [c for c in columns if c not in header]
+            missing = [c for c in _wanted(columns, id_column) if c not in header]
             if missing:
-                raise _missing_columns(where, missing, header)
+                raise _missing_columns(where, missing, header, id_column)
             indices = [header.index(c) for c in columns]
+            id_index = None if id_column is None else header.index(id_column)
             continue
         if len(row) != len(header):
             lines = f"line {start}" if reader.line_num == start else f"lines {start}-{reader.line_num}"
             raise DataError(
                 f"{where}: {lines}: expected {len(header)} fields (as in the header), saw {len(row)}; {QUOTE_FIX}"
             )
-        yield join_text([row[i] for i in indices], config.text_separator)
+        yield (None if id_index is None else row[id_index]), join_text([row[i] for i in indices], config.text_separator)
 
 
-def _iter_jsonl(handle: IO[str], config: DataConfig, where: str) -> Iterator[str]:
+def _wanted(columns: list[str], id_column: str | None) -> list[str]:
+    return columns if id_column is None else [*columns, id_column]
+
+
+def _iter_jsonl(
+    handle: IO[str], config: DataConfig, where: str, id_column: str | None = None
+) -> Iterator[tuple[Any, str]]:
     columns = config.text_columns
     for number, line in enumerate(handle, start=1):
         if not line.strip():
@@ -191,6 +217,8 @@ def _iter_jsonl(handle: IO[str], config: DataConfig, where: str) -> Iterator[str
             ) from None
         if not isinstance(record, dict) or any(c not in record for c in columns):
             raise DataError(f"{where}: line {number} has no {', '.join(columns)} field(s)")
+        if id_column is not None and id_column not in record:
+            raise _missing_columns(f"{where}: line {number}", [id_column], list(record), id_column)
         for column in columns:
             kind = non_text_kind(record[column])
             if kind is not None:
@@ -198,7 +226,8 @@ def _iter_jsonl(handle: IO[str], config: DataConfig, where: str) -> Iterator[str
                     f"{where}: line {number}: field {column!r} is {kind}, not text; "
                     "write the text as a JSON string (null when missing)"
                 )
-        yield join_text([record[c] for c in columns], config.text_separator)
+        doc_id = None if id_column is None else _id_value(record[id_column], f"{where}: line {number}", id_column)
+        yield doc_id, join_text([record[c] for c in columns], config.text_separator)
 
 
 def _is_text_type(arrow_type: Any) -> bool:
@@ -228,7 +257,7 @@ def _parquet_type_error(file: Any, path: Path, column: str) -> DataError | None:
     return None  # only nulls: missing parts, as empty CSV cells
 
 
-def _iter_parquet(path: Path, config: DataConfig) -> Iterator[str]:
+def _iter_parquet(path: Path, config: DataConfig, id_column: str | None = None) -> Iterator[tuple[Any, str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -237,18 +266,21 @@ def _iter_parquet(path: Path, config: DataConfig) -> Iterator[str]:
         file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as error:
         raise DataError(f"{path}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
-    missing = [c for c in columns if c not in file.schema_arrow.names]
+    missing = [c for c in _wanted(columns, id_column) if c not in file.schema_arrow.names]
     if missing:
-        raise _missing_columns(str(path), missing, file.schema_arrow.names)
+        raise _missing_columns(str(path), missing, file.schema_arrow.names, id_column)
     for column in columns:
         if not _is_text_type(file.schema_arrow.field(column).type):
             refused = _parquet_type_error(file, path, column)
             if refused is not None:
                 raise refused
-    for record_batch in file.iter_batches(batch_size=1024, columns=columns):
+    row = 0
+    for record_batch in file.iter_batches(batch_size=1024, columns=_wanted(columns, id_column)):
         parts = [record_batch.column(c).to_pylist() for c in columns]
-        for values in zip(*parts, strict=True):
-            yield join_text(values, config.text_separator)
+        ids = [None] * record_batch.num_rows if id_column is None else record_batch.column(id_column).to_pylist()
+        for doc_id, values in zip(ids, zip(*parts, strict=True), strict=True):
+            row += 1
+            yield _id_value(doc_id, f"{path}: row {row}", id_column or ""), join_text(values, config.text_separator)
 
 
 def _read_line(handle: IO[str], size: int, where: str, number: int) -> str:
@@ -296,36 +328,69 @@ def _bounded_lines(handle: IO[str], where: str, max_chars: int | None) -> Iterat
 def iter_input_texts(
     source: Path | None, config: DataConfig, stdin: IO[str] | None = None, max_chars: int | None = None
 ) -> Iterator[str]:
-    """Document texts of a CSV/TSV/JSONL/Parquet file (the run's text columns), a .txt file or `stdin` (one a line).
+    """Document texts of `iter_input_documents` (a file, a folder of .txt files or `stdin`), without their ids."""
+    for _, text in iter_input_documents(source, config, stdin, max_chars):
+        yield text
 
-    With `max_chars` (the run's `preprocess.max_chars`), each line of stdin or of a .txt file is cut at
-    that many characters while it is read, so one endless line costs bounded memory.
+
+def iter_input_documents(
+    source: Path | None,
+    config: DataConfig,
+    stdin: IO[str] | None = None,
+    max_chars: int | None = None,
+    id_column: str | None = None,
+) -> Iterator[tuple[Any, str]]:
+    """(id, text) of every document of a CSV/TSV/JSONL/Parquet file (the run's text columns), a .txt file or `stdin`
+    (one a line), or a folder of .txt files (one a file, in sorted path order; the id is the relative path).
+
+    The id is the `id_column` value of the row (a `DataError` listing the columns when the input has no such
+    column; lines of text have no columns), the file name in a folder, else None. With `max_chars` (the run's
+    `preprocess.max_chars`), each line of stdin or of a .txt file is cut at that many characters while it is
+    read, and of each file of a folder one character more is read (`prepare_texts` cuts and counts it), so one
+    endless line or file costs bounded memory.
     """
     if source is None:
         if stdin is None:
             raise DataError("no input: give a file or pipe text lines on standard input")
-        yield from _bounded_lines(stdin, "standard input", max_chars)
+        _refuse_id_column(id_column, "standard input", "lines of text")
+        for text in _bounded_lines(stdin, "standard input", max_chars):
+            yield None, text
+        return
+    if source.is_dir():
+        _refuse_id_column(id_column, str(source), "a folder's documents, named by their file names")
+        yield from iter_folder_documents(source, max_chars)
         return
     suffix = source.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
         raise DataError(
-            f"{source}: unsupported input type {suffix!r}; use {', '.join(INPUT_SUFFIXES)} or standard input"
+            f"{source}: unsupported input type {suffix!r}; use {', '.join(INPUT_SUFFIXES)}, a folder of .txt files "
+            "or standard input"
         )
     if not source.exists():
         raise DataError(f"{source}: input file not found")
     check_input_file(source)  # first of all: a named pipe or device is refused before it is opened
+    if suffix == ".txt":
+        _refuse_id_column(id_column, str(source), "lines of text")
     if suffix in (".csv", ".tsv"):
         check_csv_header(source, csv_delimiter(source, config), config.text_columns)
     if suffix == ".parquet":
-        yield from _iter_parquet(source, config)
+        yield from _iter_parquet(source, config, id_column)
         return
     with open(source, encoding="utf-8-sig", newline="") as handle:
         if suffix in (".csv", ".tsv"):
-            yield from _iter_csv(handle, csv_delimiter(source, config), config, str(source))
+            yield from _iter_csv(handle, csv_delimiter(source, config), config, str(source), id_column)
         elif suffix == ".jsonl":
-            yield from _iter_jsonl(handle, config, str(source))
+            yield from _iter_jsonl(handle, config, str(source), id_column)
         else:
-            yield from _bounded_lines(handle, str(source), max_chars)
+            for text in _bounded_lines(handle, str(source), max_chars):
+                yield None, text
+
+
+def _refuse_id_column(id_column: str | None, where: str, what: str) -> None:
+    if id_column is not None:
+        raise DataError(
+            f"{where}: no id column {id_column!r}: {what} have no columns; give a CSV/TSV/JSONL/Parquet file"
+        )
 
 
 def has_column(source: Path, config: DataConfig, column: str) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from han.errors import ConfigError, DataError
 from han.evaluation.scoring import score_split
 from han.progress import Progress
 from han.serving.trained import TrainedRun
+from han.text.segment import EmptyDocuments
 
 
 @dataclass
@@ -158,15 +159,25 @@ def _true_labels(trained: TrainedRun, labels: list[Any], where: str) -> list[int
     return _label_ids(labels, trained.label_names, where)
 
 
-def read_documents(trained: TrainedRun, source: Path | None, split: str | None = None) -> InputDocuments:
+def read_documents(
+    trained: TrainedRun,
+    source: Path | None,
+    split: str | None = None,
+    first: int | None = None,
+    stdin: IO[str] | None = None,
+) -> InputDocuments:
     """Documents from a file (labels read when it has the run's label column), or one split of a data source.
 
     With `split`, the source (default: the run's own `data.source`) is loaded with the run's data settings
-    (split column, carving seed), so `test` is the very test split the run was evaluated on.
-    A multi-label run reads label sets (an (N, C) 0/1 matrix over the run's labels).
+    (split column, carving seed), so `test` is the very test split the run was evaluated on; `first` then
+    keeps only that split's first documents (a bounded sample: the rest of the split is never materialised).
+    A multi-label run reads label sets (an (N, C) 0/1 matrix over the run's labels). Without a source or a
+    split, `stdin` is read as `han predict` reads it (one document a line); a folder, as its .txt files.
     """
     data_config: DataConfig = trained.config.data
     multilabel = trained.multilabel
+    if split is not None and stdin is not None:
+        raise ConfigError(f"--split {split!r}: standard input has no splits; give a data source or drop --split")
     if split is not None:
         if source is not None:
             data_config = data_config.model_copy(update={"source": str(source)})
@@ -175,13 +186,19 @@ def read_documents(trained: TrainedRun, source: Path | None, split: str | None =
             raise ConfigError(f"--split {split!r}: no such split (choose from {', '.join(sorted(loaded.splits))})")
         raw = loaded.splits[split]
         where = f"{data_config.source} [{split}]"
-        return InputDocuments(list(raw.texts), _true_labels(trained, list(raw.labels), where), where)
+        if first is None:
+            texts, labels = list(raw.texts), list(raw.labels)
+        else:  # a lazy TextColumn reads only these rows
+            texts, labels = list(raw.texts[:first]), list(raw.labels[:first])
+        return InputDocuments(texts, _true_labels(trained, labels, where), where)
+    max_chars = trained.config.preprocess.max_chars  # lines of a .txt file are cut at it while read
+    if source is None and stdin is not None:
+        return InputDocuments(list(iter_input_texts(None, data_config, stdin, max_chars)), None, "standard input")
     if source is None:
-        raise DataError("no input: give a file of documents or --split NAME")
+        raise DataError("no input: give a file of documents, '-' for standard input, or --split NAME")
     if not source.exists():
         raise DataError(f"{source}: input file not found")
-    max_chars = trained.config.preprocess.max_chars  # lines of a .txt file are cut at it while read
-    if source.suffix.lower() == ".txt":
+    if source.suffix.lower() == ".txt" or source.is_dir():
         return InputDocuments(list(iter_input_texts(source, data_config, max_chars=max_chars)), None, str(source))
     if all(has_column(source, data_config, column) for column in data_config.label_source_columns):
         raw = load_labelled_file(source, data_config, multilabel=multilabel)
@@ -353,14 +370,22 @@ def document_report(
     split: str | None,
     options: DocumentReportConfig,
     progress: Progress | None = None,
+    first: int | None = None,
+    stdin: IO[str] | None = None,
 ) -> DocumentReport:
-    """Read the input, run the model with attention, and select the documents to show."""
+    """Read the input (with `split` and `first`: only the split's first documents), run the model with
+    attention, and select the documents to show."""
     trained.require_attention("han report")
-    documents = read_documents(trained, source, split)
+    documents = read_documents(trained, source, split, first, stdin)
     if not documents.texts:
         raise DataError(f"{documents.source}: the input holds no documents")
     check_selection(options, documents.labels is not None, trained.label_names)
     views = document_views(trained, documents.texts, documents.labels, progress)
+    empty = EmptyDocuments()  # no sentence: nothing but whitespace once cleaned
+    for view in views:
+        if not view.sentences:
+            empty.add(view.row)
+    empty.warn(documents.source, len(views))
     selected = select_documents(views, options, trained.label_names)
     preprocess = trained.config.preprocess
     return DocumentReport(

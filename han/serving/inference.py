@@ -20,7 +20,7 @@ from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from han.data.records import iter_input_texts
+from han.data.records import iter_input_documents
 from han.errors import DataError, RunDirError
 from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import model_device, predict_probabilities, score_split
@@ -124,6 +124,7 @@ def predict_rows(
     chunk_size: int = PREDICT_CHUNK_SIZE,
     shard: tuple[int, int] | None = None,
     processes: int = 1,
+    empty: EmptyDocuments | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(row, class probabilities) for each text (rows count from 1), chunk by chunk so memory stays flat.
 
@@ -131,7 +132,8 @@ def predict_rows(
     disjointly, and each chunk is batched exactly as in a single process, so merged shards give
     the single-process numbers bit for bit. With `processes` > 1 (and the model on the CPU), that
     many forked worker processes segment and score whole chunks side by side, one torch thread
-    each (`_scored_in_workers`); the rows come back in order.
+    each (`_scored_in_workers`); the rows come back in order. `empty` counts the rows scored that have no
+    text once cleaned.
     """
     index, count = shard or (0, 1)
 
@@ -147,7 +149,11 @@ def predict_rows(
     def prepared_chunks() -> Iterator[tuple[int, list[str]]]:
         # Cleaned and cut at max_chars here, in this process, so `text_stats` counts every text once.
         for first_row, chunk in my_chunks():
-            yield first_row, list(prepare_texts(chunk, trained.config.preprocess, trained.text_stats))
+            prepared = list(prepare_texts(chunk, trained.config.preprocess, trained.text_stats))
+            if empty is not None:
+                for offset in (i for i, text in enumerate(prepared) if not text.strip()):
+                    empty.add(first_row + offset)
+            yield first_row, prepared
 
     chunks = prepared_chunks()
     head = list(islice(chunks, 2))  # one chunk is scored here: starting workers would cost more than it saves
@@ -216,21 +222,30 @@ def predict_texts(
         yield probabilities
 
 
-def _format_row(trained: TrainedRun, row: int, probabilities: np.ndarray, output_format: str) -> dict[str, Any]:
-    """One output record: the label (or, multi-label, the label set: a list in JSONL, joined by the run's
-    `data.label_separator` (default ";") in CSV) and every label's probability."""
+def _format_row(
+    trained: TrainedRun, row: int, probabilities: np.ndarray, output_format: str, ids: dict[str, Any]
+) -> dict[str, Any]:
+    """One output record: the row, `ids` (`{"id": ...}` or nothing), the label (or, multi-label, the label set: a
+    list in JSONL, joined by the run's `data.label_separator` (default ";") in CSV) and every label's probability."""
     label_names = trained.label_names
-    shown: dict[str, Any]
+    label_column, *probability_columns = prediction_columns(label_names, trained.multilabel)
+    shown: str | list[str]
     if trained.multilabel:
         names = [label_names[i] for i in np.flatnonzero(trained.predicted_sets(probabilities[None, :])[0])]
-        shown = {"labels": names if output_format == "jsonl" else label_separator(trained).join(names)}
+        shown = names if output_format == "jsonl" else label_separator(trained).join(names)
     else:
-        shown = {"label": label_names[int(probabilities.argmax())]}
+        shown = label_names[int(probabilities.argmax())]
     return {
         "row": row,
-        **shown,
-        **{f"p_{name}": round(float(p), 6) for name, p in zip(label_names, probabilities, strict=True)},
+        **ids,
+        label_column: shown,
+        **{column: round(float(p), 6) for column, p in zip(probability_columns, probabilities, strict=True)},
     }
+
+
+def prediction_columns(label_names: list[str], multilabel: bool) -> list[str]:
+    """The columns of a prediction after "row": "label" (multi-label: "labels"), then p_<class> for each class."""
+    return ["labels" if multilabel else "label", *(f"p_{name}" for name in label_names)]
 
 
 def label_separator(trained: TrainedRun) -> str:
@@ -240,15 +255,17 @@ def label_separator(trained: TrainedRun) -> str:
 
 def write_predictions(
     trained: TrainedRun,
-    texts: Iterable[str],
+    documents: Iterable[tuple[Any, str]],
     output: IO[str],
     output_format: str,
     progress: Progress | None = None,
     source_name: str = "input",
     shard: tuple[int, int] | None = None,
     chunk_size: int = PREDICT_CHUNK_SIZE,
+    with_ids: bool = False,
 ) -> int:
-    """Write one prediction per text as JSON Lines or CSV (row, label, p_<class>...); return the count.
+    """Write one prediction per (id, text) document as JSON Lines or CSV (row, id when `with_ids`, label,
+    p_<class>...); return the count. Empty documents are predicted too (rows stay aligned) and counted in a warning.
 
     With `shard` (i, n), only that shard's rows (see `predict_rows`); a shard may hold none. Inputs of
     more than one chunk are segmented and scored by one worker process per core (`predict_rows`).
@@ -258,9 +275,20 @@ def write_predictions(
     writer = None
     count = 0
     processes = cores_per_process()  # under torchrun, the node's cores shared by its ranks
-    for row, probabilities in predict_rows(trained, texts, chunk_size, shard, processes):
+    pending: deque[tuple[int, Any]] = deque()  # (row, id) read but not yet written: a few chunks at most
+    empty = EmptyDocuments()
+
+    def texts() -> Iterator[str]:
+        for row, (doc_id, text) in enumerate(documents, start=1):
+            pending.append((row, doc_id))
+            yield text
+
+    for row, probabilities in predict_rows(trained, texts(), chunk_size, shard, processes, empty):
+        while pending[0][0] < row:  # rows of other shards
+            pending.popleft()
+        doc_id = pending.popleft()[1]
         count += 1
-        record = _format_row(trained, row, probabilities, output_format)
+        record = _format_row(trained, row, probabilities, output_format, {"id": doc_id} if with_ids else {})
         if output_format == "csv":
             if writer is None:
                 writer = csv.DictWriter(output, fieldnames=list(record))
@@ -272,6 +300,7 @@ def write_predictions(
     progress.stop()
     if count == 0 and shard is None:
         raise DataError(f"{source_name}: the input holds no documents")
+    empty.warn(source_name, count)
     stats = trained.text_stats
     if stats.truncated:
         log.warning(
@@ -292,8 +321,13 @@ def predict_file(
     progress: Progress | None = None,
     shard: tuple[int, int] | None = None,
     chunk_size: int = PREDICT_CHUNK_SIZE,
+    id_column: str | None = None,
 ) -> int:
-    """Predict every document of `source` (or stdin) into `output` (.jsonl or .csv; default stdout as JSON Lines).
+    """Predict every document of `source` (a file or a folder of .txt files; None: stdin) into `output` (.jsonl or
+    .csv; default stdout as JSON Lines).
+
+    Each record carries the document's `id` beside its row: the `id_column` value of the input, or a folder
+    document's file name (`han.data.records.iter_input_documents`).
 
     With `shard` (i, n), only that shard's rows, into `output` (han.workflows.sharding.prediction_part_path names it).
     The output may not be the input, a folder or a file of a run directory (`han.store.outputs.check_output`).
@@ -301,9 +335,12 @@ def predict_file(
     if output is not None:
         check_output(output, [source] if source is not None else [])
         chosen = output_format(output, ("jsonl", "csv"))
-    texts = iter_input_texts(source, trained.config.data, stdin, trained.config.preprocess.max_chars)
+    max_chars = trained.config.preprocess.max_chars
+    documents = iter_input_documents(source, trained.config.data, stdin, max_chars, id_column)
     name = str(source) if source is not None else "standard input"
+    with_ids = id_column is not None or (source is not None and source.is_dir())
     if output is None:
-        return write_predictions(trained, texts, stdout or io.StringIO(), "jsonl", progress, name, shard, chunk_size)
+        stream = stdout or io.StringIO()
+        return write_predictions(trained, documents, stream, "jsonl", progress, name, shard, chunk_size, with_ids)
     with output_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-        return write_predictions(trained, texts, handle, chosen, progress, name, shard, chunk_size)
+        return write_predictions(trained, documents, handle, chosen, progress, name, shard, chunk_size, with_ids)

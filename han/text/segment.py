@@ -14,11 +14,12 @@ costs no more than a long one) and cleaned: invisible format characters (zero-wi
 joiner, byte-order mark, soft hyphen, bidirectional controls) are removed, control characters
 other than tab and line breaks become spaces, and lone surrogates become U+FFFD. Zero-width
 joiners and non-joiners, which change how some scripts are written, and right-to-left text are
-kept as they are. `TextStats` counts the documents each rule touched.
+kept as they are. `TextStats` counts the documents each rule touched, `EmptyDocuments` those left with no text.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from han.errors import ConfigError
 if TYPE_CHECKING:  # spaCy is imported where text is segmented: scoring an encoded split never pays for it
     from spacy.language import Language
 
+log = logging.getLogger(__name__)
 Document = list[list[str]]  # sentences of tokens
 
 _INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
@@ -64,6 +66,40 @@ class TextStats:
             "sentences_cut": self.sentences_cut,
             "tokens_cut": self.tokens_cut,
         }
+
+
+EMPTY_ROWS_SHOWN = 10  # rows an empty-documents warning names
+
+
+@dataclass
+class EmptyDocuments:
+    """Documents with no text once cleaned (empty or whitespace only), counted by `han predict` and `han report`:
+    the model reads no word of them (one unknown word instead, `TrainedRun.encode_segmented`), so their labels
+    say nothing about them."""
+
+    count: int = 0
+    rows: list[int] = field(default_factory=list)  # the first EMPTY_ROWS_SHOWN of them (1-based)
+
+    def add(self, row: int) -> None:
+        """Count the document of `row` (1-based)."""
+        self.count += 1
+        if len(self.rows) < EMPTY_ROWS_SHOWN:
+            self.rows.append(row)
+
+    def warn(self, where: str, documents: int) -> None:
+        """One warning counting the empty documents among `documents` (none when there are none)."""
+        if self.count:
+            more = ", ..." if self.count > len(self.rows) else ""
+            log.warning(
+                "%s: %d of %d documents are empty (row%s %s%s); their labels are the model's guess from no text, "
+                "not a reading of them",
+                where,
+                self.count,
+                documents,
+                "s" if self.count > 1 else "",
+                ", ".join(map(str, self.rows)),
+                more,
+            )
 
 
 def clean_text(text: str) -> str:

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEGMENTED_TYPE = pa.list_(pa.list_(pa.string()))
-PREDICTION_FIELDS = (["row", "label"], ["row", "labels"])  # how a prediction record starts (multi-label: labels)
+# How a prediction record starts: row, then label (multi-label: labels), or the document's id (--id-column, folders).
+PREDICTION_FIELDS = (["row", "label"], ["row", "labels"], ["row", "id"])
 
 
 def shard_wait_seconds() -> float:
@@ -302,6 +303,7 @@ def predict_shard(
     shard: tuple[int, int] | None = None,
     progress: Progress | None = None,
     chunk_size: int | None = None,
+    id_column: str | None = None,
 ) -> int:
     """Predict one shard into its part file; under torchrun every rank its own, then rank 0 merges into OUTPUT.
 
@@ -317,7 +319,13 @@ def predict_shard(
     part = prediction_part_path(output, *own)
     ctx = setup("cpu", shard_wait_seconds()) if shard is None else None
     count = predict_file(
-        trained, source, part, progress=progress, shard=own, chunk_size=chunk_size or PREDICT_CHUNK_SIZE
+        trained,
+        source,
+        part,
+        progress=progress,
+        shard=own,
+        chunk_size=chunk_size or PREDICT_CHUNK_SIZE,
+        id_column=id_column,
     )
     if ctx is None:
         return count
