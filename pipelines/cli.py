@@ -334,7 +334,8 @@ def predict(
     input: Annotated[
         Path | None,
         typer.Argument(
-            help="CSV/TSV/JSONL/Parquet/.txt file; omit (or '-') to read one document per line from stdin.",
+            help="CSV/TSV/JSONL/Parquet/.txt file, or a folder of .txt files (one document a file, its name the "
+            "output's `id`); omit (or '-') to read one document per line from stdin.",
             show_default=False,
         ),
     ] = None,
@@ -402,7 +403,8 @@ def report(
         Path | None,
         typer.Argument(
             help="CSV/TSV/JSONL/Parquet/.txt file of documents (true labels are read when it has the run's label "
-            "column); omit with --split to use the run's own data source.",
+            "column), a folder of .txt files (one document a file), or '-' to read one document per line from "
+            "stdin; omit with --split to use the run's own data source.",
             show_default=False,
         ),
     ] = None,
@@ -546,14 +548,17 @@ def show(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML page to write.")] = Path("run.html"),
 ) -> None:
-    """A self-contained HTML page of training runs: curves, confusion matrix, per-class scores, label counts."""
+    """A self-contained HTML page of training runs: curves, confusion matrix, per-class scores, label counts;
+    names each run's MODEL_CARD.md."""
     from han.reports.run_page import write_run_page
     from han.store.outputs import check_output, output_format
 
     check_output(output, [*run_dirs], option="--output")
     output_format(output, ("html",), option="--output")
-    write_run_page(run_dirs, output)
+    cards = write_run_page(run_dirs, output)
     ui.console.print(f"[green]run page[/]: {len(run_dirs)} run(s) -> {output}")
+    for card in cards:
+        ui.console.print(f"model card: {card}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("merge-predictions")

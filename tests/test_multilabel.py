@@ -309,6 +309,22 @@ def test_show_page_of_a_multilabel_run_counts_documents_per_label(trained, tmp_p
     assert f"<td>sport</td><td>{sport:,} " in text.replace('<td class="num">', "<td>")
 
 
+def test_the_model_card_of_a_multilabel_run_has_per_label_scores_thresholds_and_counts(trained):
+    card = (trained / "MODEL_CARD.md").read_text(encoding="utf-8")
+    metrics = json.loads((trained / "metrics.json").read_text())["test"]
+    section = card.split("### Per-label scores: test", 1)[1].split("\n\n", 2)[1]
+    rows = {line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ")[1:] for line in section.splitlines()[2:]}
+    keys = ("precision", "recall", "f1", "support", "threshold")
+    expected = {
+        name: [str(e[k]) if k == "support" else f"{e[k]:.4f}" for k in keys] for name, e in metrics["per_label"].items()
+    }
+    assert rows == expected
+    train_rows = [row for row in make_rows(300) if row["split"] == "train"]
+    sport = sum("sport" in row["topics"].split(";") for row in train_rows)
+    assert f"| sport | {sport} | " in card and "once for each of its labels" in card
+    assert "micro-F1" in card and "gets no label unless `predict.at_least_one`" in card
+
+
 def test_the_printed_table_shows_the_most_frequent_labels_and_says_the_rest_are_in_metrics_json():
     from han.evaluation.metrics import multilabel_metrics
     from pipelines.ui import multilabel_table

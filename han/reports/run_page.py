@@ -2,7 +2,8 @@
 
 Per run: final metrics, per-epoch curves (loss, validation accuracy and macro-F1, learning rate, docs/s),
 the test (else validation) confusion matrix as a heat map, per-class precision/recall/F1, documents per
-class in each preprocessed split, what preprocessing's max_chars cap cut, and the resolved config.
+class in each preprocessed split, what preprocessing's max_chars cap cut, and the resolved config; the header
+names the run's MODEL_CARD.md (han.store.model_card) when it has one.
 Several runs share the curve charts (one colour per run) and the table of final metrics. Every file
 read is verified against the run's manifest; every string taken from a file goes through `esc`.
 
@@ -27,6 +28,7 @@ import yaml
 
 from han.errors import RunDirError
 from han.reports.html import PALETTE, esc, format_number, page, svg_frame
+from han.store.model_card import written_model_card
 from han.store.outputs import write_output_text
 from han.store.rundir import RunDir
 from han.util.atomic import read_json
@@ -70,6 +72,7 @@ class RunView:
     metrics: dict[str, Any]
     manifest: dict[str, Any]
     split_counts: dict[str, list[int]]  # split -> documents per class id
+    model_card: Path | None = None  # RUN_DIR/MODEL_CARD.md, when han wrote one (han.store.model_card)
 
 
 def _number(value: Any) -> float | None:
@@ -139,6 +142,7 @@ def load_run(path: Path, name: str) -> RunView:
     run.verify_artifacts(*reads)
     labels = run.load_labels()
     metrics = read_json(run.metrics_path) if has_metrics else {}
+    manifest = run.read_manifest()
     counts = {}
     for split in sorted(run.splits(), key=lambda name: (SPLIT_ORDER.get(name, len(SPLIT_ORDER)), name)):
         ids = run.load_split(split).labels
@@ -152,8 +156,9 @@ def load_run(path: Path, name: str) -> RunView:
         labels=labels,
         log=_read_log(run.train_log_path),
         metrics=metrics if isinstance(metrics, dict) else {},
-        manifest=run.read_manifest(),
+        manifest=manifest,
         split_counts=counts,
+        model_card=written_model_card(run, manifest),
     )
 
 
@@ -522,7 +527,10 @@ def render_run_page(run_dirs: list[Path]) -> str:
     title = runs[0].name if not several else "han show: " + ", ".join(run.name for run in runs)
     header = (
         f'<header class="page"><h1>{esc(title)}</h1>'
-        + "".join(f'<p class="meta">run <code>{esc(path)}</code></p>' for path in run_dirs)
+        + "".join(
+            f'<p class="meta">run <code>{esc(path)}</code>{_card_note(run)}</p>'
+            for path, run in zip(run_dirs, runs, strict=True)
+        )
         + "</header>"
     )
     charts = "".join(_line_chart(name, keys, runs) for name, keys in CURVES)
@@ -540,6 +548,13 @@ def render_run_page(run_dirs: list[Path]) -> str:
     return page(title, CSS, f"{header}<main>{''.join(body)}</main>")
 
 
-def write_run_page(run_dirs: list[Path], output: Path) -> None:
-    """Render the page of `run_dirs` and write it to `output` (complete or absent)."""
+def _card_note(run: RunView) -> str:
+    """The path of the run's MODEL_CARD.md, or "" (named, not linked: the page holds no link, src or href)."""
+    return "" if run.model_card is None else f" · model card <code>{esc(run.model_card)}</code>"
+
+
+def write_run_page(run_dirs: list[Path], output: Path) -> list[Path]:
+    """Render the page of `run_dirs` and write it to `output` (complete or absent); return the MODEL_CARD.md
+    of each run that has one han wrote (the page names them)."""
     write_output_text(output, render_run_page(run_dirs))
+    return [card for path in run_dirs if (card := written_model_card(RunDir(Path(path)))) is not None]

@@ -26,9 +26,10 @@ from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import model_device, predict_probabilities, score_split
 from han.progress import Progress
 from han.serving.trained import TrainedRun
+from han.store.model_card import write_model_card
 from han.store.outputs import check_output, output_format, output_path
 from han.store.rundir import RunDir
-from han.text.segment import prepare_texts, segment_chunk
+from han.text.segment import EmptyDocuments, prepare_texts, segment_chunk
 from han.util.atomic import read_json, write_json_atomic
 from han.util.cpus import cores_per_process, use_threads
 from han.util.lock import folder_lock
@@ -39,7 +40,7 @@ R = TypeVar("R")
 
 
 def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
-    """Merge `results` (split or file name -> metrics) into RUN_DIR/metrics.json, atomically."""
+    """Merge `results` (split or file name -> metrics) into RUN_DIR/metrics.json, atomically; refresh MODEL_CARD.md."""
     existing = {}
     if run.metrics_path.exists():
         run.verify_artifacts(run.metrics_path)
@@ -47,6 +48,7 @@ def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
     existing.update(results)
     write_json_atomic(run.metrics_path, existing)
     run.record_artifacts(run.metrics_path)
+    write_model_card(run)  # the card's results are metrics.json's
 
 
 def holding_run_lock(function: Callable[Concatenate[TrainedRun, P], R]) -> Callable[Concatenate[TrainedRun, P], R]:

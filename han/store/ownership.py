@@ -42,8 +42,11 @@ CLAIMED_NAMES = (
     "checkpoints",
     "train_log.jsonl",
     "metrics.json",
+    "input",
+    "MODEL_CARD.md",
 )
-TRAINING_NAMES = ("model", "checkpoints", "train_log.jsonl", "metrics.json")
+INPUT_NAME = "input"  # the rows `han.train` was handed, written here before preprocessing (han.workflows.in_memory)
+TRAINING_NAMES = ("model", "checkpoints", "train_log.jsonl", "metrics.json", "MODEL_CARD.md")
 LINKED_NAMES = ("data", "model", "checkpoints", "shards")  # han's subfolders: never followed when a link
 WORKSPACE_KINDS = ("comparison", "tuning")  # DIR/<kind>.json holding {"han_<kind>": 1, ...}: a han workspace
 

@@ -12,6 +12,9 @@ Layout:
                          validation loss); model/last.safetensors, the last epoch's
     train_log.jsonl      one line per epoch: losses, validation metrics, learning rate, docs/s
     metrics.json         {"<split>": {"accuracy", "macro_f1", "loss", "per_class", "confusion_matrix", ...}} from evaluate
+    MODEL_CARD.md        what the run is, in a Hugging Face style model card (han.store.model_card): model, data
+                         and splits, labels, results per class, what the caps cut, limitations, how to use and
+                         reproduce it; rewritten by evaluate whenever metrics.json changes
     thresholds.json      task multilabel: each label's decision threshold, chosen on validation after training
     checkpoints/step-<N>.safetensors   training checkpoints (han.training.checkpoint), the newest few
     shards/preprocess-<i>-of-<n>/   segmented shards of `han preprocess --shard i/n`, removed by the merge
@@ -84,6 +87,10 @@ class RunDir(Ownership):
     @property
     def metrics_path(self) -> Path:
         return self.root / "metrics.json"
+
+    @property
+    def model_card_path(self) -> Path:
+        return self.root / "MODEL_CARD.md"
 
     @property
     def thresholds_path(self) -> Path:

@@ -63,6 +63,8 @@ class PreprocessSummary:
     task: str = "multiclass"
     rare_labels: dict[str, int] | None = None  # multilabel: labels with few training documents -> their count
     labels_per_document: dict[str, float] | None = None  # multilabel: mean label-set size per split
+    # split -> label -> documents (a document counts once per label of its set); the model card's counts
+    label_counts: dict[str, dict[str, int]] | None = None
     # embeddings.source word2vec: the epochs and worker threads it ran, the splits whose text it read and their words
     word2vec: dict[str, Any] | None = None
 
@@ -245,12 +247,15 @@ def _build(
     emb = config.embeddings
     word2vec_splits = ["train", *emb.extra_text.splits] if emb.source == "word2vec" else []
     per_document: dict[str, float] = {}
+    label_counts: dict[str, dict[str, int]] = {}
     for name in list(corpus.splits):  # part by part: memory does not grow with the split
         if loaded.multilabel:
             labels = label_matrix(loaded.splits[name].labels, loaded.label_names)
             per_document[name] = round(float(labels.sum(axis=1).mean()), 4) if len(labels) else 0.0
         else:
             labels = np.fromiter((label_index[y] for y in loaded.splits[name].labels), dtype=np.int64)
+        counts = labels.sum(axis=0) if loaded.multilabel else np.bincount(labels, minlength=len(loaded.label_names))
+        label_counts[name] = dict(zip(loaded.label_names, map(int, counts), strict=True))
         with atomic_dir(run.data_path(name)) as tmp:
             documents[name], words[name], unknown = corpus.write_encoded(name, labels, tmp)
         progress.advance(len(labels))
@@ -314,6 +319,7 @@ def _build(
         task=config.task,
         rare_labels=loaded.rare_labels if loaded.multilabel else None,
         labels_per_document=per_document if loaded.multilabel else None,
+        label_counts=label_counts,
         word2vec=word2vec,
     )
     run.update_manifest(carved_splits=loaded.carved)
