@@ -9,7 +9,7 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load", "run", "Classifier", "Predictions", "Explanation"):
+    if name in ("load", "run", "train", "Classifier", "Predictions", "Explanation"):
         from han import api
 
         return getattr(api, name)

@@ -2,9 +2,11 @@
 
     import han
     classifier = han.load("runs/bbc")            # a run directory (or a copy of one), checked like the CLI does
-    classifier.predict(["Shares rose ..."])      # labels + probabilities
+    classifier.predict(["Shares rose ..."])      # labels + probabilities (a str, list, Series, array, iterator of str)
+    classifier.predict(df["text"]).to_frame()    # the same as a pandas DataFrame: label, p_<class> ... (han predict's CSV)
     classifier.explain("Shares rose ...")        # sentences and words with their weights; shows itself in Jupyter
     han.run("configs/bbc.yaml", ["train.lr=0.001"], run_dir="runs/bbc2")   # preprocess + train + evaluate
+    han.train(df, text="body", label="topic", run_dir="runs/mine")         # the same, from a DataFrame in memory
 
 Texts go through exactly what `han predict` does (han/serving/trained.py: cleaning, the max_chars cut, the one
 segmentation rule, caps, vocabulary; han/serving/inference.py: chunked scoring). Errors are han's typed errors
@@ -23,6 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -32,9 +35,12 @@ from han.progress import Progress
 from han.reports.documents import DocumentReport, DocumentView, document_views
 from han.reports.html import BASE_CSS
 from han.reports.pages import DOCUMENT_CSS, document_card
-from han.serving.inference import PREDICT_CHUNK_SIZE, predict_texts
+from han.serving.inference import PREDICT_CHUNK_SIZE, predict_texts, prediction_columns
 from han.serving.trained import TrainedRun, load_trained_run
 from han.workflows.run import RunResult, run_all
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,20 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def to_frame(self) -> pd.DataFrame:
+        """A pandas DataFrame, one row per text in input order: the columns of `han predict`'s CSV after "row"
+        ("label", or "labels" holding a list of names for a multi-label run, then p_<class> per class)."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - datasets requires pandas
+            raise ImportError("Predictions.to_frame needs pandas: pip install pandas") from None
+        label_column, *probability_columns = prediction_columns(self.classes, self.multilabel)
+        frame = pd.DataFrame(
+            np.asarray(self.probabilities).reshape(len(self), len(self.classes)), columns=probability_columns
+        )
+        frame.insert(0, label_column, pd.Series(list(self.labels), dtype=object) if self.multilabel else self.labels)
+        return frame
 
 
 @dataclass(frozen=True)
@@ -107,12 +127,55 @@ def _scoped(css: str, scope: str) -> str:
     return "\n".join(rules)
 
 
+TABLE_TYPES = ("DataFrame", "Table", "Dataset", "DatasetDict", "RecordBatch")  # pandas, polars, pyarrow, datasets
+
+
+def _kind(value: object) -> str:
+    """How a refused value is named in a message: None, a table's module and class, else its type's name."""
+    if value is None:
+        return "None"
+    kind = type(value)
+    if kind.__name__ in TABLE_TYPES:
+        return f"a {kind.__module__.partition('.')[0]} {kind.__name__}"
+    return kind.__name__
+
+
+def _refused(value: object, where: str) -> DataError:
+    """The one-line error for a value that is not a text (`where`: "texts" or "texts[i]")."""
+    kind = _kind(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return DataError(f"{where} is {kind}, not str; decode it first (text.decode('utf-8'))")
+    if where != "texts":
+        if (isinstance(value, float) and value != value) or type(value).__name__ in ("NAType", "NaTType"):
+            return DataError(f"{where} is {kind} (a missing value), not str; drop or fill the missing texts first")
+        return DataError(f"{where} is {kind}, not str; pass one str per document")
+    if type(value).__name__ in TABLE_TYPES:
+        return DataError(f"texts is {kind}; pass one column, e.g. df['text']")
+    if isinstance(value, (set, frozenset)):
+        return DataError(f"texts is {kind}, which has no order; pass a list")
+    if isinstance(value, dict):
+        return DataError(f"texts is {kind}; pass a str or a sequence of str (e.g. list(d.values()))")
+    return DataError(f"texts is {kind}; pass a str, or a list, tuple, Series, array or iterator of str")
+
+
 def _texts(texts: Iterable[str] | str) -> list[str]:
-    """A list of texts; one string is one text. Anything else than strings is a `DataError` naming its position."""
-    items = [texts] if isinstance(texts, str) else list(texts)
-    for index, text in enumerate(items):
+    """A list of texts: one str is one text; a list, tuple, pandas Series, 1-D numpy array, pyarrow array or any
+    iterable of str is one text per item, in order. Anything else is a `DataError` naming the position and type."""
+    if isinstance(texts, str):
+        return [str(texts)]
+    if texts is None or isinstance(texts, (bytes, bytearray, memoryview, dict, set, frozenset)):
+        raise _refused(texts, "texts")
+    if type(texts).__name__ in TABLE_TYPES or not isinstance(texts, Iterable):
+        raise _refused(texts, "texts")
+    if isinstance(texts, np.ndarray) and texts.ndim != 1:
+        raise DataError(f"texts is a {texts.ndim}-dimensional numpy array; pass a 1-dimensional array of str")
+    if type(texts).__module__.startswith("pyarrow") and hasattr(texts, "to_pylist"):
+        texts = texts.to_pylist()  # an Array or ChunkedArray: its items are Arrow scalars, not str
+    items = []
+    for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise DataError(f"texts[{index}] is {type(text).__name__}, not a string; pass one string per document")
+            raise _refused(text, f"texts[{index}]")
+        items.append(text if type(text) is str else str(text))  # numpy's str_ -> str
     return items
 
 
@@ -165,14 +228,22 @@ class Classifier:
             return Predictions(_label_sets(self.trained, probabilities), probabilities, classes, multilabel=True)
         return Predictions([classes[i] for i in probabilities.argmax(axis=1)], probabilities, classes)
 
-    def explain(self, text: str) -> Explanation:
-        """The prediction for one text with its sentence and word weights (models with attention only).
+    @overload
+    def explain(self, texts: str) -> Explanation: ...  # type: ignore[overload-overlap]  # a str is one text
+
+    @overload
+    def explain(self, texts: Iterable[str]) -> list[Explanation]: ...
+
+    def explain(self, texts: Iterable[str] | str) -> Explanation | list[Explanation]:
+        """The prediction for a text with its sentence and word weights (models with attention only): one str
+        gives one `Explanation`; a list (or any input `predict` takes) gives a list of them, in order.
 
         Multi-label run: `Explanation.labels` is the predicted label set (see `Explanation`)."""
+        items = _texts(texts)
         self.trained.require_attention("explain")
-        (item,) = _texts(text)
-        (view,) = document_views(self.trained, [item], None)
-        return _explanation(item, view, self.trained)
+        views = document_views(self.trained, items, None) if items else []
+        explanations = [_explanation(item, view, self.trained) for item, view in zip(items, views, strict=True)]
+        return explanations[0] if isinstance(texts, str) else explanations
 
     def __repr__(self) -> str:
         return f"Classifier({str(self.run_dir)!r}, model.kind={self.config.model.kind}, classes={self.classes})"
@@ -244,3 +315,31 @@ def run(
         resolved = load_config(config, overrides or [])
         run_dir = run_dir if run_dir is not None else Path("runs") / Path(config).stem
     return run_all(resolved, Path(run_dir), progress, resume=resume, overwrite=overwrite)
+
+
+def train(
+    data: Any,
+    *,
+    run_dir: str | Path,
+    text: str | list[str] | None = None,
+    label: str | None = None,
+    config: str | Path | Config | None = None,
+    overrides: list[str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Preprocess, train and evaluate like `han run`, on rows held in memory.
+
+    `data`: a pandas DataFrame, a pyarrow Table, a datasets `Dataset`, or a `DatasetDict` (any dict of split
+    name -> one of those). `text` and `label` name its columns (default: the config's, else "text" and
+    "label"); `config`: a config file or a `Config` for every other setting (default: han's defaults);
+    `overrides`: dotted settings as on the command line (["train.max_epochs=2"]). The rows are written
+    under RUN_DIR/input/ as Parquet and the run's config.json names them as `data.source`, so the run
+    is the one `han run` makes of those rows in a file, and `han run RUN_DIR/config.json` repeats it.
+    `run_dir` must be new or empty, or a han run directory with `overwrite`.
+    """
+    from han.workflows.in_memory import train_from_tables
+
+    return train_from_tables(
+        data, Path(run_dir), config, overrides, text=text, label=label, overwrite=overwrite, progress=progress
+    )

@@ -66,7 +66,7 @@ def test_bad_input_and_kinds_without_attention_get_typed_errors(trained_run, tmp
     import han
 
     classifier = han.load(trained_run)
-    with pytest.raises(DataError, match=r"texts\[1\] is NoneType"):
+    with pytest.raises(DataError, match=r"texts\[1\] is None, not str"):
         classifier.predict(["fine", None])  # type: ignore[list-item]
     assert classifier.predict([]).probabilities.shape == (0, len(classifier.classes))
     config = json.loads((Path(trained_run) / "config.json").read_text())

@@ -14,7 +14,7 @@ def test_han_load_and_run_are_the_api_functions():
     import han
     import han.api
 
-    assert han.load is han.api.load and han.run is han.api.run
+    assert han.load is han.api.load and han.run is han.api.run and han.train is han.api.train
     assert han.Classifier is han.api.Classifier
     assert list(inspect.signature(han.load).parameters)[:2] == ["path", "weights"]
     with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):

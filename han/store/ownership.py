@@ -1,7 +1,9 @@
 """What han may remove or replace in a run directory: only what it made.
 
 A folder becomes a han run directory when han claims it new or empty: the manifest then carries
-han's marker and the names han will write there (`CLAIMED_NAMES`, recorded as "claimed"). Afterwards
+han's marker and the names han will write there (`CLAIMED_NAMES`, recorded as "claimed"). A run directory
+claimed so and holding nothing but `input/` (the rows `han.train` wrote there for the run) still counts as
+empty to the next claim, and `input/` stays. Afterwards
 `--overwrite` removes only files the manifest lists (artifacts with their checksums) or that sit
 under a claimed name, plus han's own temporaries (`.<name>.han-<random>.tmp`) and checkpoints; a file
 it cannot attribute to itself, or that is one of the run's inputs, stays where it is. A folder without
@@ -214,6 +216,8 @@ class Ownership(Manifest):
         han_run = self.is_han_run()
         if han_run:
             self.remove_stale_temporaries()
+        if han_run and INPUT_NAME in (self.read_manifest().get("claimed") or ()):
+            keep = (*keep, INPUT_NAME)  # han.train's rows, written under this claim for the preprocessing to come
         others = [c for c in self.root.iterdir() if c.name not in (*keep, "manifest.json", LOCK_NAME)]
         if han_run and not others and not self.listed_artifacts():
             self._mark()  # claimed before, nothing written yet

@@ -18,6 +18,7 @@ Layout:
     thresholds.json      task multilabel: each label's decision threshold, chosen on validation after training
     checkpoints/step-<N>.safetensors   training checkpoints (han.training.checkpoint), the newest few
     shards/preprocess-<i>-of-<n>/   segmented shards of `han preprocess --shard i/n`, removed by the merge
+    input/<split>.parquet   `han.train` only: the in-memory rows it was given, which config.json's data.source names
 
 Every file is written to a temporary name, fsync'ed and renamed into place, so a file that exists is
 complete; a failed write (disk full) raises `StorageError` and leaves the previous version intact.
