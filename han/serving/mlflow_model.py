@@ -11,6 +11,12 @@ manifest), and `predict` scores texts exactly as `han predict` does.
     model.predict(pandas.DataFrame({"text": ["Shares rose ...", "The match ..."]}))
     # -> DataFrame: label, p_<class> for each class (float64), one row per text
 
+The input columns are the run's own `data.text_column` (`text` above; a run trained on `review_body` takes
+a `review_body` column, one trained on `[title, body]` takes both, joined per row by `data.text_separator`
+exactly as `han predict` joins them, `han.data.records.join_text`): the signature names them, and a frame
+without them is refused, never read from another column (MLflow refuses it against the signature first;
+called directly, `predict` raises a DataError naming the missing column).
+
 A multi-label run (task: multilabel) gives a `labels` string column instead of `label`: each text's
 predicted label set (at the run's thresholds, thresholds.json being among the copied files) joined by
 `han.serving.inference.label_separator` (the run's `data.label_separator`, default ";"), exactly the "labels"
@@ -30,14 +36,20 @@ from mlflow.models import ModelSignature, set_model
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema, TensorSpec
 
+from han.config import DataConfig
+from han.data.records import join_text, non_text_kind
 from han.errors import DataError
 from han.serving.inference import PREDICT_CHUNK_SIZE, label_separator, predict_texts
 from han.serving.trained import TrainedRun, load_trained_run
 from han.store.rundir import RunDir
 
-TEXT_COLUMN = "text"  # the input column of the model's signature
 ARTIFACT_KEY = "run"  # context.artifacts key of the copied run directory files
-INPUT_EXAMPLE = pd.DataFrame({TEXT_COLUMN: ["A first document. Its second sentence.", "Another document."]})
+EXAMPLE_TEXTS = ["A first document. Its second sentence.", "Another document."]
+
+
+def input_example(data: DataConfig) -> pd.DataFrame:
+    """Two short documents in the run's own text column(s) (MLflow checks the logged model predicts them)."""
+    return pd.DataFrame({column: EXAMPLE_TEXTS for column in data.text_columns})
 
 
 def run_files(run: RunDir) -> list[Path]:
@@ -61,26 +73,43 @@ def label_column(multilabel: bool) -> str:
     return "labels" if multilabel else "label"
 
 
-def model_signature(classes: list[str], multilabel: bool = False) -> ModelSignature:
-    """Input: a string column `text`; output: the predicted `label` (multi-label: `labels`, the joined label
-    set) and one `p_<class>` double column per class."""
+def model_signature(classes: list[str], text_columns: list[str], multilabel: bool = False) -> ModelSignature:
+    """Input: the run's text column(s) (`data.text_columns`) as strings; output: the predicted `label` (multi-label:
+    `labels`, the joined label set) and one `p_<class>` double column per class."""
     outputs: list[ColSpec | TensorSpec] = [ColSpec("string", label_column(multilabel))]
     outputs += [ColSpec("double", f"p_{name}") for name in classes]
-    return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs))
+    inputs = Schema([ColSpec("string", column) for column in text_columns])
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
 
 
-def input_texts(model_input: Any) -> list[str]:
-    """The texts of a model input: a DataFrame's `text` column (or its only column), a Series, or a list of strings."""
+def _frame_texts(frame: pd.DataFrame, data: DataConfig) -> list[str]:
+    """Each row's text columns joined as `han predict` joins a file's (missing cells are empty parts)."""
+    columns = data.text_columns
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        names = ", ".join(map(str, frame.columns)) or "none"
+        raise DataError(
+            f"model input: column(s) {', '.join(missing)} not found (columns: {names}); "
+            f"the run reads data.text_column {', '.join(columns)}"
+        )
+    rows = zip(*(frame[c].tolist() for c in columns), strict=True)
+    texts = []
+    for index, parts in enumerate(rows):
+        for column, value in zip(columns, parts, strict=True):
+            kind = None if value is None or (isinstance(value, float) and value != value) else non_text_kind(value)
+            if kind is not None:
+                raise DataError(f"model input row {index}: column {column!r} is {kind}, not text; pass strings")
+        texts.append(join_text(parts, data.text_separator))
+    return texts
+
+
+def input_texts(model_input: Any, data: DataConfig) -> list[str]:
+    """The texts of a model input: a DataFrame's text column(s) (the run's `data.text_columns`, several joined
+    by `data.text_separator`), or a Series or list of strings taken as whole documents."""
     if isinstance(model_input, pd.DataFrame):
-        if TEXT_COLUMN in model_input.columns:
-            column = model_input[TEXT_COLUMN]
-        elif len(model_input.columns) == 1:
-            column = model_input.iloc[:, 0]
-        else:
-            names = ", ".join(map(str, model_input.columns))
-            raise DataError(f"model input has columns {names}; expected a column named {TEXT_COLUMN!r}")
-        items: Iterable[Any] = column.tolist()
-    elif isinstance(model_input, pd.Series):
+        return _frame_texts(model_input, data)
+    items: Iterable[Any]
+    if isinstance(model_input, pd.Series):
         items = model_input.tolist()
     elif isinstance(model_input, str):
         items = [model_input]
@@ -128,7 +157,7 @@ class HanPyfuncModel(PythonModel):
     ) -> pd.DataFrame:
         """Label (multi-label: the joined label set) and class probabilities of each text (see `input_texts`
         for the accepted inputs)."""
-        texts = input_texts(model_input)
+        texts = input_texts(model_input, self.trained.config.data)
         classes = list(self.trained.label_names)
         if not texts:
             return prediction_frame(np.zeros((0, len(classes)), dtype=np.float32), classes, self.trained)

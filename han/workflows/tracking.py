@@ -4,8 +4,10 @@ A finished run is logged as one MLflow run under the experiment `tracking_experi
 as params (dotted keys: `train.lr`, `model.kind`), each epoch's numbers as metrics with `step=epoch`
 (`train_loss`, `validation_accuracy`, `lr`, `docs_per_s`, `epoch_seconds`, ...), the final evaluation
 (`test_accuracy`, `test_macro_f1`, `test_loss`, `final_validation_*`), the run directory's manifest,
-config, metrics, train log and HTML reports as artifacts, and the model as a pyfunc model
-(`han/serving/mlflow_model.py`, "models from code": safetensors weights, no pickle) under the name `model`.
+config, metrics and train log as artifacts, its HTML reports under `reports/` (`write_reports`: made in a
+temporary folder, han never writing into a run directory what it does not need), and the model as a
+pyfunc model (`han/serving/mlflow_model.py`, "models from code": safetensors weights, no pickle) under the
+name `model`, its signature's input the run's own `data.text_column`(s).
 A multi-label run logs every number of its metrics the same way (`test_micro_f1`, `test_exact_match`,
 `test_hamming_loss`, ...; `test_accuracy` is its exact match; nested figures such as per-label ones are
 left to metrics.json), and its model also carries thresholds.json and predicts label sets.
@@ -32,7 +34,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from han.config import Config
+from han.config import Config, DocumentReportConfig
 from han.errors import ConfigError, HanError, StorageError
 from han.store.rundir import RunDir
 from han.util.atomic import failure_reason, write_failure
@@ -43,6 +45,9 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # off while han logs (MLflow reloads the model to check it)
 MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+REPORTS = "reports"  # artifact folder of the run's HTML reports
+REPORT_SPLIT = "validation"  # the split whose first documents the logged attention report shows
+REPORT_DOCUMENTS = 20  # a sample, not the split: the report is made in seconds whatever the data's size
 # MLflow's HTTP retries, backoff and timeout (its environment variables), set only where the user has not:
 # its own defaults (7 retries, backoff factor 2, 120 s) make an unreachable server fail after about four minutes.
 # The check before any work gives up within about 10 s (2 tries of at most 5 s, no wait between them when the
@@ -196,8 +201,42 @@ def final_metrics(result: RunResultLike) -> dict[str, float]:
 
 
 def _artifact_files(run: RunDir) -> list[Path]:
-    named = [run.manifest_path, run.config_path, run.metrics_path, run.train_log_path]
-    return [p for p in named if p.is_file()] + sorted(p for p in run.root.rglob("*.html") if p.is_file())
+    named = [run.manifest_path, run.config_path, run.metrics_path, run.train_log_path, run.model_card_path]
+    return [p for p in named if p.is_file()]
+
+
+def write_reports(config: Config, run: RunDir, folder: Path) -> list[Path]:
+    """Write the run's HTML reports into `folder` (a temporary one: never the run directory); return them.
+
+    `run.html`: the `han show` page (metrics, curves, confusion matrix, config), for every run.
+    `report.html`: the `han report` attention page of the first `REPORT_DOCUMENTS` validation documents,
+    misclassified first, for a network with attention (model.kind han, rnn with attention pooling) only.
+    A report that cannot be made is left out with a warning: the run is logged without it.
+    """
+    from han.models.build import has_attention
+    from han.reports.documents import document_report
+    from han.reports.output import write_document_report
+    from han.reports.run_page import write_run_page
+    from han.serving.trained import load_trained_run
+
+    written = []
+    try:
+        write_run_page([run.root], folder / "run.html")
+        written.append(folder / "run.html")
+    except HanError as error:
+        log.warning("mlflow: the run page (han show) is not logged: %s", error)
+    if not has_attention(config.model):
+        log.info("mlflow: model.kind %s has no attention weights: no attention report logged", config.model.kind)
+        return written
+    try:
+        options = DocumentReportConfig(sort="misclassified")
+        trained = load_trained_run(run.root)
+        report = document_report(trained, None, REPORT_SPLIT, options, first=REPORT_DOCUMENTS)
+        write_document_report(report, folder / "report.html", "html")
+        written.append(folder / "report.html")
+    except HanError as error:
+        log.warning("mlflow: the attention report (han report) is not logged: %s", error)
+    return written
 
 
 def _tags(config: Config, run: RunDir) -> dict[str, str]:
@@ -209,14 +248,9 @@ def _tags(config: Config, run: RunDir) -> dict[str, str]:
 
 
 def _log_model(mlflow: Any, run: RunDir, config: Config) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     from han.serving import mlflow_model
+    from han.util.distribution import requirement
 
-    try:
-        requirement = f"han=={version('han')}"
-    except PackageNotFoundError:
-        requirement = "han"
     with tempfile.TemporaryDirectory(prefix="han-mlflow-") as folder, warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"mlflow\.")  # MLflow's advice and its pandas deprecations
         files = mlflow_model.copy_run_files(run, Path(folder) / "run")
@@ -224,9 +258,10 @@ def _log_model(mlflow: Any, run: RunDir, config: Config) -> str:
             name=MODEL_NAME,
             python_model=str(Path(mlflow_model.__file__)),
             artifacts={mlflow_model.ARTIFACT_KEY: str(files)},
-            signature=mlflow_model.model_signature(run.load_labels(), config.multilabel),
-            input_example=mlflow_model.INPUT_EXAMPLE,  # MLflow checks it loads and predicts; serving_input_example.json
-            pip_requirements=[requirement],
+            signature=mlflow_model.model_signature(run.load_labels(), config.data.text_columns, config.multilabel),
+            # MLflow checks the model loads and predicts it; kept as serving_input_example.json
+            input_example=mlflow_model.input_example(config.data),
+            pip_requirements=[requirement()],  # han-classifier==<version>
             tags={"han.model_kind": config.model.kind},
         )
     return str(info.model_uri)
@@ -261,6 +296,9 @@ def track_run(config: Config, run_dir: Path, result: RunResultLike) -> str | Non
                 for path in _artifact_files(run):  # at their paths inside the run directory
                     parent = path.parent.relative_to(run.root).as_posix()
                     mlflow.log_artifact(str(path), artifact_path=None if parent == "." else parent)
+                with tempfile.TemporaryDirectory(prefix="han-reports-") as folder:
+                    for path in write_reports(config, run, Path(folder)):
+                        mlflow.log_artifact(str(path), artifact_path=REPORTS)
                 model_uri = _log_model(mlflow, run, config)
     except HanError:
         raise
