@@ -227,8 +227,10 @@ def test_resume_refuses_other_settings(preprocessed, overrides, tmp_path):
 
     with pytest.raises(TrainingStopped):
         train(config, run_dir, Hook(interrupt))
+    saved = (run_dir / "config.json").read_bytes()
     with pytest.raises(RunDirError, match=r"other settings \(train\.lr\)"):
         train(load_config(TINY_CONFIG, [*overrides, "train.lr=0.5"]), run_dir, resume=True)
+    assert (run_dir / "config.json").read_bytes() == saved  # the refused settings are not recorded as the run's
     # thread count and checkpoint cadence do not change results and may differ
     train(load_config(TINY_CONFIG, [*overrides, "train.checkpoint_every_steps=7"]), run_dir, resume=True)
 

@@ -247,6 +247,27 @@ def _changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[st
     return sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k) and k not in RESUMABLE_CHANGES)
 
 
+def _refuse_other_settings(path: Path, payload: dict[str, Any], config: dict[str, Any]) -> None:
+    changed = _changed_settings(payload["config"], config)
+    if changed:
+        raise RunDirError(
+            f"{path}: written with other settings ({', '.join(changed[:6])}); resume with the same config "
+            f"or start again with --overwrite"
+        )
+
+
+def check_resumable(directory: Path, config: dict[str, Any]) -> None:
+    """Refuse, before anything is written, a resume whose newest intact checkpoint has other settings
+    (the check `load_latest_checkpoint` makes, without touching a model); damaged ones are skipped as there."""
+    for path in checkpoint_files(directory):
+        try:
+            payload, _ = _read(path)
+        except DamagedCheckpoint:
+            continue
+        _refuse_other_settings(path, payload, config)
+        return
+
+
 def load_latest_checkpoint(
     directory: Path,
     model: torch.nn.Module,
@@ -271,12 +292,7 @@ def load_latest_checkpoint(
             log.warning("%s: damaged checkpoint skipped (%s)", path, damage)
             problems.append(f"{path.name}: {damage}")
             continue
-        changed = _changed_settings(payload["config"], config)
-        if changed:
-            raise RunDirError(
-                f"{path}: written with other settings ({', '.join(changed[:6])}); resume with the same config "
-                f"or start again with --overwrite"
-            )
+        _refuse_other_settings(path, payload, config)
         model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             model.load_state_dict(model_state, strict=True)

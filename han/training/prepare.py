@@ -6,6 +6,7 @@ from han.config import OUTPUT_NEUTRAL_SETTINGS, Config
 from han.errors import ConfigError, RunDirError
 from han.models.build import check_model_fits, trains_by_gradient
 from han.store.rundir import RunDir
+from han.training.checkpoint import check_resumable
 from han.training.distributed import Ranks
 from han.training.initial_model import seed_everything
 from han.util.allocator import keep_freed_memory
@@ -51,6 +52,8 @@ def prepare_run(config: Config, run: RunDir, ranks: Ranks, *, resume: bool, over
     ranks.barrier()
     run.verify_artifacts(*inputs)
     check_same_preprocessing(config, run)
+    if resume:  # before config.json is rewritten: a refused resume leaves the run as it was
+        check_resumable(run.checkpoints_path, config.model_dump(mode="json"))
     ranks.barrier()  # every rank has verified config.json before rank 0 rewrites it
     if ranks.is_main:
         run.remove_stale_temporaries()
