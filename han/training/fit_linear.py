@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,22 +60,78 @@ def kept_tokens(vocab: Vocab, tokens: str) -> torch.Tensor:
     return keep
 
 
-def split_ngrams(split: EncodedSplit, keep: torch.Tensor, vocab_size: int, max_n: int) -> tuple[torch.Tensor, ...]:
-    """Every n-gram occurrence of a split's documents: (document (K,), key (K,))."""
+CHUNK_TOKENS = 1 << 20  # tokens of documents whose n-grams are counted at once: bounds the fitting's memory
+
+
+def document_chunks(split: EncodedSplit, max_tokens: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges [first, last) of the split's documents, about `max_tokens` tokens each (>= 1 document)."""
     token_offsets = split.sentence_offsets[split.document_offsets]  # (N+1,) each document's first token
-    document = np.repeat(np.arange(len(split)), np.diff(token_offsets))  # (T,)
-    tokens = torch.from_numpy(split.tokens.astype(np.int64))
+    first = 0
+    while first < len(split):
+        last = int(np.searchsorted(token_offsets, token_offsets[first] + max_tokens, side="right")) - 1
+        last = min(max(last, first + 1), len(split))
+        yield first, last
+        first = last
+
+
+def split_ngrams(
+    split: EncodedSplit, keep: torch.Tensor, vocab_size: int, max_n: int, first: int = 0, last: int | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Every n-gram occurrence of documents [first, last) of a split (all by default): (document (K,), key (K,)),
+    documents numbered from `first`."""
+    last = len(split) if last is None else last
+    token_offsets = split.sentence_offsets[split.document_offsets[first : last + 1]]  # (n+1,) documents' first tokens
+    document = np.repeat(np.arange(first, last), np.diff(token_offsets))  # (T,)
+    tokens = torch.from_numpy(split.tokens[token_offsets[0] : token_offsets[-1]].astype(np.int64))
     kept = keep[tokens]
     return ngram_keys(tokens[kept], torch.from_numpy(document)[kept], vocab_size, max_n)
 
 
+def _distinct(values: np.ndarray, inverse: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The sorted distinct `values` and, with `inverse`, where each value is among them: np.unique's, by sorting
+    (its hashing is several times slower here)."""
+    order = np.argsort(values) if inverse else None
+    ordered = values[order] if order is not None else np.sort(values)
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if values.size else np.zeros(0, dtype=bool)
+    if order is None:
+        return ordered[first], None
+    position = np.empty_like(order)
+    position[order] = np.cumsum(first) - 1
+    return ordered[first], position
+
+
+def _summed(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct `keys` with the sums of their `counts`."""
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else np.zeros(0, dtype=np.int64)
+    return keys[starts], np.add.reduceat(counts, starts) if keys.size else counts
+
+
+def document_frequencies(
+    split: EncodedSplit, keep: torch.Tensor, vocab_size: int, max_n: int, max_tokens: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct n-gram keys (F,), how many documents hold each (F,)), int64, counted a chunk of documents
+    at a time: memory grows with the distinct n-grams, not with the split's n-gram occurrences."""
+    keys, frequency = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pending: list[tuple[np.ndarray, np.ndarray]] = []  # chunks' counts not yet merged into (keys, frequency)
+    for first, last in document_chunks(split, max_tokens):
+        document, key = (t.numpy() for t in split_ngrams(split, keep, vocab_size, max_n, first, last))
+        distinct, inverse = _distinct(key, inverse=True)  # (U,), (K,)
+        pairs, _ = _distinct((document - first) * distinct.size + inverse)  # each (document, n-gram) once
+        pending.append((distinct, np.bincount(pairs % max(distinct.size, 1), minlength=distinct.size)))
+        if sum(p[0].size for p in pending) > max(keys.size, max_tokens):  # merge as often as the table doubles
+            keys, frequency = _summed(*map(np.concatenate, zip((keys, frequency), *pending, strict=True)))
+            pending = []
+    keys, frequency = _summed(*map(np.concatenate, zip((keys, frequency), *pending, strict=True)))
+    return keys, frequency
+
+
 @dataclass
 class NgramTable:
-    """The n-grams of a training split: which tokens are read, every occurrence, and the fitted table with its idf."""
+    """The n-grams of a training split: which tokens are read and the fitted table with its idf."""
 
     keep: torch.Tensor  # (V,) vocabulary ids the features read
-    document: torch.Tensor  # (K,) document of each n-gram occurrence
-    key: torch.Tensor  # (K,) its n-gram key
     keys: torch.Tensor  # (F,) sorted distinct keys: the features
     idf: torch.Tensor  # (F,) float64, scikit-learn's smoothed idf
 
@@ -82,11 +139,9 @@ class NgramTable:
 def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> NgramTable:
     """Every n-gram of the training split (model.linear_ngrams, linear_tokens) and the TF-IDF table they make."""
     keep = kept_tokens(vocab, config.linear_tokens)
-    document, key = split_ngrams(train, keep, len(vocab), config.linear_ngrams)
-    pairs = torch.unique(torch.stack([key, document]), dim=1)  # each (n-gram, document) once
-    keys, document_frequency = torch.unique(pairs[0], return_counts=True)  # (F,), (F,)
-    idf = torch.log((1 + len(train)) / (1 + document_frequency.double())) + 1  # scikit-learn's smoothed idf
-    return NgramTable(keep, document, key, keys, idf)
+    keys, document_frequency = document_frequencies(train, keep, len(vocab), config.linear_ngrams, CHUNK_TOKENS)
+    idf = torch.log((1 + len(train)) / (1 + torch.from_numpy(document_frequency).double())) + 1  # smoothed idf
+    return NgramTable(keep, torch.from_numpy(keys), idf)
 
 
 def fit_ngram_classifier(
@@ -94,11 +149,23 @@ def fit_ngram_classifier(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The linear classifier of `model.linear_classifier` fitted on the training split's TF-IDF rows, as read by
     `features` (which holds `table`): (weight (C, F), bias (C,)) float64; one-vs-rest for label sets."""
-    row, column, value = features.tfidf(table.document, table.key, len(train))
-    rows = csr_matrix((value.numpy(), (row.numpy(), column.numpy())), shape=(len(train), features.num_features))
+    rows = tfidf_rows(features, table, train)
     if train.multilabel:
         return _fit_one_vs_rest(rows, train.labels, config)
     return _fit_classes(rows, train.labels, num_classes, config, run)
+
+
+def tfidf_rows(features: TfidfFeatures, table: NgramTable, split: EncodedSplit) -> csr_matrix:
+    """The split's TF-IDF rows as read by `features` (which holds `table`), a chunk of documents at a time: (N, F)."""
+    rows, columns, values = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, np.float32)]
+    for first, last in document_chunks(split, CHUNK_TOKENS):
+        document, key = split_ngrams(split, table.keep, features.vocab_size, features.max_n, first, last)
+        row, column, value = features.tfidf(document - first, key, last - first)
+        rows.append(row.numpy() + first)
+        columns.append(column.numpy())
+        values.append(value.numpy())
+    coordinates = (np.concatenate(rows), np.concatenate(columns))
+    return csr_matrix((np.concatenate(values), coordinates), shape=(len(split), features.num_features))
 
 
 def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:

@@ -74,10 +74,11 @@ def build_initial_model(
             wides.append(wide)
     if wides:  # model.wide: the n-gram table of the training split
         train = train_split if train_split is not None else EncodedSplit.load(run.data_path("train"))
+        start = time.perf_counter()
         table = ngram_table(train, vocab, config.model)
         for wide in wides:  # each its own copy: safetensors saves no tensor twice
             wide.set_table(table.keep.clone(), table.keys.clone(), table.idf.clone())
-        log.info("wide channel: %d n-gram features", wides[0].num_features)
+        log.info("wide channel: %d n-gram features in %.1f s", wides[0].num_features, time.perf_counter() - start)
         if config.model.wide_weights == "fitted":
             hold_fitted_wide_weights(networks, wides, table, train, len(labels), config, run)
             label_rates = None  # the fitted intercepts already hold each label's base rate
