@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -133,6 +134,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_config) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     run_all(tiny_config, run_dir)
     return run_dir
+
+
+@pytest.fixture
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of `trained_run`, for tests that change, remove or damage its files."""
+    target = tmp_path / "run"
+    shutil.copytree(trained_run, target)
+    return target
 
 
 def invoke(*args: object, input: str | None = None, check: bool = False) -> Result:

@@ -18,13 +18,6 @@ from han.store.rundir import RunDir
 from han.util.hashing import file_sha256
 
 
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "run"
-    shutil.copytree(trained_run, target)
-    return target
-
-
 def test_manifest_lists_every_artifact_with_its_sha256(trained_run):
     run = RunDir(trained_run)
     artifacts = json.loads(run.manifest_path.read_text())["artifacts"]

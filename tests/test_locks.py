@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -108,13 +107,6 @@ def held() -> Iterator[Callable[..., int]]:
     for process in holders:
         process.kill()
         process.wait()
-
-
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "run"
-    shutil.copytree(trained_run, target)
-    return target
 
 
 # --- finding 7: every writing command is refused on a folder in use -----------------------------------

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from pathlib import Path
 
-import pytest
 import yaml
 
 from conftest import invoke, write_csv
@@ -37,13 +34,6 @@ def table_rows(card: str, heading: str) -> list[list[str]]:
 
 def figure(value: float | int) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4f}"
-
-
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "run"
-    shutil.copytree(trained_run, target)
-    return target
 
 
 def test_a_trained_run_has_a_card_listed_in_its_manifest(trained_run):

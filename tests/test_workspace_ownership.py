@@ -128,13 +128,6 @@ def test_an_extension_that_names_no_format_takes_the_commands_own(trained_run, d
 
 
 # --- finding 17: a han-made subfolder that is a symbolic link -----------------------------------------
-@pytest.fixture
-def run_copy(trained_run: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "run"
-    shutil.copytree(trained_run, target)
-    return target
-
-
 def _link_away(run: Path, name: str, elsewhere: Path) -> Path:
     """Move RUN/name to `elsewhere` and leave a symbolic link to it in its place."""
     shutil.move(str(run / name), str(elsewhere))
