@@ -52,10 +52,18 @@ def test_stages_one_by_one(tmp_path, tiny_overrides):
     result = invoke("preprocess", TINY_CONFIG, *tiny_overrides, "--run-dir", run_dir)
     assert result.exit_code == 0, result.output
     assert (run_dir / "data" / "train").is_dir() and not (run_dir / "model").exists()
+    peaks = json.loads((run_dir / "manifest.json").read_text())["stage_peak_memory"]
+    assert set(peaks) == {"preprocess"} and peaks["preprocess"]["peak_rss_bytes"] > 0
     result = invoke("train", TINY_CONFIG, *tiny_overrides, "train.max_epochs=1", "--run-dir", run_dir)
     assert result.exit_code == 0, result.output
     assert (run_dir / "model" / "best.safetensors").is_file()
     assert "1 epochs" in result.stdout
+    invoke("evaluate", run_dir, "--split", "validation", check=True)
+    # each stage's own process (here the test's) merges its peak memory, keeping the other stages'
+    after = json.loads((run_dir / "manifest.json").read_text())["stage_peak_memory"]
+    assert set(after) == {"preprocess", "train", "evaluate"} and after["preprocess"] == peaks["preprocess"]
+    assert all(isinstance(figures["peak_rss_bytes"], int) for figures in after.values())
+    assert all(figures["peak_rss_bytes"] > 0 for figures in after.values())
 
 
 @pytest.mark.parametrize(

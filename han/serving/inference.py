@@ -52,11 +52,13 @@ def merge_metrics(run: RunDir, results: dict[str, Any]) -> None:
 
 
 def holding_run_lock(function: Callable[Concatenate[TrainedRun, P], R]) -> Callable[Concatenate[TrainedRun, P], R]:
-    """`function(trained, ...)` run while holding the lock of the trained run's directory (it writes metrics.json)."""
+    """`function(trained, ...)` run while holding the lock of the trained run's directory (it writes metrics.json);
+    its peak memory goes into the manifest's "stage_peak_memory" as the evaluate stage's (han.util.memory)."""
 
     @functools.wraps(function)
     def locked(trained: TrainedRun, *args: P.args, **kwargs: P.kwargs) -> R:
-        with folder_lock(trained.run.root, "han evaluate", create=False):
+        run = trained.run
+        with folder_lock(run.root, "han evaluate", create=False), run.measuring_stage("evaluate"):
             return function(trained, *args, **kwargs)
 
     return locked

@@ -4,12 +4,15 @@ The marker (`MARKER_KEY`) is how han recognises a run directory as its own: a fo
 emptied, overwritten or written into by name unless its manifest carries it. Artifacts are checked
 against their recorded size and SHA-256 whenever a stage loads them. A manifest key is a relative
 POSIX path inside the run directory; a key that is absolute or climbs out of it (`..`) is refused,
-never followed. `Manifest` is the base of `han.store.rundir.RunDir`.
+never followed. `Manifest` is the base of `han.store.rundir.RunDir`. Each stage's peak memory
+(`han.util.memory`) is kept under "stage_peak_memory", one entry a stage, replaced by its latest run.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +21,7 @@ from han.errors import RunDirError
 from han.util.atomic import read_json, write_json_atomic
 from han.util.distribution import installed_version
 from han.util.hashing import file_sha256
+from han.util.memory import PeakMemory
 
 MARKER_KEY = "han_run_directory"  # manifest.json field: the run directory format han wrote
 RUN_DIRECTORY_FORMAT = 1
@@ -90,6 +94,21 @@ class Manifest:
         manifest.update(fields)
         write_json_atomic(self.manifest_path, manifest)
         return manifest
+
+    def record_stage_peaks(self, **peaks: dict[str, Any]) -> None:
+        """Merge each stage's peak memory (`PeakMemory.as_dict()`) into the manifest's "stage_peak_memory",
+        keeping the other stages' entries."""
+        recorded = self.read_manifest().get("stage_peak_memory")
+        self.update_manifest(stage_peak_memory={**(recorded if isinstance(recorded, dict) else {}), **peaks})
+
+    @contextmanager
+    def measuring_stage(self, stage: str, record: bool = True) -> Iterator[PeakMemory]:
+        """Measure the block's peak memory; when the block ends without an error (and `record`), merge it into
+        the manifest's "stage_peak_memory" under `stage`."""
+        with PeakMemory() as peak:
+            yield peak
+        if record:
+            self.record_stage_peaks(**{stage: peak.as_dict()})
 
     def _relative(self, path: Path) -> str:
         try:

@@ -258,4 +258,7 @@ class Ownership(Manifest):
         if manifest:
             for key in ("train", "stage_seconds"):
                 manifest.pop(key, None)
+            peaks = manifest.get("stage_peak_memory")
+            if isinstance(peaks, dict):  # the preprocessing kept keeps its figure
+                manifest["stage_peak_memory"] = {k: v for k, v in peaks.items() if k not in ("train", "evaluate")}
             self.forget_artifacts(*existing, manifest=manifest)

@@ -3,7 +3,8 @@
 Layout:
     config.json          resolved config (every default filled in); `han run` accepts it as a config
     manifest.json        han's marker; versions, seed, data fingerprint, preprocess cache key, row counts, stage
-                         timings and summaries, and the size and SHA-256 of every other artifact
+                         timings, peak memory (stage_peak_memory) and summaries, and the size and SHA-256 of
+                         every other artifact
     labels.json          label names, index = class id
     vocab.json           id -> word
     embeddings.safetensors   initial word vectors (vocab order)

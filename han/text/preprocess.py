@@ -27,6 +27,7 @@ from han.store.rundir import RunDir
 from han.util.atomic import TEMPORARY_MARK, atomic_dir, storage_errors, write_bytes_atomic
 from han.util.files import check_user_file
 from han.util.lock import folder_lock
+from han.util.memory import PeakMemory
 
 if TYPE_CHECKING:
     from han.data.splits import LoadedData
@@ -135,7 +136,8 @@ def preprocess(
     Reuses the run directory's output when its cache key matches (`preprocess.cache`). Otherwise
     `run_dir` must be new or empty (but for the shards of a sharded preprocess); `overwrite` empties
     a previous han run directory first. `segmented`: every split's segmentation, already done by
-    shards (han/workflows/sharding.py). The run directory's lock is held throughout (han.util.lock).
+    shards (han/workflows/sharding.py). The run directory's lock is held throughout (han.util.lock); the
+    stage's peak memory goes into the manifest's "stage_peak_memory" (han.util.memory).
     """
     with folder_lock(Path(run_dir), "han preprocess"):
         return _preprocess(config, Path(run_dir), progress, segmented, overwrite)
@@ -169,14 +171,16 @@ def _preprocess(
             return cached
     from han.data.splits import load_data
 
-    start = time.perf_counter()
-    loaded = load_data(
-        config.data, config.seed, config.multilabel
-    )  # the new data is checked before anything is removed
-    seconds["load"] = time.perf_counter() - start
-    run.claim(overwrite, keep=("shards",), inputs=[*source_paths(config), *extra_files])
-    with _spill_folder(run) as spill:
-        summary = _build(config, run, key, seconds, progress, segmented, loaded, extra_files, spill)
+    with PeakMemory() as peak:  # recorded only when the work is done (a reused cache writes nothing new)
+        start = time.perf_counter()
+        loaded = load_data(
+            config.data, config.seed, config.multilabel
+        )  # the new data is checked before anything is removed
+        seconds["load"] = time.perf_counter() - start
+        run.claim(overwrite, keep=("shards",), inputs=[*source_paths(config), *extra_files])
+        with _spill_folder(run) as spill:
+            summary = _build(config, run, key, seconds, progress, segmented, loaded, extra_files, spill)
+    run.record_stage_peaks(preprocess=peak.as_dict())
     run.update_manifest(
         seed=config.seed,
         data_fingerprint=summary.data_fingerprint,

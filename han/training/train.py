@@ -382,10 +382,12 @@ def train(
     `on_epoch`, when given, is called with each epoch's record (its validation metrics) once the
     epoch's weights are saved and before its checkpoint; an exception it raises ends training there
     and propagates (a resumed run calls it only for the epochs it trains). Kind linear has no epochs.
-    Rank 0 holds the run directory's lock throughout (han.util.lock): a second writer is refused.
+    Rank 0 holds the run directory's lock throughout (han.util.lock): a second writer is refused. Rank 0
+    records its peak memory in the manifest's "stage_peak_memory" (han.util.memory).
     """
     ranks = Ranks.join(config.device)  # a single process is rank 0 of 1
-    with ranks.writer_lock(Path(run_dir), "han train"):
+    run = RunDir(Path(run_dir))
+    with ranks.writer_lock(run.root, "han train"), run.measuring_stage("train", record=ranks.is_main):
         return _train(config, Path(run_dir), ranks, progress, resume, overwrite, on_epoch)
 
 

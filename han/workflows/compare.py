@@ -27,10 +27,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import resource
 import signal
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -54,6 +52,7 @@ from han.store.rundir import RunDir
 from han.training.train import train
 from han.util.atomic import create_folder, read_json, write_json_atomic, write_text_atomic
 from han.util.lock import folder_lock
+from han.util.memory import process_peak_rss_bytes
 from han.util.signals import die_with_parent
 from han.workflows.workspace import linked_run_copy, open_workspace
 
@@ -108,12 +107,6 @@ def check_model_configs(plan: ComparePlan) -> None:
 
 
 # --- one model in its own process ------------------------------------------------------------------
-def peak_memory_bytes() -> int:
-    """This process's peak resident set size (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
 def _child(config_data: dict[str, Any], run_dir: str, connection: Connection, parent_pid: int) -> None:
     """A spawned process: train and test one model; send back its figures or its error (as plain data).
 
@@ -226,7 +219,7 @@ def _train_and_test(config: Config, run_dir: Path, progress: Progress) -> dict[s
         "train_seconds": result.seconds,
         "inference_docs_per_s": round(len(test) / max(seconds, 1e-9), 1),
         "parameters": int(sum(p.numel() for p in trained.model.parameters())),
-        "peak_memory_bytes": peak_memory_bytes(),
+        "peak_memory_bytes": process_peak_rss_bytes(),  # not lowered by train()'s peak reset
         "epochs": result.epochs_run,
         "test_predicted": predicted,
         "test_labels": labels,
