@@ -72,3 +72,15 @@ def test_scoring_chunks_in_worker_processes_gives_the_same_rows_and_probabilitie
     assert ahead.text_stats.as_dict() == here.text_stats.as_dict() and ahead.text_stats.truncated == 1
     shard = list(predict_rows(ahead, texts, chunk_size=5, shard=(1, 2), processes=2))
     assert [row for row, _ in shard] == [r for r, _ in in_process if ((r - 1) // 5) % 2 == 1]
+
+
+def test_scoring_batches_in_worker_processes_gives_the_same_probabilities(trained_run):
+    from han.serving.trained import load_trained_run
+
+    trained = load_trained_run(trained_run)
+    split = trained.run.load_split("test")
+    in_process = score_split(trained.model, split, batch_size=3)
+    in_workers = score_split(trained.model, split, batch_size=3, processes=2)
+    assert len(split) > 3 * 2  # more batches than workers: the work is shared out
+    np.testing.assert_array_equal(in_process.probabilities, in_workers.probabilities)
+    assert not trained.model.training

@@ -21,6 +21,7 @@ from han.store.encoded import EncodedSplit
 from han.text.batching import bucketed_batches, collate
 from han.util.cpus import adjust_threads
 from han.util.device import autocast
+from han.util.forked import can_fork, forked_map
 
 # A scoring batch ends at `train.eval_batch_size` documents or at this many tokens, whichever comes
 # first: the packed GRU runs fastest when a batch's gates stay this small (measured on 2 cores: short
@@ -78,8 +79,13 @@ def score_split(
     precision: str = "fp32",
     attention: bool = False,
     progress: Progress | None = None,
+    processes: int = 1,
 ) -> SplitScores:
-    """Run `model` over every document of `split` (length-ordered batches) on the model's device."""
+    """Run `model` over every document of `split` (length-ordered batches) on the model's device.
+
+    With `processes` > 1 (a model on the CPU, probabilities only), the batches are scored by that many
+    forked workers, one torch thread each (`han.util.forked`): the same batches, so the same numbers.
+    """
     was_training = model.training
     model.eval()
     device = model_device(model)
@@ -89,7 +95,14 @@ def score_split(
         scores.word_weights = np.zeros(len(split.tokens), dtype=np.float32)
     if progress is not None:
         progress.start("score", len(split))
-    for indices in bucketed_batches(split, batch_size, rng=None, max_tokens=SCORE_BATCH_TOKENS):
+    batches = list(bucketed_batches(split, batch_size, rng=None, max_tokens=SCORE_BATCH_TOKENS))
+    if processes > 1 and len(batches) > processes and not attention and device.type == "cpu" and can_fork():
+        for indices, probabilities in forked_map(_score_batch, (model, split, precision), batches, processes):
+            scores.probabilities[indices] = probabilities
+            if progress is not None:
+                progress.advance(len(indices))
+        batches = []
+    for indices in batches:
         batch = collate(split, indices).to(device)
         adjust_threads()
         with autocast(device, precision):
@@ -103,6 +116,17 @@ def score_split(
         progress.stop()
     model.train(was_training)
     return scores
+
+
+def _score_batch(
+    shared: tuple[torch.nn.Module, EncodedSplit, str], indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, probabilities) of one batch, in a forked scoring worker (the model is on the CPU, in eval mode)."""
+    model, split, precision = shared
+    batch = collate(split, indices)
+    with torch.no_grad(), autocast(torch.device("cpu"), precision):
+        output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+    return indices, probabilities_of(model, output.logits).numpy()
 
 
 def attention_share(logits: torch.Tensor, wide_logits: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,6 @@ import functools
 import io
 import json
 import logging
-import multiprocessing as mp
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice
@@ -31,7 +30,8 @@ from han.store.outputs import check_output, output_format, output_path
 from han.store.rundir import RunDir
 from han.text.segment import EmptyDocuments, prepare_texts, segment_chunk
 from han.util.atomic import read_json, write_json_atomic
-from han.util.cpus import cores_per_process, use_threads
+from han.util.cpus import cores_per_process
+from han.util.forked import can_fork, forked_map
 from han.util.lock import folder_lock
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,12 @@ def evaluate_split(trained: TrainedRun, split: str, progress: Progress | None = 
             "preprocess and train the run again with one config"
         )
     scores = score_split(
-        trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision, progress=progress
+        trained.model,
+        encoded,
+        trained.config.train.eval_batch_size,
+        trained.config.precision,
+        progress=progress,
+        processes=cores_per_process(),
     )
     metrics = run_metrics(trained, encoded.labels, scores.probabilities)
     merge_metrics(trained.run, {split: metrics})
@@ -136,7 +141,7 @@ def predict_rows(
     disjointly, and each chunk is batched exactly as in a single process, so merged shards give
     the single-process numbers bit for bit. With `processes` > 1 (and the model on the CPU), that
     many forked worker processes segment and score whole chunks side by side, one torch thread
-    each (`_scored_in_workers`); the rows come back in order. `empty` counts the rows scored that have no
+    each (`han.util.forked.forked_map`); the rows come back in order. `empty` counts the rows scored that have no
     text once cleaned.
     """
     index, count = shard or (0, 1)
@@ -162,8 +167,10 @@ def predict_rows(
     chunks = prepared_chunks()
     head = list(islice(chunks, 2))  # one chunk is scored here: starting workers would cost more than it saves
     parallel = processes > 1 and len(head) > 1 and model_device(trained.model).type == "cpu"
-    if parallel and "fork" in mp.get_all_start_methods():
-        scored = _scored_in_workers(trained, chain(head, chunks), processes)
+    if parallel and can_fork():
+        # spaCy and the model side by side: one worker per core, whole chunks each; texts are cleaned and cut
+        # here, so `text_stats` counts them as in one process.
+        scored = forked_map(_score_chunk, trained, chain(head, chunks), processes)
     else:
         scored = ((first_row, _score_prepared(trained, chunk)) for first_row, chunk in chain(head, chunks))
     for first_row, probabilities in scored:
@@ -178,44 +185,10 @@ def _score_prepared(trained: TrainedRun, texts: list[str]) -> np.ndarray:
     return predict_probabilities(trained.model, encoded, trained.config.train.eval_batch_size, trained.config.precision)
 
 
-_FORKED: dict[str, TrainedRun] = {}  # what forked scoring workers inherit from the parent
-
-
-def _one_thread() -> None:
-    use_threads(1)  # each worker one thread: the workers themselves use the cores
-
-
-def _score_in_worker(first_row: int, texts: list[str]) -> tuple[int, np.ndarray]:
-    return first_row, _score_prepared(_FORKED["trained"], texts)
-
-
-def _scored_in_workers(
-    trained: TrainedRun, chunks: Iterable[tuple[int, list[str]]], processes: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, probabilities) of each chunk, in order, scored by `processes` forked workers.
-
-    spaCy and the model are mostly single-threaded work, so whole chunks side by side use the cores
-    better than one process with torch threads (measured in docs/results/performance.md). Texts are cleaned and
-    cut here, so `text_stats` counts them as in one process; at most `2 * processes` chunks are in
-    flight, so memory stays flat.
-    """
-    _FORKED["trained"] = trained
-    pool = mp.get_context("fork").Pool(processes, initializer=_one_thread)
-    pending: deque = deque()
-    try:
-        for first_row, texts in chunks:
-            pending.append(pool.apply_async(_score_in_worker, (first_row, texts)))
-            if len(pending) >= 2 * processes:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-        _FORKED.clear()
+def _score_chunk(trained: TrainedRun, chunk: tuple[int, list[str]]) -> tuple[int, np.ndarray]:
+    """(first row, probabilities) of a chunk scored in a forked worker (`han.util.forked.forked_map`)."""
+    first_row, texts = chunk
+    return first_row, _score_prepared(trained, texts)
 
 
 def predict_texts(
