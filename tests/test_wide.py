@@ -3,6 +3,7 @@ classifier fitted before training and held fixed (`model.wide_weights: fitted`) 
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -16,7 +17,7 @@ from han.config import ModelConfig, TrainConfig, load_config
 from han.errors import ConfigError
 from han.models.hierarchical import HANOutput, HierarchicalAttentionNetwork
 from han.models.linear import TfidfLinearModel
-from han.models.ngrams import WideChannel, ngram_keys
+from han.models.ngrams import WideChannel, _feature_counts_torch, feature_counts, ngram_keys
 from han.store.weights import load_weights, save_weights
 from han.training.optim import LazyAdam, make_optimizer, wide_learning_rate
 
@@ -49,6 +50,21 @@ def test_wide_scores_are_the_linear_kinds_tfidf_times_the_weights():
     with torch.no_grad():
         wide.scores.weight.copy_(weight.t())
     assert torch.allclose(wide(word_ids, lengths, counts), linear(word_ids, lengths, counts).logits, atol=1e-6)
+
+
+def test_feature_counts_on_the_cpu_are_the_torch_paths_and_count_each_documents_ngrams():
+    generator = torch.Generator().manual_seed(4)
+    document = torch.sort(torch.randint(0, 7, (400,), generator=generator)).values  # (K,) non-decreasing
+    key = torch.randint(0, 60, (400,), generator=generator)  # (K,) n-gram keys, many repeated
+    table = torch.unique(torch.randint(0, 60, (30,), generator=generator))  # sorted; some keys are not in it
+    row, column, count = feature_counts(document, key, table)  # the CPU (numpy) path
+    expected = collections.Counter(
+        (int(d), int(torch.searchsorted(table, k))) for d, k in zip(document, key, strict=True) if k in table
+    )
+    assert dict(zip(zip(row.tolist(), column.tolist(), strict=True), count.tolist(), strict=True)) == expected
+    for got, want in zip((row, column, count), _feature_counts_torch(document, key, table), strict=True):
+        assert torch.equal(got, want)  # the same entries, in the same order (by document, then column)
+    assert all(t.numel() == 0 for t in feature_counts(document, key, table[:0]))  # no table yet: nothing known
 
 
 def test_wide_gradient_touches_only_the_batchs_ngrams():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -94,19 +95,52 @@ class TfidfFeatures(nn.Module):
         self, document: torch.Tensor, key: torch.Tensor, num_docs: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """TF-IDF entries of n-gram occurrences (document, key), n-grams outside the table dropped."""
-        num_features = self.num_features
-        if num_features == 0:  # not fitted yet: no n-gram is known
-            document, key = document[:0], key[:0]
-        column = torch.searchsorted(self.feature_keys, key).clamp(max=max(num_features - 1, 0))  # (K,)
-        known = self.feature_keys[column] == key  # (K,) the key is in the table
-        pair, counts = torch.unique(document[known] * num_features + column[known], return_counts=True)  # (K',)
-        row, column = pair // max(num_features, 1), pair % max(num_features, 1)
+        row, column, counts = feature_counts(document, key, self.feature_keys)  # (K',) each
         tf = counts.to(self.idf.dtype)
         if self.sublinear:
             tf = 1 + torch.log(tf)
         value = tf * self.idf[column]  # (K',)
         norm = torch.zeros(num_docs, dtype=value.dtype, device=value.device).index_add(0, row, value * value)  # (B,)
         return row, column, value / torch.sqrt(norm[row])
+
+
+def feature_counts(
+    document: torch.Tensor, key: torch.Tensor, feature_keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(document, column, count) of each distinct (document, n-gram in the table) pair of the occurrences
+    (document, key), ordered by document, then column."""
+    if feature_keys.numel() == 0:  # not fitted yet: no n-gram is known
+        empty = key[:0]
+        return empty, empty, empty
+    if key.device.type == "cpu":
+        return _feature_counts_numpy(document, key, feature_keys)
+    return _feature_counts_torch(document, key, feature_keys)
+
+
+def _feature_counts_torch(
+    document: torch.Tensor, key: torch.Tensor, feature_keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    num_features = feature_keys.numel()
+    column = torch.searchsorted(feature_keys, key).clamp(max=num_features - 1)  # (K,)
+    known = feature_keys[column] == key  # (K,) the key is in the table
+    pair, counts = torch.unique(document[known] * num_features + column[known], return_counts=True)  # (K',)
+    return pair // num_features, pair % num_features, counts
+
+
+def _feature_counts_numpy(
+    document: torch.Tensor, key: torch.Tensor, feature_keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # The same as the torch path in half the time on the CPU: numpy's sorts are several times faster than
+    # torch's, and a binary search of keys in sorted order walks the table in order.
+    num_features = feature_keys.numel()
+    keys, documents, table = key.numpy(), document.numpy(), feature_keys.numpy()
+    order = np.argsort(keys)  # (K,)
+    sorted_keys = keys[order]
+    found = np.searchsorted(table, sorted_keys).clip(max=num_features - 1)  # (K,)
+    in_table = table[found] == sorted_keys  # (K,)
+    pair, counts = np.unique(documents[order][in_table] * num_features + found[in_table], return_counts=True)
+    pair_t = torch.from_numpy(pair)  # (K',)
+    return pair_t // num_features, pair_t % num_features, torch.from_numpy(counts)
 
 
 class WideChannel(TfidfFeatures):
