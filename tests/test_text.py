@@ -121,3 +121,45 @@ def test_subwords_trains_fasttext_whose_ngrams_reach_rare_words():
         0,
     )
     assert plain_found == 1  # plain word2vec knows no vector for the rare word
+
+
+SENTENCE_EDGES = [
+    "",
+    ".",
+    "...",
+    "Hello. World",
+    "Hello.World",
+    "Wait... what?! Yes.",
+    'He said "stop." Then left.',
+    "(Really?) Yes!",
+    "Mr. Smith went to Washington. He stayed.",
+    "one\n\ntwo. three",
+    ". . leading dots then words",
+    "trailing punctuation only !!!",
+    "¿Qué? ¡Sí! 你好。再见\uff01 नमस्ते। ok",
+    "a; b: c, d - e... f",
+    "Emoji :) after. and 🙂 before!",
+]
+
+
+def test_the_default_pipelines_sentence_rule_is_spacys_sentencizer(monkeypatch):
+    import random
+
+    import han.text.segment as segment_module
+    from han.text.segment import segment_chunk
+
+    rng = random.Random(5)
+    pieces = ["word", "Big", ".", "!", "?", "...", ";", ",", '"', "(", ")", "\n\n", " ", "。", "…", "?!", "'", "-"]
+    texts = SENTENCE_EDGES + [" ".join(rng.choices(pieces, k=rng.randint(0, 40))) for _ in range(300)]
+    texts += ["".join(rng.choices(pieces, k=rng.randint(0, 40))) for _ in range(300)]
+    nlp = build_pipeline(PreprocessConfig())
+    for lowercase, surface in [(True, False), (False, True)]:
+        by_rule = segment_chunk(nlp, texts, lowercase, 32, surface)
+        monkeypatch.setattr(segment_module, "sentencizer_punctuation", lambda nlp: None)  # spaCy's component
+        by_spacy = segment_chunk(nlp, texts, lowercase, 32, surface)
+        monkeypatch.undo()
+        for name in ("local_ids", "sentence_lengths", "sentence_counts", "surface_ids", "space_after"):
+            ours, theirs = getattr(by_rule, name), getattr(by_spacy, name)
+            assert (ours is None and theirs is None) or np.array_equal(ours, theirs), name
+        assert by_rule.words == by_spacy.words and by_rule.surface_words == by_spacy.surface_words
+        assert by_rule.sentence_counts.sum() > len(texts)  # the texts do have several sentences

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice, pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -169,6 +169,41 @@ def _local_ids(nlp: Language, hashes: np.ndarray) -> tuple[np.ndarray, list[str]
     return local_ids.astype(np.int32).ravel(), [strings[int(h)] for h in unique]
 
 
+def sentencizer_punctuation(nlp: Language) -> np.ndarray | None:
+    """The hashes of the rule-based sentencizer's punctuation when it is the pipeline's only component, else None.
+
+    Then `segment_chunk` runs spaCy's tokenizer alone and applies the sentencizer's rule to whole arrays
+    (`rule_sentence_starts`): the sentencizer itself visits every token as a Python object, 60% of segmenting.
+    """
+    if nlp.pipe_names != ["sentencizer"]:
+        return None
+    punct_chars = nlp.get_pipe("sentencizer").punct_chars  # type: ignore[attr-defined]
+    return np.array(sorted(nlp.vocab.strings[c] for c in punct_chars), dtype=np.uint64)  # ORTH hashes
+
+
+def rule_sentence_starts(
+    orth: np.ndarray, is_punct: np.ndarray, token_counts: np.ndarray, punctuation: np.ndarray
+) -> np.ndarray:
+    """(N,) bool: the tokens spaCy's `sentencizer` marks as sentence starts, for documents laid end to end.
+
+    Its rule: a document's first token starts a sentence, and so does every token that is neither
+    punctuation (`is_punct`) nor one of the sentence-ending characters, when such a character came after the
+    previous such token of the document (or after the document's start).
+    """
+    # orth (N,) uint64 token-text hashes; is_punct (N,) bool; token_counts (D,) tokens per document, laid end to end
+    ending = np.isin(orth, punctuation)  # (N,) a sentence-ending character
+    plain = ~is_punct & ~ending  # (N,)
+    endings_before = np.concatenate([[0], np.cumsum(ending)])  # (N + 1,) endings among tokens [0, i)
+    document_start = np.repeat(np.cumsum(token_counts) - token_counts, token_counts)  # (N,) first token's index
+    positions = np.flatnonzero(plain)  # (M,) ascending
+    previous = np.concatenate([[-1], positions[:-1]])  # the plain token before each, in any document
+    previous = np.maximum(previous, document_start[positions] - 1)  # ... or just before its document
+    starts = np.zeros(len(orth), dtype=bool)
+    starts[positions[endings_before[positions] - endings_before[previous + 1] > 0]] = True
+    starts[(np.cumsum(token_counts) - token_counts)[token_counts > 0]] = True
+    return starts
+
+
 def segment_chunk(
     nlp: Language, texts: Sequence[str], lowercase: bool, batch_size: int, surface: bool = False
 ) -> ChunkTokens:
@@ -176,13 +211,23 @@ def segment_chunk(
 
     One `Doc.to_array` call per document reads every token's form, whitespace flag and sentence
     start; numpy then drops whitespace tokens and empty sentences and numbers the distinct words.
+    With the default pipeline the sentence starts come from the sentencizer's rule on those arrays
+    (`rule_sentence_starts`), the same starts spaCy's component sets.
     """
-    from spacy.attrs import IS_SPACE, LOWER, ORTH, SENT_START, SPACY
+    from spacy.attrs import IS_PUNCT, IS_SPACE, LOWER, ORTH, SENT_START, SPACY
 
-    attributes = [LOWER if lowercase else ORTH, IS_SPACE, SENT_START] + ([ORTH, SPACY] if surface else [])
+    punctuation = sentencizer_punctuation(nlp)
+    # Columns: 0 the model's token, 1 is_space, 2 sentence start (or, by rule, is_punct), then the rule's ORTH,
+    # then (surface) ORTH and SPACY.
+    attributes = [LOWER if lowercase else ORTH, IS_SPACE, SENT_START if punctuation is None else IS_PUNCT]
+    attributes += [] if punctuation is None else [ORTH]
+    surface_column = len(attributes)
+    attributes += [ORTH, SPACY] if surface else []
+    tokenizer: Any = nlp.tokenizer  # typed as a plain callable; spaCy's Tokenizer also has `pipe`
+    docs = nlp.pipe(texts, batch_size=batch_size) if punctuation is None else tokenizer.pipe(texts, batch_size)
     arrays = []
     token_counts = np.zeros(len(texts), dtype=np.int64)
-    for i, doc in enumerate(nlp.pipe(texts, batch_size=batch_size)):
+    for i, doc in enumerate(docs):
         token_counts[i] = len(doc)
         if len(doc):
             arrays.append(doc.to_array(attributes).reshape(len(doc), len(attributes)))
@@ -193,9 +238,12 @@ def segment_chunk(
             return ChunkTokens(empty, empty, counts, [], empty, [], empty.astype(bool))
         return ChunkTokens(empty, empty, counts, [])
     table = np.concatenate(arrays)  # (N, A) uint64: word hash, is_space, sent_start (1 = starts a sentence), ...
-    starts = table[:, 2] == 1
     ends = np.cumsum(token_counts)[token_counts > 0]
-    starts[(ends - token_counts[token_counts > 0])] = True  # a document's first token starts a sentence (Doc.sents)
+    if punctuation is None:
+        starts = table[:, 2] == 1
+        starts[(ends - token_counts[token_counts > 0])] = True  # a document's first token starts a sentence (Doc.sents)
+    else:
+        starts = rule_sentence_starts(table[:, 3], table[:, 2] == 1, token_counts, punctuation)
     sentence_of_token = np.cumsum(starts) - 1
     document_of_token = np.repeat(np.arange(len(texts)), token_counts)
     keep = table[:, 1] == 0
@@ -213,8 +261,8 @@ def segment_chunk(
         next_is_space = np.zeros(len(table), dtype=bool)
         next_is_space[:-1] = table[1:, 1] == 1
         next_is_space[ends - 1] = False  # the next token belongs to another document
-        chunk.surface_ids, chunk.surface_words = _local_ids(nlp, table[keep, 3])
-        chunk.space_after = ((table[:, 4] != 0) | next_is_space)[keep]
+        chunk.surface_ids, chunk.surface_words = _local_ids(nlp, table[keep, surface_column])
+        chunk.space_after = ((table[:, surface_column + 1] != 0) | next_is_space)[keep]
     return chunk
 
 
