@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from han.training.optim import LazyAdam, clip_grad_norm
+from han.training.optim import LazyAdam, clip_grad_norm, coalesced
 
 
 def small_net(sparse: bool) -> nn.Module:
@@ -72,3 +72,12 @@ def test_clip_grad_norm_matches_torch_and_handles_sparse():
     for (name, a), (_, b) in zip(sparse_net.named_parameters(), reference.named_parameters(), strict=True):
         got = a.grad.to_dense() if a.grad.is_sparse else a.grad
         torch.testing.assert_close(got, b.grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_coalesced_sums_each_rows_entries_as_torch_does():
+    generator = torch.Generator().manual_seed(2)
+    rows = torch.randint(0, 50, (300,), generator=generator)  # many rows repeated, in no order
+    grad = torch.sparse_coo_tensor(rows[None], torch.randn(300, 4, generator=generator), (60, 4), check_invariants=True)
+    ours, torchs = coalesced(grad), grad.coalesce()
+    assert ours.is_coalesced() and torch.equal(ours.indices(), torchs.indices())
+    torch.testing.assert_close(ours.values(), torchs.values())

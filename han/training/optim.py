@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 from han.config import FLOAT32_MAX, TrainConfig
@@ -57,7 +58,7 @@ class LazyAdam(torch.optim.Optimizer):
                 step_size = min(lr / bias_correction1, FLOAT32_MAX)
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 if param.grad.is_sparse:
-                    grad = param.grad.coalesce()
+                    grad = coalesced(param.grad)
                     rows, values = grad.indices()[0], grad.values()  # (U,), (U, E)
                     if weight_decay:
                         values = values.add(param[rows], alpha=weight_decay)
@@ -76,6 +77,24 @@ class LazyAdam(torch.optim.Optimizer):
         return loss
 
 
+def coalesced(grad: torch.Tensor) -> torch.Tensor:
+    """A row-sparse gradient with each row once (its entries summed), as `Tensor.coalesce()` gives.
+
+    On the CPU the rows are grouped by numpy's sort, several times faster than torch's: the n-gram channel's
+    gradient (25k entries over 11k rows a batch on the IMDB-sized stand-in) took 1.8 ms a step to coalesce.
+    """
+    if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
+        return grad.coalesce()
+    rows, inverse = np.unique(grad._indices()[0].numpy(), return_inverse=True)
+    values = grad._values()
+    summed = values.new_zeros((len(rows), *values.shape[1:])).index_add_(
+        0, torch.from_numpy(inverse.reshape(-1)), values
+    )
+    return torch.sparse_coo_tensor(
+        torch.from_numpy(rows)[None], summed, grad.shape, is_coalesced=True, check_invariants=False
+    )
+
+
 def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> float:
     """Scale all gradients so their joint L2 norm is at most `max_norm` (as torch's clip_grad_norm_), sparse ones included."""
     grads = []
@@ -83,7 +102,7 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
         if param.grad is None:
             continue
         if param.grad.is_sparse:
-            param.grad = param.grad.coalesce()  # duplicate rows must be summed before taking the norm
+            param.grad = coalesced(param.grad)  # duplicate rows must be summed before taking the norm
             grads.append(param.grad._values())
         else:
             grads.append(param.grad)
