@@ -231,3 +231,22 @@ def test_a_run_resolves_auto_from_its_training_split(tmp_path_factory, tiny_over
     assert train["wide_lr"] == "auto" and documents > batch_size
     expected = 1.0 / math.ceil(documents / batch_size)
     assert f"wide channel learning rate {expected:.4g} (auto: 1 / steps an epoch)" in caplog.text
+
+
+def test_the_training_splits_entries_read_once_are_those_the_channel_computes(wide_run: Path, trained_run: Path):
+    import numpy as np
+
+    from han.serving.trained import load_trained_run
+    from han.text.batching import collate
+    from han.training.wide_entries import training_entries
+
+    trained = load_trained_run(wide_run)
+    split = trained.run.load_split("train")
+    entries = training_entries(trained.model, split)
+    assert entries is not None
+    for indices in (np.arange(len(split)), np.array([7, 2, 9, 2]), np.arange(len(split))[::-3]):
+        batch = collate(split, indices)
+        computed = trained.model.wide.features(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+        for read, made in zip(entries.batch(indices, torch.device("cpu")), computed, strict=True):
+            assert torch.equal(read, made)  # the same entries, in the same order, to the bit
+    assert training_entries(load_trained_run(trained_run).model, split) is None  # no channel, nothing to read

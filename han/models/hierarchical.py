@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from han.config import ModelConfig
-from han.models.ngrams import WideChannel
+from han.models.ngrams import TfidfEntries, WideChannel
 from han.models.packed import PackedLayout, SharedRows, distinct_rows, fused_bidirectional_gru, pack_layout
 
 # The vocabulary keeps id 0 for padding (han.store.vocab.PAD_ID; tests/test_layout.py holds the two equal). The
@@ -209,9 +209,15 @@ class HierarchicalAttentionNetwork(nn.Module):
             self.embedding.weight.copy_(torch.from_numpy(vectors))
 
     def forward(
-        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+        self,
+        word_ids: torch.Tensor,
+        sentence_lengths: torch.Tensor,
+        sentence_counts: torch.Tensor,
+        wide_entries: TfidfEntries | None = None,
     ) -> HANOutput | ModelOutput:
-        """Classify a batch of documents: the logits, with the word and sentence attention weights under attention."""
+        """Classify a batch of documents: the logits, with the word and sentence attention weights under attention.
+
+        `wide_entries` (model.wide): the batch's TF-IDF entries when the caller has them already."""
         # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,), sum(sentence_counts) == N_s
         device = word_ids.device
         num_docs, num_sentences = sentence_counts.numel(), word_ids.size(0)
@@ -237,7 +243,9 @@ class HierarchicalAttentionNetwork(nn.Module):
             first_sentence[sentences.sequence] + sentences.position
         ]  # (P_s, 2H_w)
         sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
-        wide_logits = None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts)  # (B, C)
+        wide_logits = (
+            None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts, wide_entries)
+        )  # (B, C)
         if self.pooling != "attention":
             document_vectors = pool_segments(sentence_states, sentences.sequence, num_docs, self.pooling)  # (B, 2H_s)
             logits = self.classifier(self.dropout(document_vectors))  # (B, C)

@@ -23,6 +23,8 @@ from torch import nn
 
 from han.models.packed import flatten_documents
 
+TfidfEntries = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (document (K',), feature (K',), value (K',))
+
 
 def ngram_offsets(vocab_size: int, max_n: int) -> list[int]:
     """The first key of each n-gram length 1..max_n: unigrams [0, V), bigrams [V, V + V^2), ..."""
@@ -180,10 +182,19 @@ class WideChannel(TfidfFeatures):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(
-        self, word_ids: torch.Tensor, sentence_lengths: torch.Tensor, sentence_counts: torch.Tensor
+        self,
+        word_ids: torch.Tensor,
+        sentence_lengths: torch.Tensor,
+        sentence_counts: torch.Tensor,
+        entries: TfidfEntries | None = None,
     ) -> torch.Tensor:
-        """(B, C) class scores of a batch (zero for a document with no known n-gram)."""
-        row, column, value = self.features(word_ids, sentence_lengths, sentence_counts)  # (K',) each, by document
+        """(B, C) class scores of a batch (zero for a document with no known n-gram).
+
+        `entries`: the batch's TF-IDF entries, as `features` gives them, when the caller has them already
+        (training reads each document's once, not once an epoch); else they are computed here."""
+        if entries is None:
+            entries = self.features(word_ids, sentence_lengths, sentence_counts)
+        row, column, value = entries  # (K',) each, by document
         num_docs = sentence_counts.numel()
         offsets = torch.searchsorted(row, torch.arange(num_docs, device=row.device))  # (B,) each document's first entry
         return self.scores(column, offsets, per_sample_weights=value.to(self.scores.weight.dtype))  # (B, C)

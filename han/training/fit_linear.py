@@ -156,16 +156,20 @@ def fit_ngram_classifier(
 
 
 def tfidf_rows(features: TfidfFeatures, table: NgramTable, split: EncodedSplit) -> csr_matrix:
-    """The split's TF-IDF rows as read by `features` (which holds `table`), a chunk of documents at a time: (N, F)."""
-    rows, columns, values = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0, np.float32)]
+    """The split's TF-IDF rows as read by `features` (which holds `table`), a chunk of documents at a time: (N, F).
+
+    The entries come ordered by document, then feature, so they are the CSR arrays as they are (no COO copy)."""
+    columns, values = [np.zeros(0, dtype=np.int32)], [np.zeros(0, np.float32)]
+    entries_per_row = np.zeros(len(split), dtype=np.int64)
     for first, last in document_chunks(split, CHUNK_TOKENS):
         document, key = split_ngrams(split, table.keep, features.vocab_size, features.max_n, first, last)
         row, column, value = features.tfidf(document - first, key, last - first)
-        rows.append(row.numpy() + first)
-        columns.append(column.numpy())
+        entries_per_row[first:last] = np.bincount(row.numpy(), minlength=last - first)
+        columns.append(column.numpy().astype(np.int32))
         values.append(value.numpy())
-    coordinates = (np.concatenate(rows), np.concatenate(columns))
-    return csr_matrix((np.concatenate(values), coordinates), shape=(len(split), features.num_features))
+    indptr = np.concatenate([[0], np.cumsum(entries_per_row)])
+    shape = (len(split), features.num_features)
+    return csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=shape)
 
 
 def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:

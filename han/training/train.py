@@ -39,6 +39,7 @@ from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
 from han.training.run_files import TrainingFiles, TrainResult
 from han.training.weighting import class_weights, named_class_weights
+from han.training.wide_entries import training_entries
 from han.util.cpus import adjust_threads, threads_report
 from han.util.device import autocast, check_precision, grad_scaler
 from han.util.signals import StopRequest, stop_on_signals
@@ -127,6 +128,7 @@ class TrainingSession:
         model = build_initial_model(config, run, ranks.sparse_gradients, rates, self.train_split)
         self.model = model.to(ranks.device)
         self.train_model = ranks.wrap(self.model)
+        self.wide_entries = training_entries(self.model, self.train_split)  # model.wide: read once, not every epoch
         ranks.reseed(config.seed)
         self.optimizer = make_optimizer(self.model, tc, len(self.train_split))
         for group in self.optimizer.param_groups[1:]:  # model.wide's learnt n-gram weights: their own rate
@@ -182,7 +184,10 @@ class TrainingSession:
         inputs = (batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         with autocast(ranks.device, config.precision):
             if len(parts) == 1:
-                logits = self.train_model(*inputs).logits  # (B, C)
+                extra = {}  # model.wide: the batch's TF-IDF entries, read once for the whole split
+                if self.wide_entries is not None:
+                    extra["wide_entries"] = self.wide_entries.batch(batch.indices, ranks.device)
+                logits = self.train_model(*inputs, **extra).logits  # (B, C)
             else:
                 logits = self.train_model(*inputs, [part.documents for part in parts]).logits  # (B, C)
         # Each member's loss weighted so that the gradient averaged over ranks is the one of its global batch's
