@@ -104,9 +104,9 @@ class EmptyDocuments:
 
 def clean_text(text: str) -> str:
     """`text` without invisible format characters, with control characters as spaces and lone surrogates as U+FFFD."""
-    text = _INVISIBLE.sub("", text)
-    text = _CONTROL.sub(" ", text)
-    return _SURROGATE.sub("\ufffd", text)
+    if not text.isascii():  # (a flag of the string: free) the invisible characters and surrogates are not ASCII
+        text = _SURROGATE.sub("\ufffd", _INVISIBLE.sub("", text))
+    return _CONTROL.sub(" ", text)
 
 
 def prepare_texts(texts: Iterable[str], config: PreprocessConfig, stats: TextStats) -> Iterator[str]:
