@@ -1,17 +1,19 @@
 """Whole commands on real text, as a user runs them: medians of >= 3 runs, quiet or beside busy processes.
 
     python -m benchmarks.realtext imdb                  # the IMDB-sized stand-in: run, evaluate, predict
+    python -m benchmarks.realtext imdb_network          # ... the network alone (model.wide=false)
     python -m benchmarks.realtext imdb --busy 1         # ... and each again beside 1 CPU-bound process
     python -m benchmarks.realtext x10                   # han preprocess on the clothing reviews x10
     python -m benchmarks.realtext clothing r8           # the shipped configs
 
 Corpora (benchmarks/standin.py builds the stand-ins from ../shared/data):
 - imdb: clothing reviews joined into 25k train / 25k test documents of IMDB length, caps 30 x 50,
-  the clothing config's model without the n-gram channel (model.wide=false) and its optimizer;
+  the clothing config as shipped (the default model, n-gram channel included);
+- imdb_network: the same without the n-gram channel (model.wide=false), as the figures before the channel;
 - x10: the clothing reviews ten times over (226k documents), preprocessing only;
 - clothing (short reviews), r8 (news articles): configs/*.yaml as shipped.
 
-For each corpus: `han run` (wall seconds, stage seconds, training docs/s, test accuracy), then
+For each corpus: `han run` (wall seconds, stage seconds and peak memory, training docs/s, test accuracy), then
 `han evaluate RUN --split test` and `han predict RUN TEST_TEXTS -o OUT` (docs/s of the whole command,
 start-up included). `--busy N` repeats training (one epoch, `han train --overwrite
 train.max_epochs=1`), evaluate, predict and preprocessing with N competing `while True: pass`
@@ -97,18 +99,13 @@ def test_texts_of(source: Path, target: Path, columns: list[str]) -> int:
 
 
 def corpus(name: str, work: Path) -> Corpus:
-    if name == "imdb":
+    if name in ("imdb", "imdb_network"):
         source = work / "imdb.csv"
-        write_imdb(source)
+        if not source.exists():
+            write_imdb(source)
         count = test_texts_of(source, work / "imdb_test.csv", ["text"])
-        # model.wide=false: the network alone, as the speed figures (docs/results/performance.md) were measured (the n-gram channel became
-        # the default later and costs about a tenth of the speed)
-        overrides = [
-            f"data.source={source}",
-            "data.text_column=text",
-            "preprocess.max_sentences=30",
-            "model.wide=false",
-        ]
+        overrides = [f"data.source={source}", "data.text_column=text", "preprocess.max_sentences=30"]
+        overrides += ["model.wide=false"] if name == "imdb_network" else []
         return Corpus(name, "configs/clothing.yaml", overrides, work / "imdb_test.csv", count)
     if name in ("clothing", "r8"):
         source = DATA / ("clothing_reviews.csv" if name == "clothing" else "reuters_r8.csv")
@@ -134,6 +131,10 @@ def bench_corpus(c: Corpus, work: Path, reps: int, busy_processes: list[int]) ->
             "preprocess_s": summary([m["stage_seconds"]["preprocess"] for m in manifests]),
             "train_s": summary([m["stage_seconds"]["train"] for m in manifests]),
             "train_docs_per_s": summary([m["train"]["docs_per_second"] for m in manifests]),
+            "peak_mb_by_stage": {
+                stage: summary([m["stage_peak_memory"][stage]["peak_rss_bytes"] / 2**20 for m in manifests])
+                for stage in ("preprocess", "train", "evaluate")
+            },
             "epochs": [m["train"]["epochs_run"] for m in manifests],
             "test_accuracy": [mt["test"]["accuracy"] for mt in metrics],
             "load_before": loads,
@@ -202,7 +203,7 @@ def bench_x10(work: Path, reps: int, busy_processes: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="+", choices=["imdb", "x10", "clothing", "r8"])
+    parser.add_argument("names", nargs="+", choices=["imdb", "imdb_network", "x10", "clothing", "r8"])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--busy", type=int, nargs="*", default=[], help="also measure beside N competing processes")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
