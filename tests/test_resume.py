@@ -338,3 +338,25 @@ def test_run_overwrite_of_a_finished_run_trains_again(trained_run, tiny_config, 
     assert result.preprocess is not None and (run_dir / "model" / "best.safetensors").stat().st_mtime_ns != before
     theirs = json.loads((trained_run / "metrics.json").read_text())
     assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] == theirs["test"]["accuracy"]
+
+
+def test_a_signal_between_config_json_and_its_manifest_entry_waits_for_both(run_copy, tiny_config, monkeypatch):
+    from han.store.rundir import RunDir
+    from han.training.train import train
+
+    record = RunDir.record_artifacts
+    signalled = []
+
+    def signal_first(self, *paths):
+        if self.config_path in paths and not signalled:  # Ctrl-C right after config.json is written
+            signalled.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return record(self, *paths)
+
+    monkeypatch.setattr(RunDir, "record_artifacts", signal_first)
+    changed = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(update={"max_epochs": 2})})
+    with pytest.raises(KeyboardInterrupt):  # delivered once both writes are done
+        train(changed, run_copy, Progress(), overwrite=True)
+    assert signalled
+    RunDir(run_copy).verify_artifacts(RunDir(run_copy).config_path)  # the file and its entry agree
+    assert json.loads((run_copy / "config.json").read_text())["train"]["max_epochs"] == 2

@@ -28,6 +28,7 @@ from han.util.atomic import TEMPORARY_MARK, atomic_dir, storage_errors, write_by
 from han.util.files import check_user_file
 from han.util.lock import folder_lock
 from han.util.memory import PeakMemory
+from han.util.signals import signals_deferred
 
 if TYPE_CHECKING:
     from han.data.splits import LoadedData
@@ -163,8 +164,9 @@ def _preprocess(
     if config.preprocess.cache:
         cached = _cached_summary(run, key)
         if cached is not None:
-            run.save_config(config)  # may differ in settings that do not change the output (workers, ...)
-            run.record_artifacts(run.config_path)
+            with signals_deferred():  # never config.json without its manifest entry
+                run.save_config(config)  # may differ in settings that do not change the output (workers, ...)
+                run.record_artifacts(run.config_path)
             log.info("reused cached preprocessing in %s (inputs and settings unchanged; key %s)", run.root, key[:12])
             cached.reused = True
             cached.seconds = {k: round(v, 3) for k, v in seconds.items()}

@@ -11,6 +11,7 @@ from han.training.distributed import Ranks
 from han.training.initial_model import seed_everything
 from han.util.allocator import keep_freed_memory
 from han.util.cpus import use_threads
+from han.util.signals import signals_deferred
 
 
 def check_same_preprocessing(config: Config, run: RunDir) -> None:
@@ -57,8 +58,9 @@ def prepare_run(config: Config, run: RunDir, ranks: Ranks, *, resume: bool, over
     ranks.barrier()  # every rank has verified config.json before rank 0 rewrites it
     if ranks.is_main:
         run.remove_stale_temporaries()
-        run.save_config(config)
-        run.record_artifacts(run.config_path)
+        with signals_deferred():  # never config.json without its manifest entry: a resume would refuse the pair
+            run.save_config(config)
+            run.record_artifacts(run.config_path)
 
 
 def prepare_process(config: Config) -> None:

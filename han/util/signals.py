@@ -1,5 +1,6 @@
 """Graceful stops: the first SIGINT/SIGTERM becomes a request the training loop honours after its step; a
-child process han starts gets SIGTERM when its parent dies (`die_with_parent`), so it stops too."""
+signal that arrives between two writes that belong together waits until both are done (`signals_deferred`);
+a child process han starts gets SIGTERM when its parent dies (`die_with_parent`), so it stops too."""
 
 from __future__ import annotations
 
@@ -43,6 +44,20 @@ def stop_on_signals(request: StopRequest) -> Iterator[StopRequest]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold a SIGINT/SIGTERM that arrives in the block until the block ends, then deliver it as it came.
+
+    For writes that must not be cut between (a file and its manifest entry: a resume would find them
+    disagreeing). A second signal in the block interrupts at once, as in `stop_on_signals`.
+    """
+    request = StopRequest()
+    with stop_on_signals(request):
+        yield
+    if request.signal_number is not None:
+        signal.raise_signal(request.signal_number)
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
