@@ -11,6 +11,7 @@ arrays in split order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,21 +102,28 @@ def score_split(
             scores.probabilities[indices] = probabilities
             if progress is not None:
                 progress.advance(len(indices))
-        batches = []
-    for indices in batches:
-        batch = collate(split, indices).to(device)
-        adjust_threads()
-        with autocast(device, precision):
-            output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
-        scores.probabilities[indices] = probabilities_of(model, output.logits).cpu().numpy()
-        if attention:
-            _keep_attention(scores, split, indices, output)
-        if progress is not None:
-            progress.advance(len(indices))
+    else:
+        for indices in batches:
+            adjust_threads()
+            output = _forward(model, split, indices, device, precision)
+            scores.probabilities[indices] = probabilities_of(model, output.logits).cpu().numpy()
+            if attention:
+                _keep_attention(scores, split, indices, output)
+            if progress is not None:
+                progress.advance(len(indices))
     if progress is not None:
         progress.stop()
     model.train(was_training)
     return scores
+
+
+def _forward(
+    model: torch.nn.Module, split: EncodedSplit, indices: np.ndarray, device: torch.device, precision: str
+) -> Any:
+    """The model's output on documents `indices` of `split`, batched on `device` under `precision`."""
+    batch = collate(split, indices).to(device)
+    with autocast(device, precision):
+        return model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
 
 
 def _score_batch(
@@ -123,9 +131,8 @@ def _score_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, probabilities) of one batch, in a forked scoring worker (the model is on the CPU, in eval mode)."""
     model, split, precision = shared
-    batch = collate(split, indices)
-    with torch.no_grad(), autocast(torch.device("cpu"), precision):
-        output = model(batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+    with torch.no_grad():
+        output = _forward(model, split, indices, torch.device("cpu"), precision)
     return indices, probabilities_of(model, output.logits).numpy()
 
 
