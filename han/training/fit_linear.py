@@ -145,24 +145,25 @@ def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> Ngram
 
 
 def fit_ngram_classifier(
-    features: TfidfFeatures, table: NgramTable, train: EncodedSplit, num_classes: int, config: Config, run: RunDir
+    features: TfidfFeatures, train: EncodedSplit, num_classes: int, config: Config, run: RunDir
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The linear classifier of `model.linear_classifier` fitted on the training split's TF-IDF rows, as read by
-    `features` (which holds `table`): (weight (C, F), bias (C,)) float64; one-vs-rest for label sets."""
-    rows = tfidf_rows(features, table, train)
+    `features` (which holds the fitted table): (weight (C, F), bias (C,)) float64; one-vs-rest for label sets."""
+    rows = tfidf_rows(features, train)
     if train.multilabel:
         return _fit_one_vs_rest(rows, train.labels, config)
     return _fit_classes(rows, train.labels, num_classes, config, run)
 
 
-def tfidf_rows(features: TfidfFeatures, table: NgramTable, split: EncodedSplit) -> csr_matrix:
-    """The split's TF-IDF rows as read by `features` (which holds `table`), a chunk of documents at a time: (N, F).
+def tfidf_rows(features: TfidfFeatures, split: EncodedSplit) -> csr_matrix:
+    """The split's TF-IDF rows as read by `features` (which holds the fitted table), a chunk of documents at a
+    time: (N, F).
 
     The entries come ordered by document, then feature, so they are the CSR arrays as they are (no COO copy)."""
     columns, values = [np.zeros(0, dtype=np.int32)], [np.zeros(0, np.float32)]
     entries_per_row = np.zeros(len(split), dtype=np.int64)
     for first, last in document_chunks(split, CHUNK_TOKENS):
-        document, key = split_ngrams(split, table.keep, features.vocab_size, features.max_n, first, last)
+        document, key = split_ngrams(split, features.kept_tokens, features.vocab_size, features.max_n, first, last)
         row, column, value = features.tfidf(document - first, key, last - first)
         entries_per_row[first:last] = np.bincount(row.numpy(), minlength=last - first)
         columns.append(column.numpy().astype(np.int32))
@@ -188,7 +189,7 @@ def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
     progress.advance(len(train))
     progress.stop()
     log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), num_features, mc.linear_classifier)
-    full_weight, full_bias = fit_ngram_classifier(model, table, train, num_classes, config, run)
+    full_weight, full_bias = fit_ngram_classifier(model, train, num_classes, config, run)
     model.set_fitted(keep, feature_keys, idf, full_weight, full_bias)
     seconds = time.perf_counter() - start
     metrics = split_metrics(

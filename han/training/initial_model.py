@@ -18,7 +18,7 @@ from han.models.ensemble import members
 from han.models.ngrams import WideChannel
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
-from han.training.fit_linear import NgramTable, fit_ngram_classifier, ngram_table
+from han.training.fit_linear import fit_ngram_classifier, ngram_table
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def build_initial_model(
             wide.set_table(table.keep.clone(), table.keys.clone(), table.idf.clone())
         log.info("wide channel: %d n-gram features in %.1f s", wides[0].num_features, time.perf_counter() - start)
         if config.model.wide_weights == "fitted":
-            hold_fitted_wide_weights(networks, wides, table, train, len(labels), config, run)
+            hold_fitted_wide_weights(networks, wides, train, len(labels), config, run)
             label_rates = None  # the fitted intercepts already hold each label's base rate
     if label_rates is not None:
         rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
@@ -100,7 +100,6 @@ def start_class_biases(network: torch.nn.Module, bias: torch.Tensor) -> None:
 def hold_fitted_wide_weights(
     networks: list[torch.nn.Module],
     wides: list[WideChannel],
-    table: NgramTable,
     train: EncodedSplit,
     num_classes: int,
     config: Config,
@@ -110,7 +109,7 @@ def hold_fitted_wide_weights(
     channels' fixed weights and its intercepts the networks' starting class biases, so training starts from the
     linear model's scores and the networks learn what they miss."""
     start = time.perf_counter()
-    weight, bias = fit_ngram_classifier(wides[0], table, train, num_classes, config, run)
+    weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run)
     for network, wide in zip(networks, wides, strict=True):
         wide.hold_weights(weight.float())
         # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.

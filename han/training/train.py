@@ -126,9 +126,9 @@ class TrainingSession:
         self.label_names = run.load_labels()
         rates = self.train_split.labels.mean(axis=0) if self.train_split.multilabel else None
         model = build_initial_model(config, run, ranks.sparse_gradients, rates, self.train_split)
+        self.wide_entries = training_entries(model, self.train_split)  # model.wide: read once, not every epoch
         self.model = model.to(ranks.device)
         self.train_model = ranks.wrap(self.model)
-        self.wide_entries = training_entries(self.model, self.train_split)  # model.wide: read once, not every epoch
         ranks.reseed(config.seed)
         self.optimizer = make_optimizer(self.model, tc, len(self.train_split))
         for group in self.optimizer.param_groups[1:]:  # model.wide's learnt n-gram weights: their own rate

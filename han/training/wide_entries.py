@@ -18,7 +18,7 @@ from scipy.sparse import csr_matrix
 from han.models.ensemble import members
 from han.models.ngrams import TfidfEntries, WideChannel
 from han.store.encoded import EncodedSplit
-from han.training.fit_linear import NgramTable, tfidf_rows
+from han.training.fit_linear import tfidf_rows
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,12 @@ class SplitEntries:
 
 
 def training_entries(model: torch.nn.Module, split: EncodedSplit) -> SplitEntries | None:
-    """The entries of every document of `split` for a single network's fitted wide channel; None for a model
-    without one, or an ensemble (each member reads its own batch)."""
+    """The entries of every document of `split` for a single network's fitted wide channel (read while the model
+    is still on the CPU); None for a model without one, or an ensemble (each member reads its own batch)."""
     networks = members(model)
     wide = getattr(networks[0], "wide", None)
     if len(networks) != 1 or not isinstance(wide, WideChannel) or wide.num_features == 0:
         return None
-    table = NgramTable(wide.kept_tokens.cpu(), wide.feature_keys.cpu(), wide.idf.cpu())
-    rows = tfidf_rows(wide if wide.idf.device.type == "cpu" else _on_cpu(wide), table, split)
+    rows = tfidf_rows(wide, split)
     rows.sort_indices()
     return SplitEntries(rows)
-
-
-def _on_cpu(wide: WideChannel) -> WideChannel:
-    """A CPU copy of the channel's table (its weights are not read)."""
-    copy = WideChannel(wide.vocab_size, wide.num_classes, wide.max_n, wide.sublinear)
-    copy.set_table(wide.kept_tokens.cpu(), wide.feature_keys.cpu(), wide.idf.cpu())
-    return copy
