@@ -194,13 +194,14 @@ def rule_sentence_starts(
     ending = np.isin(orth, punctuation)  # (N,) a sentence-ending character
     plain = ~is_punct & ~ending  # (N,)
     endings_before = np.concatenate([[0], np.cumsum(ending)])  # (N + 1,) endings among tokens [0, i)
-    document_start = np.repeat(np.cumsum(token_counts) - token_counts, token_counts)  # (N,) first token's index
+    first_tokens = np.cumsum(token_counts) - token_counts  # (D,) each document's first token
+    document_start = np.repeat(first_tokens, token_counts)  # (N,) the first token of each token's document
     positions = np.flatnonzero(plain)  # (M,) ascending
     previous = np.concatenate([[-1], positions[:-1]])  # the plain token before each, in any document
     previous = np.maximum(previous, document_start[positions] - 1)  # ... or just before its document
     starts = np.zeros(len(orth), dtype=bool)
     starts[positions[endings_before[positions] - endings_before[previous + 1] > 0]] = True
-    starts[(np.cumsum(token_counts) - token_counts)[token_counts > 0]] = True
+    starts[first_tokens[token_counts > 0]] = True
     return starts
 
 
