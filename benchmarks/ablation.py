@@ -31,7 +31,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.standin import ROOT, write_bbc_time, write_imdb, write_reuters_time, write_reuters_unlabelled
+from benchmarks.standin import (
+    ROOT,
+    write_bbc_time,
+    write_imdb,
+    write_reuters_rare,
+    write_reuters_time,
+    write_reuters_unlabelled,
+)
 
 CORPORA = {
     "bbc": ["configs/bbc.yaml"],
@@ -39,6 +46,7 @@ CORPORA = {
     "clothing": ["configs/clothing.yaml"],
     "bbc_time": ["configs/bbc.yaml", "data.source={dir}/bbc_time.csv", "data.split_column=split"],
     "reuters_time": ["configs/reuters_r8.yaml", "data.source={dir}/reuters_time.csv"],
+    "reuters_rare": ["configs/reuters_r8.yaml", "data.source={dir}/reuters_rare.csv"],
     # read as benchmarks.realtext reads it: the clothing config, 30 sentences
     "imdb": [
         "configs/clothing.yaml",
@@ -47,7 +55,12 @@ CORPORA = {
         "preprocess.max_sentences=30",
     ],
 }
-STAND_INS = {"bbc_time": write_bbc_time, "reuters_time": write_reuters_time, "imdb": write_imdb}
+STAND_INS = {
+    "bbc_time": write_bbc_time,
+    "reuters_time": write_reuters_time,
+    "reuters_rare": write_reuters_rare,
+    "imdb": write_imdb,
+}
 UNLABELLED = {
     "reuters_time": write_reuters_unlabelled
 }  # in-domain text outside the corpus: DIR/<corpus>_unlabelled.jsonl

