@@ -287,9 +287,13 @@ class ModelConfig(_Schema):
     # L2-normalised rows) and a linear SVM (probabilities: softmax of the margins, not calibrated) or
     # logistic regression, with inverse regularisation strength linear_c.
     linear_classifier: Literal["svm", "logistic"] = "svm"
-    linear_c: float = Field(1.0, gt=0.0)  # kind linear (and wide_weights fitted): see linear_classifier
+    # kind linear (and wide_weights fitted): see linear_classifier; auto: 1, 0.3 or 3, whichever scores best on
+    # validation (early stopping's metric), as each corpus wants its own (docs/results/wide-and-deep.md)
+    linear_c: Annotated[float, Field(gt=0.0)] | Literal["auto"] = "auto"
     linear_ngrams: int = Field(2, ge=1, le=3)  # kind linear and the wide channel: longest n-gram
     linear_sublinear_tf: bool = False  # kind linear and the wide channel: 1 + log(tf) in place of tf
+    # kind linear and the wide channel: an n-gram is a feature only if at least this many training documents hold it
+    linear_min_df: int = Field(2, ge=1)
     # all: every token; words: tokens of 2+ word characters (scikit-learn's default token pattern)
     linear_tokens: Literal["all", "words"] = "all"
     # Wide and deep (kinds han, han_avg, han_max): class scores linear in the document's TF-IDF n-grams (the

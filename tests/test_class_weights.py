@@ -98,11 +98,11 @@ def test_the_linear_fit_takes_the_same_weights_as_scikit_learns_balanced(tiny_ov
     labels = np.array([0] * 30 + [1] * 7 + [3] * 3)  # class 2 (of 4) absent
     logistic = [*tiny_overrides, "model.linear_classifier=logistic"]
     config = load_config(TINY_CONFIG, [*logistic, "train.class_weight=balanced"])
-    weight, _ = _fit_classes(features, labels, 4, config, None)  # type: ignore[arg-type]
-    reference = LogisticRegression(C=config.model.linear_c, class_weight="balanced", max_iter=1000, random_state=0)
+    weight, _ = _fit_classes(features, labels, 4, config, None, 0.3)  # type: ignore[arg-type]
+    reference = LogisticRegression(C=0.3, class_weight="balanced", max_iter=1000, random_state=0)
     reference.fit(features, labels)
     assert weight[[0, 1, 3]].numpy() == pytest.approx(reference.coef_, abs=1e-6)
-    plain, _ = _fit_classes(features, labels, 4, load_config(TINY_CONFIG, logistic), None)  # type: ignore[arg-type]
+    plain, _ = _fit_classes(features, labels, 4, load_config(TINY_CONFIG, logistic), None, 0.3)  # type: ignore[arg-type]
     assert not np.allclose(plain.numpy(), weight.numpy())
 
 

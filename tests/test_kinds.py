@@ -266,7 +266,8 @@ def test_document_level_token_weights_split_exactly_into_sentence_and_word_weigh
 def _linear_run(tmp_path_factory, overrides: list[str], name: str) -> Path:
     from han.workflows.run import run_all
 
-    config = load_config(TINY_CONFIG, [*overrides, "model.kind=linear"])
+    # C fixed at scikit-learn's default: the reference below fits at it (auto's choice is tests/test_linear_guard.py's)
+    config = load_config(TINY_CONFIG, [*overrides, "model.kind=linear", "model.linear_c=1"])
     run_dir = tmp_path_factory.mktemp("linear") / name
     run_all(config, run_dir)
     return run_dir
@@ -373,7 +374,8 @@ def _sklearn_reference(run_dir: Path):
     trained = load_trained_run(run_dir)
     assert trained.config.model.linear_ngrams == 2 and trained.config.model.linear_tokens == "all"
     train, test = trained.run.load_split("train"), trained.run.load_split("test")
-    vectorizer = TfidfVectorizer(analyzer=_ngrams, norm="l2", smooth_idf=True, lowercase=False)
+    min_df = trained.config.model.linear_min_df
+    vectorizer = TfidfVectorizer(analyzer=_ngrams, norm="l2", smooth_idf=True, lowercase=False, min_df=min_df)
     train_x = vectorizer.fit_transform([_document_tokens(train, i) for i in range(len(train))])
     test_x = vectorizer.transform([_document_tokens(test, i) for i in range(len(test))])
     classifier = LinearSVC(C=1.0, random_state=trained.config.seed).fit(train_x, train.labels)

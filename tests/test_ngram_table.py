@@ -33,8 +33,9 @@ def corpus(documents: int = 60, seed: int = 0) -> EncodedSplit:
     )
 
 
-def reference_table(split: EncodedSplit, keep: set[int], max_n: int) -> tuple[list[int], torch.Tensor]:
-    """Each document's set of n-gram keys, counted one document at a time in Python: (sorted keys, idf)."""
+def reference_table(split: EncodedSplit, keep: set[int], max_n: int, min_df: int = 1) -> tuple[list[int], torch.Tensor]:
+    """Each document's set of n-gram keys, counted one document at a time in Python: (sorted keys in at least
+    `min_df` documents, idf)."""
     vocab_size, offsets = len(WORDS), ngram_offsets(len(WORDS), max_n)
     token_offsets = split.sentence_offsets[split.document_offsets]
     frequency: Counter[int] = Counter()
@@ -48,22 +49,26 @@ def reference_table(split: EncodedSplit, keep: set[int], max_n: int) -> tuple[li
                     key = key * vocab_size + token
                 seen.add(offsets[n - 1] + key)
         frequency.update(seen)
-    keys = sorted(frequency)
+    keys = sorted(key for key, documents in frequency.items() if documents >= min_df)
     df = torch.tensor([frequency[k] for k in keys], dtype=torch.float64)
     return keys, torch.log((1 + len(split)) / (1 + df)) + 1
 
 
+@pytest.mark.parametrize("min_df", [1, 2, 3])
 @pytest.mark.parametrize("tokens", ["all", "words"])
 @pytest.mark.parametrize("max_n", [1, 2, 3])
-def test_the_chunked_table_is_the_count_over_whole_documents(monkeypatch, tokens, max_n):
+def test_the_chunked_table_is_the_count_over_whole_documents(monkeypatch, tokens, max_n, min_df):
     split = corpus()
     # chunks of ~20 tokens: many chunks, and merges of the running table with several pending ones
     monkeypatch.setattr("han.training.fit_linear.CHUNK_TOKENS", 20)
-    table = ngram_table(split, Vocab(WORDS), ModelConfig(linear_ngrams=max_n, linear_tokens=tokens))
+    config = ModelConfig(linear_ngrams=max_n, linear_tokens=tokens, linear_min_df=min_df)
+    table = ngram_table(split, Vocab(WORDS), config)
     keep = {i for i, word in enumerate(WORDS) if tokens == "all" or word == UNK or (len(word) >= 2 and word.isalnum())}
-    keys, idf = reference_table(split, keep, max_n)
+    keys, idf = reference_table(split, keep, max_n, min_df)
     assert table.keys.tolist() == keys
-    assert torch.equal(table.idf, idf)  # every n-gram of the training split: no min_df, no cap on features
+    if min_df > 1 and max_n == 3:  # the rare trigrams are gone
+        assert len(keys) < len(reference_table(split, keep, max_n)[0])
+    assert torch.equal(table.idf, idf)  # every n-gram of the training split in min_df documents: no cap on features
     assert set(torch.nonzero(table.keep).flatten().tolist()) == keep
 
 
@@ -78,14 +83,15 @@ def test_document_frequencies_do_not_depend_on_the_chunk_size(max_tokens):
     assert all(a[1] == b[0] and a[0] < a[1] for a, b in itertools.pairwise(chunks))
 
 
-def test_the_table_is_scikit_learns_tfidf_vocabulary_and_idf():
+@pytest.mark.parametrize("min_df", [1, 2])
+def test_the_table_is_scikit_learns_tfidf_vocabulary_and_idf(min_df):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     split = corpus(seed=2)
-    table = ngram_table(split, Vocab(WORDS), ModelConfig(linear_ngrams=2))
+    table = ngram_table(split, Vocab(WORDS), ModelConfig(linear_ngrams=2, linear_min_df=min_df))
     token_offsets = split.sentence_offsets[split.document_offsets]
     texts = [" ".join(f"w{t}" for t in split.tokens[a:b]) for a, b in itertools.pairwise(token_offsets)]
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"\S+", lowercase=False).fit(texts)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"\S+", lowercase=False, min_df=min_df).fit(texts)
     vocab_size = len(WORDS)
 
     def ngram(key: int) -> str:

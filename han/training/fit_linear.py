@@ -137,22 +137,63 @@ class NgramTable:
 
 
 def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> NgramTable:
-    """Every n-gram of the training split (model.linear_ngrams, linear_tokens) and the TF-IDF table they make."""
+    """Every n-gram of the training split (model.linear_ngrams, linear_tokens) in at least `linear_min_df` of its
+    documents, and the TF-IDF table they make."""
     keep = kept_tokens(vocab, config.linear_tokens)
     keys, document_frequency = document_frequencies(train, keep, len(vocab), config.linear_ngrams, CHUNK_TOKENS)
+    if config.linear_min_df > 1:  # scikit-learn's min_df: rarer n-grams are no features (nor in the idf's table)
+        frequent = document_frequency >= config.linear_min_df
+        keys, document_frequency = keys[frequent], document_frequency[frequent]
     idf = torch.log((1 + len(train)) / (1 + torch.from_numpy(document_frequency).double())) + 1  # smoothed idf
     return NgramTable(keep, torch.from_numpy(keys), idf)
 
 
+# model.linear_c auto: the inverse regularisation strengths tried, scikit-learn's default first (it wins ties).
+LINEAR_C_CHOICES = (1.0, 0.3, 3.0)
+
+
 def fit_ngram_classifier(
-    features: TfidfFeatures, train: EncodedSplit, num_classes: int, config: Config, run: RunDir
+    features: TfidfFeatures,
+    train: EncodedSplit,
+    num_classes: int,
+    config: Config,
+    run: RunDir,
+    rows: csr_matrix | None = None,
+    validation: EncodedSplit | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The linear classifier of `model.linear_classifier` fitted on the training split's TF-IDF rows, as read by
-    `features` (which holds the fitted table): (weight (C, F), bias (C,)) float64; one-vs-rest for label sets."""
-    rows = tfidf_rows(features, train)
+    `features` (which holds the fitted table; `rows`: those rows when the caller has them): (weight (C, F),
+    bias (C,)) float64; one-vs-rest for label sets. `model.linear_c: auto` fits each of LINEAR_C_CHOICES and
+    keeps the one `validation` scores best on early stopping's metric (accuracy or micro-F1 for the loss)."""
+    rows = tfidf_rows(features, train) if rows is None else rows
+    if config.model.linear_c != "auto":
+        return _fit_rows(rows, train, num_classes, config, run, config.model.linear_c)
+    if validation is None:
+        raise ValueError("model.linear_c auto chooses C on the validation split: pass it")
+    validation_rows, label_names = tfidf_rows(features, validation), run.load_labels()
+    metric = config.train.early_stopping_metric
+    metric = ("micro_f1" if train.multilabel else "accuracy") if metric == "loss" else metric
+    best: tuple[float, float, tuple[torch.Tensor, torch.Tensor]] | None = None
+    for c in LINEAR_C_CHOICES:
+        weight, bias = _fit_rows(rows, train, num_classes, config, run, c)
+        margins = torch.from_numpy(validation_rows @ weight.numpy().T) + bias  # (N, C)
+        scores = torch.sigmoid(margins) if train.multilabel else torch.softmax(margins, dim=1)
+        value = split_metrics(validation.labels, scores.numpy(), label_names)[metric]
+        log.info("linear: C %g, validation %s %.4f", c, metric, value)
+        if best is None or value > best[0]:
+            best = (value, c, (weight, bias))
+    assert best is not None
+    log.info("linear: C %g chosen on validation", best[1])
+    return best[2]
+
+
+def _fit_rows(
+    rows: csr_matrix, train: EncodedSplit, num_classes: int, config: Config, run: RunDir, c: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One fit at inverse regularisation strength `c`: (weight (C, F), bias (C,))."""
     if train.multilabel:
-        return _fit_one_vs_rest(rows, train.labels, config)
-    return _fit_classes(rows, train.labels, num_classes, config, run)
+        return _fit_one_vs_rest(rows, train.labels, config, c)
+    return _fit_classes(rows, train.labels, num_classes, config, run, c)
 
 
 def tfidf_rows(features: TfidfFeatures, split: EncodedSplit) -> csr_matrix:
@@ -173,53 +214,77 @@ def tfidf_rows(features: TfidfFeatures, split: EncodedSplit) -> csr_matrix:
     return csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=shape)
 
 
-def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
-    """Fit TF-IDF + a linear classifier on the train split, validate, write best/last weights and the train log."""
-    start = time.perf_counter()
+def fitted_linear_model(
+    config: Config,
+    run: RunDir,
+    train: EncodedSplit,
+    num_classes: int,
+    validation: EncodedSplit,
+    features: TfidfFeatures | None = None,
+    rows: csr_matrix | None = None,
+) -> TfidfLinearModel:
+    """The linear kind fitted on the training split (`validation`: where `linear_c: auto` chooses C): its n-gram
+    table that of `features` when given (a wide channel's, the same features), else fitted here; `rows`: the
+    split's TF-IDF rows when the caller has them."""
     mc = config.model
-    vocab, label_names = run.load_vocab(), run.load_labels()
-    train, validation = EncodedSplit.load(run.data_path("train")), EncodedSplit.load(run.data_path("validation"))
-    progress.start("TF-IDF features", len(train))
-    table = ngram_table(train, vocab, mc)
-    keep, feature_keys, idf = table.keep, table.keys, table.idf
-    model = build_model(mc, len(vocab), config.embeddings.dim, len(label_names), multilabel=config.multilabel)
+    vocab_size = len(run.load_vocab()) if features is None else features.vocab_size
+    if features is None:
+        table = ngram_table(train, run.load_vocab(), mc)
+        keep, keys, idf = table.keep, table.keys, table.idf
+    else:
+        keep, keys, idf = (t.detach().cpu() for t in (features.kept_tokens, features.feature_keys, features.idf))
+    linear = mc.model_copy(update={"kind": "linear", "ensemble": 1})
+    model = build_model(linear, vocab_size, config.embeddings.dim, num_classes, multilabel=config.multilabel)
     assert isinstance(model, TfidfLinearModel)
-    num_classes, num_features = len(label_names), feature_keys.numel()
-    model.set_fitted(keep, feature_keys, idf, torch.zeros(num_classes, num_features), torch.zeros(num_classes))
-    progress.advance(len(train))
-    progress.stop()
-    log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), num_features, mc.linear_classifier)
-    full_weight, full_bias = fit_ngram_classifier(model, train, num_classes, config, run)
-    model.set_fitted(keep, feature_keys, idf, full_weight, full_bias)
-    seconds = time.perf_counter() - start
+    model.set_fitted(keep, keys, idf, torch.zeros(num_classes, keys.numel()), torch.zeros(num_classes))
+    log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), keys.numel(), mc.linear_classifier)
+    weight, bias = fit_ngram_classifier(model, train, num_classes, config, run, rows, validation)
+    model.set_fitted(keep, keys, idf, weight, bias)
+    return model
+
+
+def validation_record(
+    model: torch.nn.Module, validation: EncodedSplit, label_names: list[str], config: Config
+) -> dict[str, float]:
+    """A model's validation metrics under the names of the train log's epoch records."""
     metrics = split_metrics(
         validation.labels,
         predict_probabilities(model, validation, config.train.eval_batch_size, config.precision),
         label_names,
     )
+    return {f"validation_{name}": metrics[name] for name in ("loss", "accuracy", "macro_f1", "micro_f1")}
+
+
+def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
+    """Fit TF-IDF + a linear classifier on the train split, validate, write best/last weights and the train log."""
+    start = time.perf_counter()
+    label_names = run.load_labels()
+    train, validation = EncodedSplit.load(run.data_path("train")), EncodedSplit.load(run.data_path("validation"))
+    progress.start("TF-IDF features", len(train))
+    model = fitted_linear_model(config, run, train, len(label_names), validation)
+    progress.advance(len(train))
+    progress.stop()
+    seconds = time.perf_counter() - start
     record = {
         "epoch": 1,
         "train_loss": None,
-        "validation_loss": metrics["loss"],
-        "validation_accuracy": metrics["accuracy"],
-        "validation_macro_f1": metrics["macro_f1"],
-        "validation_micro_f1": metrics["micro_f1"],
+        **validation_record(model, validation, label_names, config),
         "lr": None,
         "seconds": round(seconds, 3),
         "docs_per_s": round(len(train) / max(seconds, 1e-9), 1),
-        "features": num_features,
+        "features": model.num_features,
     }
     save_weights(model, run.best_weights_path)
     save_weights(model, run.last_weights_path)
     write_text_atomic(run.train_log_path, json.dumps(record) + "\n")
     run.record_artifacts(run.best_weights_path, run.last_weights_path, run.train_log_path)
     log.info("linear: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
-    weights = None if train.multilabel else class_weights(train.labels, num_classes, config.train.class_weight)
+    weights = None if train.multilabel else class_weights(train.labels, len(label_names), config.train.class_weight)
     return LinearFit(record, seconds, len(train), named_class_weights(weights, label_names))
 
 
 def _fit_classes(
-    features: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir
+    features: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir, c: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One fit over class ids: (weight (C, F), bias (C,)); a class training never saw is never predicted.
 
@@ -229,7 +294,7 @@ def _fit_classes(
         raise DataError(f"{run.data_path('train')}: the training split has one class only; a classifier needs two")
     weights = class_weights(labels, num_classes, config.train.class_weight)
     by_class = None if weights is None else {int(c): float(weights[c]) for c in classes}
-    weight, bias = _fit_classifier(features, labels, config, by_class)
+    weight, bias = _fit_classifier(features, labels, config, c, by_class)
     full_weight = torch.zeros(num_classes, features.shape[1], dtype=torch.float64)
     full_bias = torch.full((num_classes,), -1e4, dtype=torch.float64)  # a class training never saw: never predicted
     if len(classes) == 2:  # scikit-learn keeps one row, the margin of the second class
@@ -240,7 +305,9 @@ def _fit_classes(
     return full_weight, full_bias
 
 
-def _fit_one_vs_rest(features: csr_matrix, labels: np.ndarray, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_one_vs_rest(
+    features: csr_matrix, labels: np.ndarray, config: Config, c: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-label: one binary classifier per label (one-vs-rest): (weight (C, F), bias (C,)), margins read by a
     sigmoid. A label every training document has (or none has) gets a constant margin of +/-1e4."""
     num_labels = labels.shape[1]
@@ -251,27 +318,25 @@ def _fit_one_vs_rest(features: csr_matrix, labels: np.ndarray, config: Config) -
         if column.min() == column.max():
             bias[label] = 1e4 if column[0] == 1 else -1e4
             continue
-        coef, intercept = _fit_classifier(features, column, config)
+        coef, intercept = _fit_classifier(features, column, config, c)
         weight[label], bias[label] = torch.from_numpy(coef[0]), float(intercept[0])
     return weight, bias
 
 
 def _fit_classifier(
-    features: csr_matrix, labels: np.ndarray, config: Config, class_weight: dict[int, float] | None = None
+    features: csr_matrix, labels: np.ndarray, config: Config, c: float, class_weight: dict[int, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's LinearSVC or LogisticRegression on the TF-IDF rows: (coef (K, F), intercept (K,));
-    `class_weight` by class id, as scikit-learn takes it (None: every class 1)."""
+    """scikit-learn's LinearSVC or LogisticRegression on the TF-IDF rows at inverse regularisation strength `c`:
+    (coef (K, F), intercept (K,)); `class_weight` by class id, as scikit-learn takes it (None: every class 1)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
 
     mc = config.model
     classifier: Any
     if mc.linear_classifier == "svm":
-        classifier = LinearSVC(C=mc.linear_c, class_weight=class_weight, random_state=config.seed)
+        classifier = LinearSVC(C=c, class_weight=class_weight, random_state=config.seed)
     else:
-        classifier = LogisticRegression(
-            C=mc.linear_c, class_weight=class_weight, max_iter=1000, random_state=config.seed
-        )
+        classifier = LogisticRegression(C=c, class_weight=class_weight, max_iter=1000, random_state=config.seed)
     classifier.fit(features, labels)
     return classifier.coef_, np.atleast_1d(classifier.intercept_)
 

@@ -109,7 +109,8 @@ def hold_fitted_wide_weights(
     channels' fixed weights and its intercepts the networks' starting class biases, so training starts from the
     linear model's scores and the networks learn what they miss."""
     start = time.perf_counter()
-    weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run)
+    validation = EncodedSplit.load(run.data_path("validation"))  # where model.linear_c auto chooses C
+    weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
     for network, wide in zip(networks, wides, strict=True):
         wide.hold_weights(weight.float())
         # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
