@@ -175,8 +175,9 @@ def _value_range(values: list[float]) -> tuple[float, float]:
 
 
 def _epoch(record: dict[str, Any], index: int) -> int:
+    """A record's epoch: 0 is the starting model (the fitted n-gram channel alone), scored before training."""
     epoch = record.get("epoch")
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0 else index + 1
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else index + 1
 
 
 def _line_chart(title: str, keys: Sequence[tuple[str, str, bool]], runs: Sequence[RunView]) -> str:
@@ -191,7 +192,8 @@ def _line_chart(title: str, keys: Sequence[tuple[str, str, bool]], runs: Sequenc
                 series.append((r, key, label, dashed, points))
     if not series:
         return f'<div class="chart"><h3>{esc(title)}</h3><p class="note">no values recorded</p></div>'
-    epochs = max(e for *_, points in series for e, _ in points)
+    numbers = [e for *_, points in series for e, _ in points]
+    first, epochs = min(min(numbers), 1), max(numbers)  # first: 0 when a run scored its starting model
     lo, hi = _value_range([v for *_, points in series for _, v in points])
     legend = [(PALETTE[r % len(PALETTE)], False, runs[r].name) for r in range(len(runs))] if len(runs) > 1 else []
     if len(keys) > 1:
@@ -200,7 +202,7 @@ def _line_chart(title: str, keys: Sequence[tuple[str, str, bool]], runs: Sequenc
     width, height = left + plot_w + 16, top + plot_h + 40 + 16 * len(legend)
 
     def sx(epoch: float) -> float:
-        return left + plot_w * ((epoch - 1) / (epochs - 1) if epochs > 1 else 0.5)
+        return left + plot_w * ((epoch - first) / (epochs - first) if epochs > first else 0.5)
 
     def sy(value: float) -> float:
         return top + plot_h * (1 - (value - lo) / (hi - lo))
@@ -212,7 +214,7 @@ def _line_chart(title: str, keys: Sequence[tuple[str, str, bool]], runs: Sequenc
     ]
     parts += [
         f'<text x="{sx(e):.1f}" y="{top + plot_h + 15}" text-anchor="middle">{e}</text>'
-        for e in range(1, epochs + 1, max(1, math.ceil(epochs / 12)))
+        for e in range(first, epochs + 1, max(1, math.ceil((epochs - first + 1) / 12)))
     ]
     parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 30}" text-anchor="middle">epoch</text>')
     for r, key, label, dashed, points in series:

@@ -89,6 +89,13 @@ def build_initial_model(
     return model
 
 
+def starts_as_linear_kind(config: Config, model: torch.nn.Module) -> bool:
+    """Whether `model` (as `build_initial_model` made it) scores exactly as the linear kind before training: a
+    network with a fitted wide channel (model.wide_weights fitted) and its output layer at zero."""
+    wide = getattr(members(model)[0], "wide", None)  # None for a kind without the channel
+    return config.model.wide_weights == "fitted" and isinstance(wide, WideChannel) and wide.num_features > 0
+
+
 def start_class_biases(network: torch.nn.Module, bias: torch.Tensor) -> None:
     """Set a network's output layer biases (its `classifier`) to `bias`."""
     classifier = network.get_submodule("classifier")
@@ -106,8 +113,10 @@ def hold_fitted_wide_weights(
     run: RunDir,
 ) -> None:
     """model.wide_weights fitted: the linear kind's classifier, fitted on the training split, becomes the wide
-    channels' fixed weights and its intercepts the networks' starting class biases, so training starts from the
-    linear model's scores and the networks learn what they miss."""
+    channels' fixed weights, its intercepts the networks' starting class biases and their output layers' weights
+    start at zero, so the starting model scores exactly as the linear model (training scores it as epoch 0) and
+    the networks learn what it misses. (The output layer's own gradient is not zero: it moves off zero at the
+    first step, and the layers beneath it learn from the second.)"""
     start = time.perf_counter()
     validation = EncodedSplit.load(run.data_path("validation"))  # where model.linear_c auto chooses C
     weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
@@ -115,6 +124,10 @@ def hold_fitted_wide_weights(
         wide.hold_weights(weight.float())
         # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
         start_class_biases(network, bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
+        classifier = network.get_submodule("classifier")
+        assert isinstance(classifier, torch.nn.Linear)
+        with torch.no_grad():
+            classifier.weight.zero_()
     log.info(
         "wide channel: %s fitted in %.1f s, held fixed", config.model.linear_classifier, time.perf_counter() - start
     )

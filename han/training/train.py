@@ -34,7 +34,7 @@ from han.text.batching import Batch, bucketed_batches, collate
 from han.training.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint
 from han.training.distributed import Ranks
 from han.training.fit_linear import fits_without_gradients, train_linear
-from han.training.initial_model import build_initial_model
+from han.training.initial_model import build_initial_model, starts_as_linear_kind
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
 from han.training.run_files import TrainingFiles, TrainResult
@@ -98,6 +98,15 @@ def is_better_epoch(record: dict[str, Any], best: dict[str, Any] | None, metric:
     if metric == "loss":
         return bool(value < best_value)
     return bool(value > best_value or (value == best_value and record["validation_loss"] < best["validation_loss"]))
+
+
+def best_network_epoch(history: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """The best of the network's own epochs (1 and on; not epoch 0, the starting model) by `is_better_epoch`."""
+    best = None
+    for record in history:
+        if record["epoch"] > 0 and is_better_epoch(record, best, metric):
+            best = record
+    return best
 
 
 class TrainingSession:
@@ -262,6 +271,26 @@ class TrainingSession:
         if self.stop_agreed() and not loop.finished:
             raise self.stopped(path)
 
+    def score_start(self) -> None:
+        """Score the starting model on validation as epoch 0, a candidate like any epoch: with the fitted channel it
+        is the linear model alone, so the run never ends behind it on validation."""
+        loop, tc = self.loop, self.config.train
+        start = time.perf_counter()
+        validation = self.ranks.evaluate(
+            self.model, self.validation_split, self.label_names, tc.eval_batch_size, self.config.precision
+        )
+        record = {
+            "epoch": 0,
+            "train_loss": None,
+            **{f"validation_{name}": validation[name] for name in ("loss", "accuracy", "macro_f1", "micro_f1")},
+            "lr": None,
+            "seconds": round(time.perf_counter() - start, 3),
+            "docs_per_s": None,
+        }
+        loop.history.append(record)
+        self.files.record_epoch(loop.history, self.model, best=True)
+        loop.best, loop.best_epoch = validation[tc.early_stopping_metric], 0
+
     def finish_epoch(self, lr: float, epoch_seconds: float, session_docs: int) -> None:
         """Validate, log the epoch, save last/best weights and update the early-stopping state.
 
@@ -283,11 +312,16 @@ class TrainingSession:
             "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
         }
         loop.history.append(record)
+        metric = tc.early_stopping_metric
         best_record = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
-        better = is_better_epoch(record, best_record, tc.early_stopping_metric)
+        better = is_better_epoch(record, best_record, metric)
         self.files.record_epoch(loop.history, self.model, best=better)
         if better:
-            loop.best, loop.best_epoch, loop.stale_epochs = validation[tc.early_stopping_metric], loop.epoch, 0
+            loop.best, loop.best_epoch = validation[metric], loop.epoch
+        # Patience follows the network's own epochs: epoch 0 (the linear kind) is a candidate for the best, but a
+        # network still climbing towards it is not stale.
+        if is_better_epoch(record, best_network_epoch(loop.history[:-1], metric), metric):
+            loop.stale_epochs = 0
         else:
             loop.stale_epochs += 1
             if loop.stale_epochs >= tc.early_stopping_patience:
@@ -357,7 +391,7 @@ class TrainingSession:
         loop, tc = self.loop, self.config.train
         seconds = loop.train_seconds
         return TrainResult(
-            epochs_run=len(loop.history),
+            epochs_run=sum(1 for record in loop.history if record["epoch"] > 0),
             best_epoch=loop.best_epoch,
             best_metric=float(loop.best if loop.best is not None else float("nan")),
             metric_name=f"validation_{tc.early_stopping_metric}",
@@ -414,6 +448,8 @@ def _train(
     session = TrainingSession(config, run, ranks, progress, resume, on_epoch)
     with stop_on_signals(session.stop_request):
         try:
+            if starts_as_linear_kind(config, session.model) and not session.loop.history:
+                session.score_start()
             while not session.loop.finished:
                 session.run_epoch()
         except TrainingStopped:

@@ -1,0 +1,79 @@
+"""The fitted n-gram channel's starting model: the linear kind, scored as epoch 0."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_CONFIG
+from han.config import load_config
+from han.models.ensemble import members
+from han.reports.run_page import render_run_page
+from han.store.encoded import EncodedSplit
+from han.store.rundir import RunDir
+from han.text.batching import collate
+from han.training.fit_linear import fitted_linear_model
+from han.training.initial_model import build_initial_model
+from han.workflows.run import run_all
+
+METRICS = ("validation_accuracy", "validation_macro_f1", "validation_micro_f1")
+
+
+def run_tiny(tmp_path_factory, tiny_overrides, name: str, *overrides: str) -> Path:
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    run_all(load_config(TINY_CONFIG, [*tiny_overrides, *overrides]), run_dir)
+    return run_dir
+
+
+def train_log(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory, tiny_overrides) -> Path:
+    return run_tiny(tmp_path_factory, tiny_overrides, "linear", "model.kind=linear")
+
+
+def test_the_fitted_channel_starts_as_the_linear_kind_and_scores_it_as_epoch_0(
+    tmp_path_factory, tiny_overrides, linear_run
+):
+    run_dir = run_tiny(tmp_path_factory, tiny_overrides, "fitted", "model.wide=true", "model.wide_weights=fitted")
+    log, alone = train_log(run_dir), train_log(linear_run)[0]
+    assert log[0]["epoch"] == 0 and log[0]["train_loss"] is None and [r["epoch"] for r in log[1:3]] == [1, 2]
+    for metric in METRICS:
+        assert log[0][metric] == pytest.approx(alone[metric], abs=1e-12)
+    train = json.loads((run_dir / "manifest.json").read_text())["train"]
+    assert train["epochs_run"] == len(log) - 1  # epoch 0 trains nothing
+    best = next(record for record in log if record["epoch"] == train["best_epoch"])
+    assert best["validation_macro_f1"] >= log[0]["validation_macro_f1"]  # never behind it on validation
+    page = render_run_page([run_dir])  # the curves start at epoch 0, drawn apart from epoch 1
+    assert "<title>epoch 0: " in page and "<title>epoch 1: " in page
+
+
+def test_the_fitted_starting_model_scores_exactly_as_the_linear_kind(trained_run: Path, tiny_overrides):
+    config = load_config(TINY_CONFIG, [*tiny_overrides, "model.wide=true", "model.wide_weights=fitted"])
+    run = RunDir(trained_run)
+    model = build_initial_model(config, run).eval()
+    assert all(not network.classifier.weight.detach().any() for network in members(model))
+    train, validation = (EncodedSplit.load(run.data_path(name)) for name in ("train", "validation"))
+    linear = fitted_linear_model(config, run, train, len(run.load_labels()), validation)
+    batch = collate(validation, torch.arange(min(len(validation), 40)).numpy())
+    inputs = (batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
+    with torch.no_grad():
+        assert torch.allclose(model(*inputs).logits, linear(*inputs).logits, atol=1e-5)
+
+
+def test_patience_counts_from_the_networks_best_epoch_not_epoch_0():
+    from han.training.train import best_network_epoch
+
+    def record(epoch: int, f1: float, loss: float = 1.0) -> dict:
+        return {"epoch": epoch, "validation_macro_f1": f1, "validation_loss": loss}
+
+    history = [record(0, 0.9), record(1, 0.5), record(2, 0.7), record(3, 0.6)]
+    assert best_network_epoch(history, "macro_f1")["epoch"] == 2  # epoch 0 is better, but not the network's
+    assert best_network_epoch(history[:1], "macro_f1") is None
+    assert best_network_epoch([record(1, 0.7, 0.5), record(2, 0.7, 0.4)], "macro_f1")["epoch"] == 2  # loss breaks ties
+
