@@ -343,6 +343,10 @@ class TrainConfig(_Schema):
     # Default macro_f1; micro_f1 for task multilabel (there, accuracy is exact match: every label right).
     early_stopping_metric: Literal["macro_f1", "micro_f1", "accuracy", "loss"] = "macro_f1"
     early_stopping_patience: int = Field(3, ge=1)  # epochs without a better validation metric before stopping
+    # After training a network, fit han's linear kind on the same run's n-gram features (seconds) and record its
+    # validation score beside the network's (the manifest's train.linear_kind, metrics.json's validation): a network
+    # behind the simplest model in the toolbox is said, not hidden. With model.wide_weights fitted it is epoch 0.
+    linear_baseline: bool = True
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
     # A checkpoint (han/training/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
     checkpoint_every_steps: int = Field(500, ge=1)

@@ -129,6 +129,7 @@ def run(
     result = run_all(cfg, run_dir=target, progress=ui.RichProgress(), resume=resume, overwrite=overwrite)
     for split, metrics in result.metrics.items():
         ui.show_metrics(split, metrics)
+    ui.show_linear_kind(result.train.linear_kind, config)
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     ui.console.print(f"[green]done[/]: {target}/metrics.json  ({stages})")
 
@@ -213,6 +214,7 @@ def train(
         f"[green]trained[/] {target}: {result.epochs_run} epochs, best {result.metric_name} {result.best_metric:.4f} "
         f"at epoch {result.best_epoch}; {result.docs_per_second:.0f} docs/s"
     )
+    ui.show_linear_kind(result.linear_kind, config)
 
 
 @app.command()

@@ -250,6 +250,24 @@ def show_metrics(split: str, metrics: dict[str, Any]) -> None:
     console.print(confusion_table(metrics))
 
 
+def show_linear_kind(linear: dict[str, Any] | None, config: Any) -> None:
+    """train.linear_baseline: han's linear kind's validation score beside the network's, and one line saying so
+    when the network trails it, with the command that compares the two over seeds."""
+    if linear is None:
+        return
+    metric = linear["compared_metric"]
+    name = metric.removeprefix("validation_").replace("_", "-")
+    console.print(
+        f"han's linear kind on the same features: validation {name} {linear[metric]:.4f} "
+        f"(the network's best epoch: {linear['network']:.4f})"
+    )
+    if linear["network_trails"]:
+        console.print(
+            f"[yellow]the network trails the linear kind on validation {name}[/]: compare them over seeds with "
+            f"`han compare {config} --models han,linear`"
+        )
+
+
 def show_faithfulness(summary: dict[str, Any]) -> None:
     """The faithfulness check's figures as a table."""
     table = Table(

@@ -1,4 +1,4 @@
-"""The fitted n-gram channel's starting model: the linear kind, scored as epoch 0."""
+"""The linear kind beside every network (train.linear_baseline), the fitted channel's epoch 0, and linear_c auto."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, invoke
 from han.config import load_config
 from han.models.ensemble import members
 from han.reports.run_page import render_run_page
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
 from han.text.batching import collate
-from han.training.fit_linear import fitted_linear_model
+from han.training.fit_linear import LINEAR_C_CHOICES, fitted_linear_model, validation_record
 from han.training.initial_model import build_initial_model
 from han.workflows.run import run_all
 
@@ -32,9 +32,30 @@ def train_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
+def manifest_linear(run_dir: Path) -> dict | None:
+    return json.loads((run_dir / "manifest.json").read_text())["train"].get("linear_kind")
+
+
 @pytest.fixture(scope="module")
 def linear_run(tmp_path_factory, tiny_overrides) -> Path:
     return run_tiny(tmp_path_factory, tiny_overrides, "linear", "model.kind=linear")
+
+
+@pytest.mark.parametrize("channel", ["off", "learnt"])
+def test_a_network_run_records_the_linear_kinds_validation_score(tmp_path_factory, tiny_overrides, linear_run, channel):
+    wide = ["model.wide=false"] if channel == "off" else ["model.wide=true", "model.wide_weights=learnt"]
+    run_dir = run_tiny(tmp_path_factory, tiny_overrides, channel, *wide)
+    linear, fitted_alone = manifest_linear(run_dir), train_log(linear_run)[0]
+    assert linear is not None and linear["source"] == "fitted after training"
+    for metric in METRICS:  # the same features and fit as the linear kind's own run (the channel's table reused)
+        assert linear[metric] == pytest.approx(fitted_alone[metric], abs=1e-12)
+    log = train_log(run_dir)
+    best = json.loads((run_dir / "manifest.json").read_text())["train"]["best_epoch"]
+    network = next(record for record in log if record["epoch"] == best)["validation_macro_f1"]
+    assert linear["compared_metric"] == "validation_macro_f1" and linear["network"] == network
+    assert linear["network_trails"] == (network < linear["validation_macro_f1"])
+    shown = json.loads((run_dir / "metrics.json").read_text())["validation"]["linear_kind"]
+    assert shown["accuracy"] == linear["validation_accuracy"] and shown["macro_f1"] == linear["validation_macro_f1"]
 
 
 def test_the_fitted_channel_starts_as_the_linear_kind_and_scores_it_as_epoch_0(
@@ -49,6 +70,7 @@ def test_the_fitted_channel_starts_as_the_linear_kind_and_scores_it_as_epoch_0(
     assert train["epochs_run"] == len(log) - 1  # epoch 0 trains nothing
     best = next(record for record in log if record["epoch"] == train["best_epoch"])
     assert best["validation_macro_f1"] >= log[0]["validation_macro_f1"]  # never behind it on validation
+    assert train["linear_kind"]["source"] == "epoch 0" and not train["linear_kind"]["network_trails"]
     page = render_run_page([run_dir])  # the curves start at epoch 0, drawn apart from epoch 1
     assert "<title>epoch 0: " in page and "<title>epoch 1: " in page
 
@@ -66,6 +88,44 @@ def test_the_fitted_starting_model_scores_exactly_as_the_linear_kind(trained_run
         assert torch.allclose(model(*inputs).logits, linear(*inputs).logits, atol=1e-5)
 
 
+def test_linear_c_auto_keeps_the_c_validation_prefers(trained_run: Path, tiny_overrides, monkeypatch):
+    from han.training import fit_linear
+
+    fit_rows = fit_linear._fit_rows
+
+    def reversed_at_c_1(rows, train, num_classes, config, run, c):  # scikit-learn's default C, made worst
+        weight, bias = fit_rows(rows, train, num_classes, config, run, c)
+        return (-weight, -bias) if c == 1.0 else (weight, bias)
+
+    monkeypatch.setattr(fit_linear, "_fit_rows", reversed_at_c_1)
+    run = RunDir(trained_run)
+    train, validation = (EncodedSplit.load(run.data_path(name)) for name in ("train", "validation"))
+    labels = run.load_labels()
+
+    def score(c: str) -> float:
+        config = load_config(TINY_CONFIG, [*tiny_overrides, "model.kind=linear", f"model.linear_c={c}"])
+        model = fitted_linear_model(config, run, train, len(labels), validation)
+        return validation_record(model, validation, labels, config)["validation_macro_f1"]
+
+    fixed = {c: score(str(c)) for c in LINEAR_C_CHOICES}
+    assert LINEAR_C_CHOICES[0] == 1.0 and fixed[1.0] < 0.5 < max(fixed.values())  # the first choice is the bad one
+    assert score("auto") == pytest.approx(max(fixed.values()), abs=1e-12)
+
+
+def test_the_summary_says_when_the_network_trails_the_linear_kind(tmp_path, tiny_overrides):
+    behind = [*tiny_overrides, "train.max_epochs=1", "train.lr=1e-6"]  # a network that has learnt nothing
+    result = invoke("run", TINY_CONFIG, *behind, "--run-dir", tmp_path / "behind", check=True)
+    output = " ".join(result.output.split())
+    assert "han's linear kind on the same features: validation macro-f1" in output
+    compare = f"`han compare {TINY_CONFIG} --models han,linear`"
+    assert (
+        f"the network trails the linear kind on validation macro-f1: compare them over seeds with {compare}" in output
+    )
+    off = invoke("run", TINY_CONFIG, *behind, "train.linear_baseline=false", "--run-dir", tmp_path / "off", check=True)
+    assert "linear kind" not in off.output and manifest_linear(tmp_path / "off") is None
+    assert "linear_kind" not in json.loads((tmp_path / "off" / "metrics.json").read_text())["validation"]
+
+
 def test_patience_counts_from_the_networks_best_epoch_not_epoch_0():
     from han.training.train import best_network_epoch
 
@@ -76,4 +136,3 @@ def test_patience_counts_from_the_networks_best_epoch_not_epoch_0():
     assert best_network_epoch(history, "macro_f1")["epoch"] == 2  # epoch 0 is better, but not the network's
     assert best_network_epoch(history[:1], "macro_f1") is None
     assert best_network_epoch([record(1, 0.7, 0.5), record(2, 0.7, 0.4)], "macro_f1")["epoch"] == 2  # loss breaks ties
-

@@ -83,8 +83,21 @@ def evaluate_split(trained: TrainedRun, split: str, progress: Progress | None = 
         processes=cores_per_process(),
     )
     metrics = run_metrics(trained, encoded.labels, scores.probabilities)
+    if split == "validation" and (linear := linear_kind_metrics(trained.run)) is not None:
+        metrics["linear_kind"] = linear  # train.linear_baseline: the guard's figures, beside the network's
     merge_metrics(trained.run, {split: metrics})
     return metrics
+
+
+def linear_kind_metrics(run: RunDir) -> dict[str, Any] | None:
+    """The validation metrics of han's linear kind on the run's features, as training recorded them in the
+    manifest (train.linear_baseline), named as a split's metrics; None when training fitted none."""
+    train = run.read_manifest().get("train")
+    linear = train.get("linear_kind") if isinstance(train, dict) else None
+    if not isinstance(linear, dict):
+        return None
+    prefix = "validation_"
+    return {key.removeprefix(prefix): value for key, value in linear.items() if key.startswith(prefix)}
 
 
 def run_metrics(trained: TrainedRun, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:

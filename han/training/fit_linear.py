@@ -1,4 +1,11 @@
-"""The train stage for `model.kind: linear`: TF-IDF n-grams of the encoded training split, fitted by scikit-learn.
+"""The train stage for `model.kind: linear`: TF-IDF n-grams of the encoded training split, fitted by scikit-learn;
+and the same fit beside every network (`train.linear_baseline`), compared with it on validation.
+
+A network that trails TF-IDF + a linear classifier on validation is worse than the first model a practitioner
+would try, so every training of a network also fits the linear kind (seconds) and records its validation
+score beside the network's: with the n-gram channel on, the channel's table and training rows are the linear
+kind's features already and are reused; with `model.wide_weights: fitted` the linear kind is the network's
+starting point, scored as epoch 0, and nothing is fitted twice.
 
 The features come from `han.models.linear` (the same code that scores), so training and prediction read a
 document identically. The fitted n-gram table, idf and weights are saved as the run's safetensors
@@ -24,8 +31,9 @@ from han.errors import DataError
 from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import predict_probabilities
 from han.models.build import build_model, trains_by_gradient
+from han.models.ensemble import members
 from han.models.linear import TfidfLinearModel
-from han.models.ngrams import TfidfFeatures, ngram_keys
+from han.models.ngrams import TfidfFeatures, WideChannel, ngram_keys
 from han.progress import Progress
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
@@ -362,3 +370,55 @@ def train_linear(config: Config, run: RunDir, progress: Progress) -> TrainResult
     )
     TrainingFiles(run, writes=True).finish(config, result, class_weights=fit.class_weights, world_size=1, device="cpu")
     return result
+
+
+# --- beside a network (train.linear_baseline) ------------------------------------------------------------
+
+VALIDATION_METRICS = ("validation_loss", "validation_accuracy", "validation_macro_f1", "validation_micro_f1")
+
+
+def compared_metric(config: Config) -> str:
+    """The validation metric the network and the linear kind are compared on: early stopping's, or accuracy
+    (micro-F1 for label sets) where that is the loss (an SVM's margins make no comparable loss)."""
+    metric = config.train.early_stopping_metric
+    if metric == "loss":
+        metric = "micro_f1" if config.multilabel else "accuracy"
+    return f"validation_{metric}"
+
+
+def linear_kind_record(
+    config: Config,
+    run: RunDir,
+    train: EncodedSplit,
+    validation: EncodedSplit,
+    label_names: list[str],
+    network: torch.nn.Module,
+    history: list[dict[str, Any]],
+    training_rows: csr_matrix | None = None,
+) -> dict[str, Any]:
+    """The linear kind's validation metrics on this run: epoch 0's when the history has one (the fitted channel
+    alone), else fitted now on the network's wide channel table (`training_rows`: its training TF-IDF rows) or,
+    without one, on a table fitted here."""
+    start = next((record for record in history if record["epoch"] == 0), None)
+    if start is not None:
+        return {key: start[key] for key in VALIDATION_METRICS} | {"seconds": start["seconds"], "source": "epoch 0"}
+    began = time.perf_counter()
+    wide = getattr(members(network)[0], "wide", None)
+    features = wide if isinstance(wide, WideChannel) and wide.num_features else None
+    model = fitted_linear_model(config, run, train, len(label_names), validation, features, training_rows)
+    record = validation_record(model, validation, label_names, config)
+    seconds = round(time.perf_counter() - began, 3)
+    log.info("linear kind on the same features: %s in %.1f s", {k: round(v, 4) for k, v in record.items()}, seconds)
+    return {**record, "seconds": seconds, "source": "fitted after training"}
+
+
+def compared(config: Config, linear: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
+    """`linear` with the comparison the run reports: the compared metric, the network's best epoch's value of it
+    and whether the network trails the linear kind on it (logged as a warning)."""
+    metric = compared_metric(config)
+    trails = bool(best[metric] < linear[metric])
+    if trails:
+        log.warning(
+            "the network trails han's linear kind on %s (%.4f against %.4f)", metric, best[metric], linear[metric]
+        )
+    return {**linear, "compared_metric": metric, "network": best[metric], "network_trails": trails}

@@ -32,6 +32,8 @@ class TrainResult:
     seconds: float
     docs_per_second: float
     history: list[dict[str, Any]]
+    # train.linear_baseline: han's linear kind on the same features, its validation metrics (None: not fitted)
+    linear_kind: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-epoch log: the manifest's `train` entry."""

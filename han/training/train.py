@@ -33,7 +33,7 @@ from han.store.rundir import RunDir
 from han.text.batching import Batch, bucketed_batches, collate
 from han.training.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint
 from han.training.distributed import Ranks
-from han.training.fit_linear import fits_without_gradients, train_linear
+from han.training.fit_linear import compared, fits_without_gradients, linear_kind_record, train_linear
 from han.training.initial_model import build_initial_model, starts_as_linear_kind
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
@@ -386,6 +386,15 @@ class TrainingSession:
             f"lower {', '.join(rates)} or {clip}, then train again with --overwrite"
         )
 
+    def linear_kind(self) -> dict[str, Any]:
+        """train.linear_baseline: han's linear kind on this run's features, its validation metrics."""
+        rows = self.wide_entries.rows if self.wide_entries is not None else None
+        history = self.loop.history
+        linear = linear_kind_record(
+            self.config, self.run, self.train_split, self.validation_split, self.label_names, self.model, history, rows
+        )
+        return compared(self.config, linear, next(r for r in history if r["epoch"] == self.loop.best_epoch))
+
     def result(self) -> TrainResult:
         """The summary of the finished training."""
         loop, tc = self.loop, self.config.train
@@ -460,6 +469,8 @@ def _train(
         finally:
             progress.stop()
     result = session.result()
+    if config.train.linear_baseline:  # every rank fits the same (seconds); rank 0 writes it
+        result.linear_kind = session.linear_kind()
     session.files.finish(
         config,
         result,
