@@ -357,6 +357,9 @@ class TrainConfig(_Schema):
     # A class absent from training weighs 0. Kind linear passes them as scikit-learn's class_weight; the
     # validation loss stays unweighted. See docs/guides/imbalance.md.
     class_weight: Literal["none", "balanced", "sqrt"] = "none"
+    # task multiclass: the cross-entropy's target puts this share of its mass evenly on every class (PyTorch's
+    # label_smoothing), so the loss stops rewarding ever larger margins on documents already learnt; 0: off.
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     # task multilabel: weight of each label's positive documents in the binary cross-entropy. none: 1;
     # balanced: negatives / positives in the training split (capped at 100); sqrt: its square root.
     positive_weight: Literal["none", "sqrt", "balanced"] = "none"
@@ -435,6 +438,8 @@ class Config(_Schema):
                     "train.class_weight applies to task: multiclass; for task multilabel weight each label's "
                     "positives with train.positive_weight"
                 )
+            if self.train.label_smoothing:
+                raise ValueError("train.label_smoothing applies to task: multiclass; set 0 for task multilabel")
             return self
         for section, names in MULTILABEL_ONLY.items():
             schema = getattr(self, section)

@@ -142,6 +142,7 @@ def batch_loss(
     global_size: int,
     world_size: int,
     weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """The loss of this rank's documents, weighted so that DDP's gradient average is the global batch mean.
 
@@ -150,12 +151,13 @@ def batch_loss(
     weights, so the mean weight of 1 over the training documents keeps the loss's scale and every rank's share
     adds up to the same global mean); for label sets (b, C) the binary cross-entropy summed over labels (each
     label's positives weighted by `weight` (C,) when given, `train.positive_weight`), so a document weighs as
-    in the single-label loss."""
+    in the single-label loss. `label_smoothing` (class ids only): train.label_smoothing's share of the target's
+    mass spread evenly over the classes."""
     # logits (b, C) float; labels (b,) class ids or (b, C) 0/1
     if labels.dim() == 2:
         total = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=weight, reduction="sum")
     else:
-        total = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum")
+        total = F.cross_entropy(logits.float(), labels, weight=weight, reduction="sum", label_smoothing=label_smoothing)
     return total * (world_size / global_size if counted else 0.0)
 
 
@@ -243,10 +245,11 @@ class Ranks:
         counted: int,
         global_size: int,
         weight: torch.Tensor | None,
+        label_smoothing: float = 0.0,
     ) -> torch.Tensor:
         """This rank's loss, weighted so the gradient averaged over ranks is the global batch's (`batch_loss`;
         `weight`: the class weights, or for label sets the positives' weights)."""
-        return batch_loss(logits, labels, counted, global_size, self.ctx.world_size, weight)
+        return batch_loss(logits, labels, counted, global_size, self.ctx.world_size, weight, label_smoothing)
 
     def sum(self, value: float) -> float:
         """`value` summed over the ranks."""

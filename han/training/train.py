@@ -204,7 +204,8 @@ class TrainingSession:
         loss, first = logits.new_zeros(()), 0
         for part in parts:
             own = slice(first, first + part.documents)
-            loss = loss + ranks.loss(logits[own], batch.labels[own], part.counted, part.global_size, self.loss_weight)
+            counted, size, smoothing = part.counted, part.global_size, config.train.label_smoothing
+            loss = loss + ranks.loss(logits[own], batch.labels[own], counted, size, self.loss_weight, smoothing)
             first = own.stop
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
