@@ -6,8 +6,8 @@
 Each (corpus, setting) cell is one `han compare CONFIG OVERRIDES --models KIND --seeds N --dir
 DIR/<corpus>/<setting>` in its own process (the checkout's han: `python -m pipelines`); a cell whose
 compare.json exists is not run again, so an interrupted ablation continues where it stopped. The table
-(validation and test accuracy, mean ± sample std over seeds, and test macro-F1) is printed and written to
-DIR/ablation.md.
+(validation accuracy and macro-F1 and test accuracy, mean ± sample std over seeds, and test macro-F1) is
+printed and written to DIR/ablation.md.
 
 Corpora: the shipped BBC News, Reuters R8 and clothing configs, and two long-document stand-ins with
 time-like splits built from the shared data (benchmarks/standin.py: `bbc_time`, `reuters_time`, written
@@ -138,7 +138,8 @@ def run_cell(corpus: str, setting: str, seeds: int, root: Path) -> Path:
 
 
 def summary(target: Path) -> dict[str, str]:
-    """Mean ± std over seeds of a cell's validation and test accuracy, and its mean test macro-F1."""
+    """Mean ± std over seeds of a cell's validation accuracy, validation macro-F1 and test accuracy, and its mean
+    test macro-F1."""
     runs = json.loads((target / "compare.json").read_text())["rows"][0]["runs"]
 
     def mean_std(key: str) -> str:
@@ -147,7 +148,12 @@ def summary(target: Path) -> dict[str, str]:
         return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
     f1 = statistics.mean(run["test_macro_f1"] for run in runs)
-    return {"validation": mean_std("validation_accuracy"), "test": mean_std("test_accuracy"), "f1": f"{f1:.3f}"}
+    return {
+        "validation": mean_std("validation_accuracy"),
+        "validation_f1": mean_std("validation_macro_f1"),
+        "test": mean_std("test_accuracy"),
+        "f1": f"{f1:.3f}",
+    }
 
 
 def main() -> None:
@@ -164,11 +170,15 @@ def main() -> None:
             f"unknown corpus or setting: {', '.join(unknown)} (corpora: {', '.join(CORPORA)}; "
             f"settings: {', '.join(SETTINGS)})"
         )
-    lines = ["| corpus | setting | validation accuracy | test accuracy | test macro-F1 |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| corpus | setting | validation accuracy | validation macro-F1 | test accuracy | test macro-F1 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for corpus in corpora:
         for setting in settings:
             cell = summary(run_cell(corpus, setting, args.seeds, args.dir))
-            lines.append(f"| {corpus} | {setting} | {cell['validation']} | {cell['test']} | {cell['f1']} |")
+            row = f"| {corpus} | {setting} | {cell['validation']} | {cell['validation_f1']} | {cell['test']} | {cell['f1']} |"
+            lines.append(row)
             print(lines[-1], flush=True)
     (args.dir / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
