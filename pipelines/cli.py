@@ -212,7 +212,8 @@ def train(
         return
     ui.console.print(
         f"[green]trained[/] {target}: {result.epochs_run} epochs, best {result.metric_name} {result.best_metric:.4f} "
-        f"at epoch {result.best_epoch}; {result.docs_per_second:.0f} docs/s"
+        f"at epoch {result.best_epoch}{' (the fitted n-gram channel alone)' if result.best_epoch == 0 else ''}; "
+        f"{result.docs_per_second:.0f} docs/s"
     )
     ui.show_linear_kind(result.linear_kind, config)
 

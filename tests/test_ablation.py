@@ -27,7 +27,7 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
         frozen, ensemble = setting.endswith("+frozen_embeddings"), 3 if setting.endswith("+ensemble_3") else 1
         update = {"freeze_embeddings": frozen, "ensemble": ensemble}
         if "+wide" in setting:  # the n-gram channel on, learnt unless the setting says fitted
-            update |= {"wide": True, "wide_weights": "fitted" if setting.endswith("_fitted") else "learnt"}
+            update |= {"wide": True, "wide_weights": "fitted" if "+wide_fitted" in setting else "learnt"}
         assert loaded.model == shipped.model_copy(update=update)
     own_wide_lr = load_config(ROOT / config, overrides).train.wide_lr
     rate = setting.split("_")[-1]
@@ -40,6 +40,8 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     own = load_config(ROOT / config, overrides).train.weight_decay  # the corpus's config's own, unless the setting's
     assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else own)
     assert loaded.model.ensemble == (3 if setting.endswith("+ensemble_3") else 1)
+    smoothing = float(setting.split("_")[-1]) if "+label_smoothing_" in setting else 0.0
+    assert loaded.train.label_smoothing == smoothing
     unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if "+unlabelled" in setting else []
     assert loaded.embeddings.extra_text.files == unlabelled
     assert loaded.embeddings.extra_text.splits == (["validation", "test"] if setting.endswith("+extra_text") else [])
@@ -47,8 +49,9 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
 
 def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):
     runs = [
-        {"validation_accuracy": v, "test_accuracy": t, "test_macro_f1": f}
-        for v, t, f in [(0.9, 0.8, 0.5), (1.0, 0.9, 0.7), (0.8, 1.0, 0.6)]
+        {"validation_accuracy": v, "validation_macro_f1": vf, "test_accuracy": t, "test_macro_f1": f}
+        for v, vf, t, f in [(0.9, 0.5, 0.8, 0.5), (1.0, 0.6, 0.9, 0.7), (0.8, 0.4, 1.0, 0.6)]
     ]
     (tmp_path / "compare.json").write_text(json.dumps({"rows": [{"runs": runs}]}))
-    assert summary(tmp_path) == {"validation": "0.900 ± 0.100", "test": "0.900 ± 0.100", "f1": "0.600"}
+    expected = {"validation": "0.900 ± 0.100", "validation_f1": "0.500 ± 0.100", "test": "0.900 ± 0.100", "f1": "0.600"}
+    assert summary(tmp_path) == expected
