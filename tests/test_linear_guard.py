@@ -10,6 +10,7 @@ import torch
 
 from conftest import TINY_CONFIG, invoke
 from han.config import load_config
+from han.evaluation.scoring import score_split
 from han.models.ensemble import members
 from han.reports.run_page import render_run_page
 from han.store.encoded import EncodedSplit
@@ -86,6 +87,8 @@ def test_the_fitted_starting_model_scores_exactly_as_the_linear_kind(trained_run
     inputs = (batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
     with torch.no_grad():
         assert torch.allclose(model(*inputs).logits, linear(*inputs).logits, atol=1e-5)
+    shares = score_split(model, validation, 64, attention=True).attention_share
+    assert shares is not None and shares.max() < 1e-6  # the output layer's bias is no attention: the n-grams decide
 
 
 def test_linear_c_auto_keeps_the_c_validation_prefers(trained_run: Path, tiny_overrides, monkeypatch):

@@ -206,6 +206,9 @@ def test_attention_share_is_each_paths_push_on_the_top_class():
     deep = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, -0.5, -0.5]])
     shares = attention_share(deep + wide, wide)
     assert shares.tolist() == pytest.approx([1.0, 0.0, 0.5])  # attention alone; n-grams alone; half each
+    bias = torch.tensor([0.5, -2.0, 1.0])  # the same for every document: neither path's push
+    assert attention_share(deep + wide + bias, wide, bias).tolist() == pytest.approx([1.0, 0.0, 0.5])
+    assert attention_share(wide + bias, wide, bias).tolist() == pytest.approx([0.0, 0.0, 0.0])
 
 
 def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
@@ -224,7 +227,8 @@ def test_a_wide_runs_report_gives_the_attention_paths_share(wide_run: Path):
 
 def test_a_run_resolves_auto_from_its_training_split(tmp_path_factory, tiny_overrides, caplog):
     with caplog.at_level(logging.INFO, logger="han.training.train"):
-        run_dir = run_tiny(tmp_path_factory, tiny_overrides, "auto", "model.wide=true", "train.wide_lr=auto")
+        learnt = ("model.wide=true", "model.wide_weights=learnt", "train.wide_lr=auto")
+        run_dir = run_tiny(tmp_path_factory, tiny_overrides, "auto", *learnt)
     documents = json.loads((run_dir / "manifest.json").read_text())["preprocess"]["documents"]["train"]
     train = json.loads((run_dir / "config.json").read_text())["train"]  # the resolved config keeps the setting
     batch_size = train["batch_size"]

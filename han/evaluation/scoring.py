@@ -55,6 +55,16 @@ def num_classes(model: torch.nn.Module) -> int:
     return classifier.out_features
 
 
+def output_bias(model: torch.nn.Module) -> torch.Tensor | None:
+    """(C,) the output layer's bias, the members' mean for an ensemble (their logits are averaged); None for a
+    model without a `classifier` layer."""
+    layers = [getattr(network, "classifier", None) for network in members(model)]
+    biases: list[torch.Tensor] = [
+        layer.bias.detach() for layer in layers if isinstance(layer, torch.nn.Linear) and layer.bias is not None
+    ]
+    return torch.stack(biases).mean(0) if len(biases) == len(layers) else None
+
+
 def is_multilabel(model: torch.nn.Module) -> bool:
     """Whether the model's logits are read one sigmoid per label (task multilabel) rather than as one softmax."""
     return bool(getattr(model, "multilabel", False))
@@ -103,12 +113,13 @@ def score_split(
             if progress is not None:
                 progress.advance(len(indices))
     else:
+        class_bias = output_bias(model) if attention else None  # left out of the attention path's share
         for indices in batches:
             adjust_threads()
             output = _forward(model, split, indices, device, precision)
             scores.probabilities[indices] = probabilities_of(model, output.logits).cpu().numpy()
             if attention:
-                _keep_attention(scores, split, indices, output)
+                _keep_attention(scores, split, indices, output, class_bias)
             if progress is not None:
                 progress.advance(len(indices))
     if progress is not None:
@@ -136,23 +147,31 @@ def _score_batch(
     return indices, probabilities_of(model, output.logits).numpy()
 
 
-def attention_share(logits: torch.Tensor, wide_logits: torch.Tensor) -> torch.Tensor:
+def attention_share(
+    logits: torch.Tensor, wide_logits: torch.Tensor, class_bias: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B,) the attention path's share of each document's decision when a wide n-gram channel adds to its logits.
 
     For the top class c, each path's push is how far it moves c's score from its own mean over the classes (a
     softmax ignores a shift common to all classes): share = |deep_c - mean(deep)| / (that + |wide_c - mean(wide)|),
-    with deep = logits - wide_logits. 1: the n-grams did not move the decision; 0: the attention path did not.
+    with deep = logits - wide_logits - class_bias. The output layer's bias (C,) is the same for every document
+    (a prior over the classes, the fitted channel's intercepts), so it is neither path's push: a fitted run whose
+    best epoch is 0 (the linear kind alone) has share 0. 1: the n-grams did not move the decision; 0: the
+    attention path did not.
     """
     logits, wide_logits = logits.float(), wide_logits.float()  # (B, C) each
     top = logits.argmax(1, keepdim=True)  # (B, 1)
-    deep = logits - wide_logits
+    deep = logits - wide_logits if class_bias is None else logits - wide_logits - class_bias.float()
     deep_push = (deep.gather(1, top) - deep.mean(1, keepdim=True)).abs().squeeze(1)  # (B,)
     wide_push = (wide_logits.gather(1, top) - wide_logits.mean(1, keepdim=True)).abs().squeeze(1)  # (B,)
     return deep_push / (deep_push + wide_push).clamp_min(1e-12)
 
 
-def _keep_attention(scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object) -> None:
-    """Copy a batch's attention weights into the split-aligned flat arrays of `scores`.
+def _keep_attention(
+    scores: SplitScores, split: EncodedSplit, indices: np.ndarray, output: object, class_bias: torch.Tensor | None
+) -> None:
+    """Copy a batch's attention weights (and the attention path's share, `class_bias` left out of it) into the
+    split-aligned flat arrays of `scores`.
 
     Lengths come from the split (on the CPU), never back from the device."""
     if not hasattr(output, "sentence_attention"):
@@ -161,7 +180,8 @@ def _keep_attention(scores: SplitScores, split: EncodedSplit, indices: np.ndarra
     if wide_logits is not None:
         if scores.attention_share is None:
             scores.attention_share = np.full(len(split), np.nan, dtype=np.float32)
-        scores.attention_share[indices] = attention_share(output.logits, wide_logits).cpu().numpy()  # type: ignore[attr-defined]
+        share = attention_share(output.logits, wide_logits, class_bias)  # type: ignore[attr-defined]
+        scores.attention_share[indices] = share.cpu().numpy()
     sentence_attention = output.sentence_attention.float().cpu()  # (B, S)
     word_attention = output.word_attention.float().cpu()  # type: ignore[attr-defined]  # (B, S, W)
     counts = torch.from_numpy(np.diff(split.document_offsets)[indices])  # (B,)
