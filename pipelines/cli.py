@@ -436,7 +436,7 @@ def report(
     from han.config import validate_options
     from han.reports.documents import document_report
     from han.reports.output import write_document_report
-    from han.serving.trained import load_trained_run
+    from han.serving.trained import kept_the_linear_start, load_trained_run
     from han.store import outputs
     from han.store.outputs import check_output
     from han.text.preprocess import source_paths
@@ -457,6 +457,7 @@ def report(
     result = document_report(trained, source, split, options, ui.RichProgress(), stdin=stdin)
     write_document_report(result, output, chosen_format)
     ui.console.print(f"[green]report[/]: {len(result.documents)} of {result.documents_read} documents -> {output}")
+    ui.note_linear_start(kept_the_linear_start(trained, weights))
 
 
 @app.command("corpus-report")
@@ -499,7 +500,7 @@ def corpus_report(
     from han.config import validate_options
     from han.reports.output import write_corpus_report
     from han.reports.statistics import corpus_statistics, load_split_for_corpus
-    from han.serving.trained import load_trained_run
+    from han.serving.trained import kept_the_linear_start, load_trained_run
     from han.store import outputs
     from han.store.outputs import check_output
 
@@ -524,6 +525,7 @@ def corpus_report(
     stats = corpus_statistics(trained, encoded, options, source, ui.RichProgress())
     write_corpus_report(stats, output, chosen_format)
     ui.console.print(f"[green]corpus report[/]: {stats.documents} documents -> {output}")
+    ui.note_linear_start(kept_the_linear_start(trained, weights))
     if stats.faithfulness is not None:
         ui.show_faithfulness(stats.faithfulness.summary())
 

@@ -250,6 +250,15 @@ def show_metrics(split: str, metrics: dict[str, Any]) -> None:
     console.print(confusion_table(metrics))
 
 
+def note_linear_start(kept: bool) -> None:
+    """A report of a run that kept epoch 0 (the fitted n-gram channel alone) says its attention took no part."""
+    if kept:
+        console.print(
+            "[yellow]note[/]: this run kept epoch 0, the fitted n-gram channel alone (no epoch of the network beat "
+            "it on validation): the attention weights shown took no part in its decisions"
+        )
+
+
 def show_linear_kind(linear: dict[str, Any] | None, config: Any) -> None:
     """train.linear_baseline: han's linear kind's validation score beside the network's, and one line saying so
     when the network trails it, with the command that compares the two over seeds."""

@@ -139,3 +139,16 @@ def test_patience_counts_from_the_networks_best_epoch_not_epoch_0():
     assert best_network_epoch(history, "macro_f1")["epoch"] == 2  # epoch 0 is better, but not the network's
     assert best_network_epoch(history[:1], "macro_f1") is None
     assert best_network_epoch([record(1, 0.7, 0.5), record(2, 0.7, 0.4)], "macro_f1")["epoch"] == 2  # loss breaks ties
+
+
+def test_a_report_of_a_run_that_kept_epoch_0_says_its_attention_took_no_part(run_copy: Path, tmp_path):
+    run = RunDir(run_copy)
+    note = "this run kept epoch 0, the fitted n-gram channel alone"
+    report = invoke("report", run_copy, "--split", "test", "--limit", "3", "-o", tmp_path / "a.html", check=True)
+    assert note not in " ".join(report.output.split())
+    run.update_manifest(train={**run.read_manifest()["train"], "best_epoch": 0})
+    for command in (["report", run_copy, "--split", "test", "--limit", "3"], ["corpus-report", run_copy]):
+        shown = invoke(*command, "-o", tmp_path / f"{command[0]}.html", check=True)
+        assert note in " ".join(shown.output.split())
+    last = invoke("report", run_copy, "--split", "test", "--weights", "last", "-o", tmp_path / "b.html", check=True)
+    assert note not in " ".join(last.output.split())  # the last epoch's weights are the network's

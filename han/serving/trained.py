@@ -110,6 +110,13 @@ class TrainedRun:
         return self.encode_segmented(self.segment(texts), labels)
 
 
+def kept_the_linear_start(trained: TrainedRun, weights: str) -> bool:
+    """Whether the loaded weights are a fitted-channel run's epoch 0 (model.wide_weights fitted): the linear kind
+    alone, which beat every epoch of the network on validation, so the attention weights took no part."""
+    train = trained.run.read_manifest().get("train")
+    return weights == "best" and isinstance(train, dict) and train.get("best_epoch") == 0
+
+
 def load_trained_run(run_dir: Path, weights: str = "best", device: str | None = None) -> TrainedRun:
     """Load config, vocabulary, labels and weights (`best` or `last`) from a run directory, verified against its manifest.
 
