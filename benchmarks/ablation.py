@@ -89,10 +89,17 @@ SETTINGS = {
     "shipped+lr_0.004": ["train.lr=0.004"],
     "fitted+subwords": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "embeddings.subwords=true"],
     "shipped+ensemble_3": ["model.ensemble=3"],
-    "shipped+wide": ["model.wide=true"],  # the n-gram channel, learnt, on top of the corpus's config
-    "shipped+wide_lr_0.002": ["model.wide=true", "train.wide_lr=0.002"],
+    "shipped+wide": [
+        "model.wide=true",
+        "model.wide_weights=learnt",
+    ],  # the n-gram channel, learnt, on top of the corpus's config
+    "shipped+wide_lr_0.002": ["model.wide=true", "model.wide_weights=learnt", "train.wide_lr=0.002"],
     "shipped+wide_fitted": ["model.wide=true", "model.wide_weights=fitted"],
-    "shipped+wide_lr_auto": ["model.wide=true", "train.wide_lr=auto"],  # 1 / the steps of an epoch
+    "shipped+wide_lr_auto": [
+        "model.wide=true",
+        "model.wide_weights=learnt",
+        "train.wide_lr=auto",
+    ],  # 1 / the steps of an epoch
     "fitted+ensemble_3": ["model.wide=true", "model.wide_weights=fitted", NO_WORD_DROPOUT, "model.ensemble=3"],
     "fitted+unlabelled+ensemble_3": [
         "model.wide=true",

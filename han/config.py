@@ -298,13 +298,14 @@ class ModelConfig(_Schema):
     linear_tokens: Literal["all", "words"] = "all"
     # Wide and deep (kinds han, han_avg, han_max): class scores linear in the document's TF-IDF n-grams (the
     # linear kind's features: linear_ngrams, linear_tokens, linear_sublinear_tf) added to the network's logits
-    # (han/models/ngrams.py). wide_weights learnt: from zero with the network, at train.wide_lr; fitted: the linear
-    # kind's classifier (linear_classifier, linear_c) fitted on the training split before training and held
-    # fixed, so the network learns what the n-grams miss (better where many classes are rare).
-    # On by default: it raised validation accuracy on every single-label corpus measured
-    # (docs/results/wide-and-deep.md); false leaves every decision to the attention path.
+    # (han/models/ngrams.py). wide_weights fitted: the linear kind's classifier (linear_classifier, linear_c)
+    # fitted on the training split before training and held fixed, the network's output layer starting at zero, so
+    # the starting model is the linear kind, scored on validation as epoch 0: a run is never behind it there, and
+    # the network learns what the n-grams miss; learnt: from zero with the network, at train.wide_lr (it trailed
+    # the linear kind where many classes are rare). On by default: it raised validation accuracy on every
+    # single-label corpus measured (docs/results/wide-and-deep.md); false leaves every decision to the attention path.
     wide: bool = True
-    wide_weights: Literal["learnt", "fitted"] = "learnt"  # how the wide channel gets its weights: see wide
+    wide_weights: Literal["learnt", "fitted"] = "fitted"  # how the wide channel gets its weights: see wide
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
     # of their logits and attention (han/models/ensemble.py). Each costs one network's training and scoring time and memory.

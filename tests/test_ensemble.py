@@ -120,7 +120,10 @@ def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, 
     from han.text.preprocess import preprocess
     from han.training.train import train
 
-    config = load_config(TINY_CONFIG, [*tiny_overrides, *RESUME_OVERRIDES, "model.ensemble=2", "model.wide=true"])
+    config = load_config(
+        TINY_CONFIG,
+        [*tiny_overrides, *RESUME_OVERRIDES, "model.ensemble=2", "model.wide=true", "model.wide_weights=learnt"],
+    )
     preprocessed, straight, stopped = tmp_path / "preprocessed", tmp_path / "straight", tmp_path / "stopped"
     preprocess(config, preprocessed)
     shutil.copytree(preprocessed, straight)
@@ -166,7 +169,7 @@ def test_member_zero_trains_exactly_as_the_single_network_and_the_others_read_ot
 
     monkeypatch.setattr(han.training.train, "collate", spy)
 
-    plain = [*tiny_overrides, "model.dropout=0", "model.word_dropout=0", "model.wide=true"]
+    plain = [*tiny_overrides, "model.dropout=0", "model.word_dropout=0", "model.wide=true", "model.wide_weights=learnt"]
     single, ensemble = tmp_path / "single", tmp_path / "ensemble"
     preprocess(load_config(TINY_CONFIG, plain), single)
     shutil.copytree(single, ensemble)

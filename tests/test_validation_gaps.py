@@ -120,7 +120,8 @@ def test_lazy_adam_at_the_largest_valid_rate_diverges_instead_of_failing(sparse)
 # --- a divergence names the rates that apply ---------------------------------------------------------------
 def test_a_divergence_with_a_learnt_wide_channel_names_train_wide_lr(tmp_path, tiny_overrides):
     run_dir = tmp_path / "run"
-    config = [TINY_CONFIG, *tiny_overrides, "model.wide=true", "train.wide_lr=1e38", "--run-dir", run_dir]
+    learnt = ["model.wide=true", "model.wide_weights=learnt", "train.wide_lr=1e38"]
+    config = [TINY_CONFIG, *tiny_overrides, *learnt, "--run-dir", run_dir]
     invoke("preprocess", *config, check=True)
     error_after_training(  # the wide channel's live INFO lines come first
         invoke("train", *config),
@@ -133,7 +134,10 @@ def test_a_divergence_with_a_learnt_wide_channel_names_train_wide_lr(tmp_path, t
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
-        (["model.wide=true"], "lower train.lr (now 0.01), train.wide_lr (now 0.05, auto: 1 / steps an epoch) or "),
+        (
+            ["model.wide=true", "model.wide_weights=learnt"],
+            "lower train.lr (now 0.01), train.wide_lr (now 0.05, auto: 1 / steps an epoch) or ",
+        ),
         (["model.wide=true", "model.wide_weights=fitted"], "lower train.lr (now 0.01) or train.grad_clip"),
         (["model.wide=false", "train.grad_clip=null"], "lower train.lr (now 0.01) or set train.grad_clip (e.g. 5)"),
     ],
