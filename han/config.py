@@ -306,10 +306,6 @@ class ModelConfig(_Schema):
     # single-label corpus measured (docs/results/wide-and-deep.md); false leaves every decision to the attention path.
     wide: bool = True
     wide_weights: Literal["learnt", "fitted"] = "fitted"  # how the wide channel gets its weights: see wide
-    # wide_weights fitted: the factor on the fitted scores (weights and intercepts). An SVM's margins are about
-    # +/-1, a softmax of them is unsure even where they are right, and the network learns to override them;
-    # auto: the factor that minimises the linear model's validation loss (a temperature, calibrated there).
-    wide_scale: Annotated[float, Field(gt=0.0)] | Literal["auto"] = 1.0
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
     # of their logits and attention (han/models/ensemble.py). Each costs one network's training and scoring time and memory.

@@ -28,8 +28,6 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
         update = {"freeze_embeddings": frozen, "ensemble": ensemble}
         if "+wide" in setting:  # the n-gram channel on, learnt unless the setting says fitted
             update |= {"wide": True, "wide_weights": "fitted" if "+wide_fitted" in setting else "learnt"}
-        if setting.endswith("+wide_scale_auto"):
-            update |= {"wide_scale": "auto"}
         assert loaded.model == shipped.model_copy(update=update)
     own_wide_lr = load_config(ROOT / config, overrides).train.wide_lr
     rate = setting.split("_")[-1]
@@ -42,7 +40,6 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     own = load_config(ROOT / config, overrides).train.weight_decay  # the corpus's config's own, unless the setting's
     assert loaded.train.weight_decay == (float(setting.split("_")[-1]) if "+weight_decay_" in setting else own)
     assert loaded.model.ensemble == (3 if setting.endswith("+ensemble_3") else 1)
-    assert loaded.model.wide_scale == ("auto" if setting.endswith("+wide_scale_auto") else 1.0)
     smoothing = float(setting.split("_")[-1]) if "+label_smoothing_" in setting else 0.0
     assert loaded.train.label_smoothing == smoothing
     unlabelled = [str(tmp_path / f"{corpus}_unlabelled.jsonl")] if "+unlabelled" in setting else []

@@ -152,30 +152,3 @@ def test_a_report_of_a_run_that_kept_epoch_0_says_its_attention_took_no_part(run
         assert note in " ".join(shown.output.split())
     last = invoke("report", run_copy, "--split", "test", "--weights", "last", "-o", tmp_path / "b.html", check=True)
     assert note not in " ".join(last.output.split())  # the last epoch's weights are the network's
-
-
-def test_wide_scale_auto_calibrates_the_fitted_scores_on_validation(tmp_path_factory, tiny_overrides, linear_run):
-    import numpy as np
-    from safetensors.torch import load_file
-
-    from han.training.fit_linear import SCALE_CHOICES
-
-    fitted = ("model.wide=true", "model.wide_weights=fitted", "train.max_epochs=1")
-    run_dir = run_tiny(tmp_path_factory, tiny_overrides, "scaled", *fitted, "model.wide_scale=auto")
-    held = load_file(str(run_dir / "model" / "last.safetensors"))["wide.scores.weight"]  # (F, C)
-    plain = load_file(str(linear_run / "model" / "best.safetensors"))["weight"]  # (C, F), the linear kind's
-    scale = float(held.abs().max() / plain.abs().max())
-    assert torch.allclose(held, scale * plain.T, rtol=1e-5, atol=1e-6) and scale != pytest.approx(1.0)
-    assert np.isclose(SCALE_CHOICES, scale, rtol=1e-5).any()  # one of the factors tried
-    # The one tried that gives the linear model's validation probabilities the lowest loss.
-    run = RunDir(run_dir)
-    validation = EncodedSplit.load(run.data_path("validation"))
-    config = load_config(TINY_CONFIG, [*tiny_overrides, "model.kind=linear"])
-    train = EncodedSplit.load(run.data_path("train"))
-    linear = fitted_linear_model(config, run, train, len(run.load_labels()), validation)
-    batch = collate(validation, np.arange(len(validation)))
-    with torch.no_grad():
-        margins = linear(batch.word_ids, batch.sentence_lengths, batch.sentence_counts).logits.double()
-    labels = torch.from_numpy(validation.labels)
-    losses = [float(torch.nn.functional.cross_entropy(s * margins, labels)) for s in SCALE_CHOICES]
-    assert scale == pytest.approx(float(SCALE_CHOICES[int(np.argmin(losses))]), rel=1e-5)

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.sparse import csr_matrix
 
 from han.config import Config, ModelConfig
@@ -194,27 +193,6 @@ def fit_ngram_classifier(
     assert best is not None
     log.info("linear: C %g chosen on validation", best[1])
     return best[2]
-
-
-SCALE_CHOICES = 2.0 ** np.arange(-2.0, 6.01, 0.25)  # model.wide_scale auto: 0.25 to 64, a quarter-octave apart
-
-
-def validation_scale(
-    features: TfidfFeatures, weight: torch.Tensor, bias: torch.Tensor, validation: EncodedSplit
-) -> float:
-    """The factor on fitted scores (weight (C, F), bias (C,)) that minimises their loss on the validation split:
-    cross-entropy, or binary cross-entropy for label sets (SCALE_CHOICES; the smallest on a tie)."""
-    margins = torch.from_numpy(tfidf_rows(features, validation) @ weight.numpy().T) + bias  # (N, C) float64
-    labels = torch.from_numpy(validation.labels)
-    losses = []
-    for scale in SCALE_CHOICES:
-        if validation.multilabel:
-            losses.append(float(F.binary_cross_entropy_with_logits(scale * margins, labels.double())))
-        else:
-            losses.append(float(F.cross_entropy(scale * margins, labels)))
-    chosen = float(SCALE_CHOICES[int(np.argmin(losses))])
-    log.info("wide channel: fitted scores x %g (validation loss %.4f, x1 %.4f)", chosen, min(losses), losses[8])
-    return chosen
 
 
 def _fit_rows(

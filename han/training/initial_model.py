@@ -18,7 +18,7 @@ from han.models.ensemble import members
 from han.models.ngrams import WideChannel
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
-from han.training.fit_linear import fit_ngram_classifier, ngram_table, validation_scale
+from han.training.fit_linear import fit_ngram_classifier, ngram_table
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +120,10 @@ def hold_fitted_wide_weights(
     start = time.perf_counter()
     validation = EncodedSplit.load(run.data_path("validation"))  # where model.linear_c auto chooses C
     weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
-    scale = config.model.wide_scale
-    scale = validation_scale(wides[0], weight, bias, validation) if scale == "auto" else scale
     for network, wide in zip(networks, wides, strict=True):
-        wide.hold_weights((scale * weight).float())
-        # A class training never saw has a -1e4 intercept; -10 (scaled) keeps it unpredicted without a huge logit.
-        limit = FITTED_BIAS_LIMIT * scale
-        start_class_biases(network, (scale * bias).clamp(-limit, limit).float())
+        wide.hold_weights(weight.float())
+        # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
+        start_class_biases(network, bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
         classifier = network.get_submodule("classifier")
         assert isinstance(classifier, torch.nn.Linear)
         with torch.no_grad():
