@@ -350,13 +350,19 @@ def test_a_signal_between_config_json_and_its_manifest_entry_waits_for_both(run_
     def signal_first(self, *paths):
         if self.config_path in paths and not signalled:  # Ctrl-C right after config.json is written
             signalled.append(True)
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # to this thread, at once
         return record(self, *paths)
 
     monkeypatch.setattr(RunDir, "record_artifacts", signal_first)
     changed = tiny_config.model_copy(update={"train": tiny_config.train.model_copy(update={"max_epochs": 2})})
-    with pytest.raises(KeyboardInterrupt):  # delivered once both writes are done
-        train(changed, run_copy, Progress(), overwrite=True)
+    # Python's own Ctrl-C handler: a suite started in the background (`make test &`) inherits SIGINT ignored, and
+    # a held signal is then delivered, rightly, to that disposition.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # delivered once both writes are done
+            train(changed, run_copy, Progress(), overwrite=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert signalled
     RunDir(run_copy).verify_artifacts(RunDir(run_copy).config_path)  # the file and its entry agree
     assert json.loads((run_copy / "config.json").read_text())["train"]["max_epochs"] == 2
