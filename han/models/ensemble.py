@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from han.models.hierarchical import HANOutput, ModelOutput
+from han.models.ngrams import WideChannel
 
 
 class Ensemble(nn.Module):
@@ -91,3 +92,9 @@ class Ensemble(nn.Module):
 def members(model: nn.Module) -> list[nn.Module]:
     """The networks a model is made of: an ensemble's members, or the model itself."""
     return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def fitted_wide_channel(model: nn.Module) -> WideChannel | None:
+    """The first network's wide n-gram channel (model.wide) once its table is fitted; None for a kind without one."""
+    wide = getattr(members(model)[0], "wide", None)
+    return wide if isinstance(wide, WideChannel) and wide.num_features > 0 else None

@@ -31,15 +31,15 @@ from han.errors import DataError
 from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import predict_probabilities
 from han.models.build import build_model, trains_by_gradient
-from han.models.ensemble import members
+from han.models.ensemble import fitted_wide_channel
 from han.models.linear import TfidfLinearModel
-from han.models.ngrams import TfidfFeatures, WideChannel, ngram_keys
+from han.models.ngrams import TfidfFeatures, ngram_keys
 from han.progress import Progress
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
 from han.store.vocab import UNK_ID, Vocab
 from han.store.weights import save_weights
-from han.training.run_files import TrainingFiles, TrainResult
+from han.training.run_files import VALIDATION_FIGURES, TrainingFiles, TrainResult, validation_fields
 from han.training.weighting import class_weights, named_class_weights
 from han.util.atomic import write_text_atomic
 
@@ -156,6 +156,16 @@ def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> Ngram
     return NgramTable(keep, torch.from_numpy(keys), idf)
 
 
+def compared_metric(config: Config) -> str:
+    """The validation metric the network and the linear kind are compared on, and `linear_c: auto` chooses C by:
+    early stopping's, or accuracy (micro-F1 for label sets) where that is the loss (an SVM's margins make no
+    comparable loss)."""
+    metric = config.train.early_stopping_metric
+    if metric == "loss":
+        metric = "micro_f1" if config.multilabel else "accuracy"
+    return f"validation_{metric}"
+
+
 # model.linear_c auto: the inverse regularisation strengths tried, scikit-learn's default first (it wins ties).
 LINEAR_C_CHOICES = (1.0, 0.3, 3.0)
 
@@ -179,8 +189,7 @@ def fit_ngram_classifier(
     if validation is None:
         raise ValueError("model.linear_c auto chooses C on the validation split: pass it")
     validation_rows, label_names = tfidf_rows(features, validation), run.load_labels()
-    metric = config.train.early_stopping_metric
-    metric = ("micro_f1" if train.multilabel else "accuracy") if metric == "loss" else metric
+    metric = compared_metric(config).removeprefix("validation_")
     best: tuple[float, float, tuple[torch.Tensor, torch.Tensor]] | None = None
     for c in LINEAR_C_CHOICES:
         weight, bias = _fit_rows(rows, train, num_classes, config, run, c)
@@ -235,11 +244,12 @@ def fitted_linear_model(
     table that of `features` when given (a wide channel's, the same features), else fitted here; `rows`: the
     split's TF-IDF rows when the caller has them."""
     mc = config.model
-    vocab_size = len(run.load_vocab()) if features is None else features.vocab_size
     if features is None:
-        table = ngram_table(train, run.load_vocab(), mc)
-        keep, keys, idf = table.keep, table.keys, table.idf
+        vocab = run.load_vocab()
+        table = ngram_table(train, vocab, mc)
+        vocab_size, keep, keys, idf = len(vocab), table.keep, table.keys, table.idf
     else:
+        vocab_size = features.vocab_size
         keep, keys, idf = (t.detach().cpu() for t in (features.kept_tokens, features.feature_keys, features.idf))
     linear = mc.model_copy(update={"kind": "linear", "ensemble": 1})
     model = build_model(linear, vocab_size, config.embeddings.dim, num_classes, multilabel=config.multilabel)
@@ -260,7 +270,7 @@ def validation_record(
         predict_probabilities(model, validation, config.train.eval_batch_size, config.precision),
         label_names,
     )
-    return {f"validation_{name}": metrics[name] for name in ("loss", "accuracy", "macro_f1", "micro_f1")}
+    return validation_fields(metrics)
 
 
 def fit_linear(config: Config, run: RunDir, progress: Progress) -> LinearFit:
@@ -374,17 +384,6 @@ def train_linear(config: Config, run: RunDir, progress: Progress) -> TrainResult
 
 # --- beside a network (train.linear_baseline) ------------------------------------------------------------
 
-VALIDATION_METRICS = ("validation_loss", "validation_accuracy", "validation_macro_f1", "validation_micro_f1")
-
-
-def compared_metric(config: Config) -> str:
-    """The validation metric the network and the linear kind are compared on: early stopping's, or accuracy
-    (micro-F1 for label sets) where that is the loss (an SVM's margins make no comparable loss)."""
-    metric = config.train.early_stopping_metric
-    if metric == "loss":
-        metric = "micro_f1" if config.multilabel else "accuracy"
-    return f"validation_{metric}"
-
 
 def linear_kind_record(
     config: Config,
@@ -401,10 +400,10 @@ def linear_kind_record(
     without one, on a table fitted here."""
     start = next((record for record in history if record["epoch"] == 0), None)
     if start is not None:
-        return {key: start[key] for key in VALIDATION_METRICS} | {"seconds": start["seconds"], "source": "epoch 0"}
+        figures = {f"validation_{figure}": start[f"validation_{figure}"] for figure in VALIDATION_FIGURES}
+        return figures | {"seconds": start["seconds"], "source": "epoch 0"}
     began = time.perf_counter()
-    wide = getattr(members(network)[0], "wide", None)
-    features = wide if isinstance(wide, WideChannel) and wide.num_features else None
+    features = fitted_wide_channel(network)
     model = fitted_linear_model(config, run, train, len(label_names), validation, features, training_rows)
     record = validation_record(model, validation, label_names, config)
     seconds = round(time.perf_counter() - began, 3)

@@ -14,7 +14,7 @@ from safetensors.numpy import load_file as load_numpy_file
 from han.config import Config
 from han.errors import RunDirError
 from han.models.build import build_model
-from han.models.ensemble import members
+from han.models.ensemble import fitted_wide_channel, members
 from han.models.ngrams import WideChannel
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
@@ -48,13 +48,15 @@ def build_initial_model(
     sparse_gradients: bool = True,
     label_rates: np.ndarray | None = None,
     train_split: EncodedSplit | None = None,
+    validation_split: EncodedSplit | None = None,
 ) -> torch.nn.Module:
     """The configured network with its embedding initialised from the run's vectors.
 
     `label_rates` (multi-label: each label's share of training documents) start the classifier's biases
     at the labels' log-odds, so the first steps learn what tells documents apart instead of pushing
     every one of many rare labels' logits down from 0 (a probability of 0.5) first. `train_split`: the
-    run's training split when the caller has it loaded (`model.wide` fits its n-gram table on it)."""
+    run's training split when the caller has it loaded (`model.wide` fits its n-gram table on it), and
+    `validation_split` its validation split (where `model.linear_c: auto` chooses C for fitted weights)."""
     vocab = run.load_vocab()
     labels = run.load_labels()
     vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
@@ -80,7 +82,10 @@ def build_initial_model(
             wide.set_table(table.keep.clone(), table.keys.clone(), table.idf.clone())
         log.info("wide channel: %d n-gram features in %.1f s", wides[0].num_features, time.perf_counter() - start)
         if config.model.wide_weights == "fitted":
-            hold_fitted_wide_weights(networks, wides, train, len(labels), config, run)
+            validation = (
+                validation_split if validation_split is not None else EncodedSplit.load(run.data_path("validation"))
+            )
+            hold_fitted_wide_weights(networks, wides, train, validation, len(labels), config, run)
             label_rates = None  # the fitted intercepts already hold each label's base rate
     if label_rates is not None:
         rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
@@ -92,8 +97,7 @@ def build_initial_model(
 def starts_as_linear_kind(config: Config, model: torch.nn.Module) -> bool:
     """Whether `model` (as `build_initial_model` made it) scores exactly as the linear kind before training: a
     network with a fitted wide channel (model.wide_weights fitted) and its output layer at zero."""
-    wide = getattr(members(model)[0], "wide", None)  # None for a kind without the channel
-    return config.model.wide_weights == "fitted" and isinstance(wide, WideChannel) and wide.num_features > 0
+    return config.model.wide_weights == "fitted" and fitted_wide_channel(model) is not None
 
 
 def start_class_biases(network: torch.nn.Module, bias: torch.Tensor) -> None:
@@ -108,6 +112,7 @@ def hold_fitted_wide_weights(
     networks: list[torch.nn.Module],
     wides: list[WideChannel],
     train: EncodedSplit,
+    validation: EncodedSplit,
     num_classes: int,
     config: Config,
     run: RunDir,
@@ -118,7 +123,6 @@ def hold_fitted_wide_weights(
     the networks learn what it misses. (The output layer's own gradient is not zero: it moves off zero at the
     first step, and the layers beneath it learn from the second.)"""
     start = time.perf_counter()
-    validation = EncodedSplit.load(run.data_path("validation"))  # where model.linear_c auto chooses C
     weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
     for network, wide in zip(networks, wides, strict=True):
         wide.hold_weights(weight.float())

@@ -40,6 +40,14 @@ class TrainResult:
         return {k: v for k, v in self.__dict__.items() if k != "history"}
 
 
+VALIDATION_FIGURES = ("loss", "accuracy", "macro_f1", "micro_f1")  # what an epoch record keeps of validation
+
+
+def validation_fields(metrics: dict[str, Any]) -> dict[str, float]:
+    """A split's validation metrics as an epoch record of the train log names them (`validation_<figure>`)."""
+    return {f"validation_{figure}": metrics[figure] for figure in VALIDATION_FIGURES}
+
+
 class TrainingFiles:
     """The training's files in `run`; `writes` False (a rank other than 0) makes every method a no-op."""
 

@@ -37,7 +37,7 @@ from han.training.fit_linear import compared, fits_without_gradients, linear_kin
 from han.training.initial_model import build_initial_model, starts_as_linear_kind
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
-from han.training.run_files import TrainingFiles, TrainResult
+from han.training.run_files import TrainingFiles, TrainResult, validation_fields
 from han.training.weighting import class_weights, named_class_weights
 from han.training.wide_entries import training_entries
 from han.util.cpus import adjust_threads, threads_report
@@ -134,7 +134,7 @@ class TrainingSession:
         self.validation_split = EncodedSplit.load(run.data_path("validation"))
         self.label_names = run.load_labels()
         rates = self.train_split.labels.mean(axis=0) if self.train_split.multilabel else None
-        model = build_initial_model(config, run, ranks.sparse_gradients, rates, self.train_split)
+        model = build_initial_model(config, run, ranks.sparse_gradients, rates, self.train_split, self.validation_split)
         self.wide_entries = training_entries(model, self.train_split)  # model.wide: read once, not every epoch
         self.model = model.to(ranks.device)
         self.train_model = ranks.wrap(self.model)
@@ -283,7 +283,7 @@ class TrainingSession:
         record = {
             "epoch": 0,
             "train_loss": None,
-            **{f"validation_{name}": validation[name] for name in ("loss", "accuracy", "macro_f1", "micro_f1")},
+            **validation_fields(validation),
             "lr": None,
             "seconds": round(time.perf_counter() - start, 3),
             "docs_per_s": None,
@@ -304,10 +304,7 @@ class TrainingSession:
         record = {
             "epoch": loop.epoch,
             "train_loss": loop.loss_sum / max(loop.seen, 1),
-            "validation_loss": validation["loss"],
-            "validation_accuracy": validation["accuracy"],
-            "validation_macro_f1": validation["macro_f1"],
-            "validation_micro_f1": validation["micro_f1"],
+            **validation_fields(validation),
             "lr": lr,
             "seconds": round(epoch_seconds, 3),
             "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),

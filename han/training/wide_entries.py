@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from scipy.sparse import csr_matrix
 
-from han.models.ensemble import members
-from han.models.ngrams import TfidfEntries, WideChannel
+from han.models.ensemble import fitted_wide_channel, members
+from han.models.ngrams import TfidfEntries
 from han.store.encoded import EncodedSplit
 from han.training.fit_linear import tfidf_rows
 
@@ -41,9 +41,8 @@ class SplitEntries:
 def training_entries(model: torch.nn.Module, split: EncodedSplit) -> SplitEntries | None:
     """The entries of every document of `split` for a single network's fitted wide channel (read while the model
     is still on the CPU); None for a model without one, or an ensemble (each member reads its own batch)."""
-    networks = members(model)
-    wide = getattr(networks[0], "wide", None)
-    if len(networks) != 1 or not isinstance(wide, WideChannel) or wide.num_features == 0:
+    wide = fitted_wide_channel(model)
+    if len(members(model)) != 1 or wide is None:
         return None
     rows = tfidf_rows(wide, split)
     rows.sort_indices()
