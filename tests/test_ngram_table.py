@@ -118,3 +118,11 @@ def test_tfidf_rows_counted_in_chunks_are_those_of_the_whole_split(monkeypatch):
     assert np.array_equal(whole.data, chunked.data) and np.array_equal(whole.data, value.numpy())
     assert np.array_equal(whole.indices, column.numpy())
     assert np.array_equal(np.diff(whole.indptr), np.bincount(row.numpy(), minlength=len(split)))
+
+
+def test_a_min_df_no_ngram_reaches_is_a_config_error():
+    from han.errors import ConfigError
+
+    split = corpus()
+    with pytest.raises(ConfigError, match=r"model.linear_min_df 100000: no n-gram is in that many of the \d+ training"):
+        ngram_table(split, Vocab(WORDS), ModelConfig(linear_min_df=100_000))

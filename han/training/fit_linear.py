@@ -27,7 +27,7 @@ import torch
 from scipy.sparse import csr_matrix
 
 from han.config import Config, ModelConfig
-from han.errors import DataError
+from han.errors import ConfigError, DataError
 from han.evaluation.metrics import split_metrics
 from han.evaluation.scoring import predict_probabilities
 from han.models.build import build_model, trains_by_gradient
@@ -152,6 +152,11 @@ def ngram_table(train: EncodedSplit, vocab: Vocab, config: ModelConfig) -> Ngram
     if config.linear_min_df > 1:  # scikit-learn's min_df: rarer n-grams are no features (nor in the idf's table)
         frequent = document_frequency >= config.linear_min_df
         keys, document_frequency = keys[frequent], document_frequency[frequent]
+        if not frequent.any():
+            raise ConfigError(
+                f"model.linear_min_df {config.linear_min_df}: no n-gram is in that many of the {len(train)} training "
+                "documents; lower it (2 is the default)"
+            )
     idf = torch.log((1 + len(train)) / (1 + torch.from_numpy(document_frequency).double())) + 1  # smoothed idf
     return NgramTable(keep, torch.from_numpy(keys), idf)
 
