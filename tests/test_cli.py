@@ -92,3 +92,29 @@ def test_predict_input_errors(trained_run, tmp_path):
     result = invoke("predict", trained_run, empty, "--output", out)
     assert result.exit_code == 3 and "no documents" in result.stderr
     assert not out.exists(), "no partial output"
+
+
+LEAVING = """
+import atexit, pathlib, sys
+import torch  # loaded: `han` ends the process without the interpreter's teardown
+marker = pathlib.Path(sys.argv[1])
+atexit.register(lambda: marker.write_text("exit handlers ran"))
+from pipelines.cli import main
+sys.argv = ["han", "evaluate", sys.argv[2]]
+main()
+"""
+
+
+@pytest.mark.parametrize("torch_loaded", [True, False])
+def test_the_console_script_keeps_the_exit_code_and_runs_the_exit_handlers(tmp_path, torch_loaded):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "marker.txt"
+    script = LEAVING if torch_loaded else LEAVING.replace("import torch ", "pass ")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(marker), str(tmp_path / "no-such-run")], capture_output=True, text=True
+    )
+    assert done.returncode == 4, done.stderr  # a missing run directory
+    assert "no-such-run" in done.stderr and "Traceback" not in done.stderr
+    assert marker.read_text() == "exit handlers ran"
