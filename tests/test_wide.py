@@ -52,11 +52,15 @@ def test_wide_scores_are_the_linear_kinds_tfidf_times_the_weights():
     assert torch.allclose(wide(word_ids, lengths, counts), linear(word_ids, lengths, counts).logits, atol=1e-6)
 
 
-def test_feature_counts_on_the_cpu_are_the_torch_paths_and_count_each_documents_ngrams():
-    generator = torch.Generator().manual_seed(4)
+@pytest.mark.parametrize("seed", range(6))
+def test_feature_counts_on_the_cpu_are_the_torch_paths_and_count_each_documents_ngrams(seed):
+    generator = torch.Generator().manual_seed(seed)
     document = torch.sort(torch.randint(0, 7, (400,), generator=generator)).values  # (K,) non-decreasing
-    key = torch.randint(0, 60, (400,), generator=generator)  # (K,) n-gram keys, many repeated
+    document = torch.cat([document, document[::2]])  # ngram_keys gives unigrams' documents, then bigrams'
+    key = torch.randint(0, 60, (document.numel(),), generator=generator)  # (K,) n-gram keys, many repeated
     table = torch.unique(torch.randint(0, 60, (30,), generator=generator))  # sorted; some keys are not in it
+    if seed % 2:
+        table = table[: table.numel() // 2]  # many keys above the table's largest
     row, column, count = feature_counts(document, key, table)  # the CPU (numpy) path
     expected = collections.Counter(
         (int(d), int(torch.searchsorted(table, k))) for d, k in zip(document, key, strict=True) if k in table
@@ -65,6 +69,15 @@ def test_feature_counts_on_the_cpu_are_the_torch_paths_and_count_each_documents_
     for got, want in zip((row, column, count), _feature_counts_torch(document, key, table), strict=True):
         assert torch.equal(got, want)  # the same entries, in the same order (by document, then column)
     assert all(t.numel() == 0 for t in feature_counts(document, key, table[:0]))  # no table yet: nothing known
+
+
+def test_a_batch_without_a_token_the_features_read_scores_zero():
+    channel = WideChannel(vocab_size=10, num_classes=3, max_n=2, sublinear_tf=False)
+    reads = torch.tensor([False] + [True] * 8 + [False])  # id 9 (say, punctuation under linear_tokens: words) unread
+    channel.set_table(reads, torch.tensor([1, 2, 3]), torch.ones(3))
+    word_ids, lengths, counts = torch.tensor([[9, 9, 9], [9, 0, 0]]), torch.tensor([3, 1]), torch.tensor([1, 1])
+    assert torch.equal(channel(word_ids, lengths, counts), torch.zeros(2, 3))
+    assert ngram_keys(torch.tensor([], dtype=torch.int64), torch.tensor([], dtype=torch.int64), 10, 2)[1].numel() == 0
 
 
 def test_wide_gradient_touches_only_the_batchs_ngrams():

@@ -51,6 +51,8 @@ def ngram_keys(
             key = key * vocab_size + tokens[k : k + count]
         documents.append(document[:count][same])
         keys.append(key[same] + offset)
+    if not keys:  # no token at all
+        return document[:0], tokens[:0]
     return torch.cat(documents), torch.cat(keys)
 
 
@@ -89,7 +91,7 @@ class TfidfFeatures(nn.Module):
         """The nonzero TF-IDF entries of a batch: (document (K',), feature (K',), value (K',)), rows L2-normalised,
         ordered by document."""
         docs = flatten_documents(word_ids, sentence_lengths, sentence_counts)
-        keep = self.kept_tokens[docs.tokens]  # (T,)
+        keep = self.kept_tokens.index_select(0, docs.tokens)  # (T,)
         document, key = ngram_keys(docs.tokens[keep], docs.document[keep], self.vocab_size, self.max_n)  # (K,)
         return self.tfidf(document, key, docs.lengths.numel())
 
@@ -136,6 +138,22 @@ def _feature_counts_numpy(
     # torch's, and a binary search of keys in sorted order walks the table in order.
     num_features = feature_keys.numel()
     keys, documents, table = key.numpy(), document.numpy(), feature_keys.numpy()
+    if keys.size == 0:
+        return document[:0], key[:0], key[:0]
+    key_space = max(int(table[-1]), int(keys.max())) + 1  # every key is below it
+    num_docs = int(documents.max()) + 1
+    if num_docs * key_space < 2**62:
+        # One sort: the distinct (document, key) pairs and their counts, then only those looked up in the table
+        # (in document, then key order, so the columns come out sorted within each document).
+        pair, counts = np.unique(documents * key_space + keys, return_counts=True)  # (K'',)
+        pair_keys = pair % key_space
+        found = np.searchsorted(table, pair_keys).clip(max=num_features - 1)  # (K'',)
+        known = table[found] == pair_keys
+        return (
+            torch.from_numpy(pair[known] // key_space),
+            torch.from_numpy(found[known]),
+            torch.from_numpy(counts[known]),
+        )
     order = np.argsort(keys)  # (K,)
     sorted_keys = keys[order]
     found = np.searchsorted(table, sorted_keys).clip(max=num_features - 1)  # (K,)
