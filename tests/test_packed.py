@@ -102,6 +102,22 @@ def test_fused_gru_reading_shared_rows_equals_nn_gru():
         assert relative_error(got, want) <= 1e-6
 
 
+@pytest.mark.parametrize("lengths", LENGTH_CASES.values(), ids=LENGTH_CASES.keys())
+@pytest.mark.parametrize("shared", [False, True], ids=["a row per position", "shared rows"])
+def test_fused_gru_without_autograd_equals_nn_gru(lengths, shared):
+    """Scoring (no autograd) runs its own loop: the same function, reading rows or positions."""
+    torch.manual_seed(3)
+    gru = nn.GRU(6, 4, bidirectional=True).double()
+    layout = pack_layout(torch.tensor(lengths))
+    rows = torch.randint(0, 5, (layout.num_positions,)) if shared else None
+    inputs = torch.randn(5 if shared else layout.num_positions, 6, dtype=torch.float64)
+    with torch.no_grad():
+        expected, _ = gru(PackedSequence(inputs if rows is None else inputs[rows], layout.batch_sizes))
+        actual = fused_bidirectional_gru(inputs, layout, gru, None if rows is None else shared_rows(rows, 5))
+    assert not actual.requires_grad
+    assert relative_error(actual, expected.data) <= 1e-12
+
+
 def test_fused_gru_with_inputs_that_need_no_gradient():
     """Frozen embeddings: the weights still get exact gradients."""
     torch.manual_seed(2)
