@@ -149,12 +149,13 @@ class AdditiveAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool `states` within each segment by attention; return the (N, D) pooled vectors and the (P,) weights."""
         # states (P, D); segments (P,) in [0, num_segments), every segment non-empty
-        scores = torch.tanh(self.projection(states)) @ self.context  # (P,)
+        scores = self.projection(states).tanh_() @ self.context  # (P,)
         maxima = scores.new_full((num_segments,), float("-inf"))
         maxima = maxima.scatter_reduce(0, segments, scores.detach(), "amax")  # (N,) for a stable softmax
-        exps = torch.exp(scores - maxima[segments])  # (P,)
+        # index_select, not indexing: the same gather, several times faster on the CPU
+        exps = torch.exp(scores - maxima.index_select(0, segments))  # (P,)
         totals = exps.new_zeros(num_segments).index_add(0, segments, exps)  # (N,)
-        weights = exps / totals[segments]  # (P,), sums to 1 within each segment
+        weights = exps / totals.index_select(0, segments)  # (P,), sums to 1 within each segment
         pooled = states.new_zeros(num_segments, states.size(1)).index_add(
             0, segments, weights[:, None] * states
         )  # (N, D)
@@ -226,7 +227,8 @@ class HierarchicalAttentionNetwork(nn.Module):
         first_sentence = torch.cumsum(sentence_counts, 0) - sentence_counts  # (B,)
 
         # Each distinct word of the batch is embedded (and projected into the GRU) once.
-        distinct_words, word_rows = distinct_rows(word_ids[words.sequence, words.position])  # (U,), rows of P_w
+        packed_ids = word_ids.reshape(-1).index_select(0, words.sequence * word_ids.size(1) + words.position)  # (P_w,)
+        distinct_words, word_rows = distinct_rows(packed_ids)  # (U,), rows of P_w
         embedded = self.embedding(distinct_words)  # (U, E)
         if self.training and self.word_dropout > 0:  # a word left out is left out at every position in the batch
             kept = torch.rand(embedded.size(0), 1, device=device) >= self.word_dropout  # (U, 1)
@@ -239,9 +241,9 @@ class HierarchicalAttentionNetwork(nn.Module):
         else:
             sentence_vectors = pool_segments(word_states, words.sequence, num_sentences, self.pooling)  # (N_s, 2H_w)
 
-        sentence_inputs = self.dropout(sentence_vectors)[
-            first_sentence[sentences.sequence] + sentences.position
-        ]  # (P_s, 2H_w)
+        sentence_inputs = self.dropout(sentence_vectors).index_select(
+            0, first_sentence[sentences.sequence] + sentences.position
+        )  # (P_s, 2H_w)
         sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
         wide_logits = (
             None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts, wide_entries)
