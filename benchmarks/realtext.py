@@ -15,7 +15,7 @@ Corpora (benchmarks/standin.py builds the stand-ins from ../shared/data):
 
 For each corpus: `han run` (wall seconds, stage seconds and peak memory, training docs/s, test accuracy), then
 `han evaluate RUN --split test` and `han predict RUN TEST_TEXTS -o OUT` (docs/s of the whole command,
-start-up included). `--busy N` repeats training (one epoch, `han train --overwrite
+start-up included), and for the stand-ins where that time goes (benchmarks.scoring_time). `--busy N` repeats training (one epoch, `han train --overwrite
 train.max_epochs=1`), evaluate, predict and preprocessing with N competing `while True: pass`
 processes and reports each as a share of its quiet figure measured in the same invocation. One
 JSON line per measurement: median, min, max over `--reps` runs and the load average before each.
@@ -172,6 +172,9 @@ def bench_corpus(c: Corpus, work: Path, reps: int, busy_processes: list[int]) ->
         else:
             quiet = {k: v["median"] for k, v in figures.items()}
         emit(record)
+        if not competitors and c.name.startswith("imdb"):  # where that time goes: one line of its own
+            where = ["benchmarks.scoring_time", str(run), str(c.test_texts), "--corpus-docs", str(c.test_docs)]
+            subprocess.run([sys.executable, "-m", *where, "--reps", str(reps)], check=True, cwd=ROOT)
 
 
 def bench_x10(work: Path, reps: int, busy_processes: list[int]) -> None:
