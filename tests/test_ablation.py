@@ -58,3 +58,18 @@ def test_summary_gives_mean_and_sample_std_over_seeds(tmp_path):
     (tmp_path / "compare.json").write_text(json.dumps({"rows": [{"runs": runs}]}))
     expected = {"validation": "0.900 ± 0.100", "validation_f1": "0.500 ± 0.100", "test": "0.900 ± 0.100", "f1": "0.600"}
     assert summary(tmp_path) == expected
+
+
+def test_the_patience_reading_stops_and_keeps_as_training_does():
+    from benchmarks.patience import kept_epoch
+
+    def epoch(number, f1, loss=1.0):
+        return {"epoch": number, "validation_macro_f1": f1, "validation_loss": loss}
+
+    # epoch 0 (the linear kind) is the best; the network climbs, then falls
+    records = [epoch(0, 0.9), epoch(1, 0.5), epoch(2, 0.6), epoch(3, 0.55), epoch(4, 0.58), epoch(5, 0.95)]
+    assert kept_epoch(records, "macro_f1", 1) == (0, 3)  # epoch 3 does not beat epoch 2: stop there
+    assert kept_epoch(records, "macro_f1", 2) == (0, 4)
+    assert kept_epoch(records, "macro_f1", 3) == (5, 5)  # epoch 5 is reached, and beats epoch 0
+    ties = [epoch(1, 0.7, loss=0.5), epoch(2, 0.7, loss=0.4), epoch(3, 0.6)]
+    assert kept_epoch(ties, "macro_f1", 1) == (2, 3)  # an equal F1 with a lower loss is better
