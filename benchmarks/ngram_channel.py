@@ -6,8 +6,10 @@ IMDB-sized stand-in (benchmarks/standin.py imdb, read as benchmarks/realtext.py 
 
 The stand-in is written and preprocessed once into DIR (reused when there). Then, `--reps` times each:
 - `setup`: fitting the channel's n-gram table on the training split (han.training.fit_linear.ngram_table) in a
-  fresh process: seconds, features, and the process's peak RSS before and after;
-- `train`: `han train CONFIG OVERRIDES model.wide=true|false train.max_epochs=1 --run-dir DIR/run --overwrite`,
+  fresh process: seconds, features, and the process's peak RSS before and after; with `--weights fitted` (the
+  default model) also the linear classifier the channel holds, C chosen on validation (`fitted_seconds`);
+- `train`: `han train CONFIG OVERRIDES model.wide_weights=W|model.wide=false train.max_epochs=1 --run-dir DIR/run
+  --overwrite` (W: `--weights`, the clothing config's learnt unless given),
   alternating with and without the channel: wall seconds and peak RSS of the whole command, and the epoch's
   docs/s from its train log.
 One JSON line per measurement (median, min, max), then the epoch speed with the channel as a share of without.
@@ -43,10 +45,19 @@ run = RunDir(Path(sys.argv[1]))
 train, vocab = EncodedSplit.load(run.data_path("train")), run.load_vocab()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 start = time.perf_counter()
-table = ngram_table(train, vocab, load_config(run.config_path).model)
+config = load_config(run.config_path)
+table = ngram_table(train, vocab, config.model)
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "features": int(table.keys.numel()), "rss_before": before, "rss_after": after}))
+figures = {"seconds": seconds, "features": int(table.keys.numel()), "rss_before": before, "rss_after": after}
+if sys.argv[2] == "fitted":  # the default model: also the linear classifier, C chosen on validation
+    from han.training.fit_linear import fitted_linear_model
+    start = time.perf_counter()
+    validation = EncodedSplit.load(run.data_path("validation"))
+    fitted_linear_model(config, run, train, len(run.load_labels()), validation)  # fits its own table again
+    figures["fitted_seconds"] = time.perf_counter() - start
+    figures["rss_after_fitted"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(figures))
 """
 
 
@@ -80,6 +91,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True, help="where the stand-in and its run are kept")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout whose han runs (default: this one)")
+    parser.add_argument(
+        "--weights", choices=["learnt", "fitted"], default="learnt", help="the channel's model.wide_weights"
+    )
     args = parser.parse_args()
     work, source = args.dir.resolve(), args.source.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -91,41 +105,48 @@ def main() -> None:
         han(source, "preprocess", *config, "--run-dir", str(run))
     setups: list[dict[str, Any]] = []
     for _ in range(args.reps):
-        _, peak, out = measured([sys.executable, "-c", SETUP, str(run)], source)
+        _, peak, out = measured([sys.executable, "-c", SETUP, str(run), args.weights], source)
         setups.append({**json.loads(out), "peak": peak})
-    emit(
-        {
-            "bench": "ngram_channel_setup",
-            "source": str(source),
-            "features": setups[0]["features"],
-            "seconds": summary([s["seconds"] for s in setups]),
-            "rss_before_mb": summary([s["rss_before"] for s in setups]),
-            "rss_after_mb": summary([s["rss_after"] for s in setups]),
-        }
-    )
-    figures: dict[bool, dict[str, list[float]]] = {w: {"seconds": [], "peak": [], "docs": []} for w in (True, False)}
+    setup = {
+        "bench": "ngram_channel_setup",
+        "source": str(source),
+        "features": setups[0]["features"],
+        "seconds": summary([s["seconds"] for s in setups]),
+        "rss_before_mb": summary([s["rss_before"] for s in setups]),
+        "rss_after_mb": summary([s["rss_after"] for s in setups]),
+    }
+    if args.weights == "fitted":
+        setup["fitted_seconds"] = summary([s["fitted_seconds"] for s in setups])
+        setup["rss_after_fitted_mb"] = summary([s["rss_after_fitted"] for s in setups])
+    emit(setup)
+    variants = {"with": ["model.wide=true", f"model.wide_weights={args.weights}"], "without": ["model.wide=false"]}
+    figures: dict[str, dict[str, list[float]]] = {name: {"seconds": [], "peak": [], "docs": []} for name in variants}
     for _ in range(args.reps):
-        for wide in (True, False):
-            command = [*config, f"model.wide={str(wide).lower()}", "train.max_epochs=1", "--run-dir", str(run)]
+        for name, overrides in variants.items():
+            command = [*config, *overrides, "train.max_epochs=1", "--run-dir", str(run)]
             seconds, peak = han(source, "train", *command, "--overwrite")
-            epoch = json.loads((run / "train_log.jsonl").read_text().splitlines()[0])
-            for name, value in (("seconds", seconds), ("peak", peak), ("docs", epoch["docs_per_s"])):
-                figures[wide][name].append(value)
-    for wide in (True, False):
+            epoch = next(
+                json.loads(line)
+                for line in (run / "train_log.jsonl").read_text().splitlines()
+                if json.loads(line)["epoch"] == 1
+            )  # epoch 0, when fitted, is the linear kind alone
+            for key, value in (("seconds", seconds), ("peak", peak), ("docs", epoch["docs_per_s"])):
+                figures[name][key].append(value)
+    for name, overrides in variants.items():
         emit(
             {
                 "bench": "ngram_channel_train",
                 "source": str(source),
-                "wide": wide,
-                "command": f"han train {' '.join(config)} model.wide={str(wide).lower()} train.max_epochs=1 "
+                "wide": name == "with",
+                "command": f"han train {' '.join(config)} {' '.join(overrides)} train.max_epochs=1 "
                 "--run-dir RUN --overwrite",
-                "seconds": summary(figures[wide]["seconds"]),
-                "peak_rss_mb": summary(figures[wide]["peak"]),
-                "epoch_docs_per_s": summary(figures[wide]["docs"]),
+                "seconds": summary(figures[name]["seconds"]),
+                "peak_rss_mb": summary(figures[name]["peak"]),
+                "epoch_docs_per_s": summary(figures[name]["docs"]),
                 "load_average": os.getloadavg()[0],
             }
         )
-    share = statistics.median(figures[True]["docs"]) / statistics.median(figures[False]["docs"])
+    share = statistics.median(figures["with"]["docs"]) / statistics.median(figures["without"]["docs"])
     emit({"bench": "ngram_channel_epoch_share", "source": str(source), "with_over_without": share})
 
 
