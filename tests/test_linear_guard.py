@@ -115,6 +115,35 @@ def test_linear_c_auto_keeps_the_c_validation_prefers(trained_run: Path, tiny_ov
     assert score("auto") == pytest.approx(max(fixed.values()), abs=1e-12)
 
 
+def test_linear_c_auto_fits_side_by_side_the_same_numbers(trained_run: Path, tiny_overrides, tmp_path, monkeypatch):
+    """The fits at each C run in forked workers, one per core, when there are several: nothing else changes."""
+    import os
+
+    from han.training import fit_linear
+
+    fit_rows, log = fit_linear._fit_rows, tmp_path / "fitted_by.txt"
+
+    def logged(*args):  # which process fitted: forked workers inherit this, and append their pid
+        with log.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        return fit_rows(*args)
+
+    monkeypatch.setattr(fit_linear, "_fit_rows", logged)
+    run = RunDir(trained_run)
+    train, validation = (EncodedSplit.load(run.data_path(name)) for name in ("train", "validation"))
+    config = load_config(TINY_CONFIG, [*tiny_overrides, "model.kind=linear", "model.linear_c=auto"])
+    fitted = {}
+    for cores in (1, 2):
+        monkeypatch.setattr(fit_linear, "cores_per_process", lambda cores=cores: cores)
+        log.unlink(missing_ok=True)
+        fitted[cores] = fitted_linear_model(config, run, train, len(run.load_labels()), validation).state_dict()
+        pids = log.read_text().split()
+        assert len(pids) == len(LINEAR_C_CHOICES)
+        assert (str(os.getpid()) in pids) == (cores == 1)  # two cores: every fit in a worker
+    assert fitted[1].keys() == fitted[2].keys()
+    assert all(torch.equal(fitted[1][name], fitted[2][name]) for name in fitted[1])
+
+
 def test_the_summary_says_when_the_network_trails_the_linear_kind(tmp_path, tiny_overrides):
     behind = [*tiny_overrides, "train.max_epochs=1", "train.lr=1e-6"]  # a network that has learnt nothing
     result = invoke("run", TINY_CONFIG, *behind, "--run-dir", tmp_path / "behind", check=True)

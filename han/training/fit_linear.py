@@ -42,6 +42,8 @@ from han.store.weights import save_weights
 from han.training.run_files import VALIDATION_FIGURES, TrainingFiles, TrainResult, validation_fields
 from han.training.weighting import class_weights, named_class_weights
 from han.util.atomic import write_text_atomic
+from han.util.cpus import cores_per_process
+from han.util.forked import can_fork, forked_map
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +197,10 @@ def fit_ngram_classifier(
         raise ValueError("model.linear_c auto chooses C on the validation split: pass it")
     validation_rows, label_names = tfidf_rows(features, validation), run.load_labels()
     metric = compared_metric(config).removeprefix("validation_")
+    fits = dict(zip(LINEAR_C_CHOICES, _fits_side_by_side((rows, train, num_classes, config, run)), strict=True))
     best: tuple[float, float, tuple[torch.Tensor, torch.Tensor]] | None = None
     for c in LINEAR_C_CHOICES:
-        weight, bias = _fit_rows(rows, train, num_classes, config, run, c)
+        weight, bias = fits[c]
         margins = torch.from_numpy(validation_rows @ weight.numpy().T) + bias  # (N, C)
         scores = torch.sigmoid(margins) if train.multilabel else torch.softmax(margins, dim=1)
         value = split_metrics(validation.labels, scores.numpy(), label_names)[metric]
@@ -207,6 +210,24 @@ def fit_ngram_classifier(
     assert best is not None
     log.info("linear: C %g chosen on validation", best[1])
     return best[2]
+
+
+FitInputs = tuple[csr_matrix, EncodedSplit, int, Config, RunDir]  # what `_fit_rows` takes besides C
+
+
+def _fits_side_by_side(inputs: FitInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The fits at each of LINEAR_C_CHOICES, in that order: side by side in forked workers, one per core, when there
+    are several (each fit is single-threaded work; the same numbers as one after the other)."""
+    processes = min(cores_per_process(), len(LINEAR_C_CHOICES))
+    if processes < 2 or not can_fork():
+        return [_fit_rows(*inputs, c) for c in LINEAR_C_CHOICES]
+    largest_first = sorted(LINEAR_C_CHOICES, reverse=True)  # a larger C converges more slowly: started first
+    fitted = dict(zip(largest_first, forked_map(_fit_choice, inputs, largest_first, processes), strict=True))
+    return [fitted[c] for c in LINEAR_C_CHOICES]
+
+
+def _fit_choice(inputs: FitInputs, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return _fit_rows(*inputs, c)
 
 
 def _fit_rows(
