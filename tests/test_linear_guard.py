@@ -181,3 +181,73 @@ def test_a_report_of_a_run_that_kept_epoch_0_says_its_attention_took_no_part(run
         assert note in " ".join(shown.output.split())
     last = invoke("report", run_copy, "--split", "test", "--weights", "last", "-o", tmp_path / "b.html", check=True)
     assert note not in " ".join(last.output.split())  # the last epoch's weights are the network's
+
+
+def test_out_of_fold_training_scores_come_from_classifiers_that_never_saw_the_document(
+    trained_run: Path, tiny_overrides
+):
+    import numpy as np
+
+    from han.models.ngrams import TfidfFeatures
+    from han.training import fit_linear
+
+    run = RunDir(trained_run)
+    train = EncodedSplit.load(run.data_path("train"))
+    oof = ["model.wide=true", "model.wide_weights=fitted", "model.wide_training_scores=out_of_fold"]
+    config = load_config(TINY_CONFIG, [*tiny_overrides, *oof])
+    table = fit_linear.ngram_table(train, run.load_vocab(), config.model)
+    features = TfidfFeatures(len(run.load_vocab()), config.model.linear_ngrams, config.model.linear_sublinear_tf)
+    features.set_table(table.keep, table.keys, table.idf)
+    rows, labels, classes = fit_linear.tfidf_rows(features, train), train.labels, len(run.load_labels())
+    scores = fit_linear.out_of_fold_scores(rows, labels, classes, config, run, 1.0)
+    fold = np.random.default_rng(config.seed).permutation(len(labels)) % fit_linear.WIDE_FOLDS
+    assert sorted(np.bincount(fold)) == sorted([len(labels) // 5 + (k < len(labels) % 5) for k in range(5)])
+    for k in range(fit_linear.WIDE_FOLDS):  # fold k: scored by a classifier fitted on the other folds alone
+        held, kept = fold == k, fold != k
+        weight, _ = fit_linear._fit_rows(rows[kept], labels[kept], classes, config, run, 1.0)
+        assert np.allclose(scores[held], rows[held] @ weight.numpy().T, atol=1e-6)
+    in_sample, _ = fit_linear._fit_rows(rows, labels, classes, config, run, 1.0)
+    own = rows @ in_sample.numpy().T
+    true_class = np.arange(len(labels)), labels
+    assert scores[true_class].mean() < own[true_class].mean()  # held out, a document's own class scores lower
+
+
+def test_a_run_with_out_of_fold_training_scores_trains_on_them_and_starts_as_the_linear_kind(
+    tmp_path_factory, tiny_overrides, linear_run, monkeypatch
+):
+    from han.models.hierarchical import HierarchicalAttentionNetwork
+
+    seen = []
+    forward = HierarchicalAttentionNetwork.forward
+
+    def spy(self, *args, **kwargs):
+        if self.training:
+            seen.append(kwargs.get("wide_scores"))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HierarchicalAttentionNetwork, "forward", spy)
+    oof = ["model.wide=true", "model.wide_weights=fitted", "model.wide_training_scores=out_of_fold"]
+    run_dir = run_tiny(tmp_path_factory, tiny_overrides, "oof", *oof)
+    assert seen and all(scores is not None and scores.dtype == torch.float32 for scores in seen)
+    log, alone = train_log(run_dir), train_log(linear_run)[0]
+    for metric in METRICS:  # validation reads the classifier fitted on the whole training split: epoch 0 unchanged
+        assert log[0][metric] == pytest.approx(alone[metric], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "overrides", [["model.wide_weights=learnt"], ["model.wide=false"], ["model.ensemble=2"]], ids=str
+)
+def test_out_of_fold_training_scores_need_a_single_fitted_channel(tiny_overrides, overrides):
+    from han.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="wide_training_scores out_of_fold"):
+        load_config(
+            TINY_CONFIG,
+            [
+                *tiny_overrides,
+                "model.wide=true",
+                "model.wide_weights=fitted",
+                "model.wide_training_scores=out_of_fold",
+                *overrides,
+            ],
+        )

@@ -215,10 +215,12 @@ class HierarchicalAttentionNetwork(nn.Module):
         sentence_lengths: torch.Tensor,
         sentence_counts: torch.Tensor,
         wide_entries: TfidfEntries | None = None,
+        wide_scores: torch.Tensor | None = None,
     ) -> HANOutput | ModelOutput:
         """Classify a batch of documents: the logits, with the word and sentence attention weights under attention.
 
-        `wide_entries` (model.wide): the batch's TF-IDF entries when the caller has them already."""
+        `wide_entries` (model.wide): the batch's TF-IDF entries when the caller has them already; `wide_scores`
+        (B, C): the channel's class scores to add in place of its own (training's out-of-fold scores)."""
         # word_ids (N_s, W); sentence_lengths (N_s,); sentence_counts (B,), sum(sentence_counts) == N_s
         device = word_ids.device
         num_docs, num_sentences = sentence_counts.numel(), word_ids.size(0)
@@ -245,9 +247,12 @@ class HierarchicalAttentionNetwork(nn.Module):
             0, first_sentence[sentences.sequence] + sentences.position
         )  # (P_s, 2H_w)
         sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
-        wide_logits = (
-            None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts, wide_entries)
-        )  # (B, C)
+        if wide_scores is not None:
+            wide_logits: torch.Tensor | None = wide_scores  # (B, C)
+        else:
+            wide_logits = (
+                None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts, wide_entries)
+            )  # (B, C)
         if self.pooling != "attention":
             document_vectors = pool_segments(sentence_states, sentences.sequence, num_docs, self.pooling)  # (B, 2H_s)
             logits = self.classifier(self.dropout(document_vectors))  # (B, C)

@@ -18,9 +18,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -177,6 +177,14 @@ def compared_metric(config: Config) -> str:
 LINEAR_C_CHOICES = (1.0, 0.3, 3.0)
 
 
+class FittedClassifier(NamedTuple):
+    """A linear classifier fitted on TF-IDF rows: margins = rows @ weight.T + bias."""
+
+    weight: torch.Tensor  # (C, F) float64
+    bias: torch.Tensor  # (C,) float64
+    c: float  # the inverse regularisation strength it was fitted at (model.linear_c, or the one auto chose)
+
+
 def fit_ngram_classifier(
     features: TfidfFeatures,
     train: EncodedSplit,
@@ -185,20 +193,23 @@ def fit_ngram_classifier(
     run: RunDir,
     rows: csr_matrix | None = None,
     validation: EncodedSplit | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> FittedClassifier:
     """The linear classifier of `model.linear_classifier` fitted on the training split's TF-IDF rows, as read by
-    `features` (which holds the fitted table; `rows`: those rows when the caller has them): (weight (C, F),
-    bias (C,)) float64; one-vs-rest for label sets. `model.linear_c: auto` fits each of LINEAR_C_CHOICES and
-    keeps the one `validation` scores best on early stopping's metric (accuracy or micro-F1 for the loss)."""
+    `features` (which holds the fitted table; `rows`: those rows when the caller has them); one-vs-rest for label
+    sets. `model.linear_c: auto` fits each of LINEAR_C_CHOICES and keeps the one `validation` scores best on early
+    stopping's metric (accuracy or micro-F1 for the loss)."""
     rows = tfidf_rows(features, train) if rows is None else rows
     if config.model.linear_c != "auto":
-        return _fit_rows(rows, train, num_classes, config, run, config.model.linear_c)
+        return FittedClassifier(
+            *_fit_rows(rows, train.labels, num_classes, config, run, config.model.linear_c), c=config.model.linear_c
+        )
     if validation is None:
         raise ValueError("model.linear_c auto chooses C on the validation split: pass it")
     validation_rows, label_names = tfidf_rows(features, validation), run.load_labels()
     metric = compared_metric(config).removeprefix("validation_")
-    fits = dict(zip(LINEAR_C_CHOICES, _fits_side_by_side((rows, train, num_classes, config, run)), strict=True))
-    best: tuple[float, float, tuple[torch.Tensor, torch.Tensor]] | None = None
+    inputs = (rows, train.labels, num_classes, config, run)
+    fits = dict(zip(LINEAR_C_CHOICES, _fits_side_by_side(inputs, LINEAR_C_CHOICES), strict=True))
+    best: tuple[float, FittedClassifier] | None = None
     for c in LINEAR_C_CHOICES:
         weight, bias = fits[c]
         margins = torch.from_numpy(validation_rows @ weight.numpy().T) + bias  # (N, C)
@@ -206,37 +217,71 @@ def fit_ngram_classifier(
         value = split_metrics(validation.labels, scores.numpy(), label_names)[metric]
         log.info("linear: C %g, validation %s %.4f", c, metric, value)
         if best is None or value > best[0]:
-            best = (value, c, (weight, bias))
+            best = (value, FittedClassifier(weight, bias, c))
     assert best is not None
-    log.info("linear: C %g chosen on validation", best[1])
-    return best[2]
+    log.info("linear: C %g chosen on validation", best[1].c)
+    return best[1]
 
 
-FitInputs = tuple[csr_matrix, EncodedSplit, int, Config, RunDir]  # what `_fit_rows` takes besides C
+# model.wide_training_scores out_of_fold: the training split's folds, each scored by a classifier fitted on the others
+WIDE_FOLDS = 5
 
 
-def _fits_side_by_side(inputs: FitInputs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The fits at each of LINEAR_C_CHOICES, in that order: side by side in forked workers, one per core, when there
-    are several (each fit is single-threaded work; the same numbers as one after the other)."""
-    processes = min(cores_per_process(), len(LINEAR_C_CHOICES))
+def out_of_fold_scores(
+    rows: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir, c: float
+) -> np.ndarray:
+    """(N, C) float32: each training document's class scores (rows @ weight.T, without the intercept, which the
+    network's output layer holds) from a classifier fitted at `c` on the other WIDE_FOLDS - 1 folds, the folds
+    drawn from config.seed; the fits side by side as `linear_c: auto`'s are. Where a fold's training part lacks a
+    class, its documents score 0 for it (the full classifier's weights for a class it never saw are 0 too)."""
+    fold = np.random.default_rng(config.seed).permutation(len(labels)) % WIDE_FOLDS  # (N,)
+    folds = list(range(WIDE_FOLDS))
+    inputs = (rows, labels, num_classes, config, run, c, fold)
+    scores = np.zeros((len(labels), num_classes), dtype=np.float32)
+    for k, (weight, _) in zip(folds, _fits_side_by_side(inputs, folds, _fit_fold), strict=True):
+        held = np.flatnonzero(fold == k)
+        scores[held] = rows[held] @ weight.numpy().T
+    return scores
+
+
+def _fit_fold(inputs: tuple[Any, ...], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, labels, num_classes, config, run, c, fold = inputs
+    kept = np.flatnonzero(fold != k)
+    return _fit_rows(rows[kept], labels[kept], num_classes, config, run, c)
+
+
+def _fits_side_by_side(
+    inputs: tuple[Any, ...],
+    items: Sequence[Any],
+    fit: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`fit(inputs, item)` of each item (default: `_fit_rows(*inputs, c)` of each C), in that order: side by side in
+    forked workers, one per core, when there are several (each fit is single-threaded work; the same numbers as one
+    after the other)."""
+    fit = fit or _fit_choice
+    processes = min(cores_per_process(), len(items))
     if processes < 2 or not can_fork():
-        return [_fit_rows(*inputs, c) for c in LINEAR_C_CHOICES]
-    largest_first = sorted(LINEAR_C_CHOICES, reverse=True)  # a larger C converges more slowly: started first
-    fitted = dict(zip(largest_first, forked_map(_fit_choice, inputs, largest_first, processes), strict=True))
-    return [fitted[c] for c in LINEAR_C_CHOICES]
+        return [fit(inputs, item) for item in items]
+    order = sorted(range(len(items)), key=lambda i: -items[i] if fit is _fit_choice else i)  # larger C: slower, first
+    fitted = dict(zip(order, forked_map(fit, inputs, [items[i] for i in order], processes), strict=True))
+    return [fitted[i] for i in range(len(items))]
+
+
+FitInputs = tuple[csr_matrix, np.ndarray, int, Config, RunDir]  # what `_fit_rows` takes besides C
 
 
 def _fit_choice(inputs: FitInputs, c: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return _fit_rows(*inputs, c)
+    rows, labels, num_classes, config, run = inputs
+    return _fit_rows(rows, labels, num_classes, config, run, c)
 
 
 def _fit_rows(
-    rows: csr_matrix, train: EncodedSplit, num_classes: int, config: Config, run: RunDir, c: float
+    rows: csr_matrix, labels: np.ndarray, num_classes: int, config: Config, run: RunDir, c: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One fit at inverse regularisation strength `c`: (weight (C, F), bias (C,))."""
-    if train.multilabel:
-        return _fit_one_vs_rest(rows, train.labels, config, c)
-    return _fit_classes(rows, train.labels, num_classes, config, run, c)
+    """One fit at inverse regularisation strength `c` on class ids (N,) or label sets (N, C): (weight (C, F), bias (C,))."""
+    if labels.ndim == 2:
+        return _fit_one_vs_rest(rows, labels, config, c)
+    return _fit_classes(rows, labels, num_classes, config, run, c)
 
 
 def tfidf_rows(features: TfidfFeatures, split: EncodedSplit) -> csr_matrix:
@@ -282,7 +327,7 @@ def fitted_linear_model(
     assert isinstance(model, TfidfLinearModel)
     model.set_fitted(keep, keys, idf, torch.zeros(num_classes, keys.numel()), torch.zeros(num_classes))
     log.info("linear: %d documents x %d n-gram features; fitting %s", len(train), keys.numel(), mc.linear_classifier)
-    weight, bias = fit_ngram_classifier(model, train, num_classes, config, run, rows, validation)
+    weight, bias, _ = fit_ngram_classifier(model, train, num_classes, config, run, rows, validation)
     model.set_fitted(keep, keys, idf, weight, bias)
     return model
 

@@ -123,9 +123,9 @@ def hold_fitted_wide_weights(
     the networks learn what it misses. (The output layer's own gradient is not zero: it moves off zero at the
     first step, and the layers beneath it learn from the second.)"""
     start = time.perf_counter()
-    weight, bias = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
+    weight, bias, c = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
     for network, wide in zip(networks, wides, strict=True):
-        wide.hold_weights(weight.float())
+        wide.hold_weights(weight.float(), c)
         # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
         start_class_biases(network, bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
         classifier = network.get_submodule("classifier")

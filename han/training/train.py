@@ -39,7 +39,7 @@ from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
 from han.training.run_files import TrainingFiles, TrainResult, validation_fields
 from han.training.weighting import class_weights, named_class_weights
-from han.training.wide_entries import training_entries
+from han.training.wide_entries import training_entries, training_wide_scores
 from han.util.cpus import adjust_threads, threads_report
 from han.util.device import autocast, check_precision, grad_scaler
 from han.util.signals import StopRequest, stop_on_signals
@@ -136,6 +136,9 @@ class TrainingSession:
         rates = self.train_split.labels.mean(axis=0) if self.train_split.multilabel else None
         model = build_initial_model(config, run, ranks.sparse_gradients, rates, self.train_split, self.validation_split)
         self.wide_entries = training_entries(model, self.train_split)  # model.wide: read once, not every epoch
+        # model.wide_training_scores out_of_fold: the training documents' channel scores, from classifiers fitted
+        # without them (None: the channel scores them itself)
+        self.wide_scores = training_wide_scores(config, run, model, self.train_split, self.wide_entries)
         self.model = model.to(ranks.device)
         self.train_model = ranks.wrap(self.model)
         ranks.reseed(config.seed)
@@ -193,8 +196,10 @@ class TrainingSession:
         inputs = (batch.word_ids, batch.sentence_lengths, batch.sentence_counts)
         with autocast(ranks.device, config.precision):
             if len(parts) == 1:
-                extra = {}  # model.wide: the batch's TF-IDF entries, read once for the whole split
-                if self.wide_entries is not None:
+                extra: dict[str, Any] = {}  # model.wide: the batch's TF-IDF entries, read once for the whole split
+                if self.wide_scores is not None:
+                    extra["wide_scores"] = torch.from_numpy(self.wide_scores[batch.indices]).to(ranks.device)
+                elif self.wide_entries is not None:
                     extra["wide_entries"] = self.wide_entries.batch(batch.indices, ranks.device)
                 logits = self.train_model(*inputs, **extra).logits  # (B, C)
             else:

@@ -4,21 +4,28 @@ The wide channel (`model.wide`) reads a batch's n-grams from its token ids: on t
 is 3.7 ms of a 70 ms training step, every epoch again although a document's entries never change. A
 training session computes the training split's entries once, as one CSR matrix (`fit_linear.tfidf_rows`,
 the rows the linear kind fits on), and hands each batch its documents' rows: the same entries, in the
-same order, as the channel computes.
+same order, as the channel computes. With `model.wide_training_scores: out_of_fold` it hands each batch its
+documents' out-of-fold class scores instead (`training_wide_scores`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.sparse import csr_matrix
 
+from han.config import Config
 from han.models.ensemble import fitted_wide_channel, members
 from han.models.ngrams import TfidfEntries
 from han.store.encoded import EncodedSplit
-from han.training.fit_linear import tfidf_rows
+from han.store.rundir import RunDir
+from han.training.fit_linear import out_of_fold_scores, tfidf_rows
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,3 +54,18 @@ def training_entries(model: torch.nn.Module, split: EncodedSplit) -> SplitEntrie
     rows = tfidf_rows(wide, split)
     rows.sort_indices()
     return SplitEntries(rows)
+
+
+def training_wide_scores(
+    config: Config, run: RunDir, model: torch.nn.Module, split: EncodedSplit, entries: SplitEntries | None
+) -> np.ndarray | None:
+    """model.wide_training_scores out_of_fold: (N, C) the training documents' channel scores from classifiers fitted
+    without them (`fit_linear.out_of_fold_scores`, at the C of the channel's held weights); None otherwise."""
+    wide = fitted_wide_channel(model)
+    if config.model.wide_training_scores != "out_of_fold" or wide is None or entries is None:
+        return None
+    assert wide.fitted_c is not None, "the channel's weights are held (model.wide_weights fitted)"
+    start = time.perf_counter()
+    scores = out_of_fold_scores(entries.rows, split.labels, wide.num_classes, config, run, wide.fitted_c)
+    log.info("wide channel: out-of-fold training scores in %.1f s", time.perf_counter() - start)
+    return scores
