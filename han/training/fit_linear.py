@@ -208,7 +208,8 @@ def fit_ngram_classifier(
     validation_rows, label_names = tfidf_rows(features, validation), run.load_labels()
     metric = compared_metric(config).removeprefix("validation_")
     inputs = (rows, train.labels, num_classes, config, run)
-    fits = dict(zip(LINEAR_C_CHOICES, _fits_side_by_side(inputs, LINEAR_C_CHOICES), strict=True))
+    largest_first = sorted(LINEAR_C_CHOICES, reverse=True)  # a larger C converges more slowly: started first
+    fits = dict(zip(largest_first, _side_by_side(_fit_choice, inputs, largest_first), strict=True))
     best: tuple[float, FittedClassifier] | None = None
     for c in LINEAR_C_CHOICES:
         weight, bias = fits[c]
@@ -238,7 +239,7 @@ def out_of_fold_scores(
     folds = list(range(WIDE_FOLDS))
     inputs = (rows, labels, num_classes, config, run, c, fold)
     scores = np.zeros((len(labels), num_classes), dtype=np.float32)
-    for k, (weight, _) in zip(folds, _fits_side_by_side(inputs, folds, _fit_fold), strict=True):
+    for k, (weight, _) in zip(folds, _side_by_side(_fit_fold, inputs, folds), strict=True):
         held = np.flatnonzero(fold == k)
         scores[held] = rows[held] @ weight.numpy().T
     return scores
@@ -250,21 +251,15 @@ def _fit_fold(inputs: tuple[Any, ...], k: int) -> tuple[torch.Tensor, torch.Tens
     return _fit_rows(rows[kept], labels[kept], num_classes, config, run, c)
 
 
-def _fits_side_by_side(
-    inputs: tuple[Any, ...],
-    items: Sequence[Any],
-    fit: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]] | None = None,
+def _side_by_side(
+    fit: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]], inputs: Any, items: Sequence[Any]
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`fit(inputs, item)` of each item (default: `_fit_rows(*inputs, c)` of each C), in that order: side by side in
-    forked workers, one per core, when there are several (each fit is single-threaded work; the same numbers as one
-    after the other)."""
-    fit = fit or _fit_choice
+    """`fit(inputs, item)` of each item, in order: side by side in forked workers, one per core, when there are
+    several (each fit is single-threaded work; the same numbers as one after the other)."""
     processes = min(cores_per_process(), len(items))
     if processes < 2 or not can_fork():
         return [fit(inputs, item) for item in items]
-    order = sorted(range(len(items)), key=lambda i: -items[i] if fit is _fit_choice else i)  # larger C: slower, first
-    fitted = dict(zip(order, forked_map(fit, inputs, [items[i] for i in order], processes), strict=True))
-    return [fitted[i] for i in range(len(items))]
+    return list(forked_map(fit, inputs, items, processes))
 
 
 FitInputs = tuple[csr_matrix, np.ndarray, int, Config, RunDir]  # what `_fit_rows` takes besides C
