@@ -15,7 +15,9 @@ sequence, faster on CPU:
   backward kernels, written straight into one gradient buffer) and one small batched matmul; the
   recurrent weight gradient is one large matmul at the end instead of one per step, and the
   gradients of positions that read the same input row are summed by one sparse (CSR) matmul per
-  direction, grouped by the same sort that found the distinct rows (`distinct_rows`).
+  direction, grouped by the same sort that found the distinct rows (`distinct_rows`);
+- without autograd (scoring) it runs a loop of its own that keeps nothing for a backward pass and gathers
+  each step's input gates into a buffer that stays in cache (`_bidirectional_gru_scores`).
 """
 
 from __future__ import annotations
