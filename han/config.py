@@ -309,9 +309,11 @@ class ModelConfig(_Schema):
     # wide_weights fitted: the channel's class scores of the training documents while the network learns.
     # in_sample: the fitted classifier's own (it fits those documents almost perfectly); out_of_fold: each training
     # document's from a classifier fitted on the other 4 of 5 folds of the training split (stacking), so the
-    # network learns from the classifier's real errors. Validation, test and prediction always read the classifier
-    # fitted on the whole training split. Costs 5 more fits (docs/results/wide-and-deep.md).
-    wide_training_scores: Literal["in_sample", "out_of_fold"] = "in_sample"
+    # network learns from the classifier's real errors; calibrated: out_of_fold, and the channel (its weights, the
+    # starting class biases, the training scores) multiplied by the factor that best fits the training labels from
+    # the out-of-fold scores, so the sum starts as sure as the classifier deserves. Validation, test and prediction
+    # read the classifier fitted on the whole training split. Costs 5 more fits (docs/results/wide-and-deep.md).
+    wide_training_scores: Literal["in_sample", "out_of_fold", "calibrated"] = "in_sample"
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
     # of their logits and attention (han/models/ensemble.py). Each costs one network's training and scoring time and memory.
@@ -323,12 +325,12 @@ class ModelConfig(_Schema):
             raise ValueError(
                 "model.ensemble applies to the networks han trains; kind linear is one fitted model (set 1)"
             )
-        if self.wide_training_scores == "out_of_fold" and not (
+        if self.wide_training_scores != "in_sample" and not (
             self.wide and self.wide_weights == "fitted" and self.ensemble == 1 and self.kind != "linear"
         ):
             raise ValueError(
-                "model.wide_training_scores out_of_fold scores a fitted wide channel's training documents: it needs "
-                "wide true, wide_weights fitted and ensemble 1 (a network kind); or set in_sample"
+                f"model.wide_training_scores {self.wide_training_scores} scores a fitted wide channel's training "
+                "documents: it needs wide true, wide_weights fitted and ensemble 1 (a network kind); or set in_sample"
             )
         return self
 

@@ -251,3 +251,26 @@ def test_out_of_fold_training_scores_need_a_single_fitted_channel(tiny_overrides
                 *overrides,
             ],
         )
+
+
+def test_the_calibrated_scale_is_the_factor_the_labels_were_drawn_at():
+    import numpy as np
+
+    from han.training.wide_entries import calibrated_scale
+
+    rng = np.random.default_rng(0)
+    margins = rng.normal(size=(20_000, 4))
+    drawn = torch.softmax(torch.from_numpy(3.0 * margins), dim=1)
+    labels = torch.multinomial(drawn, 1, generator=torch.Generator().manual_seed(0))[:, 0].numpy()
+    assert calibrated_scale(margins, labels) == pytest.approx(3.0, rel=0.05)
+    sets = (rng.random((20_000, 4)) < 1 / (1 + np.exp(-0.5 * margins))).astype(np.int8)  # label sets, at 0.5
+    assert calibrated_scale(margins, sets) == pytest.approx(0.5, rel=0.05)
+
+
+def test_a_calibrated_run_starts_deciding_as_the_linear_kind(tmp_path_factory, tiny_overrides, linear_run):
+    calibrated = ["model.wide=true", "model.wide_weights=fitted", "model.wide_training_scores=calibrated"]
+    run_dir = run_tiny(tmp_path_factory, tiny_overrides, "calibrated", *calibrated)
+    log, alone = train_log(run_dir), train_log(linear_run)[0]
+    for metric in ("validation_accuracy", "validation_macro_f1"):  # scaled scores: the same decisions
+        assert log[0][metric] == pytest.approx(alone[metric], abs=1e-12)
+    assert log[0]["validation_loss"] != pytest.approx(alone["validation_loss"])  # with another confidence

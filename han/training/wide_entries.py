@@ -59,13 +59,44 @@ def training_entries(model: torch.nn.Module, split: EncodedSplit) -> SplitEntrie
 def training_wide_scores(
     config: Config, run: RunDir, model: torch.nn.Module, split: EncodedSplit, entries: SplitEntries | None
 ) -> np.ndarray | None:
-    """model.wide_training_scores out_of_fold: (N, C) the training documents' channel scores from classifiers fitted
-    without them (`fit_linear.out_of_fold_scores`, at the C of the channel's held weights); None otherwise."""
+    """model.wide_training_scores out_of_fold or calibrated: (N, C) the training documents' channel scores from
+    classifiers fitted without them (`fit_linear.out_of_fold_scores`, at the C of the channel's held weights); None
+    otherwise. calibrated: the channel's weights, the network's starting class biases and these scores are all
+    multiplied by the factor that best fits the training labels from the out-of-fold scores (`calibrated_scale`),
+    so the starting model still decides as the linear kind does, with a confidence its real errors warrant."""
     wide = fitted_wide_channel(model)
-    if config.model.wide_training_scores != "out_of_fold" or wide is None or entries is None:
+    if config.model.wide_training_scores == "in_sample" or wide is None or entries is None:
         return None
     assert wide.fitted_c is not None, "the channel's weights are held (model.wide_weights fitted)"
     start = time.perf_counter()
     scores = out_of_fold_scores(entries.rows, split.labels, wide.num_classes, config, run, wide.fitted_c)
     log.info("wide channel: out-of-fold training scores in %.1f s", time.perf_counter() - start)
+    if config.model.wide_training_scores == "calibrated":
+        classifier = model.get_submodule("classifier")
+        assert isinstance(classifier, torch.nn.Linear)
+        bias = classifier.bias.detach().cpu().numpy().astype(np.float64)
+        scale = calibrated_scale(scores.astype(np.float64) + bias, split.labels)
+        with torch.no_grad():
+            wide.scores.weight.mul_(scale)
+            classifier.bias.mul_(scale)
+        scores = scores * np.float32(scale)
+        log.info("wide channel: fitted scores scaled by %.3g (calibrated on the out-of-fold scores)", scale)
     return scores
+
+
+def calibrated_scale(margins: np.ndarray, labels: np.ndarray) -> float:
+    """The factor s > 0 whose s * `margins` (N, C) best fit `labels` by the training loss: cross-entropy of their
+    softmax for class ids (N,), binary cross-entropy of their sigmoids for label sets (N, C). A search on log s."""
+    from scipy.optimize import minimize_scalar
+
+    tensor = torch.from_numpy(margins)
+    target = torch.from_numpy(labels)
+
+    def loss(log_scale: float) -> float:
+        logits = tensor * float(np.exp(log_scale))
+        if target.ndim == 2:
+            return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, target.double()))
+        return float(torch.nn.functional.cross_entropy(logits, target))
+
+    best = minimize_scalar(loss, bounds=(np.log(0.1), np.log(100.0)), method="bounded")
+    return float(np.exp(best.x))
