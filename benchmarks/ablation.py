@@ -18,7 +18,7 @@ linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word
 corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
 (embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+wide`,
 `+wide_fitted`: the n-gram channel on (model.wide) with its weights learnt or fitted; `+wide_lr_X`: on and learnt at
-train.wide_lr=X (`auto`: 1 / the steps of an epoch); `+label_smoothing_X`: train.label_smoothing=X; `+dropout_X`: model.dropout=X; `+out_of_fold`: model.wide_training_scores=out_of_fold; `+unlabelled`: word2vec also reads in-domain text outside the corpus
+train.wide_lr=X (`auto`: 1 / the steps of an epoch); `+label_smoothing_X`: train.label_smoothing=X; `+dropout_X`: model.dropout=X; `+out_of_fold`, `+calibrated`: model.wide_training_scores=out_of_fold, calibrated; `+unlabelled`: word2vec also reads in-domain text outside the corpus
 (embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
@@ -113,6 +113,11 @@ SETTINGS = {
         "model.wide=true",
         "model.wide_weights=fitted",
         "model.wide_training_scores=out_of_fold",
+    ],
+    "shipped+wide_fitted+calibrated": [
+        "model.wide=true",
+        "model.wide_weights=fitted",
+        "model.wide_training_scores=calibrated",
     ],
     "shipped+wide_fitted+word_dropout_0.4": ["model.wide=true", "model.wide_weights=fitted", "model.word_dropout=0.4"],
     "shipped+wide_fitted+dropout_0.5": ["model.wide=true", "model.wide_weights=fitted", "model.dropout=0.5"],
