@@ -274,3 +274,16 @@ def test_a_calibrated_run_starts_deciding_as_the_linear_kind(tmp_path_factory, t
     for metric in ("validation_accuracy", "validation_macro_f1"):  # scaled scores: the same decisions
         assert log[0][metric] == pytest.approx(alone[metric], abs=1e-12)
     assert log[0]["validation_loss"] != pytest.approx(alone["validation_loss"])  # with another confidence
+
+
+def test_out_of_fold_scores_of_a_split_too_small_to_fold_are_zero_where_a_fold_sees_one_class(tiny_overrides):
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    from han.training.fit_linear import out_of_fold_scores
+
+    config = load_config(TINY_CONFIG, tiny_overrides)
+    rows = csr_matrix(np.eye(6)[:, :4] + 0.1)  # six documents, one of class 1
+    scores = out_of_fold_scores(rows, np.array([0, 0, 0, 0, 0, 1]), 2, config, None, 1.0)  # type: ignore[arg-type]
+    assert np.array_equal(scores[5], [0.0, 0.0])  # held out, its fold's training part holds class 0 alone
+    assert np.all(scores[:5, 1] < 0)  # the others were scored by classifiers that had seen both classes

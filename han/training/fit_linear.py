@@ -248,6 +248,10 @@ def out_of_fold_scores(
 def _fit_fold(inputs: tuple[Any, ...], k: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows, labels, num_classes, config, run, c, fold = inputs
     kept = np.flatnonzero(fold != k)
+    if labels.ndim == 1 and np.unique(labels[kept]).size < 2:  # a tiny split: nothing to tell apart without fold k
+        return torch.zeros(num_classes, rows.shape[1], dtype=torch.float64), torch.zeros(
+            num_classes, dtype=torch.float64
+        )
     return _fit_rows(rows[kept], labels[kept], num_classes, config, run, c)
 
 
