@@ -4,7 +4,7 @@
 
 Reads DIR/<corpus>/<setting>/compare.json as `benchmarks.ablation` writes them: `linear` (the linear kind),
 `shipped` (the channel's weights learnt, as each config ships) and `shipped+wide_fitted` (fitted, with
-epoch 0). A candidate *holds* on a corpus when its mean validation accuracy over seeds is at least the
+epoch 0), or the pairs `--candidates` names. A candidate *holds* on a corpus when its mean validation accuracy over seeds is at least the
 linear kind's and its mean validation macro-F1 at most 2 points below it. The default is the candidate that
 holds on more corpora; on a tie, the one with the higher mean validation macro-F1 over the corpora. Test
 figures are printed beside, and decide nothing.
@@ -41,26 +41,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("ablation"))
     parser.add_argument("--corpora", default="bbc,r8,clothing,reuters_time,reuters_rare,imdb")
+    parser.add_argument(
+        "--candidates",
+        default=",".join(f"{name}={setting}" for name, setting in CANDIDATES.items()),
+        help="NAME=SETTING pairs (the ablation's settings), e.g. fitted=shipped+wide_fitted",
+    )
     args = parser.parse_args()
     corpora = args.corpora.split(",")
+    candidates = dict(pair.split("=", 1) for pair in args.candidates.split(","))
     print("| corpus | model | validation accuracy | validation macro-F1 | test accuracy | test macro-F1 | holds |")
     print("|---|---|---:|---:|---:|---:|---|")
-    held = dict.fromkeys(CANDIDATES, 0)
-    f1s: dict[str, list[float]] = {name: [] for name in CANDIDATES}
+    held = dict.fromkeys(candidates, 0)
+    f1s: dict[str, list[float]] = {name: [] for name in candidates}
     for corpus in corpora:
         linear = cell(args.dir, corpus, "linear")
-        rows = {"linear kind": linear} | {name: cell(args.dir, corpus, s) for name, s in CANDIDATES.items()}
+        rows = {"linear kind": linear} | {name: cell(args.dir, corpus, s) for name, s in candidates.items()}
         for name, figures in rows.items():
             shown = " | ".join(f"{figures[k][0]:.3f} ± {figures[k][1]:.3f}" for k in KEYS)
             verdict = ""
-            if name in CANDIDATES:
+            if name in candidates:
                 verdict = "yes" if holds(figures, linear) else "no"
                 held[name] += verdict == "yes"
                 f1s[name].append(figures["validation_macro_f1"][0])
             print(f"| {corpus} | {name} | {shown} | {verdict} |")
     means = {name: statistics.mean(values) for name, values in f1s.items()}
-    default = max(CANDIDATES, key=lambda name: (held[name], means[name]))
-    for name in CANDIDATES:
+    default = max(candidates, key=lambda name: (held[name], means[name]))
+    for name in candidates:
         print(f"{name}: holds on {held[name]} of {len(corpora)} corpora; mean validation macro-F1 {means[name]:.4f}")
     print(f"default by the rule: {default}")
 
