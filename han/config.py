@@ -313,6 +313,7 @@ class ModelConfig(_Schema):
     # starting class biases, the training scores) multiplied by the factor that best fits the training labels from
     # the out-of-fold scores, so the sum starts as sure as the classifier deserves. Validation, test and prediction
     # read the classifier fitted on the whole training split. Costs 5 more fits (docs/results/wide-and-deep.md).
+    # Applies to a single network with a fitted channel (wide true, wide_weights fitted, ensemble 1); else unused.
     wide_training_scores: Literal["in_sample", "out_of_fold", "calibrated"] = "in_sample"
     # Gradient-trained kinds: this many networks of the kind, initialised one after another from the seed and
     # trained side by side, each on its own loss and its own order of the epoch's batches; they score as the mean
@@ -324,13 +325,6 @@ class ModelConfig(_Schema):
         if self.ensemble > 1 and self.kind == "linear":
             raise ValueError(
                 "model.ensemble applies to the networks han trains; kind linear is one fitted model (set 1)"
-            )
-        if self.wide_training_scores != "in_sample" and not (
-            self.wide and self.wide_weights == "fitted" and self.ensemble == 1 and self.kind != "linear"
-        ):
-            raise ValueError(
-                f"model.wide_training_scores {self.wide_training_scores} scores a fitted wide channel's training "
-                "documents: it needs wide true, wide_weights fitted and ensemble 1 (a network kind); or set in_sample"
             )
         return self
 

@@ -237,20 +237,22 @@ def test_a_run_with_out_of_fold_training_scores_trains_on_them_and_starts_as_the
 @pytest.mark.parametrize(
     "overrides", [["model.wide_weights=learnt"], ["model.wide=false"], ["model.ensemble=2"]], ids=str
 )
-def test_out_of_fold_training_scores_need_a_single_fitted_channel(tiny_overrides, overrides):
-    from han.errors import ConfigError
+def test_out_of_fold_training_scores_do_not_apply_without_a_single_fitted_channel(
+    trained_run: Path, tiny_overrides, overrides, caplog
+):
+    import logging
 
-    with pytest.raises(ConfigError, match="wide_training_scores out_of_fold"):
-        load_config(
-            TINY_CONFIG,
-            [
-                *tiny_overrides,
-                "model.wide=true",
-                "model.wide_weights=fitted",
-                "model.wide_training_scores=out_of_fold",
-                *overrides,
-            ],
-        )
+    from han.training.initial_model import build_initial_model
+    from han.training.wide_entries import training_entries, training_wide_scores
+
+    setting = ["model.wide=true", "model.wide_weights=fitted", "model.wide_training_scores=calibrated"]
+    config = load_config(TINY_CONFIG, [*tiny_overrides, *setting, *overrides])  # a config may hold it: R8's does
+    run = RunDir(trained_run)
+    train = EncodedSplit.load(run.data_path("train"))
+    model = build_initial_model(config, run, train_split=train)
+    with caplog.at_level(logging.INFO, logger="han.training.wide_entries"):
+        assert training_wide_scores(config, run, model, train, training_entries(model, train)) is None
+    assert "does not apply" in caplog.text
 
 
 def test_the_calibrated_scale_is_the_factor_the_labels_were_drawn_at():

@@ -65,9 +65,14 @@ def training_wide_scores(
     multiplied by the factor that best fits the training labels from the out-of-fold scores (`calibrated_scale`),
     so the starting model still decides as the linear kind does, with a confidence its real errors warrant."""
     wide = fitted_wide_channel(model)
-    if config.model.wide_training_scores == "in_sample" or wide is None or entries is None:
+    if config.model.wide_training_scores == "in_sample":
         return None
-    assert wide.fitted_c is not None, "the channel's weights are held (model.wide_weights fitted)"
+    if wide is None or entries is None or wide.fitted_c is None:
+        log.info(
+            "model.wide_training_scores %s does not apply: it needs one network with a fitted wide channel",
+            config.model.wide_training_scores,
+        )
+        return None
     start = time.perf_counter()
     scores = out_of_fold_scores(entries.rows, split.labels, wide.num_classes, config, run, wide.fitted_c)
     log.info("wide channel: out-of-fold training scores in %.1f s", time.perf_counter() - start)
