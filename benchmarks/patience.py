@@ -18,26 +18,27 @@ import json
 import statistics
 from pathlib import Path
 
-from han.training.train import best_network_epoch, is_better_epoch
+from han.training.train import is_better_epoch
 
 
 def kept_epoch(records: list[dict], metric: str, patience: int) -> tuple[int, int]:
     """(epoch kept, network epochs trained) under `patience`, for one run's epoch records in order, by training's
     own rules (han.training.train: `is_better_epoch`, patience counted on the network's epochs)."""
-    best: dict | None = None
-    trained = 0
-    for i, record in enumerate(records):
+    best: dict | None = None  # the best epoch, epoch 0 included
+    best_network: dict | None = None  # the best of the network's own epochs so far
+    stale = trained = 0
+    for record in records:
         if is_better_epoch(record, best, metric):
             best = record
         if record["epoch"] == 0:
             continue
         trained += 1
-        stale = 0
-        for earlier in range(1, i + 1):  # network epochs since the last one that beat every earlier network epoch
-            network = records[: earlier + 1]
-            stale = 0 if is_better_epoch(network[-1], best_network_epoch(network[:-1], metric), metric) else stale + 1
-        if stale >= patience:
-            break
+        if is_better_epoch(record, best_network, metric):
+            best_network, stale = record, 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
     assert best is not None
     return best["epoch"], trained
 
