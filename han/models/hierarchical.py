@@ -247,12 +247,9 @@ class HierarchicalAttentionNetwork(nn.Module):
             0, first_sentence[sentences.sequence] + sentences.position
         )  # (P_s, 2H_w)
         sentence_states = self.sentence_encoder(sentence_inputs, sentences)  # (P_s, 2H_s)
-        if wide_scores is not None:
-            wide_logits: torch.Tensor | None = wide_scores  # (B, C)
-        else:
-            wide_logits = (
-                None if self.wide is None else self.wide(word_ids, sentence_lengths, sentence_counts, wide_entries)
-            )  # (B, C)
+        wide_logits = wide_scores  # (B, C) when the caller has the channel's scores
+        if wide_logits is None and self.wide is not None:
+            wide_logits = self.wide(word_ids, sentence_lengths, sentence_counts, wide_entries)  # (B, C)
         if self.pooling != "attention":
             document_vectors = pool_segments(sentence_states, sentences.sequence, num_docs, self.pooling)  # (B, 2H_s)
             logits = self.classifier(self.dropout(document_vectors))  # (B, C)
