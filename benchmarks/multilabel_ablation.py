@@ -42,10 +42,10 @@ VARIANTS: dict[str, list[str]] = {
 def measure(overrides: list[str], zero_bias: bool) -> dict[str, Any]:
     """One variant end to end: validation and test figures."""
     config = load_config(CONFIG, overrides)
-    original = training.build_initial_model
-    if zero_bias:
-        training.build_initial_model = lambda config, run, sparse=True, rates=None, train=None: original(
-            config, run, sparse, None, train
+    original = training.build_training_start
+    if zero_bias:  # the same start without the labels' base rates
+        training.build_training_start = lambda config, run, sparse, rates, *splits: original(
+            config, run, sparse, None, *splits
         )  # type: ignore[assignment]
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -58,7 +58,7 @@ def measure(overrides: list[str], zero_bias: bool) -> dict[str, Any]:
             probabilities = predict_probabilities(trained.model, split, config.train.eval_batch_size)
             at_half = split_metrics(split.labels, probabilities, trained.label_names)
     finally:
-        training.build_initial_model = original
+        training.build_training_start = original
     return {
         "validation_micro_f1_at_half": thresholds["validation_micro_f1_at_half"],
         "validation_micro_f1": thresholds["validation_micro_f1"],

@@ -7,7 +7,9 @@ IMDB-sized stand-in (benchmarks/standin.py imdb, read as benchmarks/realtext.py 
 The stand-in is written and preprocessed once into DIR (reused when there). Then, `--reps` times each:
 - `setup`: fitting the channel's n-gram table on the training split (han.training.fit_linear.ngram_table) in a
   fresh process: seconds, features, and the process's peak RSS before and after; with `--weights fitted` (the
-  default model) also the linear classifier the channel holds, C chosen on validation (`fitted_seconds`);
+  default model) also, in the same process, all that `han train` does before its first step
+  (`fitted_seconds`: the network built, the table again, the training rows, the linear classifier the channel
+  holds with C chosen on validation, and the training documents' channel scores);
 - `train`: `han train CONFIG OVERRIDES model.wide_weights=W|model.wide=false train.max_epochs=1 --run-dir DIR/run
   --overwrite` (W: `--weights`, the clothing config's learnt unless given),
   alternating with and without the channel: wall seconds and peak RSS of the whole command, and the epoch's
@@ -50,11 +52,18 @@ table = ngram_table(train, vocab, config.model)
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 figures = {"seconds": seconds, "features": int(table.keys.numel()), "rss_before": before, "rss_after": after}
-if sys.argv[2] == "fitted":  # the default model: also the linear classifier, C chosen on validation
-    from han.training.fit_linear import fitted_linear_model
+if sys.argv[2] == "fitted":  # the default model: all that training does before its first step, table included
+    from han.training import initial_model, wide_entries
+    config = config.model_copy(update={"model": config.model.model_copy(update={"wide_weights": "fitted"})})
     start = time.perf_counter()
     validation = EncodedSplit.load(run.data_path("validation"))
-    fitted_linear_model(config, run, train, len(run.load_labels()), validation)  # fits its own table again
+    if hasattr(initial_model, "build_training_start"):
+        made = initial_model.build_training_start(config, run, train_split=train, validation_split=validation)
+        entries = wide_entries.training_entries(made.model, train, made.training_rows)
+        wide_entries.training_wide_scores(config, run, made.model, train, entries, made.fitted_c)
+    else:  # a checkout from before the set-up handed its rows on
+        model = initial_model.build_initial_model(config, run, train_split=train, validation_split=validation)
+        wide_entries.training_entries(model, train)
     figures["fitted_seconds"] = time.perf_counter() - start
     figures["rss_after_fitted"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(figures))

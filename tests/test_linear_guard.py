@@ -234,6 +234,52 @@ def test_a_run_with_out_of_fold_training_scores_trains_on_them_and_starts_as_the
         assert log[0][metric] == pytest.approx(alone[metric], abs=1e-12)
 
 
+def test_held_fitted_weights_score_the_training_split_once_as_the_channel_would(trained_run: Path, tiny_overrides):
+    import numpy as np
+
+    from han.training.fit_linear import tfidf_rows
+    from han.training.initial_model import build_training_start
+    from han.training.wide_entries import training_entries, training_wide_scores
+
+    config = load_config(TINY_CONFIG, [*tiny_overrides, "model.wide=true", "model.wide_weights=fitted"])
+    run = RunDir(trained_run)
+    train = EncodedSplit.load(run.data_path("train"))
+    start = build_training_start(config, run, train_split=train)
+    wide = start.model.wide
+    assert start.fitted_c in LINEAR_C_CHOICES and start.training_rows is not None
+    assert (start.training_rows != tfidf_rows(wide, train)).nnz == 0  # set-up's rows are the split's, read once
+    scores = training_wide_scores(
+        config, run, start.model, train, training_entries(start.model, train, start.training_rows), start.fitted_c
+    )
+    assert scores is not None and scores.shape == (len(train), wide.num_classes) and np.abs(scores).max() > 0
+    with torch.no_grad():
+        for indices in (np.arange(len(train)), np.array([5, 1, 5, 0])):
+            batch = collate(train, indices)
+            computed = wide(batch.word_ids, batch.sentence_lengths, batch.sentence_counts).numpy()  # (B, C)
+            assert np.allclose(scores[indices], computed, rtol=1e-5, atol=1e-6)
+    learnt = load_config(TINY_CONFIG, [*tiny_overrides, "model.wide=true", "model.wide_weights=learnt"])
+    start = build_training_start(learnt, run, train_split=train)  # learnt weights change every step: no scores
+    assert start.training_rows is None and start.fitted_c is None
+    entries = training_entries(start.model, train)
+    assert training_wide_scores(learnt, run, start.model, train, entries, start.fitted_c) is None
+
+
+def test_a_fitted_channels_training_steps_get_its_scores_not_its_entries(tmp_path_factory, tiny_overrides, monkeypatch):
+    from han.models.hierarchical import HierarchicalAttentionNetwork
+
+    seen = []
+    forward = HierarchicalAttentionNetwork.forward
+
+    def spy(self, *args, **kwargs):
+        if self.training:
+            seen.append((kwargs.get("wide_scores"), kwargs.get("wide_entries")))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(HierarchicalAttentionNetwork, "forward", spy)
+    run_tiny(tmp_path_factory, tiny_overrides, "held", "model.wide=true", "model.wide_weights=fitted")
+    assert seen and all(scores is not None and entries is None for scores, entries in seen)
+
+
 @pytest.mark.parametrize(
     "overrides", [["model.wide_weights=learnt"], ["model.wide=false"], ["model.ensemble=2"]], ids=str
 )
@@ -242,16 +288,17 @@ def test_out_of_fold_training_scores_do_not_apply_without_a_single_fitted_channe
 ):
     import logging
 
-    from han.training.initial_model import build_initial_model
+    from han.training.initial_model import build_training_start
     from han.training.wide_entries import training_entries, training_wide_scores
 
     setting = ["model.wide=true", "model.wide_weights=fitted", "model.wide_training_scores=calibrated"]
     config = load_config(TINY_CONFIG, [*tiny_overrides, *setting, *overrides])  # a config may hold it: R8's does
     run = RunDir(trained_run)
     train = EncodedSplit.load(run.data_path("train"))
-    model = build_initial_model(config, run, train_split=train)
+    start = build_training_start(config, run, train_split=train)
+    entries = training_entries(start.model, train, start.training_rows)
     with caplog.at_level(logging.INFO, logger="han.training.wide_entries"):
-        assert training_wide_scores(config, run, model, train, training_entries(model, train)) is None
+        assert training_wide_scores(config, run, start.model, train, entries, start.fitted_c) is None
     assert "does not apply" in caplog.text
 
 

@@ -176,7 +176,6 @@ class WideChannel(TfidfFeatures):
         super().__init__(vocab_size, max_n, sublinear_tf)
         self.num_classes, self.sparse = num_classes, sparse
         self.scores = self._bag(0)
-        self.fitted_c: float | None = None  # set by hold_weights in training; not saved
 
     def _bag(self, num_features: int) -> nn.EmbeddingBag:
         bag = nn.EmbeddingBag(max(num_features, 1), self.num_classes, mode="sum", sparse=self.sparse)
@@ -188,13 +187,11 @@ class WideChannel(TfidfFeatures):
         super().set_table(kept_tokens, keys, idf)
         self.scores = self._bag(self.num_features).to(self.idf.device)
 
-    def hold_weights(self, weight: torch.Tensor, c: float | None = None) -> None:
-        """Install fitted class weights (C, F) of the table's n-grams and keep them out of training; `c`: the
-        inverse regularisation strength they were fitted at (what out-of-fold training scores are fitted at)."""
+    def hold_weights(self, weight: torch.Tensor) -> None:
+        """Install fitted class weights (C, F) of the table's n-grams and keep them out of training."""
         with torch.no_grad():
             self.scores.weight.copy_(weight.T)
         self.scores.weight.requires_grad_(False)
-        self.fitted_c = c
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         saved = state_dict.get(prefix + "scores.weight")

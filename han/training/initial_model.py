@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy_file
+from scipy.sparse import csr_matrix
 
 from han.config import Config
 from han.errors import RunDirError
@@ -18,7 +20,7 @@ from han.models.ensemble import fitted_wide_channel, members
 from han.models.ngrams import WideChannel
 from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
-from han.training.fit_linear import fit_ngram_classifier, ngram_table
+from han.training.fit_linear import fit_ngram_classifier, ngram_table, tfidf_rows
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,17 @@ def uses_sparse_embedding(config: Config, sparse_gradients: bool = True) -> bool
     )
 
 
+@dataclass(frozen=True)
+class TrainingStart:
+    """The network a training starts from, with what fitting its wide channel computed that training reads again."""
+
+    model: torch.nn.Module
+    # model.wide_weights fitted: the training split's TF-IDF rows the held weights were fitted on, (N, F), and the C
+    # they were fitted at (what out-of-fold training scores are fitted at); None otherwise
+    training_rows: csr_matrix | None = None
+    fitted_c: float | None = None
+
+
 def build_initial_model(
     config: Config,
     run: RunDir,
@@ -50,13 +63,26 @@ def build_initial_model(
     train_split: EncodedSplit | None = None,
     validation_split: EncodedSplit | None = None,
 ) -> torch.nn.Module:
+    """The configured network with its embedding initialised from the run's vectors (`build_training_start`'s)."""
+    return build_training_start(config, run, sparse_gradients, label_rates, train_split, validation_split).model
+
+
+def build_training_start(
+    config: Config,
+    run: RunDir,
+    sparse_gradients: bool = True,
+    label_rates: np.ndarray | None = None,
+    train_split: EncodedSplit | None = None,
+    validation_split: EncodedSplit | None = None,
+) -> TrainingStart:
     """The configured network with its embedding initialised from the run's vectors.
 
     `label_rates` (multi-label: each label's share of training documents) start the classifier's biases
     at the labels' log-odds, so the first steps learn what tells documents apart instead of pushing
     every one of many rare labels' logits down from 0 (a probability of 0.5) first. `train_split`: the
     run's training split when the caller has it loaded (`model.wide` fits its n-gram table on it), and
-    `validation_split` its validation split (where `model.linear_c: auto` chooses C for fitted weights)."""
+    `validation_split` its validation split (where `model.linear_c: auto` chooses C for fitted weights). The
+    training split's TF-IDF rows and the C of fitted weights come with the model, so training reads neither again."""
     vocab = run.load_vocab()
     labels = run.load_labels()
     vectors = load_numpy_file(str(run.embeddings_path))["embeddings"]
@@ -71,6 +97,7 @@ def build_initial_model(
     model.load_embeddings(vectors)  # type: ignore[operator]
     networks = members(model)  # model.ensemble: each member gets the same table, fitted weights and biases
     wides: list[WideChannel] = []
+    rows, c = None, None
     for network in networks:
         if isinstance(wide := getattr(network, "wide", None), WideChannel):
             wides.append(wide)
@@ -85,13 +112,13 @@ def build_initial_model(
             validation = (
                 validation_split if validation_split is not None else EncodedSplit.load(run.data_path("validation"))
             )
-            hold_fitted_wide_weights(networks, wides, train, validation, len(labels), config, run)
+            rows, c = hold_fitted_wide_weights(networks, wides, train, validation, len(labels), config, run)
             label_rates = None  # the fitted intercepts already hold each label's base rate
     if label_rates is not None:
         rates = np.clip(label_rates, 1e-4, 1 - 1e-4)
         for network in networks:
             start_class_biases(network, torch.from_numpy(np.log(rates / (1 - rates))))
-    return model
+    return TrainingStart(model, rows, c)
 
 
 def starts_as_linear_kind(config: Config, model: torch.nn.Module) -> bool:
@@ -116,16 +143,18 @@ def hold_fitted_wide_weights(
     num_classes: int,
     config: Config,
     run: RunDir,
-) -> None:
+) -> tuple[csr_matrix, float]:
     """model.wide_weights fitted: the linear kind's classifier, fitted on the training split, becomes the wide
     channels' fixed weights, its intercepts the networks' starting class biases and their output layers' weights
     start at zero, so the starting model scores exactly as the linear model (training scores it as epoch 0) and
     the networks learn what it misses. (The output layer's own gradient is not zero: it moves off zero at the
-    first step, and the layers beneath it learn from the second.)"""
+    first step, and the layers beneath it learn from the second.) Returns the training split's TF-IDF rows and the C
+    the weights were fitted at."""
     start = time.perf_counter()
-    weight, bias, c = fit_ngram_classifier(wides[0], train, num_classes, config, run, validation=validation)
+    rows = tfidf_rows(wides[0], train)
+    weight, bias, c = fit_ngram_classifier(wides[0], train, num_classes, config, run, rows, validation)
     for network, wide in zip(networks, wides, strict=True):
-        wide.hold_weights(weight.float(), c)
+        wide.hold_weights(weight.float())
         # A class training never saw has a -1e4 intercept; -10 keeps it unpredicted without a huge logit.
         start_class_biases(network, bias.clamp(-FITTED_BIAS_LIMIT, FITTED_BIAS_LIMIT).float())
         classifier = network.get_submodule("classifier")
@@ -135,3 +164,4 @@ def hold_fitted_wide_weights(
     log.info(
         "wide channel: %s fitted in %.1f s, held fixed", config.model.linear_classifier, time.perf_counter() - start
     )
+    return rows, c

@@ -34,7 +34,7 @@ from han.text.batching import Batch, bucketed_batches, collate
 from han.training.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint
 from han.training.distributed import Ranks
 from han.training.fit_linear import compared, fits_without_gradients, linear_kind_record, train_linear
-from han.training.initial_model import build_initial_model, starts_as_linear_kind
+from han.training.initial_model import build_training_start, starts_as_linear_kind
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
 from han.training.run_files import TrainingFiles, TrainResult, validation_fields
@@ -134,11 +134,17 @@ class TrainingSession:
         self.validation_split = EncodedSplit.load(run.data_path("validation"))
         self.label_names = run.load_labels()
         rates = self.train_split.labels.mean(axis=0) if self.train_split.multilabel else None
-        model = build_initial_model(config, run, ranks.sparse_gradients, rates, self.train_split, self.validation_split)
-        self.wide_entries = training_entries(model, self.train_split)  # model.wide: read once, not every epoch
-        # model.wide_training_scores out_of_fold: the training documents' channel scores, from classifiers fitted
-        # without them (None: the channel scores them itself)
-        self.wide_scores = training_wide_scores(config, run, model, self.train_split, self.wide_entries)
+        start = build_training_start(
+            config, run, ranks.sparse_gradients, rates, self.train_split, self.validation_split
+        )
+        model = start.model
+        # model.wide: the training split's entries, read once, not every epoch
+        self.wide_entries = training_entries(model, self.train_split, start.training_rows)
+        # model.wide_weights fitted: the training documents' channel scores, computed once (in sample, or out of fold
+        # by model.wide_training_scores); None: the channel scores each batch from its entries
+        self.wide_scores = training_wide_scores(config, run, model, self.train_split, self.wide_entries, start.fitted_c)
+        if self.wide_scores is not None:
+            self.wide_entries = None  # never read again: the linear kind's figures are epoch 0's
         self.model = model.to(ranks.device)
         self.train_model = ranks.wrap(self.model)
         ranks.reseed(config.seed)

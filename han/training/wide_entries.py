@@ -4,8 +4,9 @@ The wide channel (`model.wide`) reads a batch's n-grams from its token ids: on t
 is 3.7 ms of a 70 ms training step, every epoch again although a document's entries never change. A
 training session computes the training split's entries once, as one CSR matrix (`fit_linear.tfidf_rows`,
 the rows the linear kind fits on), and hands each batch its documents' rows: the same entries, in the
-same order, as the channel computes. With `model.wide_training_scores: out_of_fold` it hands each batch its
-documents' out-of-fold class scores instead (`training_wide_scores`).
+same order, as the channel computes. When the channel's weights are fitted and held, a document's class scores
+never change either: they are computed once too, and each batch gets its documents' scores
+(`training_wide_scores`): in sample, or out of fold with `model.wide_training_scores: out_of_fold`.
 """
 
 from __future__ import annotations
@@ -45,36 +46,53 @@ class SplitEntries:
         )
 
 
-def training_entries(model: torch.nn.Module, split: EncodedSplit) -> SplitEntries | None:
+def training_entries(
+    model: torch.nn.Module, split: EncodedSplit, rows: csr_matrix | None = None
+) -> SplitEntries | None:
     """The entries of every document of `split` for a single network's fitted wide channel (read while the model
-    is still on the CPU); None for a model without one, or an ensemble (each member reads its own batch)."""
+    is still on the CPU; `rows`: the split's TF-IDF rows when set-up computed them already); None for a model
+    without one, or an ensemble (each member reads its own batch)."""
     wide = fitted_wide_channel(model)
     if len(members(model)) != 1 or wide is None:
         return None
-    rows = tfidf_rows(wide, split)
+    rows = tfidf_rows(wide, split) if rows is None else rows
     rows.sort_indices()
     return SplitEntries(rows)
 
 
 def training_wide_scores(
-    config: Config, run: RunDir, model: torch.nn.Module, split: EncodedSplit, entries: SplitEntries | None
+    config: Config,
+    run: RunDir,
+    model: torch.nn.Module,
+    split: EncodedSplit,
+    entries: SplitEntries | None,
+    fitted_c: float | None,
 ) -> np.ndarray | None:
-    """model.wide_training_scores out_of_fold or calibrated: (N, C) the training documents' channel scores from
-    classifiers fitted without them (`fit_linear.out_of_fold_scores`, at the C of the channel's held weights); None
-    otherwise. calibrated: the channel's weights, the network's starting class biases and these scores are all
-    multiplied by the factor that best fits the training labels from the out-of-fold scores (`calibrated_scale`),
-    so the starting model still decides as the linear kind does, with a confidence its real errors warrant."""
+    """(N, C) the training documents' class scores from a single network's wide channel whose weights were fitted
+    at `fitted_c` and are held fixed (model.wide_weights fitted); None otherwise (the channel scores each batch).
+
+    in_sample: the held weights' own scores, once instead of every step. out_of_fold or calibrated: each document's
+    scores from classifiers fitted without it (`fit_linear.out_of_fold_scores`, at `fitted_c`). calibrated: the
+    channel's weights, the network's starting class biases and these scores are all multiplied by the factor that
+    best fits the training labels from the out-of-fold scores (`calibrated_scale`), so the starting model still
+    decides as the linear kind does, with a confidence its real errors warrant."""
     wide = fitted_wide_channel(model)
+    held = wide is not None and entries is not None and fitted_c is not None
     if config.model.wide_training_scores == "in_sample":
-        return None
-    if wide is None or entries is None or wide.fitted_c is None:
+        if not held:
+            return None
+        assert wide is not None and entries is not None
+        weight = wide.scores.weight.detach().cpu().numpy()  # (F, C)
+        return np.asarray(entries.rows @ weight, dtype=np.float32)  # (N, C)
+    if not held:
         log.info(
             "model.wide_training_scores %s does not apply: it needs one network with a fitted wide channel",
             config.model.wide_training_scores,
         )
         return None
+    assert wide is not None and entries is not None and fitted_c is not None
     start = time.perf_counter()
-    scores = out_of_fold_scores(entries.rows, split.labels, wide.num_classes, config, run, wide.fitted_c)
+    scores = out_of_fold_scores(entries.rows, split.labels, wide.num_classes, config, run, fitted_c)
     log.info("wide channel: out-of-fold training scores in %.1f s", time.perf_counter() - start)
     if config.model.wide_training_scores == "calibrated":
         classifier = model.get_submodule("classifier")
