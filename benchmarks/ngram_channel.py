@@ -54,7 +54,7 @@ after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 figures = {"seconds": seconds, "features": int(table.keys.numel()), "rss_before": before, "rss_after": after}
 if sys.argv[2] == "fitted":  # the default model: all that training does before its first step, table included
     from han.training import initial_model, wide_entries
-    config = config.model_copy(update={"model": config.model.model_copy(update={"wide_weights": "fitted"})})
+    config = config.model_copy(update={"model": config.model.model_copy(update={"wide": True, "wide_weights": "fitted"})})
     start = time.perf_counter()
     validation = EncodedSplit.load(run.data_path("validation"))
     if hasattr(initial_model, "build_training_start"):
