@@ -15,7 +15,8 @@ into DIR on first use) and read with the BBC and R8 configs, and `imdb`, the IMD
 speed figures (docs/results/performance.md: clothing reviews of one rating joined to IMDB's length) read with the clothing config. Settings override the config's model
 (`off`, `learnt`, `fitted`: model.wide and model.wide_weights, without word dropout; `linear`: kind
 linear), or with `+word_dropout` (model.word_dropout=0.2, the default) or `+word_dropout_0.4`; `shipped` is the
-corpus's config as it is; `+extra_text`: word2vec also reads the validation and test text
+corpus's config as it is; `linear+uncapped`: the linear kind with caps of 400 sentences x 400 words (what n-gram
+features read from the whole document would give it); `+extra_text`: word2vec also reads the validation and test text
 (embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+wide`,
 `+wide_fitted`: the n-gram channel on (model.wide) with its weights learnt or fitted; `+wide_lr_X`: on and learnt at
 train.wide_lr=X (`auto`: 1 / the steps of an epoch); `+label_smoothing_X`: train.label_smoothing=X; `+dropout_X`: model.dropout=X; `+out_of_fold`, `+calibrated`: model.wide_training_scores=out_of_fold, calibrated; `+unlabelled`: word2vec also reads in-domain text outside the corpus
@@ -132,6 +133,8 @@ SETTINGS = {
         "train.label_smoothing=0.1",
     ],
     "linear": [],
+    # the linear kind reading (nearly) whole documents: caps far above any corpus here's documents
+    "linear+uncapped": ["preprocess.max_sentences=400", "preprocess.max_words=400"],
 }
 
 
@@ -151,7 +154,7 @@ def run_cell(corpus: str, setting: str, seeds: int, root: Path) -> Path:
     config, *overrides = (
         part.format(dir=root.resolve(), corpus=corpus) for part in CORPORA[corpus] + SETTINGS[setting]
     )
-    kind = "linear" if setting == "linear" else "han"
+    kind = "linear" if setting.split("+")[0] == "linear" else "han"
     command = [sys.executable, "-m", "pipelines", "compare", config, *overrides]
     command += ["--models", kind, "--seeds", str(seeds), "--dir", str(target.resolve())]
     print(" ".join(command), flush=True)

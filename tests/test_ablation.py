@@ -19,7 +19,11 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
     )
     if setting.startswith(("learnt", "fitted")):
         assert loaded.model.wide and loaded.model.wide_weights == setting.split("+")[0]
-    if setting != "linear" and not setting.startswith("shipped"):
+    if setting.startswith("linear"):  # the linear kind on the corpus's config, or on (nearly) whole documents
+        shipped = load_config(ROOT / config, overrides).preprocess
+        caps = (400, 400) if setting == "linear+uncapped" else (shipped.max_sentences, shipped.max_words)
+        assert (loaded.preprocess.max_sentences, loaded.preprocess.max_words) == caps
+    elif not setting.startswith("shipped"):
         expected = 0.4 if setting.endswith("_0.4") else 0.2 if setting.endswith("+word_dropout") else 0.0
         assert loaded.model.word_dropout == expected
     if setting.startswith("shipped"):  # the corpus's own config: its model settings untouched
