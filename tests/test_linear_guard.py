@@ -134,7 +134,7 @@ def test_linear_c_auto_fits_side_by_side_the_same_numbers(trained_run: Path, tin
     config = load_config(TINY_CONFIG, [*tiny_overrides, "model.kind=linear", "model.linear_c=auto"])
     fitted = {}
     for cores in (1, 2):
-        monkeypatch.setattr(fit_linear, "cores_per_process", lambda cores=cores: cores)
+        monkeypatch.setattr("han.util.forked.cores_per_process", lambda cores=cores: cores)
         log.unlink(missing_ok=True)
         fitted[cores] = fitted_linear_model(config, run, train, len(run.load_labels()), validation).state_dict()
         pids = log.read_text().split()

@@ -120,6 +120,39 @@ def test_tfidf_rows_counted_in_chunks_are_those_of_the_whole_split(monkeypatch):
     assert np.array_equal(np.diff(whole.indptr), np.bincount(row.numpy(), minlength=len(split)))
 
 
+def test_the_table_and_rows_counted_side_by_side_are_those_counted_here(monkeypatch, tmp_path):
+    """With several chunks and cores, the chunks are counted in forked workers, one a core: the same numbers."""
+    import os
+
+    from han.training import fit_linear
+
+    split_ngrams_here, log = fit_linear.split_ngrams, tmp_path / "counted_by.txt"
+
+    def logged(*args):  # which process counted: forked workers inherit this, and append their pid
+        with log.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        return split_ngrams_here(*args)
+
+    monkeypatch.setattr(fit_linear, "split_ngrams", logged)
+    monkeypatch.setattr(fit_linear, "CHUNK_TOKENS", 40)
+    split, config = corpus(seed=4), ModelConfig(linear_ngrams=2, linear_min_df=2)
+    counted = {}
+    for cores in (1, 2):
+        monkeypatch.setattr("han.util.forked.cores_per_process", lambda cores=cores: cores)
+        log.unlink(missing_ok=True)
+        table = ngram_table(split, Vocab(WORDS), config)
+        features = TfidfFeatures(len(WORDS), 2, sublinear_tf=False)
+        features.set_table(table.keep, table.keys, table.idf)
+        counted[cores] = (table, tfidf_rows(features, split))
+        pids = log.read_text().split()
+        assert len(pids) == 2 * len(list(document_chunks(split, 40))) > 4  # each chunk once for each
+        assert (str(os.getpid()) in pids) == (cores == 1)  # two cores: every chunk in a worker
+    (table_here, rows_here), (table_forked, rows_forked) = counted[1], counted[2]
+    assert torch.equal(table_here.keys, table_forked.keys) and torch.equal(table_here.idf, table_forked.idf)
+    assert np.array_equal(rows_here.indptr, rows_forked.indptr)
+    assert np.array_equal(rows_here.indices, rows_forked.indices) and np.array_equal(rows_here.data, rows_forked.data)
+
+
 def test_a_min_df_no_ngram_reaches_is_a_config_error():
     from han.errors import ConfigError
 

@@ -42,8 +42,7 @@ from han.store.weights import save_weights
 from han.training.run_files import VALIDATION_FIGURES, TrainingFiles, TrainResult, validation_fields
 from han.training.weighting import class_weights, named_class_weights
 from han.util.atomic import write_text_atomic
-from han.util.cpus import cores_per_process
-from han.util.forked import can_fork, forked_map
+from han.util.forked import side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +124,26 @@ def document_frequencies(
     at a time: memory grows with the distinct n-grams, not with the split's n-gram occurrences."""
     keys, frequency = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     pending: list[tuple[np.ndarray, np.ndarray]] = []  # chunks' counts not yet merged into (keys, frequency)
-    for first, last in document_chunks(split, max_tokens):
-        document, key = (t.numpy() for t in split_ngrams(split, keep, vocab_size, max_n, first, last))
-        distinct, inverse = _distinct(key, inverse=True)  # (U,), (K,)
-        pairs, _ = _distinct((document - first) * distinct.size + inverse)  # each (document, n-gram) once
-        pending.append((distinct, np.bincount(pairs % max(distinct.size, 1), minlength=distinct.size)))
+    chunks = list(document_chunks(split, max_tokens))
+    for counted in side_by_side(_chunk_frequencies, (split, keep, vocab_size, max_n), chunks):  # one chunk a core
+        pending.append(counted)
         if sum(p[0].size for p in pending) > max(keys.size, max_tokens):  # merge as often as the table doubles
             keys, frequency = _summed(*map(np.concatenate, zip((keys, frequency), *pending, strict=True)))
             pending = []
     keys, frequency = _summed(*map(np.concatenate, zip((keys, frequency), *pending, strict=True)))
     return keys, frequency
+
+
+def _chunk_frequencies(
+    inputs: tuple[EncodedSplit, torch.Tensor, int, int], chunk: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct n-gram keys of documents [first, last) and how many of those documents hold each."""
+    split, keep, vocab_size, max_n = inputs
+    first, last = chunk
+    document, key = (t.numpy() for t in split_ngrams(split, keep, vocab_size, max_n, first, last))
+    distinct, inverse = _distinct(key, inverse=True)  # (U,), (K,)
+    pairs, _ = _distinct((document - first) * distinct.size + inverse)  # each (document, n-gram) once
+    return distinct, np.bincount(pairs % max(distinct.size, 1), minlength=distinct.size)
 
 
 @dataclass
@@ -260,10 +269,7 @@ def _side_by_side(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`fit(inputs, item)` of each item, in order: side by side in forked workers, one per core, when there are
     several (each fit is single-threaded work; the same numbers as one after the other)."""
-    processes = min(cores_per_process(), len(items))
-    if processes < 2 or not can_fork():
-        return [fit(inputs, item) for item in items]
-    return list(forked_map(fit, inputs, items, processes))
+    return list(side_by_side(fit, inputs, items))
 
 
 FitInputs = tuple[csr_matrix, np.ndarray, int, Config, RunDir]  # what `_fit_rows` takes besides C
@@ -290,15 +296,27 @@ def tfidf_rows(features: TfidfFeatures, split: EncodedSplit) -> csr_matrix:
     The entries come ordered by document, then feature, so they are the CSR arrays as they are (no COO copy)."""
     columns, values = [np.zeros(0, dtype=np.int32)], [np.zeros(0, np.float32)]
     entries_per_row = np.zeros(len(split), dtype=np.int64)
-    for first, last in document_chunks(split, CHUNK_TOKENS):
-        document, key = split_ngrams(split, features.kept_tokens, features.vocab_size, features.max_n, first, last)
-        row, column, value = features.tfidf(document - first, key, last - first)
-        entries_per_row[first:last] = np.bincount(row.numpy(), minlength=last - first)
-        columns.append(column.numpy().astype(np.int32))
-        values.append(value.numpy())
+    chunks = list(document_chunks(split, CHUNK_TOKENS))
+    for (first, last), (entries, column, value) in zip(
+        chunks, side_by_side(_chunk_rows, (features, split), chunks), strict=True
+    ):  # one chunk a core
+        entries_per_row[first:last] = entries
+        columns.append(column)
+        values.append(value)
     indptr = np.concatenate([[0], np.cumsum(entries_per_row)])
     shape = (len(split), features.num_features)
     return csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=shape)
+
+
+def _chunk_rows(
+    inputs: tuple[TfidfFeatures, EncodedSplit], chunk: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The TF-IDF entries of documents [first, last): entries per document, their columns and values."""
+    features, split = inputs
+    first, last = chunk
+    document, key = split_ngrams(split, features.kept_tokens, features.vocab_size, features.max_n, first, last)
+    row, column, value = features.tfidf(document - first, key, last - first)
+    return np.bincount(row.numpy(), minlength=last - first), column.numpy().astype(np.int32), value.numpy()
 
 
 def fitted_linear_model(

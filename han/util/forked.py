@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from han.util.cpus import use_threads
+from han.util.cpus import cores_per_process, use_threads
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -60,3 +60,13 @@ def forked_map(function: Callable[[S, T], R], shared: S, items: Iterable[T], pro
     finally:
         pool.join()
         _INHERITED.clear()
+
+
+def side_by_side(work: Callable[[S, T], R], shared: S, items: Sequence[T]) -> Iterator[R]:
+    """`work(shared, item)` of each item, yielded in order: by `forked_map`, one worker a core, when there are
+    several items and cores and the platform forks; else here, one after the other. Each piece is single-threaded
+    work with the same results either way."""
+    processes = min(cores_per_process(), len(items))
+    if processes < 2 or not can_fork():
+        return (work(shared, item) for item in items)
+    return forked_map(work, shared, items, processes)
