@@ -216,7 +216,7 @@ def fit_ngram_classifier(
         raise ValueError("model.linear_c auto chooses C on the validation split: pass it")
     validation_rows, label_names = tfidf_rows(features, validation), run.load_labels()
     metric = compared_metric(config).removeprefix("validation_")
-    inputs = (rows, train.labels, num_classes, config, run)
+    inputs = (as_float64(rows), train.labels, num_classes, config, run)
     largest_first = sorted(LINEAR_C_CHOICES, reverse=True)  # a larger C converges more slowly: started first
     fits = dict(zip(largest_first, _side_by_side(_fit_choice, inputs, largest_first), strict=True))
     best: tuple[float, FittedClassifier] | None = None
@@ -246,12 +246,18 @@ def out_of_fold_scores(
     class, its documents score 0 for it (the full classifier's weights for a class it never saw are 0 too)."""
     fold = np.random.default_rng(config.seed).permutation(len(labels)) % WIDE_FOLDS  # (N,)
     folds = list(range(WIDE_FOLDS))
-    inputs = (rows, labels, num_classes, config, run, c, fold)
+    inputs = (as_float64(rows), labels, num_classes, config, run, c, fold)
     scores = np.zeros((len(labels), num_classes), dtype=np.float32)
     for k, (weight, _) in zip(folds, _side_by_side(_fit_fold, inputs, folds), strict=True):
         held = np.flatnonzero(fold == k)
         scores[held] = rows[held] @ weight.numpy().T
     return scores
+
+
+def as_float64(rows: csr_matrix) -> csr_matrix:
+    """`rows` with float64 values, the indices shared: scikit-learn's fits take float64 and would each convert
+    their own copy (in each forked worker, a copy of its own)."""
+    return csr_matrix((rows.data.astype(np.float64), rows.indices, rows.indptr), shape=rows.shape)
 
 
 def _fit_fold(inputs: tuple[Any, ...], k: int) -> tuple[torch.Tensor, torch.Tensor]:
