@@ -17,7 +17,7 @@ from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
 from han.text.batching import collate
 from han.training.fit_linear import LINEAR_C_CHOICES, fitted_linear_model, validation_record
-from han.training.initial_model import build_initial_model
+from han.training.initial_model import build_training_start
 from han.workflows.run import run_all
 
 METRICS = ("validation_accuracy", "validation_macro_f1", "validation_micro_f1")
@@ -79,7 +79,7 @@ def test_the_fitted_channel_starts_as_the_linear_kind_and_scores_it_as_epoch_0(
 def test_the_fitted_starting_model_scores_exactly_as_the_linear_kind(trained_run: Path, tiny_overrides):
     config = load_config(TINY_CONFIG, [*tiny_overrides, "model.wide=true", "model.wide_weights=fitted"])
     run = RunDir(trained_run)
-    model = build_initial_model(config, run).eval()
+    model = build_training_start(config, run).model.eval()
     assert all(not network.classifier.weight.detach().any() for network in members(model))
     train, validation = (EncodedSplit.load(run.data_path(name)) for name in ("train", "validation"))
     linear = fitted_linear_model(config, run, train, len(run.load_labels()), validation)

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -218,7 +218,7 @@ def fit_ngram_classifier(
     metric = compared_metric(config).removeprefix("validation_")
     inputs = (as_float64(rows), train.labels, num_classes, config, run)
     largest_first = sorted(LINEAR_C_CHOICES, reverse=True)  # a larger C converges more slowly: started first
-    fits = dict(zip(largest_first, _side_by_side(_fit_choice, inputs, largest_first), strict=True))
+    fits = dict(zip(largest_first, side_by_side(_fit_choice, inputs, largest_first), strict=True))
     best: tuple[float, FittedClassifier] | None = None
     for c in LINEAR_C_CHOICES:
         weight, bias = fits[c]
@@ -248,7 +248,7 @@ def out_of_fold_scores(
     folds = list(range(WIDE_FOLDS))
     inputs = (as_float64(rows), labels, num_classes, config, run, c, fold)
     scores = np.zeros((len(labels), num_classes), dtype=np.float32)
-    for k, (weight, _) in zip(folds, _side_by_side(_fit_fold, inputs, folds), strict=True):
+    for k, (weight, _) in zip(folds, side_by_side(_fit_fold, inputs, folds), strict=True):
         held = np.flatnonzero(fold == k)
         scores[held] = rows[held] @ weight.numpy().T
     return scores
@@ -268,14 +268,6 @@ def _fit_fold(inputs: tuple[Any, ...], k: int) -> tuple[torch.Tensor, torch.Tens
             num_classes, dtype=torch.float64
         )
     return _fit_rows(rows[kept], labels[kept], num_classes, config, run, c)
-
-
-def _side_by_side(
-    fit: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]], inputs: Any, items: Sequence[Any]
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`fit(inputs, item)` of each item, in order: side by side in forked workers, one per core, when there are
-    several (each fit is single-threaded work; the same numbers as one after the other)."""
-    return list(side_by_side(fit, inputs, items))
 
 
 FitInputs = tuple[csr_matrix, np.ndarray, int, Config, RunDir]  # what `_fit_rows` takes besides C

@@ -55,18 +55,6 @@ class TrainingStart:
     fitted_c: float | None = None
 
 
-def build_initial_model(
-    config: Config,
-    run: RunDir,
-    sparse_gradients: bool = True,
-    label_rates: np.ndarray | None = None,
-    train_split: EncodedSplit | None = None,
-    validation_split: EncodedSplit | None = None,
-) -> torch.nn.Module:
-    """The configured network with its embedding initialised from the run's vectors (`build_training_start`'s)."""
-    return build_training_start(config, run, sparse_gradients, label_rates, train_split, validation_split).model
-
-
 def build_training_start(
     config: Config,
     run: RunDir,
@@ -122,7 +110,7 @@ def build_training_start(
 
 
 def starts_as_linear_kind(config: Config, model: torch.nn.Module) -> bool:
-    """Whether `model` (as `build_initial_model` made it) scores exactly as the linear kind before training: a
+    """Whether `model` (as `build_training_start` made it) scores exactly as the linear kind before training: a
     network with a fitted wide channel (model.wide_weights fitted) and its output layer at zero."""
     return config.model.wide_weights == "fitted" and fitted_wide_channel(model) is not None
 

@@ -76,25 +76,20 @@ def training_wide_scores(
     channel's weights, the network's starting class biases and these scores are all multiplied by the factor that
     best fits the training labels from the out-of-fold scores (`calibrated_scale`), so the starting model still
     decides as the linear kind does, with a confidence its real errors warrant."""
-    wide = fitted_wide_channel(model)
-    held = wide is not None and entries is not None and fitted_c is not None
-    if config.model.wide_training_scores == "in_sample":
-        if not held:
-            return None
-        assert wide is not None and entries is not None
+    wide, setting = fitted_wide_channel(model), config.model.wide_training_scores
+    if wide is None or entries is None or fitted_c is None:  # no held channel: it scores each batch itself
+        if setting != "in_sample":
+            log.info(
+                "model.wide_training_scores %s does not apply: it needs one network with a fitted wide channel", setting
+            )
+        return None
+    if setting == "in_sample":
         weight = wide.scores.weight.detach().cpu().numpy()  # (F, C)
         return np.asarray(entries.rows @ weight, dtype=np.float32)  # (N, C)
-    if not held:
-        log.info(
-            "model.wide_training_scores %s does not apply: it needs one network with a fitted wide channel",
-            config.model.wide_training_scores,
-        )
-        return None
-    assert wide is not None and entries is not None and fitted_c is not None
     start = time.perf_counter()
     scores = out_of_fold_scores(entries.rows, split.labels, wide.num_classes, config, run, fitted_c)
     log.info("wide channel: out-of-fold training scores in %.1f s", time.perf_counter() - start)
-    if config.model.wide_training_scores == "calibrated":
+    if setting == "calibrated":
         classifier = model.get_submodule("classifier")
         assert isinstance(classifier, torch.nn.Linear)
         bias = classifier.bias.detach().cpu().numpy().astype(np.float64)
