@@ -95,6 +95,19 @@ def random_batch(vocab_size: int, seed: int = 0) -> tuple[Any, Any, Any]:
     return word_ids, lengths, counts
 
 
+def record_callers(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, log: Path) -> None:
+    """Replace `owner.name` by a wrapper that appends the calling process's pid to `log` before each call: forked
+    workers inherit the wrapper, so `log` tells which calls ran in workers and which here."""
+    wrapped = getattr(owner, name)
+
+    def logged(*args: Any) -> Any:
+        with log.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        return wrapped(*args)
+
+    monkeypatch.setattr(owner, name, logged)
+
+
 def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_CONFIG, invoke
+from conftest import TINY_CONFIG, invoke, record_callers
 from han.config import load_config
 from han.evaluation.scoring import score_split
 from han.models.ensemble import members
@@ -121,14 +121,8 @@ def test_linear_c_auto_fits_side_by_side_the_same_numbers(trained_run: Path, tin
 
     from han.training import fit_linear
 
-    fit_rows, log = fit_linear._fit_rows, tmp_path / "fitted_by.txt"
-
-    def logged(*args):  # which process fitted: forked workers inherit this, and append their pid
-        with log.open("a") as file:
-            file.write(f"{os.getpid()}\n")
-        return fit_rows(*args)
-
-    monkeypatch.setattr(fit_linear, "_fit_rows", logged)
+    log = tmp_path / "fitted_by.txt"
+    record_callers(monkeypatch, fit_linear, "_fit_rows", log)
     run = RunDir(trained_run)
     train, validation = (EncodedSplit.load(run.data_path(name)) for name in ("train", "validation"))
     config = load_config(TINY_CONFIG, [*tiny_overrides, "model.kind=linear", "model.linear_c=auto"])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import record_callers
 from han.config import ModelConfig
 from han.models.ngrams import TfidfFeatures, ngram_offsets
 from han.store.encoded import EncodedSplit
@@ -126,14 +127,8 @@ def test_the_table_and_rows_counted_side_by_side_are_those_counted_here(monkeypa
 
     from han.training import fit_linear
 
-    split_ngrams_here, log = fit_linear.split_ngrams, tmp_path / "counted_by.txt"
-
-    def logged(*args):  # which process counted: forked workers inherit this, and append their pid
-        with log.open("a") as file:
-            file.write(f"{os.getpid()}\n")
-        return split_ngrams_here(*args)
-
-    monkeypatch.setattr(fit_linear, "split_ngrams", logged)
+    log = tmp_path / "counted_by.txt"
+    record_callers(monkeypatch, fit_linear, "split_ngrams", log)
     monkeypatch.setattr(fit_linear, "CHUNK_TOKENS", 40)
     split, config = corpus(seed=4), ModelConfig(linear_ngrams=2, linear_min_df=2)
     counted = {}
