@@ -18,17 +18,17 @@ import json
 import statistics
 from pathlib import Path
 
-from han.training.train import is_better_epoch
+from han.training.train import is_better_epoch, replaces_kept_epoch
 
 
 def kept_epoch(records: list[dict], metric: str, patience: int) -> tuple[int, int]:
     """(epoch kept, network epochs trained) under `patience`, for one run's epoch records in order, by training's
-    own rules (han.training.train: `is_better_epoch`, patience counted on the network's epochs)."""
+    own rules (han.training.train: `replaces_kept_epoch`, patience counted on the network's epochs)."""
     best: dict | None = None  # the best epoch, epoch 0 included
     best_network: dict | None = None  # the best of the network's own epochs so far
     stale = trained = 0
     for record in records:
-        if is_better_epoch(record, best, metric):
+        if replaces_kept_epoch(record, best, metric):
             best = record
         if record["epoch"] == 0:
             continue

@@ -357,6 +357,10 @@ class TrainConfig(_Schema):
     # validation score beside the network's (the manifest's train.linear_kind, metrics.json's validation): a network
     # behind the simplest model in the toolbox is said, not hidden. With model.wide_weights fitted it is epoch 0.
     linear_baseline: bool = True
+    # model.wide_weights fitted: how a network epoch must beat epoch 0 (the linear kind) on validation to be kept
+    # instead. significantly: ahead on early_stopping_metric in a paired bootstrap over the validation documents
+    # (two-sided, 5%; han.evaluation.significance), so a small split's noise does not pick the network; at_all: ahead.
+    beat_linear_start: Literal["significantly", "at_all"] = "significantly"
     threads: int | None = Field(None, ge=1)  # torch CPU threads; default: all cores
     # A checkpoint (han/training/checkpoint.py) every this many steps and at each epoch end; `--resume` continues from it.
     checkpoint_every_steps: int = Field(500, ge=1)

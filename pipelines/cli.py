@@ -129,6 +129,7 @@ def run(
     result = run_all(cfg, run_dir=target, progress=ui.RichProgress(), resume=resume, overwrite=overwrite)
     for split, metrics in result.metrics.items():
         ui.show_metrics(split, metrics)
+    ui.show_start_kept(result.train.history, result.train.best_epoch)
     ui.show_linear_kind(result.train.linear_kind, config)
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     ui.console.print(f"[green]done[/]: {target}/metrics.json  ({stages})")
@@ -215,6 +216,7 @@ def train(
         f"at epoch {result.best_epoch}{' (the fitted n-gram channel alone)' if result.best_epoch == 0 else ''}; "
         f"{result.docs_per_second:.0f} docs/s"
     )
+    ui.show_start_kept(result.history, result.best_epoch)
     ui.show_linear_kind(result.linear_kind, config)
 
 

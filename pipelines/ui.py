@@ -255,7 +255,22 @@ def note_linear_start(kept: bool) -> None:
     if kept:
         console.print(
             "[yellow]note[/]: this run kept epoch 0, the fitted n-gram channel alone (no epoch of the network beat "
-            "it on validation): the attention weights shown took no part in its decisions"
+            "it on validation, beyond chance under train.beat_linear_start: significantly): the attention weights "
+            "shown took no part in its decisions"
+        )
+
+
+def show_start_kept(history: list[dict[str, Any]], best_epoch: int) -> None:
+    """When the run kept epoch 0 although an epoch of the network scored higher on validation, one line saying
+    why: the network's lead was within chance (train.beat_linear_start significantly)."""
+    tested = [r for r in history if r["epoch"] > 0 and "gain_over_start" in r]
+    if best_epoch != 0 or not tested:
+        return
+    lead = max(tested, key=lambda r: r["gain_over_start"])
+    if lead["gain_over_start"] > 0:
+        console.print(
+            f"kept epoch 0: the network's epoch {lead['epoch']} led it by {lead['gain_over_start']:+.4f} on validation, "
+            f"within chance (p = {lead['p_over_start']:.2f}); `train.beat_linear_start=at_all` keeps any lead"
         )
 
 

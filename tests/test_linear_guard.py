@@ -330,3 +330,72 @@ def test_out_of_fold_scores_of_a_split_too_small_to_fold_are_zero_where_a_fold_s
     scores = out_of_fold_scores(rows, np.array([0, 0, 0, 0, 0, 1]), 2, config, None, 1.0)  # type: ignore[arg-type]
     assert np.array_equal(scores[5], [0.0, 0.0])  # held out, its fold's training part holds class 0 alone
     assert np.all(scores[:5, 1] < 0)  # the others were scored by classifiers that had seen both classes
+
+
+def test_a_network_epoch_replaces_the_linear_start_only_beyond_chance(tmp_path_factory, tiny_overrides):
+    """train.beat_linear_start significantly (the default): every network epoch is tested against epoch 0, and
+    only one that beats it may be kept; the start's weights are saved to test a resumed run's epochs against."""
+    from safetensors.torch import load_file
+
+    from han.serving.trained import load_trained_run
+
+    run_dir = run_tiny(tmp_path_factory, tiny_overrides, "beyond", "model.wide=true", "model.wide_weights=fitted")
+    log = train_log(run_dir)
+    network = [record for record in log if record["epoch"] > 0]
+    assert network and all({"gain_over_start", "p_over_start", "beats_start"} <= record.keys() for record in network)
+    assert all(r["beats_start"] == (r["gain_over_start"] > 0 and r["p_over_start"] < 0.05) for r in network)
+    # the tiny corpus's linear start is perfect on validation: no epoch can beat it, though some tie it with a
+    # lower loss (which `at_all` keeps)
+    assert not any(r["beats_start"] for r in network)
+    assert any(r["validation_macro_f1"] == log[0]["validation_macro_f1"] for r in network)
+    train = json.loads((run_dir / "manifest.json").read_text())["train"]
+    assert train["best_epoch"] == 0
+    start, best = (load_file(str(run_dir / "model" / f"{name}.safetensors")) for name in ("start", "best"))
+    assert start.keys() == best.keys() and all(torch.equal(start[k], best[k]) for k in start)
+    assert "model/start.safetensors" in json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+    trained = load_trained_run(run_dir)
+    validation = trained.run.load_split("validation")
+    probabilities = score_split(trained.model, validation, 64).probabilities
+    assert float((probabilities.argmax(1) == validation.labels).mean()) == log[0]["validation_accuracy"]
+    any_lead = run_tiny(
+        tmp_path_factory,
+        tiny_overrides,
+        "at_all",
+        "model.wide=true",
+        "model.wide_weights=fitted",
+        "train.beat_linear_start=at_all",
+    )
+    kept = json.loads((any_lead / "manifest.json").read_text())["train"]["best_epoch"]
+    assert kept > 0 and "gain_over_start" not in train_log(any_lead)[kept]
+    assert not (any_lead / "model" / "start.safetensors").exists()
+
+
+def test_only_an_epoch_that_beats_the_start_replaces_it():
+    from han.training.train import replaces_kept_epoch
+
+    def record(epoch: int, f1: float, beats: bool | None = None) -> dict:
+        tested = {} if beats is None else {"beats_start": beats}
+        return {"epoch": epoch, "validation_macro_f1": f1, "validation_loss": 1.0, **tested}
+
+    start = record(0, 0.90)
+    assert not replaces_kept_epoch(record(1, 0.93, beats=False), start, "macro_f1")
+    assert replaces_kept_epoch(record(1, 0.93, beats=True), start, "macro_f1")
+    assert replaces_kept_epoch(record(1, 0.93), start, "macro_f1")  # untested (at_all): any lead
+    assert not replaces_kept_epoch(record(2, 0.95, beats=False), record(1, 0.93, beats=True), "macro_f1")
+    assert not replaces_kept_epoch(record(2, 0.92, beats=True), record(1, 0.93, beats=True), "macro_f1")
+
+
+def test_the_summary_says_why_a_run_kept_the_start_over_a_network_that_led_it(capsys):
+    from pipelines import ui
+
+    history = [
+        {"epoch": 0},
+        {"epoch": 1, "gain_over_start": 0.004, "p_over_start": 0.62, "beats_start": False},
+        {"epoch": 2, "gain_over_start": -0.01, "p_over_start": 0.3, "beats_start": False},
+    ]
+    ui.show_start_kept(history, best_epoch=0)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "kept epoch 0: the network's epoch 1 led it by +0.0040 on validation, within chance (p = 0.62)" in shown
+    ui.show_start_kept(history, best_epoch=1)
+    ui.show_start_kept([{"epoch": 0}, {"epoch": 1, "gain_over_start": -0.01, "p_over_start": 1.0}], best_epoch=0)
+    assert capsys.readouterr().out == ""

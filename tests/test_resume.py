@@ -366,3 +366,21 @@ def test_a_signal_between_config_json_and_its_manifest_entry_waits_for_both(run_
     assert signalled
     RunDir(run_copy).verify_artifacts(RunDir(run_copy).config_path)  # the file and its entry agree
     assert json.loads((run_copy / "config.json").read_text())["train"]["max_epochs"] == 2
+
+
+def test_a_resumed_run_tests_its_epochs_against_the_start_it_saved(preprocessed, tiny_overrides, tmp_path):
+    """The start's validation predictions are not in the checkpoint: a resumed run scores the start again from
+    model/start.safetensors, and its epochs' tests read as the uninterrupted run's (on the loss, which tells the
+    tiny corpus's models apart where its perfect accuracy does not)."""
+    fitted = ["model.wide=true", "model.wide_weights=fitted", "train.early_stopping_metric=loss"]
+    config = load_config(TINY_CONFIG, [*tiny_overrides, *RESUME_OVERRIDES, *fitted])
+    straight_run, stopped = tmp_path / "straight", tmp_path / "stopped"
+    shutil.copytree(preprocessed, straight_run)
+    shutil.copytree(preprocessed, stopped)
+    train(config, straight_run)
+    stop_by_sigint_after_step(config, stopped, 6)
+    train(config, stopped, resume=True)
+    assert_same_results(stopped, straight_run)
+    log = [json.loads(line) for line in (stopped / "train_log.jsonl").read_text().splitlines()]
+    tested = [record for record in log if record["epoch"] > 0]
+    assert all(record["gain_over_start"] != 0 for record in tested) and len(tested) == 3

@@ -112,7 +112,8 @@ class TrainedRun:
 
 def kept_the_linear_start(trained: TrainedRun, weights: str) -> bool:
     """Whether the loaded weights are a fitted-channel run's epoch 0 (model.wide_weights fitted): the linear kind
-    alone, which beat every epoch of the network on validation, so the attention weights took no part."""
+    alone, which no epoch of the network beat on validation (beyond chance, by default), so the attention weights
+    took no part."""
     train = trained.run.read_manifest().get("train")
     return weights == "best" and isinstance(train, dict) and train.get("best_epoch") == 0
 

@@ -83,6 +83,11 @@ class RunDir(Ownership):
         return self.root / "model" / "last.safetensors"
 
     @property
+    def start_weights_path(self) -> Path:
+        """The starting model's weights, when training scored it as epoch 0 (the fitted channel alone)."""
+        return self.root / "model" / "start.safetensors"
+
+    @property
     def train_log_path(self) -> Path:
         return self.root / "train_log.jsonl"
 

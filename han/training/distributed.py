@@ -279,8 +279,8 @@ class Ranks:
 
     def evaluate(
         self, model: torch.nn.Module, split: EncodedSplit, label_names: list[str], batch_size: int, precision: str
-    ) -> dict[str, Any]:
-        """Metrics of `model` on `split`, scored across the ranks; the same on every rank."""
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        """Metrics and class probabilities of `model` on `split`, scored across the ranks; the same on every rank."""
         return evaluate_across_ranks(model, split, label_names, batch_size, precision, self.ctx)
 
     def barrier(self) -> None:
@@ -348,13 +348,15 @@ def evaluate_across_ranks(
     batch_size: int,
     precision: str,
     ctx: DistContext,
-) -> dict[str, Any]:
-    """Metrics of `model` on a labelled split, scored across the ranks; identical on every rank.
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of `model` on a labelled split and its (N, C) class probabilities, scored across the ranks;
+    identical on every rank.
 
     Multi-label splits are scored at threshold 0.5 (the validation thresholds are chosen after training)."""
     from han.evaluation.metrics import split_metrics
 
-    return split_metrics(split.labels, score_across_ranks(model, split, batch_size, precision, ctx), label_names)
+    probabilities = score_across_ranks(model, split, batch_size, precision, ctx)
+    return split_metrics(split.labels, probabilities, label_names), probabilities
 
 
 # --- launching -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from scipy.sparse import csr_matrix
 
 from han.config import Config
 from han.errors import RunDirError
+from han.evaluation.significance import SIGNIFICANCE_LEVEL, paired_metric_bootstrap
 from han.models.build import build_model
 from han.models.ensemble import fitted_wide_channel, members
 from han.models.ngrams import WideChannel
@@ -113,6 +115,16 @@ def starts_as_linear_kind(config: Config, model: torch.nn.Module) -> bool:
     """Whether `model` (as `build_training_start` made it) scores exactly as the linear kind before training: a
     network with a fitted wide channel (model.wide_weights fitted) and its output layer at zero."""
     return config.model.wide_weights == "fitted" and fitted_wide_channel(model) is not None
+
+
+def compared_with_start(
+    labels: np.ndarray, probabilities: np.ndarray, start_probabilities: np.ndarray, metric: str
+) -> dict[str, Any]:
+    """An epoch's validation predictions against the starting model's (train.beat_linear_start significantly): how
+    far ahead it is on `metric`, the paired bootstrap's p-value, and whether it `beats_start` beyond chance (only
+    then may it replace the start)."""
+    gain, p_value = paired_metric_bootstrap(labels, probabilities, start_probabilities, metric)
+    return {"gain_over_start": gain, "p_over_start": p_value, "beats_start": gain > 0 and p_value < SIGNIFICANCE_LEVEL}
 
 
 def start_class_biases(network: torch.nn.Module, bias: torch.Tensor) -> None:

@@ -3,6 +3,7 @@ manifest's summary. Rank 0 writes every file; on the other ranks each method doe
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import torch
 
 from han.config import Config
 from han.store.rundir import RunDir
-from han.store.weights import save_weights
+from han.store.weights import load_weights, save_weights
 from han.training.calibrate import choose_run_thresholds
 from han.training.checkpoint import LoopState, save_checkpoint
 from han.util.atomic import write_text_atomic
@@ -68,6 +69,19 @@ class TrainingFiles:
             save_weights(model, run.best_weights_path)
             written.append(run.best_weights_path)
         run.record_artifacts(*written)
+
+    def record_start(self, model: torch.nn.Module) -> None:
+        """The starting model's weights (epoch 0, the fitted channel alone), to test later epochs against."""
+        if not self.writes:
+            return
+        save_weights(model, self.run.start_weights_path)
+        self.run.record_artifacts(self.run.start_weights_path)
+
+    def start_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """A copy of `model` holding the starting weights `record_start` saved (every rank reads them)."""
+        start = copy.deepcopy(model)
+        load_weights(start, self.run.start_weights_path)
+        return start
 
     def checkpoint(
         self,

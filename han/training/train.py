@@ -34,7 +34,7 @@ from han.text.batching import Batch, bucketed_batches, collate
 from han.training.checkpoint import LoopState, checkpoint_files, load_latest_checkpoint
 from han.training.distributed import Ranks
 from han.training.fit_linear import compared, fits_without_gradients, linear_kind_record, train_linear
-from han.training.initial_model import build_training_start, starts_as_linear_kind
+from han.training.initial_model import build_training_start, compared_with_start, starts_as_linear_kind
 from han.training.optim import clip_grad_norm, lr_factor, make_optimizer
 from han.training.prepare import prepare_process, prepare_run
 from han.training.run_files import TrainingFiles, TrainResult, validation_fields
@@ -98,6 +98,12 @@ def is_better_epoch(record: dict[str, Any], best: dict[str, Any] | None, metric:
     if metric == "loss":
         return bool(value < best_value)
     return bool(value > best_value or (value == best_value and record["validation_loss"] < best["validation_loss"]))
+
+
+def replaces_kept_epoch(record: dict[str, Any], kept: dict[str, Any] | None, metric: str) -> bool:
+    """Does epoch `record` replace the kept epoch: better by `is_better_epoch`, and, when it was tested against
+    epoch 0 (train.beat_linear_start significantly), ahead of it beyond chance?"""
+    return is_better_epoch(record, kept, metric) and bool(record.get("beats_start", True))
 
 
 def best_network_epoch(history: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -175,6 +181,7 @@ class TrainingSession:
             self._restore()
         self.stop_request = StopRequest()
         self.nonfinite_in_a_row = 0  # steps whose loss was NaN or infinite, for `check_divergence`
+        self.start_probabilities: np.ndarray | None = None  # epoch 0's validation probabilities, once scored
         self.session_start, self.seconds_before = time.perf_counter(), self.loop.train_seconds
 
     def _restore(self) -> None:
@@ -288,9 +295,11 @@ class TrainingSession:
         is the linear model alone, so the run never ends behind it on validation."""
         loop, tc = self.loop, self.config.train
         start = time.perf_counter()
-        validation = self.ranks.evaluate(
+        validation, self.start_probabilities = self.ranks.evaluate(
             self.model, self.validation_split, self.label_names, tc.eval_batch_size, self.config.precision
         )
+        if tc.beat_linear_start == "significantly":
+            self.files.record_start(self.model)  # a resumed run scores it again to test later epochs against it
         record = {
             "epoch": 0,
             "train_loss": None,
@@ -303,13 +312,32 @@ class TrainingSession:
         self.files.record_epoch(loop.history, self.model, best=True)
         loop.best, loop.best_epoch = validation[tc.early_stopping_metric], 0
 
+    def test_against_start(self, probabilities: np.ndarray) -> dict[str, Any]:
+        """train.beat_linear_start significantly, after an epoch 0: how far this epoch is ahead of the start on
+        validation, the paired bootstrap's p-value and whether it `beats_start` (only then can it be kept).
+        Empty otherwise."""
+        tc = self.config.train
+        if tc.beat_linear_start != "significantly" or not any(r["epoch"] == 0 for r in self.loop.history):
+            return {}
+        if self.start_probabilities is None:  # resumed: score the start again from its saved weights
+            _, self.start_probabilities = self.ranks.evaluate(
+                self.files.start_model(self.model),
+                self.validation_split,
+                self.label_names,
+                tc.eval_batch_size,
+                self.config.precision,
+            )
+        return compared_with_start(
+            self.validation_split.labels, probabilities, self.start_probabilities, tc.early_stopping_metric
+        )
+
     def finish_epoch(self, lr: float, epoch_seconds: float, session_docs: int) -> None:
         """Validate, log the epoch, save last/best weights and update the early-stopping state.
 
         Validation is scored across the ranks: the same metrics on every rank, so early stopping agrees."""
         loop, tc = self.loop, self.config.train
         loop.trained_docs += loop.seen
-        validation = self.ranks.evaluate(
+        validation, probabilities = self.ranks.evaluate(
             self.model, self.validation_split, self.label_names, tc.eval_batch_size, self.config.precision
         )
         record = {
@@ -319,11 +347,12 @@ class TrainingSession:
             "lr": lr,
             "seconds": round(epoch_seconds, 3),
             "docs_per_s": round(session_docs / max(epoch_seconds, 1e-9), 1),
+            **self.test_against_start(probabilities),
         }
         loop.history.append(record)
         metric = tc.early_stopping_metric
         best_record = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
-        better = is_better_epoch(record, best_record, metric)
+        better = replaces_kept_epoch(record, best_record, metric)
         self.files.record_epoch(loop.history, self.model, best=better)
         if better:
             loop.best, loop.best_epoch = validation[metric], loop.epoch
