@@ -77,5 +77,7 @@ def test_the_patience_reading_stops_and_keeps_as_training_does():
     assert kept_epoch(records, "macro_f1", 1) == (0, 3)  # epoch 3 does not beat epoch 2: stop there
     assert kept_epoch(records, "macro_f1", 2) == (0, 4)
     assert kept_epoch(records, "macro_f1", 3) == (5, 5)  # epoch 5 is reached, and beats epoch 0
+    records[-1]["beats_start"] = False  # ... but not beyond chance (train.beat_linear_start significantly)
+    assert kept_epoch(records, "macro_f1", 3) == (0, 5)
     ties = [epoch(1, 0.7, loss=0.5), epoch(2, 0.7, loss=0.4), epoch(3, 0.6)]
     assert kept_epoch(ties, "macro_f1", 1) == (2, 3)  # an equal F1 with a lower loss is better
