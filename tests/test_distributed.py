@@ -106,12 +106,19 @@ def copy_preprocessed(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_path, single_process, dp_overrides):
+@pytest.mark.parametrize("channel", ["off", "fitted"])
+def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(
+    tmp_path, single_process, dp_overrides, channel
+):
     """A SIGTERM on rank 0 stops both ranks at the same step; resuming under torchrun ends bit-identical,
-    dropout included (each rank resumes its own random stream from the checkpoint)."""
+    dropout included (each rank resumes its own random stream from the checkpoint). With the fitted channel every
+    rank tests each epoch against the linear start, scored again from its saved weights after the resume (on the
+    loss, which tells the tiny corpus's models apart)."""
     single_dir, _ = single_process
     dropout = ["model.dropout=0.3", "model.word_dropout=0.2"]
     overrides = [*dp_overrides, "train.max_epochs=2", "train.checkpoint_every_steps=5", *dropout]
+    if channel == "fitted":
+        overrides += ["model.wide=true", "model.wide_weights=fitted", "train.early_stopping_metric=loss"]
     whole = copy_preprocessed(single_dir, tmp_path / "whole")
     launch(torchrun(str(WORKER), str(TINY_CONFIG), str(whole), str(tmp_path), *overrides))
     interrupted = copy_preprocessed(single_dir, tmp_path / "interrupted")
@@ -132,7 +139,9 @@ def test_two_processes_stopped_and_resumed_end_like_an_uninterrupted_run(tmp_pat
         [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "docs_per_s")} for line in lines]
         for lines in ((d / "train_log.jsonl").read_text().splitlines() for d in (whole, interrupted))
     ]
-    assert logs[0] == logs[1] and len(logs[0]) == 2
+    assert logs[0] == logs[1] and len(logs[0]) == (2 if channel == "off" else 3)  # and epoch 0
+    if channel == "fitted":
+        assert all(record["gain_over_start"] != 0 for record in logs[1][1:])
 
 
 @pytest.mark.slow
