@@ -19,7 +19,7 @@ corpus's config as it is; `linear+uncapped`: the linear kind with caps of 400 se
 features read from the whole document would give it); `+extra_text`: word2vec also reads the validation and test text
 (embeddings.extra_text.splits, never their labels); `+subwords`: FastText vectors (embeddings.subwords); `+weight_decay_X`: train.weight_decay=X; `+frozen_embeddings`: model.freeze_embeddings; `+lr_X`: train.lr=X; `+ensemble_3`: three networks trained together, scored as their mean (model.ensemble); `+wide`,
 `+wide_fitted`: the n-gram channel on (model.wide) with its weights learnt or fitted; `+wide_lr_X`: on and learnt at
-train.wide_lr=X (`auto`: 1 / the steps of an epoch); `+label_smoothing_X`: train.label_smoothing=X; `+dropout_X`: model.dropout=X; `+out_of_fold`, `+calibrated`: model.wide_training_scores=out_of_fold, calibrated; `+unlabelled`: word2vec also reads in-domain text outside the corpus
+train.wide_lr=X (`auto`: 1 / the steps of an epoch); `+label_smoothing_X`: train.label_smoothing=X; `+dropout_X`: model.dropout=X; `+out_of_fold`, `+calibrated`, `+in_sample`: model.wide_training_scores=out_of_fold, calibrated, in_sample; `+unlabelled`: word2vec also reads in-domain text outside the corpus
 (embeddings.extra_text.files; reuters_time only: benchmarks/standin.py reuters_unlabelled).
 """
 
@@ -120,6 +120,11 @@ SETTINGS = {
         "model.wide_weights=fitted",
         "model.wide_training_scores=calibrated",
     ],
+    "shipped+wide_fitted+in_sample": [
+        "model.wide=true",
+        "model.wide_weights=fitted",
+        "model.wide_training_scores=in_sample",
+    ],  # the default channel on a config that sets another (the R8 config's calibrated)
     "shipped+wide_fitted+word_dropout_0.4": ["model.wide=true", "model.wide_weights=fitted", "model.word_dropout=0.4"],
     "shipped+wide_fitted+dropout_0.5": ["model.wide=true", "model.wide_weights=fitted", "model.dropout=0.5"],
     "shipped+wide_fitted+weight_decay_1e-5": [

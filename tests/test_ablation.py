@@ -32,7 +32,7 @@ def test_every_cell_is_a_valid_config(corpus, setting, tmp_path):
         update = {"freeze_embeddings": frozen, "ensemble": ensemble}
         if "+wide" in setting:  # the n-gram channel on, learnt unless the setting says fitted
             update |= {"wide": True, "wide_weights": "fitted" if "+wide_fitted" in setting else "learnt"}
-        if setting.endswith(("+out_of_fold", "+calibrated")):
+        if setting.endswith(("+out_of_fold", "+calibrated", "+in_sample")):
             update |= {"wide_training_scores": setting.split("+")[-1]}
         if "+word_dropout_" in setting or "+dropout_" in setting:
             name = "word_dropout" if "+word_dropout_" in setting else "dropout"
