@@ -10,8 +10,10 @@ Layout:
     embeddings.safetensors   initial word vectors (vocab order)
     data/<split>/        encoded documents: token ids and labels (Arrow, via datasets.save_to_disk)
     model/best.safetensors   weights of the best validation epoch (early-stopping metric; on a tie, the lower
-                         validation loss); model/last.safetensors, the last epoch's
-    train_log.jsonl      one line per epoch: losses, validation metrics, learning rate, docs/s
+                         validation loss); model/last.safetensors, the last epoch's; model/start.safetensors, the
+                         fitted channel's starting model (epoch 0) that later epochs are tested against
+    train_log.jsonl      one line per epoch: losses, validation metrics, learning rate, docs/s (and, with the
+                         fitted channel, each epoch's test against epoch 0)
     metrics.json         {"<split>": {"accuracy", "macro_f1", "loss", "per_class", "confusion_matrix", ...}} from evaluate
     MODEL_CARD.md        what the run is, in a Hugging Face style model card (han.store.model_card): model, data
                          and splits, labels, results per class, what the caps cut, limitations, how to use and
