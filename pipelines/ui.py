@@ -283,7 +283,7 @@ def show_linear_kind(linear: dict[str, Any] | None, config: Any) -> None:
     name = metric.removeprefix("validation_").replace("_", "-")
     console.print(
         f"han's linear kind on the same features: validation {name} {linear[metric]:.4f} "
-        f"(the network's best epoch: {linear['network']:.4f})"
+        f"(the run's kept epoch: {linear['network']:.4f})"
     )
     if linear["network_trails"]:
         console.print(
