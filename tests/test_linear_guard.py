@@ -353,6 +353,8 @@ def test_a_network_epoch_replaces_the_linear_start_only_beyond_chance(tmp_path_f
     start, best = (load_file(str(run_dir / "model" / f"{name}.safetensors")) for name in ("start", "best"))
     assert start.keys() == best.keys() and all(torch.equal(start[k], best[k]) for k in start)
     assert "model/start.safetensors" in json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+    card = " ".join((run_dir / "MODEL_CARD.md").read_text().split())
+    assert "the fitted n-gram channel alone (no epoch of the network beat it on validation beyond chance)" in card
     trained = load_trained_run(run_dir)
     validation = trained.run.load_split("validation")
     probabilities = score_split(trained.model, validation, 64).probabilities
@@ -368,6 +370,7 @@ def test_a_network_epoch_replaces_the_linear_start_only_beyond_chance(tmp_path_f
     kept = json.loads((any_lead / "manifest.json").read_text())["train"]["best_epoch"]
     assert kept > 0 and "gain_over_start" not in train_log(any_lead)[kept]
     assert not (any_lead / "model" / "start.safetensors").exists()
+    assert "n-gram channel alone" not in (any_lead / "MODEL_CARD.md").read_text()
 
 
 def test_only_an_epoch_that_beats_the_start_replaces_it():

@@ -229,9 +229,13 @@ def _training(config: Config, manifest: dict[str, Any]) -> str:
     if config.model.kind == "linear":
         return "## Training\n\nFitted once on the training split (scikit-learn); no epochs."
     metric = train.get("metric_name", f"validation {t.early_stopping_metric}")
+    kept = f"epoch {train.get('best_epoch', DASH)}, best {metric} {_number(train.get('best_metric'))}"
+    if train.get("best_epoch") == 0 and config.model.wide and config.model.wide_weights == "fitted":
+        beyond = " beyond chance" if t.beat_linear_start == "significantly" else ""
+        kept += f": the fitted n-gram channel alone (no epoch of the network beat it on validation{beyond})"
     facts = [
         ("epochs", f"{train.get('epochs_run', DASH)} of at most {t.max_epochs} (patience {t.early_stopping_patience})"),
-        ("kept weights", f"epoch {train.get('best_epoch', DASH)}, best {metric} {_number(train.get('best_metric'))}"),
+        ("kept weights", kept),
         ("optimiser", f"{t.optimizer}, learning rate {t.lr} ({t.scheduler} schedule), batch size {t.batch_size}"),
         ("device", f"{train.get('device', DASH)}, {train.get('world_size', 1)} process(es), {config.precision}"),
     ]
