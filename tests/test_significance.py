@@ -41,13 +41,15 @@ def test_summed_document_statistics_give_the_splits_own_metric(metric):
     assert metric_from_sums(sums, metric, len(truth))[0] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("documents", [400, 3_000])
 @pytest.mark.parametrize("metric", METRICS)
-def test_a_clearly_better_model_is_ahead_beyond_chance_and_a_copy_is_not(metric):
+def test_a_clearly_better_model_is_ahead_beyond_chance_and_a_copy_is_not(metric, documents):
     rng = np.random.default_rng(1)
-    labels, weaker = single_label(rng)
+    labels, weaker = single_label(rng, documents)
     stronger = sharpened(labels, weaker, 0.5, rng)
     gain, p_value = paired_metric_bootstrap(labels, stronger, weaker, metric)
     assert gain > 0 and p_value < 0.01  # for the loss too: the gain is the fall in loss
+    assert gain == pytest.approx(paired_metric_bootstrap(labels, stronger, weaker, metric, resamples=1)[0])
     backwards, p_backwards = paired_metric_bootstrap(labels, weaker, stronger, metric)
     assert backwards == pytest.approx(-gain) and p_backwards == p_value
     assert paired_metric_bootstrap(labels, weaker, weaker.copy(), metric) == (0.0, 1.0)
@@ -77,3 +79,18 @@ def test_an_unknown_metric_is_refused():
     labels, probabilities = single_label(np.random.default_rng(3))
     with pytest.raises(ValueError, match="metric must be"):
         document_statistics(labels, probabilities, "weighted_f1")
+
+
+def test_drawing_document_indices_resamples_as_the_multinomial_does(monkeypatch):
+    """With nearly as many distinct documents as documents the draw is of indices; both give one distribution."""
+    from han.evaluation import significance
+
+    rng = np.random.default_rng(4)
+    labels, weaker = single_label(rng, documents=2_000)
+    jittered = weaker * np.exp(rng.normal(0, 0.05, weaker.shape))  # a difference chance can reverse
+    jittered /= jittered.sum(axis=1, keepdims=True)
+    by_index = paired_metric_bootstrap(labels, jittered, weaker, "loss", resamples=4_000)
+    monkeypatch.setattr(significance, "_INDEX_DRAWS_ABOVE", 0)  # always the multinomial
+    by_multinomial = paired_metric_bootstrap(labels, jittered, weaker, "loss", resamples=4_000)
+    assert by_index[0] == by_multinomial[0] and 0.02 < by_multinomial[1] < 0.98
+    assert abs(by_index[1] - by_multinomial[1]) < 0.05

@@ -16,6 +16,10 @@ SIGNIFICANCE_LEVEL = 0.05
 """Two-sided level of the paired document bootstrap (documents resampled, seeds kept together and paired)."""
 
 _CHUNK = 1_000  # resamples drawn at a time
+# paired_metric_bootstrap draws a multinomial over the distinct document descriptions while there are at most
+# 1 / _INDEX_DRAWS_ABOVE as many of them as documents (the draw's cost grows with them), else document indices
+_INDEX_DRAWS_ABOVE = 4
+_DRAWN_AT_ONCE = 4_000_000  # ... this many document indices at a time
 
 
 def _as_correct(name: str, values: np.ndarray) -> np.ndarray:
@@ -136,7 +140,7 @@ def paired_metric_bootstrap(
     Each resample draws the documents with replacement and recomputes both models' `metric` on the same draw.
     A document is described by its `document_statistics` under both models; documents described alike are
     interchangeable, so the draw is a multinomial over the distinct descriptions (a few dozen for a single-label
-    split's F1). p = min(1, 2 * min(share of gains <= 0, share >= 0)); identical predictions give (0.0, 1.0).
+    split's F1), or of document indices where nearly every document is described differently (the loss). p = min(1, 2 * min(share of gains <= 0, share >= 0)); identical predictions give (0.0, 1.0).
     Deterministic for a fixed `seed`."""
     a = document_statistics(labels, probabilities_a, metric)
     b = document_statistics(labels, probabilities_b, metric)
@@ -152,13 +156,34 @@ def paired_metric_bootstrap(
 
     if np.array_equal(a, b):
         return 0.0, 1.0
-    described, counts = np.unique(np.concatenate([a, b], axis=1), axis=0, return_counts=True)  # (U, 2K), (U,)
+    paired = np.concatenate([a, b], axis=1)  # (N, 2K)
+    labels = np.asarray(labels)
+    if labels.ndim == 1 and metric != "loss":
+        # A document's counts follow from (label, A's class, B's class): group by that key first, so the rows
+        # compared below are a few dozen, not one per document.
+        classes = np.asarray(probabilities_a).shape[1]
+        key = (labels * classes + np.argmax(probabilities_a, axis=1)) * classes + np.argmax(probabilities_b, axis=1)
+        _, first, by_key, per_key = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        described, merged = np.unique(paired[first], axis=0, return_inverse=True)
+        merged = merged.reshape(-1)
+        which, counts = merged[by_key.reshape(-1)], np.bincount(merged, weights=per_key).astype(np.int64)
+    else:
+        described, which, counts = np.unique(paired, axis=0, return_inverse=True, return_counts=True)
+    which = which.reshape(-1)  # (N,) each document's description, in [0, U)
     gain = float(gains((counts @ described)[None, :])[0])
     rng = np.random.default_rng(seed)
     at_most_zero = at_least_zero = 0
-    for start in range(0, resamples, _CHUNK):
-        size = min(_CHUNK, resamples - start)
-        drawn = rng.multinomial(documents, counts / documents, size=size)  # (size, U)
+    # Nearly as many distinct descriptions as documents (the loss): draw document indices instead
+    multinomial = len(counts) * _INDEX_DRAWS_ABOVE <= documents
+    chunk = _CHUNK if multinomial else max(1, _DRAWN_AT_ONCE // documents)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        if multinomial:
+            drawn = rng.multinomial(documents, counts / documents, size=size)  # (size, U)
+        else:
+            picks = which[rng.integers(0, documents, size=(size, documents))]  # (size, N)
+            rows = np.arange(size)[:, None] * len(counts)
+            drawn = np.bincount((rows + picks).ravel(), minlength=size * len(counts)).reshape(size, -1)
         resampled = gains(drawn @ described)  # (size,)
         at_most_zero += int((resampled <= 0).sum())
         at_least_zero += int((resampled >= 0).sum())
