@@ -371,6 +371,9 @@ def test_a_network_epoch_replaces_the_linear_start_only_beyond_chance(tmp_path_f
     assert kept > 0 and "gain_over_start" not in train_log(any_lead)[kept]
     assert not (any_lead / "model" / "start.safetensors").exists()
     assert "n-gram channel alone" not in (any_lead / "MODEL_CARD.md").read_text()
+    fitted_at_all = ["model.wide=true", "model.wide_weights=fitted", "train.beat_linear_start=at_all"]
+    invoke("train", TINY_CONFIG, *tiny_overrides, *fitted_at_all, "--run-dir", run_dir, "--overwrite", check=True)
+    assert not (run_dir / "model" / "start.safetensors").exists()  # han's own file, gone with the results it served
 
 
 def test_only_an_epoch_that_beats_the_start_replaces_it():
