@@ -119,25 +119,17 @@ def test_an_ensemble_run_trains_each_member_and_evaluates_from_its_directory(ens
 @pytest.mark.slow
 def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_weights(tmp_path, tiny_overrides):
     """Every member's weights and optimizer state (its learnt n-gram weights too) survive a stop and resume."""
-    import shutil
-
-    from test_resume import RESUME_OVERRIDES, assert_same_results, stop_by_sigint_after_step
+    from test_resume import RESUME_OVERRIDES, train_straight_and_resumed
 
     from han.text.preprocess import preprocess
-    from han.training.train import train
 
     config = load_config(
         TINY_CONFIG,
         [*tiny_overrides, *RESUME_OVERRIDES, "model.ensemble=2", "model.wide=true", "model.wide_weights=learnt"],
     )
-    preprocessed, straight, stopped = tmp_path / "preprocessed", tmp_path / "straight", tmp_path / "stopped"
+    preprocessed = tmp_path / "preprocessed"
     preprocess(config, preprocessed)
-    shutil.copytree(preprocessed, straight)
-    shutil.copytree(preprocessed, stopped)
-    train(config, straight)
-    stop_by_sigint_after_step(config, stopped, 30)
-    train(config, stopped, resume=True)
-    assert_same_results(stopped, straight)
+    train_straight_and_resumed(config, preprocessed, tmp_path, 30)
 
 
 def test_an_ensemble_runs_report_shows_the_members_mean_attention(ensemble_run: Path):

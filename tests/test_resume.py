@@ -77,6 +77,19 @@ def assert_same_results(run_dir: Path, reference: Path) -> None:
     assert not list(run_dir.rglob("*.tmp")), "temporary files left behind"
 
 
+def train_straight_and_resumed(config: Any, preprocessed: Path, tmp_path: Path, stop_after: int) -> tuple[Path, Path]:
+    """Train one copy of `preprocessed` straight through and another stopped by a SIGINT after step `stop_after`
+    and resumed; check they end alike and return (straight, resumed)."""
+    straight_run, resumed = tmp_path / "straight", tmp_path / "stopped"
+    shutil.copytree(preprocessed, straight_run)
+    shutil.copytree(preprocessed, resumed)
+    train(config, straight_run)
+    stop_by_sigint_after_step(config, resumed, stop_after)
+    train(config, resumed, resume=True)
+    assert_same_results(resumed, straight_run)
+    return straight_run, resumed
+
+
 class Hook(Progress):
     """Calls `action(step)` after every training step."""
 
@@ -374,13 +387,7 @@ def test_a_resumed_run_tests_its_epochs_against_the_start_it_saved(preprocessed,
     tiny corpus's models apart where its perfect accuracy does not)."""
     fitted = ["model.wide=true", "model.wide_weights=fitted", "train.early_stopping_metric=loss"]
     config = load_config(TINY_CONFIG, [*tiny_overrides, *RESUME_OVERRIDES, *fitted])
-    straight_run, stopped = tmp_path / "straight", tmp_path / "stopped"
-    shutil.copytree(preprocessed, straight_run)
-    shutil.copytree(preprocessed, stopped)
-    train(config, straight_run)
-    stop_by_sigint_after_step(config, stopped, 6)
-    train(config, stopped, resume=True)
-    assert_same_results(stopped, straight_run)
+    _, stopped = train_straight_and_resumed(config, preprocessed, tmp_path, 6)
     log = [json.loads(line) for line in (stopped / "train_log.jsonl").read_text().splitlines()]
     tested = [record for record in log if record["epoch"] > 0]
     assert all(record["gain_over_start"] != 0 for record in tested) and len(tested) == 3
