@@ -8,7 +8,7 @@ writes them) and DIR/<corpus>/<linear>/runs/linear-seed<S> (the linear kind on t
 the runs' epoch 0: checked against each run's logged epoch 0). The patience and the epochs trained do not depend
 on the setting, only which weights are kept, so each run's best network epoch (its saved best weights) is tested
 against its linear kind on its own validation split by training's own test
-(`han.evaluation.significance.paired_metric_bootstrap`, on the run's early-stopping metric). Where it passes the
+(`han.training.initial_model.compared_with_start`, on the run's early-stopping metric). Where it passes the
 run is unchanged; where it does not, the run is counted as keeping epoch 0, the linear kind (a lesser epoch that
 passes would be kept instead; its weights were not saved). Prints one line per run and, per corpus, mean ± sample
 std of validation and test accuracy and macro-F1 for the linear kind, `at_all` and `significantly`.
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from han.evaluation.scoring import predict_probabilities
-from han.evaluation.significance import SIGNIFICANCE_LEVEL, paired_metric_bootstrap
 from han.serving.trained import load_trained_run
+from han.training.initial_model import compared_with_start
 
 KEYS = ("validation_accuracy", "validation_macro_f1", "test_accuracy", "test_macro_f1")
 
@@ -64,9 +64,9 @@ def replay_run(cell: Path, linear_cell: Path, seed: int) -> dict[str, Any]:
     linear_probabilities, linear_labels, _ = validation_probabilities(linear_cell / "runs" / f"linear-seed{seed}")
     if not np.array_equal(labels, linear_labels):
         raise SystemExit(f"{run_dir}: its validation split is not the linear kind's")
-    gain, p_value = paired_metric_bootstrap(labels, best, linear_probabilities, metric)
-    kept = network if gain > 0 and p_value < SIGNIFICANCE_LEVEL else linear
-    return outcome | {"gain": gain, "p_value": p_value, "significantly": kept, "linear": linear}
+    test = compared_with_start(labels, best, linear_probabilities, metric)  # training's own test
+    kept = network if test["beats_start"] else linear
+    return outcome | {"gain": test["gain_over_start"], "p_value": test["p_over_start"], "significantly": kept}
 
 
 def mean_std(values: list[float]) -> str:

@@ -140,8 +140,9 @@ def paired_metric_bootstrap(
     Each resample draws the documents with replacement and recomputes both models' `metric` on the same draw.
     A document is described by its `document_statistics` under both models; documents described alike are
     interchangeable, so the draw is a multinomial over the distinct descriptions (a few dozen for a single-label
-    split's F1), or of document indices where nearly every document is described differently (the loss). p = min(1, 2 * min(share of gains <= 0, share >= 0)); identical predictions give (0.0, 1.0).
-    Deterministic for a fixed `seed`."""
+    split's F1), or of document indices where nearly every document is described differently (the loss).
+    p = min(1, 2 * min(share of gains <= 0, share >= 0)); identical predictions give (0.0, 1.0). Deterministic for
+    a fixed `seed`."""
     a = document_statistics(labels, probabilities_a, metric)
     b = document_statistics(labels, probabilities_b, metric)
     documents, width = a.shape
