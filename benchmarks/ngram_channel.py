@@ -9,7 +9,8 @@ The stand-in is written and preprocessed once into DIR (reused when there). Then
   fresh process: seconds, features, and the process's peak RSS before and after; with `--weights fitted` (the
   default model) also, in the same process, all that `han train` does before its first step
   (`fitted_seconds`: the network built, the table again, the training rows, the linear classifier the channel
-  holds with C chosen on validation, and the training documents' channel scores);
+  holds with C chosen on validation, and the training documents' channel scores; `fitted_cpu_seconds`: the user
+  and system time all that took, in the process and its forked workers);
 - `train`: `han train CONFIG OVERRIDES model.wide_weights=W|model.wide=false train.max_epochs=1 --run-dir DIR/run
   --overwrite` (W: `--weights`, the clothing config's learnt unless given),
   alternating with and without the channel: wall seconds and peak RSS of the whole command, and the epoch's
@@ -44,6 +45,9 @@ from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
 from han.training.fit_linear import ngram_table
 run = RunDir(Path(sys.argv[1]))
+def cpu_seconds():  # user and system time of this process and of its workers that have ended
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 train, vocab = EncodedSplit.load(run.data_path("train")), run.load_vocab()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 start = time.perf_counter()
@@ -55,7 +59,7 @@ figures = {"seconds": seconds, "features": int(table.keys.numel()), "rss_before"
 if sys.argv[2] == "fitted":  # the default model: all that training does before its first step, table included
     from han.training import initial_model, wide_entries
     config = config.model_copy(update={"model": config.model.model_copy(update={"wide": True, "wide_weights": "fitted"})})
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     validation = EncodedSplit.load(run.data_path("validation"))
     if hasattr(initial_model, "build_training_start"):
         made = initial_model.build_training_start(config, run, train_split=train, validation_split=validation)
@@ -65,6 +69,7 @@ if sys.argv[2] == "fitted":  # the default model: all that training does before 
         model = initial_model.build_initial_model(config, run, train_split=train, validation_split=validation)
         wide_entries.training_entries(model, train)
     figures["fitted_seconds"] = time.perf_counter() - start
+    figures["fitted_cpu_seconds"] = cpu_seconds() - cpu_start
     figures["rss_after_fitted"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(figures))
 """
@@ -126,6 +131,7 @@ def main() -> None:
     }
     if args.weights == "fitted":
         setup["fitted_seconds"] = summary([s["fitted_seconds"] for s in setups])
+        setup["fitted_cpu_seconds"] = summary([s["fitted_cpu_seconds"] for s in setups])
         setup["rss_after_fitted_mb"] = summary([s["rss_after_fitted"] for s in setups])
     emit(setup)
     variants = {"with": ["model.wide=true", f"model.wide_weights={args.weights}"], "without": ["model.wide=false"]}
