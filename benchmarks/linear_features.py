@@ -51,7 +51,7 @@ def main() -> None:
             model = TfidfLinearModel(len(vocab), len(labels), model_config)
             zeros = torch.zeros(len(labels), table.keys.numel())
             model.set_fitted(table.keep, table.keys, table.idf, zeros, torch.zeros(len(labels)))
-            weight, bias = fit_ngram_classifier(model, splits["train"], len(labels), run_config, run)
+            weight, bias, _ = fit_ngram_classifier(model, splits["train"], len(labels), run_config, run)
             model.set_fitted(table.keep, table.keys, table.idf, weight, bias)
             seconds = time.perf_counter() - start
             row: dict[str, object] = {"run": root.name, **setting, "features": table.keys.numel()}
