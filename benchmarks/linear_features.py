@@ -2,6 +2,7 @@
 preprocessed runs.
 
     python -m benchmarks.linear_features RUN_DIR [RUN_DIR ...]
+    python -m benchmarks.linear_features --c-only RUN_DIR [RUN_DIR ...]   # each C at the run's own features
 
 Each RUN_DIR is a run after `han preprocess` (its encoded splits and vocabulary). For every combination of
 `linear_sublinear_tf`, `linear_tokens`, `linear_min_df` and `linear_c` the linear kind's features and
@@ -26,7 +27,7 @@ from han.store.encoded import EncodedSplit
 from han.store.rundir import RunDir
 from han.training.fit_linear import fit_ngram_classifier, ngram_table
 
-GRID = {
+GRID: dict[str, list[object]] = {
     "linear_sublinear_tf": [False, True],
     "linear_tokens": ["all", "words"],
     "linear_min_df": [1, 2],
@@ -37,13 +38,15 @@ GRID = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--c-only", action="store_true", help="vary linear_c alone, the run's other settings kept")
     args = parser.parse_args()
+    grid = {"linear_c": GRID["linear_c"]} if args.c_only else GRID
     for root in args.runs:
         run = RunDir(root)
         config, vocab, labels = run.load_config(), run.load_vocab(), run.load_labels()
         splits = {name: EncodedSplit.load(run.data_path(name)) for name in ("train", "validation", "test")}
-        for values in itertools.product(*GRID.values()):
-            setting = dict(zip(GRID, values, strict=True))
+        for values in itertools.product(*grid.values()):
+            setting = dict(zip(grid, values, strict=True))
             model_config = config.model.model_copy(update={"kind": "linear", **setting})
             run_config = config.model_copy(update={"model": model_config})
             start = time.perf_counter()
