@@ -15,6 +15,8 @@ The stand-in is written and preprocessed once into DIR (reused when there). Then
   --overwrite` (W: `--weights`, the clothing config's learnt unless given),
   alternating with and without the channel: wall seconds and peak RSS of the whole command, and the epoch's
   docs/s from its train log.
+`--linear-c C` sets model.linear_c (default auto: three fits, C chosen on validation) for the set-up and both
+commands; `--setup-only` stops after the set-up.
 One JSON line per measurement (median, min, max), then the epoch speed with the channel as a share of without.
 `--source` runs the han of another checkout (its `python -m pipelines`, same interpreter): the before figures.
 """
@@ -58,7 +60,9 @@ after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 figures = {"seconds": seconds, "features": int(table.keys.numel()), "rss_before": before, "rss_after": after}
 if sys.argv[2] == "fitted":  # the default model: all that training does before its first step, table included
     from han.training import initial_model, wide_entries
-    config = config.model_copy(update={"model": config.model.model_copy(update={"wide": True, "wide_weights": "fitted"})})
+    linear_c = sys.argv[3] if sys.argv[3] == "auto" else float(sys.argv[3])
+    update = {"wide": True, "wide_weights": "fitted", "linear_c": linear_c}
+    config = config.model_copy(update={"model": config.model.model_copy(update=update)})
     start, cpu_start = time.perf_counter(), cpu_seconds()
     validation = EncodedSplit.load(run.data_path("validation"))
     if hasattr(initial_model, "build_training_start"):
@@ -104,6 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="where the stand-in and its run are kept")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--linear-c", default="auto", help="the set-up's model.linear_c (fitted weights): auto or a C")
+    parser.add_argument("--setup-only", action="store_true", help="measure the set-up, not the train commands")
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout whose han runs (default: this one)")
     parser.add_argument(
         "--weights", choices=["learnt", "fitted"], default="learnt", help="the channel's model.wide_weights"
@@ -119,12 +125,13 @@ def main() -> None:
         han(source, "preprocess", *config, "--run-dir", str(run))
     setups: list[dict[str, Any]] = []
     for _ in range(args.reps):
-        _, peak, out = measured([sys.executable, "-c", SETUP, str(run), args.weights], source)
+        _, peak, out = measured([sys.executable, "-c", SETUP, str(run), args.weights, args.linear_c], source)
         setups.append({**json.loads(out), "peak": peak})
     setup = {
         "bench": "ngram_channel_setup",
         "source": str(source),
         "features": setups[0]["features"],
+        "linear_c": args.linear_c,
         "seconds": summary([s["seconds"] for s in setups]),
         "rss_before_mb": summary([s["rss_before"] for s in setups]),
         "rss_after_mb": summary([s["rss_after"] for s in setups]),
@@ -134,7 +141,13 @@ def main() -> None:
         setup["fitted_cpu_seconds"] = summary([s["fitted_cpu_seconds"] for s in setups])
         setup["rss_after_fitted_mb"] = summary([s["rss_after_fitted"] for s in setups])
     emit(setup)
-    variants = {"with": ["model.wide=true", f"model.wide_weights={args.weights}"], "without": ["model.wide=false"]}
+    if args.setup_only:
+        return
+    c = [f"model.linear_c={args.linear_c}"]  # the fitted weights' C and the linear baseline's
+    variants = {
+        "with": ["model.wide=true", f"model.wide_weights={args.weights}", *c],
+        "without": ["model.wide=false", *c],
+    }
     figures: dict[str, dict[str, list[float]]] = {name: {"seconds": [], "peak": [], "docs": []} for name in variants}
     for _ in range(args.reps):
         for name, overrides in variants.items():
