@@ -23,6 +23,7 @@ import han.training.train as training
 from han.config import load_config
 from han.errors import TrainingStopped
 from han.progress import Progress
+from pipelines.cli import leave
 
 
 class SignalAtStep(Progress):
@@ -131,8 +132,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    # End as han's commands do (pipelines.cli.leave), without the interpreter's teardown, where a rank once aborted
-    # after leaving the process group ("terminate called without an active exception").
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    # End as han's commands do, without the interpreter's teardown, where a rank once aborted after leaving the
+    # process group ("terminate called without an active exception").
+    leave(0)
