@@ -104,11 +104,23 @@ def han(source: Path, *args: str) -> tuple[float, float]:
     return seconds, peak
 
 
+def linear_c(value: str) -> str:
+    """`--linear-c`: auto or a positive number, as model.linear_c takes it."""
+    try:
+        if value == "auto" or float(value) > 0:
+            return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{value!r}: give auto or a positive number")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="where the stand-in and its run are kept")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--linear-c", default="auto", help="the set-up's model.linear_c (fitted weights): auto or a C")
+    parser.add_argument(
+        "--linear-c", type=linear_c, default="auto", help="the set-up's model.linear_c (fitted weights): auto or a C"
+    )
     parser.add_argument("--setup-only", action="store_true", help="measure the set-up, not the train commands")
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout whose han runs (default: this one)")
     parser.add_argument(
