@@ -36,6 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import emit, load_average, timed_passes
 from benchmarks.train import training_pass
+from han.errors import HanError
 from han.evaluation.scoring import predict_probabilities
 from han.models.build import build_model
 from han.serving.trained import load_trained_run
@@ -106,7 +107,10 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=2.5, help="bf16 matrix products' speed over fp32's")
     args = parser.parse_args()
     keep_freed_memory()
-    trained = load_trained_run(args.run)
+    try:
+        trained = load_trained_run(args.run)
+    except HanError as error:
+        raise SystemExit(f"bf16_bound: {error}") from None
     config = trained.config
 
     test = trained.run.load_split("test")
